@@ -1,0 +1,496 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math/bits"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Errors returned by Log lookups.
+var (
+	// ErrTooOld means the wanted seq was dropped by retention.
+	ErrTooOld = errors.New("seq older than retention")
+	// ErrBeyondEnd means the wanted seq has not been written yet.
+	ErrBeyondEnd = errors.New("seq beyond the end of the log")
+	// ErrConflictLimit means Append lost the compare-and-set race too often.
+	ErrConflictLimit = errors.New("too many concurrent writers")
+)
+
+// Tunables of the Log; see their uses.
+const (
+	maxAppendAttempts  = 100
+	tailFlushInterval  = 500 * time.Millisecond
+	maxCachedPositions = 1 << 16
+	writeLockStripes   = 256
+)
+
+// Position locates one message of a session log: its dense Haip-Seq and
+// its sequence in the stream. The zero Position is "before the first".
+type Position struct {
+	Seq       uint64
+	StreamSeq uint64
+}
+
+// Entry is one stored message of a session log.
+type Entry struct {
+	Position
+	MsgID string
+	Data  []byte
+}
+
+// Bounds are the retained range of a log. First.Seq > Last.Seq means the
+// log holds nothing now; Last.Seq is still the highest seq ever written
+// (remembered after retention emptied the log).
+type Bounds struct {
+	First Position
+	Last  Position
+}
+
+// Empty reports whether no message is retained.
+func (b Bounds) Empty() bool { return b.First.Seq > b.Last.Seq }
+
+// Appended is the outcome of an Append.
+type Appended struct {
+	Position
+	// Duplicate is true when a message with the same id was already stored;
+	// Position is then the original's when it could be found.
+	Duplicate bool
+}
+
+// Log reads and writes session logs with dense per-session sequence
+// numbers. Each message carries its number in the Haip-Seq header; numbers
+// are assigned by compare-and-set on the session subject
+// (Nats-Expected-Last-Subject-Sequence), so any number of processes may
+// write one session and still never share or skip a number.
+//
+// A Log is safe for concurrent use. Writers in one process are serialised
+// per session (so they do not race each other's CAS); writers in different
+// processes race and retry. Close stops its background tail flusher.
+type Log struct {
+	nc    *nats.Conn
+	js    jetstream.JetStream
+	tails jetstream.KeyValue
+	seed  maphash.Seed
+
+	locks [writeLockStripes]sync.Mutex
+
+	// mu guards the maps below. Lock order: a stripe lock, then mu.
+	mu    sync.Mutex
+	cache map[string]Position // subject -> last position this process saw
+	dirty map[string]uint64   // tail key -> seq to remember
+
+	cancel context.CancelFunc
+	done   chan struct{}
+	once   sync.Once
+}
+
+// OpenLog binds to the topology made by Ensure and starts the tail flusher.
+func OpenLog(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*Log, error) {
+	tails, err := js.KeyValue(ctx, TailBucket)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open log: bucket %s: %w", TailBucket, err)
+	}
+	runCtx, cancel := context.WithCancel(context.Background())
+	l := &Log{
+		nc:     nc,
+		js:     js,
+		tails:  tails,
+		seed:   maphash.MakeSeed(),
+		cache:  make(map[string]Position),
+		dirty:  make(map[string]uint64),
+		cancel: cancel,
+		done:   make(chan struct{}),
+	}
+	go l.flushLoop(runCtx)
+	return l, nil
+}
+
+// Close stops the tail flusher after a last flush. It is idempotent.
+func (l *Log) Close(ctx context.Context) error {
+	l.once.Do(l.cancel)
+	select {
+	case <-l.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	return l.flushTails(ctx)
+}
+
+// Append stores one message at the end of a session log and returns the
+// seq it got. build is called with the seq the message will carry (again
+// after a lost race) and returns the message body, so the body may embed
+// its own seq. msgID, when set, makes the append idempotent within the
+// stream's duplicate window: a retried Append with the same id returns the
+// first one's position with Duplicate set.
+func (l *Log) Append(ctx context.Context, session string, d Direction, msgID string, build func(seq uint64) ([]byte, error)) (Appended, error) {
+	subj, err := LogSubject(session, d)
+	if err != nil {
+		return Appended{}, err
+	}
+	stripe := &l.locks[maphash.String(l.seed, subj)%writeLockStripes]
+	stripe.Lock()
+	defer stripe.Unlock()
+
+	pos, ok := l.cached(subj)
+	if !ok {
+		b, err := l.bounds(ctx, session, d, subj)
+		if err != nil {
+			return Appended{}, fmt.Errorf("cannot append to %s: %w", subj, err)
+		}
+		pos = b.Last
+	}
+	for range maxAppendAttempts {
+		seq := pos.Seq + 1
+		data, err := build(seq)
+		if err != nil {
+			return Appended{}, fmt.Errorf("cannot build message %d of %s: %w", seq, subj, err)
+		}
+		msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{}}
+		msg.Header.Set(HeaderSeq, strconv.FormatUint(seq, 10))
+		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(pos.StreamSeq)}
+		if msgID != "" {
+			opts = append(opts, jetstream.WithMsgID(msgID))
+		}
+		ack, pubErr := l.js.PublishMsg(ctx, msg, opts...)
+		if pubErr == nil {
+			if ack.Duplicate {
+				return l.duplicate(ctx, ack.Sequence), nil
+			}
+			pos = Position{Seq: seq, StreamSeq: ack.Sequence}
+			l.remember(subj, tailKey(session, d), pos)
+			return Appended{Position: pos}, nil
+		}
+		if !isConflict(pubErr) && !isUncertain(pubErr) {
+			return Appended{}, fmt.Errorf("cannot append to %s: %w", subj, pubErr)
+		}
+		if ctx.Err() != nil {
+			return Appended{}, fmt.Errorf("cannot append to %s: %w", subj, ctx.Err())
+		}
+		// Lost the race, or do not know whether the publish landed: read
+		// the real end of the log. If it is our message, we are done.
+		last, err := l.last(ctx, subj)
+		switch {
+		case errors.Is(err, errNotFound):
+			b, err := l.bounds(ctx, session, d, subj)
+			if err != nil {
+				return Appended{}, fmt.Errorf("cannot append to %s: %w", subj, err)
+			}
+			pos = b.Last
+			continue
+		case err != nil:
+			return Appended{}, fmt.Errorf("cannot append to %s: %w", subj, err)
+		}
+		pos = last.Position
+		if msgID != "" && last.MsgID == msgID {
+			l.remember(subj, tailKey(session, d), pos)
+			// After a conflict the message was stored by an earlier try (a
+			// duplicate); after an uncertain publish, by this one.
+			return Appended{Position: pos, Duplicate: isConflict(pubErr)}, nil
+		}
+	}
+	return Appended{}, fmt.Errorf("cannot append to %s: %w", subj, ErrConflictLimit)
+}
+
+// duplicate resolves the position of an already-stored message.
+func (l *Log) duplicate(ctx context.Context, streamSeq uint64) Appended {
+	m, err := directGet(ctx, l.nc, SessionStream, directRequest{Seq: streamSeq})
+	if err != nil {
+		return Appended{Position: Position{StreamSeq: streamSeq}, Duplicate: true}
+	}
+	e, _ := toEntry(m)
+	return Appended{Position: e.Position, Duplicate: true}
+}
+
+// Bounds returns the retained range of a session log.
+func (l *Log) Bounds(ctx context.Context, session string, d Direction) (Bounds, error) {
+	subj, err := LogSubject(session, d)
+	if err != nil {
+		return Bounds{}, err
+	}
+	return l.bounds(ctx, session, d, subj)
+}
+
+func (l *Log) bounds(ctx context.Context, session string, d Direction, subj string) (Bounds, error) {
+	last, err := l.last(ctx, subj)
+	if errors.Is(err, errNotFound) {
+		// Empty: new, or emptied by retention. The tail bucket remembers.
+		t, err := l.tail(ctx, tailKey(session, d))
+		if err != nil {
+			return Bounds{}, err
+		}
+		return Bounds{First: Position{Seq: t + 1}, Last: Position{Seq: t}}, nil
+	}
+	if err != nil {
+		return Bounds{}, err
+	}
+	first, err := l.next(ctx, subj, 1)
+	if errors.Is(err, errNotFound) {
+		// Dropped between the two gets.
+		first = Entry{Position: Position{Seq: last.Seq + 1}}
+	} else if err != nil {
+		return Bounds{}, err
+	}
+	return Bounds{First: first.Position, Last: last.Position}, nil
+}
+
+// Find returns the position of message seq. It answers ErrTooOld when
+// retention dropped it and ErrBeyondEnd when it was never written. It costs
+// O(log n) direct gets: an interpolation search on stream sequence, with a
+// bisection every other probe so that an uneven spread cannot degrade it.
+func (l *Log) Find(ctx context.Context, session string, d Direction, seq uint64) (Position, error) {
+	subj, err := LogSubject(session, d)
+	if err != nil {
+		return Position{}, err
+	}
+	b, err := l.bounds(ctx, session, d, subj)
+	if err != nil {
+		return Position{}, err
+	}
+	return l.find(ctx, subj, b, seq)
+}
+
+func (l *Log) find(ctx context.Context, subj string, b Bounds, seq uint64) (Position, error) {
+	switch {
+	case seq > b.Last.Seq:
+		return Position{}, fmt.Errorf("seq %d (last is %d): %w", seq, b.Last.Seq, ErrBeyondEnd)
+	case seq < b.First.Seq:
+		return Position{}, fmt.Errorf("seq %d (first retained is %d): %w", seq, b.First.Seq, ErrTooOld)
+	case seq == b.First.Seq:
+		return b.First, nil
+	case seq == b.Last.Seq:
+		return b.Last, nil
+	}
+	lo, hi := b.First, b.Last
+	// Messages with Seq in (lo.Seq, hi.Seq) have StreamSeq in [a, z].
+	a, z := lo.StreamSeq+1, hi.StreamSeq-1
+	for probe := 0; a <= z; probe++ {
+		guess := a + (z-a)/2
+		if probe%2 == 0 {
+			guess = interpolate(lo, hi, seq)
+			guess = max(a, min(z, guess))
+		}
+		e, err := l.next(ctx, subj, guess)
+		if errors.Is(err, errNotFound) || (err == nil && e.StreamSeq > z) {
+			z = guess - 1 // nothing of ours in [guess, z]
+			continue
+		}
+		if err != nil {
+			return Position{}, err
+		}
+		switch {
+		case e.Seq == seq:
+			return e.Position, nil
+		case e.Seq < seq:
+			lo, a = e.Position, e.StreamSeq+1
+		default:
+			hi, z = e.Position, guess-1
+		}
+	}
+	// Dense numbering makes this unreachable unless messages were removed
+	// from the middle of the log by hand.
+	return Position{}, fmt.Errorf("seq %d of %s missing between stream seqs %d and %d: %w", seq, subj, lo.StreamSeq, hi.StreamSeq, ErrTooOld)
+}
+
+// interpolate guesses the stream seq of seq between lo and hi, assuming
+// the session's messages are spread evenly among other sessions'.
+func interpolate(lo, hi Position, seq uint64) uint64 {
+	span := hi.StreamSeq - lo.StreamSeq
+	h, l := bits.Mul64(seq-lo.Seq, span)
+	q, _ := bits.Div64(h%(hi.Seq-lo.Seq), l, hi.Seq-lo.Seq)
+	if h >= hi.Seq-lo.Seq {
+		return hi.StreamSeq
+	}
+	return lo.StreamSeq + q
+}
+
+// Read returns up to max messages (and about maxBytes) of a session log
+// starting at stream seq from, in one request. more reports whether the
+// log held further messages when the server answered.
+func (l *Log) Read(ctx context.Context, session string, d Direction, from uint64, max, maxBytes int) (entries []Entry, more bool, err error) {
+	subj, err := LogSubject(session, d)
+	if err != nil {
+		return nil, false, err
+	}
+	msgs, pending, err := directBatch(ctx, l.nc, SessionStream, directRequest{Seq: max64(from, 1), NextFor: subj, Batch: max, MaxBytes: maxBytes})
+	if err != nil {
+		return nil, false, fmt.Errorf("cannot read %s from %d: %w", subj, from, err)
+	}
+	entries = make([]Entry, 0, len(msgs))
+	for _, m := range msgs {
+		e, err := toEntry(m)
+		if err != nil {
+			return nil, false, fmt.Errorf("cannot read %s: %w", subj, err)
+		}
+		entries = append(entries, e)
+	}
+	return entries, pending > 0, nil
+}
+
+func max64(a, b uint64) uint64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+func (l *Log) last(ctx context.Context, subj string) (Entry, error) {
+	m, err := directGet(ctx, l.nc, SessionStream, directRequest{LastFor: subj})
+	if err != nil {
+		return Entry{}, err
+	}
+	return toEntry(m)
+}
+
+func (l *Log) next(ctx context.Context, subj string, from uint64) (Entry, error) {
+	m, err := directGet(ctx, l.nc, SessionStream, directRequest{Seq: from, NextFor: subj})
+	if err != nil {
+		return Entry{}, err
+	}
+	return toEntry(m)
+}
+
+// ParseEntry reads a message republished on a live subject (or any message
+// that carries Haip-Seq and Nats-Sequence headers) as an Entry.
+func ParseEntry(m *nats.Msg) (Entry, error) {
+	ss, err := strconv.ParseUint(m.Header.Get(hdrNatsSeq), 10, 64)
+	if err != nil {
+		return Entry{}, fmt.Errorf("bad %s header: %w", hdrNatsSeq, err)
+	}
+	return toEntry(stored{Subject: m.Subject, StreamSeq: ss, Header: m.Header, Data: m.Data})
+}
+
+func toEntry(m stored) (Entry, error) {
+	seq, err := strconv.ParseUint(m.Header.Get(HeaderSeq), 10, 64)
+	if err != nil {
+		return Entry{}, fmt.Errorf("message %d has no valid %s header: %w", m.StreamSeq, HeaderSeq, err)
+	}
+	return Entry{Position: Position{Seq: seq, StreamSeq: m.StreamSeq}, MsgID: m.Header.Get(hdrMsgID), Data: m.Data}, nil
+}
+
+func (l *Log) cached(subj string) (Position, bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	p, ok := l.cache[subj]
+	return p, ok
+}
+
+func (l *Log) remember(subj, key string, p Position) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.cache) >= maxCachedPositions {
+		// Forget an arbitrary half; a miss costs one direct get.
+		n := 0
+		for k := range l.cache {
+			delete(l.cache, k)
+			if n++; n >= maxCachedPositions/2 {
+				break
+			}
+		}
+	}
+	l.cache[subj] = p
+	l.dirty[key] = p.Seq
+}
+
+func (l *Log) tail(ctx context.Context, key string) (uint64, error) {
+	e, err := l.tails.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cannot read tail %s: %w", key, err)
+	}
+	v, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("bad tail %s: %w", key, err)
+	}
+	return v, nil
+}
+
+func (l *Log) flushLoop(ctx context.Context) {
+	defer close(l.done)
+	t := time.NewTicker(tailFlushInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			fctx, cancel := context.WithTimeout(ctx, defaultRequestTimeout)
+			_ = l.flushTails(fctx) // retried at the next tick: entries stay dirty
+			cancel()
+		}
+	}
+}
+
+// flushTails records the highest seq of every log written since the last
+// flush. It only ever raises a tail, so racing writers cannot lower it.
+func (l *Log) flushTails(ctx context.Context) error {
+	l.mu.Lock()
+	batch := l.dirty
+	l.dirty = make(map[string]uint64, len(batch))
+	l.mu.Unlock()
+	var errs []error
+	for key, seq := range batch {
+		if err := l.raiseTail(ctx, key, seq); err != nil {
+			errs = append(errs, err)
+			l.mu.Lock()
+			if l.dirty[key] < seq {
+				l.dirty[key] = seq
+			}
+			l.mu.Unlock()
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (l *Log) raiseTail(ctx context.Context, key string, seq uint64) error {
+	val := []byte(strconv.FormatUint(seq, 10))
+	for range 5 {
+		e, err := l.tails.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+			if _, err = l.tails.Create(ctx, key, val); err == nil {
+				return nil
+			}
+		case err != nil:
+			return fmt.Errorf("cannot read tail %s: %w", key, err)
+		default:
+			if cur, perr := strconv.ParseUint(string(e.Value()), 10, 64); perr == nil && cur >= seq {
+				return nil
+			}
+			if _, err = l.tails.Update(ctx, key, val, e.Revision()); err == nil {
+				return nil
+			}
+		}
+		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) && !isConflict(err) {
+			return fmt.Errorf("cannot write tail %s: %w", key, err)
+		}
+	}
+	return fmt.Errorf("cannot write tail %s: %w", key, ErrConflictLimit)
+}
+
+// isConflict reports a lost compare-and-set: 10071 on R1 streams, 10164 on
+// replicated ones.
+func isConflict(err error) bool {
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	return apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
+}
+
+// isUncertain reports a publish whose outcome is unknown: it may have been
+// stored.
+func isUncertain(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout) ||
+		errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders)
+}

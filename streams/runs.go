@@ -1,0 +1,54 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// RunRequest asks an agent to answer one user turn. It travels on the run
+// work queue and is taken by exactly one agent replica.
+type RunRequest struct {
+	RunID     string    `json:"run_id"`
+	Session   string    `json:"session"`
+	ThreadID  string    `json:"thread_id,omitempty"`
+	MessageID string    `json:"message_id,omitempty"`
+	Text      string    `json:"text"`
+	Created   time.Time `json:"created"`
+}
+
+// Validate checks the fields a worker relies on.
+func (r RunRequest) Validate() error {
+	var errs []error
+	if r.RunID == "" {
+		errs = append(errs, errors.New("run_id is empty"))
+	}
+	if err := ValidateSessionID(r.Session); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// PublishRun queues a run request. The run id is the message id, so a
+// retried publish queues the run once.
+func PublishRun(ctx context.Context, js jetstream.JetStream, r RunRequest) error {
+	if err := r.Validate(); err != nil {
+		return fmt.Errorf("cannot queue run: %w", err)
+	}
+	subj, err := RunSubject(r.Session)
+	if err != nil {
+		return err
+	}
+	data, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	if _, err := js.Publish(ctx, subj, data, jetstream.WithMsgID("run-"+r.RunID)); err != nil {
+		return fmt.Errorf("cannot queue run %s: %w", r.RunID, err)
+	}
+	return nil
+}

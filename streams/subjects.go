@@ -1,0 +1,106 @@
+package streams
+
+import (
+	"errors"
+	"fmt"
+	"regexp"
+)
+
+// Names of the JetStream objects the fabric owns. Everything lives under the
+// "haip." subject prefix so that it can share an account with other users.
+const (
+	// SessionStream is the stream of session logs: one subject per session
+	// and direction, dense Haip-Seq per subject.
+	SessionStream = "HAIP_SESSIONS"
+	// RunStream is the work queue of agent runs.
+	RunStream = "HAIP_RUNS"
+	// SessionBucket is the KV bucket of session records (owner, created).
+	SessionBucket = "haip_sessions"
+	// TailBucket is the KV bucket remembering each log's highest seq, so that
+	// numbering continues after retention has emptied a log.
+	TailBucket = "haip_tails"
+
+	sessionPrefix = "haip.session."
+	livePrefix    = "haip.live."
+	runPrefix     = "haip.runs."
+)
+
+// Direction names one of a session's two logs.
+type Direction string
+
+const (
+	// In is what users send: the log agents read.
+	In Direction = "in"
+	// Out is what users receive: agent output and server events.
+	Out Direction = "out"
+)
+
+// Valid reports whether d is In or Out.
+func (d Direction) Valid() bool { return d == In || d == Out }
+
+// Opposite returns the other direction.
+func (d Direction) Opposite() Direction {
+	if d == In {
+		return Out
+	}
+	return In
+}
+
+// ErrInvalidSessionID is wrapped by every refusal of a session id.
+var ErrInvalidSessionID = errors.New("invalid session id")
+
+// MaxSessionIDLen is the longest session id accepted (HAIP's channel pattern).
+const MaxSessionIDLen = 128
+
+var sessionIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// ValidateSessionID refuses any id that is not 1–128 characters of
+// [A-Za-z0-9_-]. Session ids become subject tokens, so this is what keeps
+// ".", "*", ">" and white space from escaping a session's subjects.
+func ValidateSessionID(id string) error {
+	if len(id) > MaxSessionIDLen || !sessionIDPattern.MatchString(id) {
+		return fmt.Errorf("%w %q: want 1-%d characters of [A-Za-z0-9_-]", ErrInvalidSessionID, truncate(id, 64), MaxSessionIDLen)
+	}
+	return nil
+}
+
+// LogSubject is the subject of a session's log in direction d.
+func LogSubject(session string, d Direction) (string, error) {
+	if err := ValidateSessionID(session); err != nil {
+		return "", err
+	}
+	if !d.Valid() {
+		return "", fmt.Errorf("invalid direction %q", d)
+	}
+	return sessionPrefix + session + "." + string(d), nil
+}
+
+// LiveSubject is the core-NATS subject on which JetStream republishes every
+// message stored on LogSubject(session, d).
+func LiveSubject(session string, d Direction) (string, error) {
+	if err := ValidateSessionID(session); err != nil {
+		return "", err
+	}
+	if !d.Valid() {
+		return "", fmt.Errorf("invalid direction %q", d)
+	}
+	return livePrefix + session + "." + string(d), nil
+}
+
+// RunSubject is the work-queue subject for run requests of a session.
+func RunSubject(session string) (string, error) {
+	if err := ValidateSessionID(session); err != nil {
+		return "", err
+	}
+	return runPrefix + session, nil
+}
+
+// tailKey is the TailBucket key of a session log.
+func tailKey(session string, d Direction) string { return session + "." + string(d) }
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,134 @@
+package streams
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Defaults applied by Config.withDefaults; each is documented on its field.
+const (
+	DefaultDuplicateWindow = 2 * time.Minute
+	DefaultMaxMsgSize      = 4 << 20
+	DefaultRunMaxAge       = 24 * time.Hour
+)
+
+// Config sets the retention and replication of the topology.
+type Config struct {
+	// Replicas is the JetStream replication factor: 1 on a single box, 3 in
+	// a cluster. Zero means 1.
+	Replicas int
+	// MaxAge drops session-log messages older than this. Zero keeps them
+	// until MaxBytes forces them out.
+	MaxAge time.Duration
+	// MaxBytes caps the session-log stream; the oldest messages go first.
+	// Zero means no cap.
+	MaxBytes int64
+	// DuplicateWindow is how long a message id is remembered, so that a
+	// retried publish is stored once. Zero means DefaultDuplicateWindow.
+	DuplicateWindow time.Duration
+	// MaxMsgSize is the largest stored envelope in bytes. Zero means
+	// DefaultMaxMsgSize.
+	MaxMsgSize int32
+}
+
+func (c Config) withDefaults() Config {
+	if c.Replicas <= 0 {
+		c.Replicas = 1
+	}
+	if c.DuplicateWindow <= 0 {
+		c.DuplicateWindow = DefaultDuplicateWindow
+	}
+	if c.MaxMsgSize <= 0 {
+		c.MaxMsgSize = DefaultMaxMsgSize
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = -1
+	}
+	return c
+}
+
+// Validate reports every bad field at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Replicas < 0 || c.Replicas > 5 {
+		errs = append(errs, fmt.Errorf("replicas %d: want 1-5", c.Replicas))
+	}
+	if c.MaxAge < 0 {
+		errs = append(errs, fmt.Errorf("max age %s: want >= 0", c.MaxAge))
+	}
+	if c.DuplicateWindow < 0 {
+		errs = append(errs, fmt.Errorf("duplicate window %s: want >= 0", c.DuplicateWindow))
+	}
+	if c.MaxAge > 0 && c.DuplicateWindow > c.MaxAge {
+		errs = append(errs, fmt.Errorf("duplicate window %s longer than max age %s", c.DuplicateWindow, c.MaxAge))
+	}
+	return errors.Join(errs...)
+}
+
+// SessionStreamConfig is the session-log stream: file storage, direct gets
+// for seq lookups and catch-up, and RePublish so that live connections
+// follow a session with a core subscription instead of a consumer each.
+func (c Config) SessionStreamConfig() jetstream.StreamConfig {
+	c = c.withDefaults()
+	return jetstream.StreamConfig{
+		Name:        SessionStream,
+		Description: "HAIP session logs: one subject per session and direction, dense Haip-Seq",
+		Subjects:    []string{sessionPrefix + "*.*"},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+		MaxAge:      c.MaxAge,
+		MaxBytes:    c.MaxBytes,
+		MaxMsgSize:  c.MaxMsgSize,
+		Discard:     jetstream.DiscardOld,
+		Duplicates:  c.DuplicateWindow,
+		AllowDirect: true,
+		RePublish: &jetstream.RePublish{
+			Source:      sessionPrefix + ">",
+			Destination: livePrefix + ">",
+		},
+	}
+}
+
+// RunStreamConfig is the work queue of agent runs.
+func (c Config) RunStreamConfig() jetstream.StreamConfig {
+	c = c.withDefaults()
+	return jetstream.StreamConfig{
+		Name:        RunStream,
+		Description: "HAIP agent run requests (work queue)",
+		Subjects:    []string{runPrefix + "*"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+		MaxAge:      DefaultRunMaxAge,
+		Duplicates:  c.DuplicateWindow,
+		MaxMsgSize:  c.MaxMsgSize,
+	}
+}
+
+// Ensure creates or updates every stream and bucket of the topology. It is
+// idempotent and safe to run from every process at start.
+func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("cannot ensure topology: %w", err)
+	}
+	cfg = cfg.withDefaults()
+	for _, sc := range []jetstream.StreamConfig{cfg.SessionStreamConfig(), cfg.RunStreamConfig()} {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("cannot ensure stream %s: %w", sc.Name, err)
+		}
+	}
+	for _, kc := range []jetstream.KeyValueConfig{
+		{Bucket: SessionBucket, Description: "HAIP session records", History: 1, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
+		{Bucket: TailBucket, Description: "HAIP session log tails (highest seq)", History: 1, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
+	} {
+		if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {
+			return fmt.Errorf("cannot ensure bucket %s: %w", kc.Bucket, err)
+		}
+	}
+	return nil
+}
