@@ -16,6 +16,8 @@ import (
 const (
 	// HeaderSeq carries a log message's dense per-session sequence number.
 	HeaderSeq = "Haip-Seq"
+	// HeaderType carries the HAIP event type of a log message.
+	HeaderType = "Haip-Type"
 
 	hdrStatus      = "Status"
 	hdrDescription = "Description"

@@ -43,7 +43,19 @@ type Position struct {
 type Entry struct {
 	Position
 	MsgID string
-	Data  []byte
+	// Type is the HAIP event type the writer declared (Haip-Type header),
+	// so readers can filter without decoding Data.
+	Type string
+	Data []byte
+}
+
+// Record describes a message to Append.
+type Record struct {
+	// ID, when set, makes the append idempotent within the stream's
+	// duplicate window (it becomes the Nats-Msg-Id).
+	ID string
+	// Type is stored in the Haip-Type header.
+	Type string
 }
 
 // Bounds are the retained range of a log. First.Seq > Last.Seq means the
@@ -127,10 +139,11 @@ func (l *Log) Close(ctx context.Context) error {
 // Append stores one message at the end of a session log and returns the
 // seq it got. build is called with the seq the message will carry (again
 // after a lost race) and returns the message body, so the body may embed
-// its own seq. msgID, when set, makes the append idempotent within the
-// stream's duplicate window: a retried Append with the same id returns the
-// first one's position with Duplicate set.
-func (l *Log) Append(ctx context.Context, session string, d Direction, msgID string, build func(seq uint64) ([]byte, error)) (Appended, error) {
+// its own seq. A record with an ID is idempotent within the stream's
+// duplicate window: a retried Append with the same id returns the first
+// one's position with Duplicate set.
+func (l *Log) Append(ctx context.Context, session string, d Direction, rec Record, build func(seq uint64) ([]byte, error)) (Appended, error) {
+	msgID := rec.ID
 	subj, err := LogSubject(session, d)
 	if err != nil {
 		return Appended{}, err
@@ -155,6 +168,9 @@ func (l *Log) Append(ctx context.Context, session string, d Direction, msgID str
 		}
 		msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{}}
 		msg.Header.Set(HeaderSeq, strconv.FormatUint(seq, 10))
+		if rec.Type != "" {
+			msg.Header.Set(HeaderType, rec.Type)
+		}
 		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(pos.StreamSeq)}
 		if msgID != "" {
 			opts = append(opts, jetstream.WithMsgID(msgID))
@@ -372,7 +388,7 @@ func toEntry(m stored) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("message %d has no valid %s header: %w", m.StreamSeq, HeaderSeq, err)
 	}
-	return Entry{Position: Position{Seq: seq, StreamSeq: m.StreamSeq}, MsgID: m.Header.Get(hdrMsgID), Data: m.Data}, nil
+	return Entry{Position: Position{Seq: seq, StreamSeq: m.StreamSeq}, MsgID: m.Header.Get(hdrMsgID), Type: m.Header.Get(HeaderType), Data: m.Data}, nil
 }
 
 func (l *Log) cached(subj string) (Position, bool) {

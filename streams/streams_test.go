@@ -123,7 +123,7 @@ func TestAppendDenseTwoWriters(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range perWriter {
-				if _, err := l.Append(ctx, "s1", streams.Out, fmt.Sprintf("w%d-%d", w, i), body); err != nil {
+				if _, err := l.Append(ctx, "s1", streams.Out, streams.Record{ID: fmt.Sprintf("w%d-%d", w, i)}, body); err != nil {
 					errs <- err
 					return
 				}
@@ -132,7 +132,7 @@ func TestAppendDenseTwoWriters(t *testing.T) {
 	}
 	// Another session interleaved, so stream seqs are not dense.
 	for i := range 100 {
-		if _, err := l1.Append(ctx, "other", streams.Out, "", body); err != nil {
+		if _, err := l1.Append(ctx, "other", streams.Out, streams.Record{}, body); err != nil {
 			t.Fatal(i, err)
 		}
 	}
@@ -178,16 +178,16 @@ func TestAppendIdempotent(t *testing.T) {
 	t.Parallel()
 	nc, js, l := setup(t, streams.Config{})
 	ctx := context.Background()
-	a1, err := l.Append(ctx, "s", streams.In, "id-1", body)
+	a1, err := l.Append(ctx, "s", streams.In, streams.Record{ID: "id-1"}, body)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := l.Append(ctx, "s", streams.In, "id-2", body); err != nil {
+	if _, err := l.Append(ctx, "s", streams.In, streams.Record{ID: "id-2"}, body); err != nil {
 		t.Fatal(err)
 	}
 	// Same process retry, and a retry from another process with a stale view.
 	for _, w := range []*streams.Log{l, openLog(t, nc, js)} {
-		a, err := w.Append(ctx, "s", streams.In, "id-1", body)
+		a, err := w.Append(ctx, "s", streams.In, streams.Record{ID: "id-1"}, body)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -207,12 +207,12 @@ func TestFind(t *testing.T) {
 	ctx := context.Background()
 	const n = 2000
 	for i := range n {
-		if _, err := l.Append(ctx, "f", streams.Out, "", body); err != nil {
+		if _, err := l.Append(ctx, "f", streams.Out, streams.Record{}, body); err != nil {
 			t.Fatal(err)
 		}
 		// Uneven interleaving with other sessions.
 		for j := range i % 7 {
-			if _, err := l.Append(ctx, "g"+strconv.Itoa(j), streams.Out, "", body); err != nil {
+			if _, err := l.Append(ctx, "g"+strconv.Itoa(j), streams.Out, streams.Record{}, body); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -240,7 +240,7 @@ func TestRetentionKeepsNumbering(t *testing.T) {
 	nc, js, l := setup(t, streams.Config{MaxAge: time.Second, DuplicateWindow: 500 * time.Millisecond})
 	ctx := context.Background()
 	for range 5 {
-		if _, err := l.Append(ctx, "r", streams.Out, "", body); err != nil {
+		if _, err := l.Append(ctx, "r", streams.Out, streams.Record{}, body); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -255,7 +255,7 @@ func TestRetentionKeepsNumbering(t *testing.T) {
 	// The writer with a stale cache, then a fresh one, continue the numbering.
 	for i, w := range []*streams.Log{l, openLog(t, nc, js)} {
 		want := uint64(6 + i)
-		a, err := w.Append(ctx, "r", streams.Out, "", body)
+		a, err := w.Append(ctx, "r", streams.Out, streams.Record{}, body)
 		if err != nil {
 			t.Fatal(err)
 		}

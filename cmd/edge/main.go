@@ -1,0 +1,37 @@
+// Command edge runs a HAIP edge: WebSocket clients in, JetStream behind.
+//
+// With NATS_URL empty it is the whole single-box system: an embedded
+// nats-server with JetStream on DATA_DIR, the edge, and the demo agent.
+// With NATS_URL set it joins an existing NATS (several edges may share it).
+//
+//	edge                     serve (configuration from the environment)
+//	edge token [flags]       mint a token with JWT_SECRET or the data dir's secret
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	var err error
+	switch {
+	case len(os.Args) < 2:
+		err = run(ctx, os.Stdout, os.Stderr)
+	case os.Args[1] == "token":
+		err = runToken(os.Args[2:], os.Stdout)
+	default:
+		err = fmt.Errorf("unknown command %q: want none (serve) or \"token\"", os.Args[1])
+	}
+	if err != nil && !errors.Is(err, context.Canceled) {
+		slog.Error("edge stopped", slog.Any("err", err))
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,340 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/haipfabric/haipfabric/auth"
+	"github.com/haipfabric/haipfabric/edge"
+	"github.com/haipfabric/haipfabric/internal/natsembed"
+	"github.com/haipfabric/haipfabric/streams"
+	"github.com/haipfabric/haipfabric/worker"
+	"github.com/haipfabric/haipfabric/worker/demo"
+)
+
+// config is everything the edge process reads from the environment.
+type config struct {
+	// Host and Port are where HTTP and WebSocket clients connect. Port 0
+	// picks a free port (printed at start).
+	Host string `env:"HOST" envDefault:"127.0.0.1"`
+	Port int    `env:"PORT" envDefault:"8080"`
+	// NATSURL is the NATS to use; empty runs an embedded nats-server.
+	NATSURL string `env:"NATS_URL"`
+	// DataDir holds the embedded server's JetStream files and the
+	// generated dev secret.
+	DataDir string `env:"DATA_DIR" envDefault:"./data"`
+	// NATSListen exposes the embedded nats-server on this address (for
+	// example 127.0.0.1:4222) so workers in other processes can join.
+	// Empty means in-process only.
+	NATSListen string `env:"NATS_LISTEN"`
+
+	JWTSecret        string `env:"JWT_SECRET"`
+	JWTPublicKeyFile string `env:"JWT_PUBLIC_KEY_FILE"`
+	JWTIssuer        string `env:"JWT_ISSUER"`
+	JWTAudience      string `env:"JWT_AUDIENCE"`
+	// DevTokenTTL is the lifetime of the tokens printed at start.
+	DevTokenTTL time.Duration `env:"DEV_TOKEN_TTL" envDefault:"24h"`
+
+	// Replicas is the JetStream replication of every stream: 1 on a
+	// single box, 3 in a cluster.
+	Replicas int `env:"STREAM_REPLICAS" envDefault:"1"`
+	// RetentionMaxAge and RetentionMaxBytes bound the session logs (0 = no
+	// bound). DuplicateWindow is how long message ids are remembered.
+	RetentionMaxAge   time.Duration `env:"RETENTION_MAX_AGE" envDefault:"168h"`
+	RetentionMaxBytes int64         `env:"RETENTION_MAX_BYTES" envDefault:"0"`
+	DuplicateWindow   time.Duration `env:"DUPLICATE_WINDOW" envDefault:"2m"`
+
+	// DemoAgent runs the demo agent in this process; DemoAgentDelay is its
+	// pause between streamed words.
+	DemoAgent      bool          `env:"DEMO_AGENT" envDefault:"true"`
+	DemoAgentDelay time.Duration `env:"DEMO_AGENT_DELAY" envDefault:"50ms"`
+
+	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+
+	Edge edge.Config
+}
+
+func loadConfig() (config, error) {
+	var c config
+	if err := env.Parse(&c); err != nil {
+		return c, fmt.Errorf("bad configuration: %w", err)
+	}
+	var errs []error
+	if c.Port < 0 || c.Port > 65535 {
+		errs = append(errs, fmt.Errorf("PORT %d: want 0-65535", c.Port))
+	}
+	if c.NATSURL == "" && c.DataDir == "" {
+		errs = append(errs, errors.New("DATA_DIR is empty: the embedded server needs a directory"))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("LOG_FORMAT %q: want text or json", c.LogFormat))
+	}
+	if err := c.Edge.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := c.streams().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(errs) > 0 {
+		return c, fmt.Errorf("bad configuration: %w", errors.Join(errs...))
+	}
+	return c, nil
+}
+
+func (c config) streams() streams.Config {
+	return streams.Config{Replicas: c.Replicas, MaxAge: c.RetentionMaxAge, MaxBytes: c.RetentionMaxBytes, DuplicateWindow: c.DuplicateWindow}
+}
+
+func newLogger(c config, w io.Writer) *slog.Logger {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
+		lvl = slog.LevelInfo
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	if c.LogFormat == "json" {
+		return slog.New(slog.NewJSONHandler(w, opts))
+	}
+	return slog.New(slog.NewTextHandler(w, opts))
+}
+
+// secretFile is where the generated dev secret lives inside DATA_DIR.
+const secretFile = "jwt-secret"
+
+// verifierConfig returns the JWT settings and, when the dev secret is in
+// use, the secret to mint the printed tokens with.
+func (c config) verifierConfig() (cfg auth.Config, devSecret []byte, created bool, err error) {
+	cfg = auth.Config{Issuer: c.JWTIssuer, Audience: c.JWTAudience}
+	if c.JWTPublicKeyFile != "" {
+		pem, err := os.ReadFile(c.JWTPublicKeyFile)
+		if err != nil {
+			return cfg, nil, false, fmt.Errorf("cannot read JWT_PUBLIC_KEY_FILE: %w", err)
+		}
+		cfg.PublicKeyPEM = pem
+	}
+	switch {
+	case c.JWTSecret != "":
+		cfg.Secret = []byte(c.JWTSecret)
+	case cfg.PublicKeyPEM == nil:
+		secret, created, err := auth.LoadOrCreateSecret(filepath.Join(c.DataDir, secretFile))
+		if err != nil {
+			return cfg, nil, false, fmt.Errorf("cannot set up the dev secret: %w", err)
+		}
+		cfg.Secret = secret
+		return cfg, secret, created, nil
+	}
+	return cfg, nil, false, nil
+}
+
+// run serves until ctx is cancelled, then drains: clients are told to
+// resume elsewhere, running agent turns are handed back to the queue, and
+// every stored message stays stored.
+func run(ctx context.Context, stdout, stderr io.Writer) error {
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	logger := newLogger(cfg, stderr)
+
+	vcfg, devSecret, created, err := cfg.verifierConfig()
+	if err != nil {
+		return err
+	}
+	verifier, err := auth.NewVerifier(vcfg)
+	if err != nil {
+		return fmt.Errorf("cannot set up JWT verification: %w", err)
+	}
+
+	nc, ns, err := connectNATS(ctx, cfg, logger)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		nc.Close()
+		if ns != nil {
+			ns.Shutdown()
+			ns.WaitForShutdown()
+		}
+	}()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return fmt.Errorf("cannot use JetStream: %w", err)
+	}
+	setupCtx, cancelSetup := context.WithTimeout(ctx, 30*time.Second)
+	defer cancelSetup()
+	if err := streams.Ensure(setupCtx, js, cfg.streams()); err != nil {
+		return err
+	}
+	srv, err := edge.NewServer(setupCtx, cfg.Edge, edge.Deps{NC: nc, JS: js, Verifier: verifier, Logger: logger})
+	if err != nil {
+		return err
+	}
+
+	var wg sync.WaitGroup
+	agentCtx, stopAgent := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopAgent()
+	if cfg.DemoAgent {
+		agent, err := worker.NewAgent(setupCtx, nc, js, &demo.Agent{Delay: cfg.DemoAgentDelay},
+			worker.AgentConfig{Name: "demo", Logger: logger.With(slog.String("component", "demo-agent"))})
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := agent.Run(agentCtx); err != nil {
+				logger.Error("demo agent stopped", slog.Any("err", err))
+			}
+		}()
+	}
+
+	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
+	if err != nil {
+		stopAgent()
+		wg.Wait()
+		return fmt.Errorf("cannot listen: %w", err)
+	}
+	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- hs.Serve(ln) }()
+
+	base := "http://" + ln.Addr().String()
+	printBanner(stdout, base, ns, devSecret, created, cfg)
+	logger.Info("edge ready", slog.String("addr", ln.Addr().String()), slog.Bool("embedded_nats", ns != nil))
+
+	select {
+	case <-ctx.Done():
+	case err := <-serveErr:
+		stopAgent()
+		wg.Wait()
+		return fmt.Errorf("http server: %w", err)
+	}
+	logger.Info("draining")
+	shCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
+	defer cancel()
+	var errs []error
+	if err := srv.Shutdown(shCtx); err != nil {
+		errs = append(errs, err)
+	}
+	if err := hs.Shutdown(shCtx); err != nil {
+		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
+	}
+	stopAgent()
+	wg.Wait()
+	if err := nc.Drain(); err != nil {
+		errs = append(errs, fmt.Errorf("nats drain: %w", err))
+	}
+	logger.Info("stopped")
+	return errors.Join(errs...)
+}
+
+func connectNATS(ctx context.Context, cfg config, logger *slog.Logger) (*nats.Conn, *server.Server, error) {
+	if cfg.NATSURL != "" {
+		nc, err := nats.Connect(cfg.NATSURL, nats.Name("haip-edge"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+			nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Warn("nats disconnected", slog.Any("err", err)) }),
+			nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("nats reconnected", slog.String("url", nc.ConnectedUrl())) }))
+		if err != nil {
+			return nil, nil, fmt.Errorf("cannot connect to NATS_URL: %w", err)
+		}
+		return nc, nil, nil
+	}
+	startCtx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	ns, err := natsembed.Start(startCtx, natsembed.Options{
+		StoreDir: filepath.Join(cfg.DataDir, "jetstream"),
+		Listen:   cfg.NATSListen,
+		Logger:   logger.With(slog.String("component", "nats-server")),
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	nc, err := natsembed.Connect(ns, "haip-edge")
+	if err != nil {
+		ns.Shutdown()
+		return nil, nil, err
+	}
+	return nc, ns, nil
+}
+
+// printBanner tells a newcomer how to connect. With the dev secret it
+// mints a user and an agent token; lines are stable for scripts.
+func printBanner(w io.Writer, base string, ns *server.Server, devSecret []byte, created bool, cfg config) {
+	ws := "ws" + strings.TrimPrefix(base, "http") + "/haip/websocket"
+	fmt.Fprintf(w, "HAIP edge listening on %s\n", base)
+	fmt.Fprintf(w, "websocket: %s\n", ws)
+	if ns != nil && cfg.NATSListen != "" {
+		fmt.Fprintf(w, "embedded NATS for workers: %s\n", ns.ClientURL())
+	}
+	if devSecret == nil {
+		return
+	}
+	signer, err := auth.NewHMACSigner(devSecret)
+	if err != nil {
+		return
+	}
+	user, err1 := signer.Mint(auth.MintOptions{Subject: "dev-user", Role: auth.RoleUser, TTL: cfg.DevTokenTTL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+	agent, err2 := signer.Mint(auth.MintOptions{Subject: "dev-agent", Role: auth.RoleAgent, TTL: cfg.DevTokenTTL, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience})
+	if err1 != nil || err2 != nil {
+		return
+	}
+	if created {
+		fmt.Fprintf(w, "generated a dev JWT secret in %s (set JWT_SECRET in production)\n", filepath.Join(cfg.DataDir, secretFile))
+	}
+	fmt.Fprintf(w, "user token: %s\n", user)
+	fmt.Fprintf(w, "agent token: %s\n", agent)
+	fmt.Fprintf(w, "try: go run ./cmd/haipchat -url %s -token %s\n", ws, user)
+}
+
+// runToken mints a token: edge token -sub alice [-role user] [-ttl 24h] [-sessions a,b].
+func runToken(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	sub := fs.String("sub", "", "subject (user id) the token speaks for (required)")
+	role := fs.String("role", "user", "role: user, agent or admin")
+	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime")
+	sessions := fs.String("sessions", "", "optional comma-separated allow-list of session ids")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	cfg, err := loadConfig()
+	if err != nil {
+		return err
+	}
+	secret := []byte(cfg.JWTSecret)
+	if len(secret) == 0 {
+		secret, _, err = auth.LoadOrCreateSecret(filepath.Join(cfg.DataDir, secretFile))
+		if err != nil {
+			return fmt.Errorf("no JWT_SECRET and no dev secret: %w", err)
+		}
+	}
+	signer, err := auth.NewHMACSigner(secret)
+	if err != nil {
+		return err
+	}
+	opts := auth.MintOptions{Subject: *sub, Role: auth.Role(*role), TTL: *ttl, Issuer: cfg.JWTIssuer, Audience: cfg.JWTAudience}
+	if *sessions != "" {
+		opts.Sessions = strings.Split(*sessions, ",")
+	}
+	tok, err := signer.Mint(opts)
+	if err != nil {
+		return fmt.Errorf("cannot mint token: %w", err)
+	}
+	fmt.Fprintln(stdout, tok)
+	return nil
+}

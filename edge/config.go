@@ -1,0 +1,150 @@
+package edge
+
+import (
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// Defaults for Config fields whose zero value is not usable.
+const (
+	DefaultMaxConnections    = 1000
+	DefaultHeartbeatInterval = 30 * time.Second
+	DefaultHeartbeatTimeout  = 10 * time.Second
+	DefaultHandshakeTimeout  = 10 * time.Second
+	DefaultWriteTimeout      = 10 * time.Second
+	DefaultMaxMessageBytes   = 1 << 20
+	DefaultClientCredit      = 1000
+	DefaultClientCreditBytes = 1 << 20
+	DefaultCatchupBatch      = 256
+	DefaultCatchupBytes      = 256 << 10
+	DefaultLiveBuffer        = 256
+	DefaultMaxUserText       = 64 << 10
+)
+
+// Duration is a time.Duration read from the environment either as a Go
+// duration ("30s") or, like the reference server's variables, as a bare
+// number of milliseconds ("30000").
+type Duration time.Duration
+
+// UnmarshalText implements encoding.TextUnmarshaler for env parsing.
+func (d *Duration) UnmarshalText(b []byte) error {
+	s := strings.TrimSpace(string(b))
+	if ms, err := strconv.ParseInt(s, 10, 64); err == nil {
+		*d = Duration(time.Duration(ms) * time.Millisecond)
+		return nil
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return fmt.Errorf("duration %q: want milliseconds or a Go duration like 30s", s)
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// Config tunes an edge. The zero value is usable: every zero field takes
+// the default named beside it. Env tags are the variable names cmd/edge
+// reads (reference-server names where they exist).
+type Config struct {
+	// MaxConnections caps live client connections; further ones get 503
+	// before any upgrade. Zero means DefaultMaxConnections.
+	MaxConnections int `env:"MAX_CONNECTIONS"`
+	// HeartbeatInterval is how often the edge sends PING. Zero means
+	// DefaultHeartbeatInterval.
+	HeartbeatInterval Duration `env:"HEARTBEAT_INTERVAL"`
+	// HeartbeatTimeout is how long past a heartbeat interval a silent peer
+	// is kept before it is dropped as dead. Zero means DefaultHeartbeatTimeout.
+	HeartbeatTimeout Duration `env:"HEARTBEAT_TIMEOUT"`
+	// HandshakeTimeout is how long a connection may stay without a HAI.
+	// Zero means DefaultHandshakeTimeout.
+	HandshakeTimeout Duration `env:"HANDSHAKE_TIMEOUT"`
+	// WriteTimeout is how long one write to a client may block before the
+	// client is cut as too slow. Zero means DefaultWriteTimeout.
+	WriteTimeout Duration `env:"WRITE_TIMEOUT"`
+	// MaxMessageBytes is the largest inbound frame. Zero means
+	// DefaultMaxMessageBytes (1 MiB).
+	MaxMessageBytes int64 `env:"MAX_MESSAGE_BYTES"`
+	// StrictSeq makes the edge refuse client seqs that are not the previous
+	// one plus one (SEQ_VIOLATION). Off by default: the official SDK sends
+	// timestamps as seqs; client messages are de-duplicated by id instead.
+	StrictSeq bool `env:"STRICT_SEQ"`
+	// ClientCreditMessages and ClientCreditBytes are the credit granted to
+	// clients per channel with FLOW_UPDATE, and topped up as it is used.
+	// Zero means DefaultClientCredit and DefaultClientCreditBytes.
+	ClientCreditMessages int `env:"CLIENT_CREDIT_MESSAGES"`
+	ClientCreditBytes    int `env:"CLIENT_CREDIT_BYTES"`
+	// EnableCORS lets browser pages on other origins connect. With no
+	// CORSOrigins every origin is allowed.
+	EnableCORS  bool     `env:"ENABLE_CORS" envDefault:"true"`
+	CORSOrigins []string `env:"CORS_ORIGINS"`
+	// CatchupBatch and CatchupBytes bound one catch-up read from
+	// JetStream, and so the edge memory a catching-up connection holds.
+	// Zero means DefaultCatchupBatch and DefaultCatchupBytes.
+	CatchupBatch int `env:"CATCHUP_BATCH"`
+	CatchupBytes int `env:"CATCHUP_BYTES"`
+	// LiveBuffer is how many live messages may wait for a connection's
+	// writer; past that the connection falls back to catch-up from the log.
+	// Zero means DefaultLiveBuffer.
+	LiveBuffer int `env:"LIVE_BUFFER"`
+	// MaxUserText caps the text of one user message collected for a run.
+	// Zero means DefaultMaxUserText.
+	MaxUserText int `env:"MAX_USER_TEXT"`
+}
+
+func (c Config) withDefaults() Config {
+	def := func(v *int, d int) {
+		if *v <= 0 {
+			*v = d
+		}
+	}
+	defD := func(v *Duration, d time.Duration) {
+		if *v <= 0 {
+			*v = Duration(d)
+		}
+	}
+	def(&c.MaxConnections, DefaultMaxConnections)
+	def(&c.ClientCreditMessages, DefaultClientCredit)
+	def(&c.ClientCreditBytes, DefaultClientCreditBytes)
+	def(&c.CatchupBatch, DefaultCatchupBatch)
+	def(&c.CatchupBytes, DefaultCatchupBytes)
+	def(&c.LiveBuffer, DefaultLiveBuffer)
+	def(&c.MaxUserText, DefaultMaxUserText)
+	defD(&c.HeartbeatInterval, DefaultHeartbeatInterval)
+	defD(&c.HeartbeatTimeout, DefaultHeartbeatTimeout)
+	defD(&c.HandshakeTimeout, DefaultHandshakeTimeout)
+	defD(&c.WriteTimeout, DefaultWriteTimeout)
+	if c.MaxMessageBytes <= 0 {
+		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	return c
+}
+
+// Validate reports every bad field at once.
+func (c Config) Validate() error {
+	var errs []error
+	neg := func(name string, v int64) {
+		if v < 0 {
+			errs = append(errs, fmt.Errorf("%s is %d: want >= 0", name, v))
+		}
+	}
+	neg("MAX_CONNECTIONS", int64(c.MaxConnections))
+	neg("MAX_MESSAGE_BYTES", c.MaxMessageBytes)
+	neg("CLIENT_CREDIT_MESSAGES", int64(c.ClientCreditMessages))
+	neg("CLIENT_CREDIT_BYTES", int64(c.ClientCreditBytes))
+	neg("CATCHUP_BATCH", int64(c.CatchupBatch))
+	neg("CATCHUP_BYTES", int64(c.CatchupBytes))
+	neg("LIVE_BUFFER", int64(c.LiveBuffer))
+	neg("MAX_USER_TEXT", int64(c.MaxUserText))
+	for name, d := range map[string]Duration{
+		"HEARTBEAT_INTERVAL": c.HeartbeatInterval, "HEARTBEAT_TIMEOUT": c.HeartbeatTimeout,
+		"HANDSHAKE_TIMEOUT": c.HandshakeTimeout, "WRITE_TIMEOUT": c.WriteTimeout,
+	} {
+		neg(name, int64(d))
+	}
+	if c.MaxMessageBytes > 64<<20 {
+		errs = append(errs, fmt.Errorf("MAX_MESSAGE_BYTES is %d: want <= 64 MiB", c.MaxMessageBytes))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,648 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/haipfabric/haipfabric/auth"
+	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/streams"
+)
+
+// frame is one inbound transport frame.
+type frame struct {
+	binary bool
+	data   []byte
+}
+
+// transport is what a connection needs from WebSocket, SSE or HTTP
+// streaming: framing and keep-alive, nothing of the protocol.
+type transport interface {
+	// kind names the transport in metrics and logs.
+	kind() string
+	// read blocks for the next inbound frame. Only the reader calls it.
+	read(ctx context.Context) (frame, error)
+	// write sends one envelope. Only the writer calls it.
+	write(ctx context.Context, data []byte) error
+	// close ends the connection, telling the peer code and reason where
+	// the transport can. It is idempotent.
+	close(code CloseCode, reason string)
+}
+
+// Sizes of a connection's internal queues. Control envelopes are few and
+// small; a client that lets them pile up is not reading at all.
+const (
+	ctrlQueue      = 64
+	maxOpenTexts   = 16
+	storeTimeout   = 10 * time.Second
+	resolveTimeout = 5 * time.Second
+)
+
+// conn is one client connection speaking HAIP, whatever its transport.
+//
+// Two goroutines own it. The reader decodes frames, answers control
+// messages and stores what the client sends. The writer owns every write
+// to the transport and drives delivery of the session log: catch-up by
+// batched reads from JetStream while the client is behind, then live
+// messages from the hub, back to catch-up on any gap or overflow. Each
+// queue between them is bounded; the log, not edge memory, is the buffer.
+type conn struct {
+	srv    *Server
+	t      transport
+	ident  auth.Identity
+	logger *slog.Logger
+
+	ctx    context.Context // cancelled when the connection ends
+	cancel context.CancelFunc
+
+	ctrl     chan outbound      // control envelopes and replays, in order, for the writer
+	live     chan streams.Entry // live log messages from the hub
+	overflow chan struct{}      // the live queue dropped something
+	started  chan position      // handshake done: where delivery begins
+	closeReq chan closeRequest
+	drainCh  chan struct{}
+	drainOne sync.Once
+
+	// Set by the reader during the handshake, before it sends on started;
+	// the writer reads them only after receiving from started.
+	session  string
+	readDir  streams.Direction
+	writeDir streams.Direction
+	accepts  map[haip.Type]bool
+	unfollow func()
+
+	// Writer-only state.
+	failReason string // why the last write failed
+
+	// Reader-only state.
+	handshaken bool
+	texts      map[string][]byte // user text being collected per message_id
+	textOrder  []string
+	used       map[haip.Channel]int // client credit spent since the last grant
+
+	// Shared.
+	delivered   atomic.Uint64 // highest log seq written to this client
+	ack         atomic.Uint64 // highest client seq received
+	lastInbound atomic.Int64  // unix nanos of the last inbound frame
+}
+
+type position struct {
+	next      uint64 // next log seq to deliver
+	streamSeq uint64 // stream seq at or before which it lies
+}
+
+// outbound is one item of the writer's ordered control queue: an
+// envelope to write, or a range of the log to resend.
+type outbound struct {
+	env    *haip.Envelope
+	replay *replayRequest
+}
+
+type replayRequest struct {
+	from, to  uint64 // to 0 means up to what was delivered
+	relatedID string
+}
+
+type closeRequest struct {
+	code   CloseCode
+	reason string
+}
+
+func (s *Server) newConn(t transport, a admission) *conn {
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &conn{
+		srv:      s,
+		t:        t,
+		ident:    a.id,
+		session:  a.session,
+		ctx:      ctx,
+		cancel:   cancel,
+		ctrl:     make(chan outbound, ctrlQueue),
+		live:     make(chan streams.Entry, s.cfg.LiveBuffer),
+		overflow: make(chan struct{}, 1),
+		started:  make(chan position, 1),
+		closeReq: make(chan closeRequest, 1),
+		drainCh:  make(chan struct{}),
+		texts:    make(map[string][]byte),
+		used:     make(map[haip.Channel]int),
+	}
+	c.logger = s.logger.With(slog.String(logKeyTransport, t.kind()), slog.String(logKeySubject, a.id.Subject))
+	c.readDir, c.writeDir = streams.Out, streams.In
+	if a.id.Role == auth.RoleAgent {
+		c.readDir, c.writeDir = streams.In, streams.Out
+	}
+	c.lastInbound.Store(time.Now().UnixNano())
+	return c
+}
+
+// serve runs the connection until it ends. It returns after both of its
+// goroutines have stopped and its subscription is gone.
+func (c *conn) serve() {
+	if !c.srv.register(c) {
+		c.t.close(CloseGoingAway, "edge shutting down; connect to another edge")
+		return
+	}
+	kind := c.t.kind()
+	c.srv.active.Add(1)
+	c.srv.total.Add(1)
+	c.srv.metrics.active.WithLabelValues(kind).Inc()
+	c.srv.metrics.accepted.WithLabelValues(kind).Inc()
+	readerDone := make(chan struct{})
+	go func() {
+		defer close(readerDone)
+		defer c.cancel() // the peer is gone or broke the protocol: stop the writer
+		c.readLoop()
+	}()
+	reason := c.writeLoop()
+	c.cancel()
+	<-readerDone
+	if c.unfollow != nil {
+		c.unfollow()
+	}
+	c.srv.active.Add(-1)
+	c.srv.metrics.active.WithLabelValues(kind).Dec()
+	c.srv.metrics.disconnects.WithLabelValues(kind, reason).Inc()
+	c.srv.unregister(c)
+	c.logger.Debug("connection closed", slog.String(logKeyReason, reason))
+}
+
+// drain asks the writer to close the connection with a resume hint.
+func (c *conn) drain() { c.drainOne.Do(func() { close(c.drainCh) }) }
+
+// abort ends the connection now.
+func (c *conn) abort() {
+	c.cancel()
+	c.t.close(CloseGoingAway, "edge shutting down")
+}
+
+// fatal asks the writer to flush pending control messages, then close.
+func (c *conn) fatal(code CloseCode, reason string) {
+	select {
+	case c.closeReq <- closeRequest{code: code, reason: reason}:
+	default:
+	}
+}
+
+func (c *conn) readLoop() {
+	for {
+		f, err := c.t.read(c.ctx)
+		if err != nil {
+			return
+		}
+		c.lastInbound.Store(time.Now().UnixNano())
+		if f.binary {
+			c.sendError(haip.Errorf(haip.CodeProtocolViolation, "binary frame without a preceding envelope announcing bin_len"))
+			c.fatal(CloseUnsupportedData, "unexpected binary frame")
+			return
+		}
+		c.srv.msgsIn.Add(1)
+		c.srv.metrics.msgsIn.Inc()
+		if stop := c.handle(f.data); stop {
+			return
+		}
+	}
+}
+
+// handle processes one inbound envelope; stop ends the reader.
+func (c *conn) handle(data []byte) (stop bool) {
+	env, err := haip.Decode(data)
+	if err != nil {
+		c.sendError(asHAIPError(err))
+		return false
+	}
+	if !c.handshaken {
+		if env.Type != haip.TypeHAI {
+			c.sendError(haip.Errorf(haip.CodeProtocolViolation, "first message must be HAI, got %s", env.Type).WithRelated(env.ID))
+			return false
+		}
+		return c.handshake(env)
+	}
+	if env.Session != c.session {
+		c.sendError(haip.Errorf(haip.CodeProtocolViolation, "envelope session %q is not this connection's session %q", env.Session, c.session).
+			WithRelated(env.ID).WithDetail("session", env.Session))
+		return false
+	}
+	if !c.acceptsInbound(env.Type) {
+		c.sendError(haip.Errorf(haip.CodeUnsupportedType, "%s is not accepted from a %s connection", env.Type, c.ident.Role).
+			WithRelated(env.ID).WithDetail("type", string(env.Type)))
+		return false
+	}
+	if err := c.checkChannel(env); err != nil {
+		c.sendError(err)
+		return false
+	}
+	if c.srv.cfg.StrictSeq {
+		if prev := c.ack.Load(); prev != 0 && uint64(env.Seq) != prev+1 {
+			c.sendError(haip.Errorf(haip.CodeSeqViolation, "seq %d after %d", env.Seq, prev).WithRelated(env.ID).
+				WithDetail("expected", strconv.FormatUint(prev+1, 10)))
+			return false
+		}
+	}
+	if uint64(env.Seq) > c.ack.Load() {
+		c.ack.Store(uint64(env.Seq))
+	}
+	c.spend(env.Channel, len(data))
+
+	switch env.Type {
+	case haip.TypeHAI:
+		c.sendError(haip.Errorf(haip.CodeProtocolViolation, "duplicate HAI: the handshake is done").WithRelated(env.ID))
+	case haip.TypePing:
+		var p haip.PingPayload
+		if err := env.DecodePayload(&p); err != nil {
+			c.sendError(asHAIPError(err))
+			return false
+		}
+		c.sendControl(haip.TypePong, haip.PongPayload{Nonce: p.Nonce})
+	case haip.TypePong:
+		// Liveness only: lastInbound is already updated.
+	case haip.TypeReplayRequest:
+		c.requestReplay(env)
+	case haip.TypeFlowUpdate, haip.TypePauseChannel, haip.TypeResumeChannel:
+		// Credit granted to the edge: delivery is paced by the transport's
+		// own back-pressure; see docs/ARCHITECTURE.md, flow control.
+	case haip.TypeError:
+		c.logger.Info("client reported an error", slog.String("payload", string(env.Payload)))
+	default:
+		c.store(env)
+	}
+	return false
+}
+
+// acceptsInbound lists what each role may send.
+func (c *conn) acceptsInbound(t haip.Type) bool {
+	switch t {
+	case haip.TypeToolList, haip.TypeToolSchema:
+		return c.ident.Role != auth.RoleUser
+	}
+	return t.Known()
+}
+
+// checkChannel keeps each side to its lanes: users do not speak on the
+// agent's channels, agents not on the user's.
+func (c *conn) checkChannel(env *haip.Envelope) *haip.Error {
+	var banned []haip.Channel
+	if c.ident.Role == auth.RoleAgent {
+		banned = []haip.Channel{haip.ChannelUser, haip.ChannelAudioIn}
+	} else {
+		banned = []haip.Channel{haip.ChannelAgent, haip.ChannelAudioOut}
+	}
+	for _, b := range banned {
+		if env.Channel == b {
+			return haip.Errorf(haip.CodeProtocolViolation, "a %s connection may not send on channel %s", c.ident.Role, env.Channel).
+				WithRelated(env.ID).WithDetail("channel", string(env.Channel))
+		}
+	}
+	return nil
+}
+
+// handshake answers the client's HAI: version negotiation, session
+// binding and authorisation, the server's HAI, credit, and the resume
+// point delivery starts from.
+func (c *conn) handshake(env *haip.Envelope) (stop bool) {
+	var hello haip.HelloPayload
+	if err := env.DecodePayload(&hello); err != nil {
+		c.sendError(asHAIPError(err))
+		return false
+	}
+	c.accepts = make(map[haip.Type]bool, len(hello.AcceptEvents))
+	for _, t := range hello.AcceptEvents {
+		c.accepts[t] = true
+	}
+	if !containsInt(hello.AcceptMajor, haip.Major) {
+		c.sendErrorAlways(haip.Errorf(haip.CodeVersionIncompatible, "no common major version: server speaks %d, client accepts %v", haip.Major, hello.AcceptMajor).
+			WithRelated(env.ID).WithDetail("server_version", haip.Version))
+		c.fatal(ClosePolicyViolation, "version incompatible")
+		return true
+	}
+	if c.session != "" && env.Session != c.session {
+		c.sendErrorAlways(haip.Errorf(haip.CodeProtocolViolation, "HAI names session %q but the connection was opened for %q", env.Session, c.session).WithRelated(env.ID))
+		c.fatal(ClosePolicyViolation, "session mismatch")
+		return true
+	}
+	if c.session == "" {
+		ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
+		err := c.srv.authorize(ctx, c.ident, env.Session)
+		cancel()
+		switch {
+		case errors.Is(err, errForbidden):
+			c.sendErrorAlways(haip.Errorf(haip.CodeSessionForbidden, "session %s is not yours", env.Session).WithRelated(env.ID))
+			c.fatal(ClosePolicyViolation, "forbidden session")
+			return true
+		case err != nil:
+			c.logger.Error("authorize", slog.Any(logKeyErr, err))
+			c.sendErrorAlways(haip.Errorf(haip.CodeInternalError, "session store unavailable; retry").WithRelated(env.ID))
+			c.fatal(CloseTryAgainLater, "session store unavailable")
+			return true
+		}
+		c.session = env.Session
+	}
+	c.logger = c.logger.With(slog.String(logKeySession, c.session))
+	c.handshaken = true
+	c.ack.Store(uint64(env.Seq))
+
+	// Follow the live log before reading its end, so that nothing written
+	// in between falls through the gap.
+	unfollow, err := c.srv.hub.follow(c.session, c.readDir, c, c.onLive)
+	if err != nil {
+		c.logger.Error("follow", slog.Any(logKeyErr, err))
+		c.fatal(CloseInternalError, "cannot follow session")
+		return true
+	}
+	c.unfollow = unfollow
+	ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
+	start, herr, err := c.resumePoint(ctx, hello)
+	cancel()
+	if err != nil {
+		c.logger.Error("resume point", slog.Any(logKeyErr, err))
+		c.fatal(CloseTryAgainLater, "session log unavailable")
+		return true
+	}
+	c.delivered.Store(start.next - 1)
+	c.sendControl(haip.TypeHAI, c.serverHello())
+	for _, ch := range haip.AllChannels() {
+		c.grant(ch, c.srv.cfg.ClientCreditMessages, c.srv.cfg.ClientCreditBytes)
+	}
+	if herr != nil {
+		c.sendError(herr.WithRelated(env.ID))
+	}
+	c.started <- start
+	return false
+}
+
+// resumePoint decides where delivery begins. With no last_rx_seq the
+// client gets what is written from now on (REPLAY_REQUEST fetches
+// history); with last_rx_seq k it gets k+1 onwards. A k the log never
+// reached is RESUME_FAILED; a k+1 that retention dropped is REPLAY_TOO_OLD.
+// In both cases delivery goes on from the nearest valid point.
+func (c *conn) resumePoint(ctx context.Context, hello haip.HelloPayload) (position, *haip.Error, error) {
+	b, err := c.srv.log.Bounds(ctx, c.session, c.readDir)
+	if err != nil {
+		return position{}, nil, err
+	}
+	end := position{next: b.Last.Seq + 1, streamSeq: b.Last.StreamSeq + 1}
+	k, ok := hello.LastRx()
+	switch {
+	case !ok || k == b.Last.Seq:
+		return end, nil, nil
+	case k > b.Last.Seq:
+		return end, haip.Errorf(haip.CodeResumeFailed, "last_rx_seq %d is beyond the last seq %d of this session; continuing from %d", k, b.Last.Seq, end.next).
+			WithDetail("last_rx_seq", strconv.FormatUint(k, 10)).WithDetail("last_seq", strconv.FormatUint(b.Last.Seq, 10)), nil
+	case k+1 < b.First.Seq:
+		return position{next: b.First.Seq, streamSeq: b.First.StreamSeq},
+			haip.Errorf(haip.CodeReplayTooOld, "messages %d to %d are past retention; continuing from %d", k+1, b.First.Seq-1, b.First.Seq).
+				WithDetail("first_available", strconv.FormatUint(b.First.Seq, 10)), nil
+	}
+	p, err := c.srv.log.Find(ctx, c.session, c.readDir, k+1)
+	if err != nil {
+		return position{}, nil, err
+	}
+	return position{next: p.Seq, streamSeq: p.StreamSeq}, nil, nil
+}
+
+func (c *conn) serverHello() haip.HelloPayload {
+	accept := make([]haip.Type, 0, len(haip.AllTypes()))
+	for _, t := range haip.AllTypes() {
+		if c.acceptsInbound(t) {
+			accept = append(accept, t)
+		}
+	}
+	binary := false
+	runs := 1
+	credMsgs, credBytes := int64(c.srv.cfg.ClientCreditMessages), int64(c.srv.cfg.ClientCreditBytes)
+	signed := false
+	return haip.HelloPayload{
+		HaipVersion:  haip.Version,
+		AcceptMajor:  []int{haip.Major},
+		AcceptEvents: accept,
+		Capabilities: &haip.Capabilities{
+			BinaryFrames:      &binary,
+			FlowControl:       &haip.FlowControlCaps{InitialCreditMessages: &credMsgs, InitialCreditBytes: &credBytes},
+			MaxConcurrentRuns: &runs,
+			SignedEnvelopes:   &signed,
+		},
+	}
+}
+
+// spend counts client credit used and tops it up once half is gone, so a
+// client that waits for FLOW_UPDATE never stalls.
+func (c *conn) spend(ch haip.Channel, size int) {
+	c.used[ch]++
+	if c.used[ch] >= c.srv.cfg.ClientCreditMessages/2 {
+		n := c.used[ch]
+		c.used[ch] = 0
+		c.grant(ch, n, c.srv.cfg.ClientCreditBytes)
+	}
+	_ = size
+}
+
+func (c *conn) grant(ch haip.Channel, msgs, bytes int) {
+	m, b := int64(msgs), int64(bytes)
+	c.sendControl(haip.TypeFlowUpdate, haip.FlowUpdatePayload{Channel: ch, AddMessages: &m, AddBytes: &b})
+}
+
+// store appends a client envelope to its session log and starts a run
+// for a finished user text message.
+func (c *conn) store(env *haip.Envelope) {
+	var runText []byte
+	startRun := false
+	if c.ident.Role != auth.RoleAgent && env.Channel == haip.ChannelUser {
+		var herr *haip.Error
+		runText, startRun, herr = c.collectText(env)
+		if herr != nil {
+			c.sendError(herr.WithRelated(env.ID))
+			return
+		}
+	}
+	// Finish the store even if the connection is going away: once read,
+	// a message must not be lost.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), storeTimeout)
+	defer cancel()
+	began := time.Now()
+	stored := *env
+	stored.Ack = nil
+	res, err := c.srv.log.Append(ctx, c.session, c.writeDir, streams.Record{ID: env.ID, Type: string(env.Type)}, func(seq uint64) ([]byte, error) {
+		stored.Seq = haip.U64(seq)
+		return haip.Encode(&stored)
+	})
+	c.srv.metrics.appendDur.Observe(time.Since(began).Seconds())
+	if err != nil {
+		c.logger.Error("store", slog.Any(logKeyErr, err))
+		c.sendError(haip.Errorf(haip.CodeInternalError, "message not stored; send it again").WithRelated(env.ID))
+		return
+	}
+	if !startRun || res.Duplicate {
+		return
+	}
+	var end haip.TextMessageEndPayload
+	_ = env.DecodePayload(&end)
+	run := streams.RunRequest{
+		RunID:     haip.NameUUID("run", c.session, end.MessageID),
+		Session:   c.session,
+		ThreadID:  env.ThreadID,
+		MessageID: end.MessageID,
+		Text:      string(runText),
+		Created:   time.Now().UTC(),
+	}
+	if err := streams.PublishRun(ctx, c.srv.js, run); err != nil {
+		c.logger.Error("queue run", slog.Any(logKeyErr, err))
+		c.sendError(haip.Errorf(haip.CodeInternalError, "run not started; send the message again").WithRelated(env.ID))
+	}
+}
+
+// collectText gathers a user's streamed text message; at its END it
+// returns the whole text and start=true.
+func (c *conn) collectText(env *haip.Envelope) (text []byte, start bool, herr *haip.Error) {
+	switch env.Type {
+	case haip.TypeTextMessageStart:
+		var p haip.TextMessageStartPayload
+		if err := env.DecodePayload(&p); err != nil {
+			return nil, false, asHAIPError(err)
+		}
+		c.openText(p.MessageID, []byte(p.Text))
+	case haip.TypeTextMessagePart:
+		var p haip.TextMessagePartPayload
+		if err := env.DecodePayload(&p); err != nil {
+			return nil, false, asHAIPError(err)
+		}
+		cur, ok := c.texts[p.MessageID]
+		if !ok {
+			c.openText(p.MessageID, nil)
+		}
+		if len(cur)+len(p.Text) > c.srv.cfg.MaxUserText {
+			return nil, false, haip.Errorf(haip.CodeMessageTooLarge, "text message longer than %d bytes", c.srv.cfg.MaxUserText).
+				WithDetail("max_bytes", c.srv.cfg.MaxUserText)
+		}
+		c.texts[p.MessageID] = append(cur, p.Text...)
+	case haip.TypeTextMessageEnd:
+		var p haip.TextMessageEndPayload
+		if err := env.DecodePayload(&p); err != nil {
+			return nil, false, asHAIPError(err)
+		}
+		text = c.texts[p.MessageID]
+		c.closeText(p.MessageID)
+		return text, true, nil
+	}
+	return nil, false, nil
+}
+
+func (c *conn) openText(id string, text []byte) {
+	if _, ok := c.texts[id]; !ok {
+		if len(c.textOrder) >= maxOpenTexts {
+			c.closeText(c.textOrder[0])
+		}
+		c.textOrder = append(c.textOrder, id)
+	}
+	c.texts[id] = text
+}
+
+func (c *conn) closeText(id string) {
+	delete(c.texts, id)
+	for i, v := range c.textOrder {
+		if v == id {
+			c.textOrder = append(c.textOrder[:i], c.textOrder[i+1:]...)
+			break
+		}
+	}
+}
+
+func (c *conn) requestReplay(env *haip.Envelope) {
+	var p haip.ReplayRequestPayload
+	if err := env.DecodePayload(&p); err != nil {
+		c.sendError(asHAIPError(err))
+		return
+	}
+	rr := replayRequest{from: uint64(p.FromSeq), relatedID: env.ID}
+	if p.ToSeq != nil {
+		rr.to = uint64(*p.ToSeq)
+		if rr.to < rr.from {
+			c.sendError(haip.Errorf(haip.CodeProtocolViolation, "to_seq %d is before from_seq %d", rr.to, rr.from).WithRelated(env.ID))
+			return
+		}
+	}
+	if rr.from == 0 {
+		rr.from = 1
+	}
+	c.enqueue(outbound{replay: &rr})
+}
+
+// onLive runs on the hub's goroutine: enqueue or note the overflow.
+func (c *conn) onLive(e streams.Entry) {
+	select {
+	case c.live <- e:
+	default:
+		select {
+		case c.overflow <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// sendControl queues a connection-scoped envelope for the writer, which
+// stamps seq and ack when it writes it.
+func (c *conn) sendControl(t haip.Type, payload any) {
+	if c.accepts != nil && !c.accepts[t] && t != haip.TypeHAI {
+		return // the client said it does not accept this type
+	}
+	c.queueControl(t, payload)
+}
+
+func (c *conn) queueControl(t haip.Type, payload any) {
+	session := c.session
+	if session == "" {
+		session = unboundSession
+	}
+	env, err := haip.New(session, haip.ChannelSystem, t, payload)
+	if err != nil {
+		c.logger.Error("build control envelope", slog.Any(logKeyErr, err))
+		return
+	}
+	c.enqueue(outbound{env: env})
+}
+
+// enqueue hands an item to the writer without blocking the reader: a
+// client that lets control traffic pile up is not reading, and is cut.
+func (c *conn) enqueue(o outbound) {
+	select {
+	case c.ctrl <- o:
+	default:
+		c.fatal(CloseSlowConsumer, "slow consumer: control queue full")
+	}
+}
+
+// unboundSession names the session in errors sent before the handshake.
+const unboundSession = "unbound"
+
+func (c *conn) sendError(e *haip.Error) {
+	c.srv.metrics.errorsSent.WithLabelValues(string(e.Code)).Inc()
+	c.sendControl(haip.TypeError, e.Payload())
+}
+
+// sendErrorAlways sends an ERROR that precedes a close, even to a client
+// that did not list ERROR in accept_events: the close reason alone would
+// say less.
+func (c *conn) sendErrorAlways(e *haip.Error) {
+	c.srv.metrics.errorsSent.WithLabelValues(string(e.Code)).Inc()
+	c.queueControl(haip.TypeError, e.Payload())
+}
+
+func asHAIPError(err error) *haip.Error {
+	var he *haip.Error
+	if errors.As(err, &he) {
+		return he
+	}
+	return haip.Errorf(haip.CodeProtocolViolation, "%v", err)
+}
+
+func containsInt(xs []int, v int) bool {
+	for _, x := range xs {
+		if x == v {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,230 @@
+package edge
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"log/slog"
+
+	"github.com/haipfabric/haipfabric/auth"
+	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/streams"
+)
+
+// httpError is the JSON body of every refused HTTP request.
+type httpError struct {
+	Error   string         `json:"error"`
+	Code    string         `json:"code"`
+	Message string         `json:"message"`
+	Details map[string]any `json:"details,omitempty"`
+}
+
+func writeHTTPError(w http.ResponseWriter, status int, errWord string, code haip.Code, msg string, details map[string]any) {
+	if code == "" {
+		code = haip.CodeProtocolViolation
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(httpError{Error: errWord, Code: string(code), Message: msg, Details: details})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// admission is what a request must pass before any upgrade.
+type admission struct {
+	id      auth.Identity
+	session string // from ?session=, or "" to bind on the first envelope
+}
+
+// admit authenticates and authorises a connection request, answering the
+// refusal itself (401, 400, 403, 503) when it fails.
+func (s *Server) admit(w http.ResponseWriter, r *http.Request, transport string) (admission, bool) {
+	if s.draining.Load() {
+		writeHTTPError(w, http.StatusServiceUnavailable, "shutting_down", haip.CodeServerShutdown, "edge is shutting down; connect to another edge", nil)
+		return admission{}, false
+	}
+	id, err := s.verifier.VerifyRequest(r)
+	if err != nil {
+		s.metrics.refused.WithLabelValues(transport, "unauthorized").Inc()
+		reason := auth.ReasonOf(err)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="haip", error="invalid_token"`)
+		writeHTTPError(w, http.StatusUnauthorized, "unauthorized", haip.CodeAuthenticationFailed, "token refused: "+reason, map[string]any{"reason": reason})
+		return admission{}, false
+	}
+	a := admission{id: id}
+	if sess := r.URL.Query().Get("session"); sess != "" {
+		if err := streams.ValidateSessionID(sess); err != nil {
+			s.metrics.refused.WithLabelValues(transport, "bad_session").Inc()
+			writeHTTPError(w, http.StatusBadRequest, "bad_session_id", haip.CodeProtocolViolation, err.Error(), map[string]any{"field": "session"})
+			return admission{}, false
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		err := s.authorize(ctx, id, sess)
+		cancel()
+		switch {
+		case errors.Is(err, errForbidden):
+			s.metrics.refused.WithLabelValues(transport, "forbidden").Inc()
+			writeHTTPError(w, http.StatusForbidden, "forbidden", haip.CodeSessionForbidden, "session "+sess+" is not yours", map[string]any{"session": sess})
+			return admission{}, false
+		case err != nil:
+			s.logger.Error("authorize", slog.Any(logKeyErr, err))
+			writeHTTPError(w, http.StatusServiceUnavailable, "unavailable", haip.CodeInternalError, "session store unavailable; retry", nil)
+			return admission{}, false
+		}
+		a.session = sess
+	}
+	if int(s.active.Load()) >= s.cfg.MaxConnections {
+		s.metrics.refused.WithLabelValues(transport, "too_many").Inc()
+		w.Header().Set("Retry-After", "5")
+		writeHTTPError(w, http.StatusServiceUnavailable, "too_many_connections", haip.CodeTooManyConnections,
+			"edge is at MAX_CONNECTIONS; retry later or use another edge", map[string]any{"max_connections": s.cfg.MaxConnections})
+		return admission{}, false
+	}
+	return a, true
+}
+
+func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
+	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		s.serveWebSocket(w, r)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{
+		"name":         "haip edge",
+		"haip_version": haip.Version,
+		"endpoints": map[string]string{
+			"websocket": "/haip/websocket", "health": "/health", "stats": "/stats", "metrics": "/metrics",
+		},
+	})
+}
+
+func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	body := map[string]any{
+		"uptime":            time.Since(s.started).Milliseconds(),
+		"activeConnections": s.active.Load(),
+		"totalConnections":  s.total.Load(),
+	}
+	if _, err := s.js.AccountInfo(ctx); err != nil {
+		body["status"] = "unavailable"
+		body["error"] = "jetstream unreachable: " + err.Error()
+		writeJSON(w, http.StatusServiceUnavailable, body)
+		return
+	}
+	if s.draining.Load() {
+		body["status"] = "draining"
+		writeJSON(w, http.StatusServiceUnavailable, body)
+		return
+	}
+	body["status"] = "ok"
+	writeJSON(w, http.StatusOK, body)
+}
+
+// Stats is the /stats body. Field names follow the reference server's.
+type Stats struct {
+	ActiveConnections      int64   `json:"activeConnections"`
+	TotalConnections       uint64  `json:"totalConnections"`
+	Sessions               uint64  `json:"sessions"`
+	TotalMessagesIn        uint64  `json:"totalMessagesIn"`
+	TotalMessagesOut       uint64  `json:"totalMessagesOut"`
+	TotalMessages          uint64  `json:"totalMessages"`
+	MessagesInPerSecond    float64 `json:"messagesInPerSecond"`
+	MessagesOutPerSecond   float64 `json:"messagesOutPerSecond"`
+	MessagesPerSecond      float64 `json:"messagesPerSecond"`
+	Uptime                 int64   `json:"uptime"`
+	SlowConsumerDisconnect uint64  `json:"slowConsumerDisconnects"`
+}
+
+// Stats returns the edge's counters now.
+func (s *Server) Stats(ctx context.Context) Stats {
+	in, out := s.msgsIn.Load(), s.msgsOut.Load()
+	rin, rout := s.rates.get()
+	st := Stats{
+		ActiveConnections: s.active.Load(), TotalConnections: s.total.Load(),
+		TotalMessagesIn: in, TotalMessagesOut: out, TotalMessages: in + out,
+		MessagesInPerSecond: rin, MessagesOutPerSecond: rout, MessagesPerSecond: rin + rout,
+		Uptime: time.Since(s.started).Milliseconds(), SlowConsumerDisconnect: s.metrics.slowCount.Load(),
+	}
+	if n, err := s.sessions.Count(ctx); err == nil {
+		st.Sessions = n
+	}
+	return st
+}
+
+func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	writeJSON(w, http.StatusOK, s.Stats(ctx))
+}
+
+// cors answers preflights and sets CORS headers when enabled.
+func (s *Server) cors(next http.Handler) http.Handler {
+	if !s.cfg.EnableCORS {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		origin := r.Header.Get("Origin")
+		if origin != "" && (len(s.cfg.CORSOrigins) == 0 || slices.Contains(s.cfg.CORSOrigins, origin)) {
+			h := w.Header()
+			h.Set("Access-Control-Allow-Origin", origin)
+			h.Add("Vary", "Origin")
+			h.Set("Access-Control-Allow-Credentials", "true")
+			h.Set("Access-Control-Expose-Headers", "Content-Type")
+			if r.Method == http.MethodOptions {
+				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID, X-HAIP-Message, X-HAIP-Binary")
+				h.Set("Access-Control-Max-Age", "600")
+				w.WriteHeader(http.StatusNoContent)
+				return
+			}
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// rateSampler keeps messages-per-second figures, refreshed once a second
+// by the server's stats goroutine.
+type rateSampler struct {
+	mu           sync.Mutex
+	lastIn       uint64
+	lastOut      uint64
+	rateIn, rOut float64
+}
+
+func (r *rateSampler) get() (float64, float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.rateIn, r.rOut
+}
+
+func (s *Server) sampleRates(ctx context.Context) {
+	defer close(s.statsDone)
+	const period = time.Second
+	t := time.NewTicker(period)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			in, out := s.msgsIn.Load(), s.msgsOut.Load()
+			s.rates.mu.Lock()
+			s.rates.rateIn = float64(in-s.rates.lastIn) / period.Seconds()
+			s.rates.rOut = float64(out-s.rates.lastOut) / period.Seconds()
+			s.rates.lastIn, s.rates.lastOut = in, out
+			s.rates.mu.Unlock()
+		}
+	}
+}

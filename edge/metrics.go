@@ -1,0 +1,53 @@
+package edge
+
+import (
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const metricsNamespace = "haip_edge"
+
+// metrics are the edge's Prometheus series. Labels come only from small
+// server-chosen sets (transport, reason, code, kind); never a session id.
+type metrics struct {
+	active      *prometheus.GaugeVec
+	accepted    *prometheus.CounterVec
+	refused     *prometheus.CounterVec
+	disconnects *prometheus.CounterVec
+	msgsIn      prometheus.Counter
+	msgsOut     prometheus.Counter
+	errorsSent  *prometheus.CounterVec
+	appendDur   prometheus.Histogram
+	catchups    prometheus.Counter
+	slowCount   atomic.Uint64
+}
+
+func newMetrics(reg prometheus.Registerer) (*metrics, error) {
+	m := &metrics{
+		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: "connections_active",
+			Help: "Live client connections."}, []string{"transport"}),
+		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "connections_total",
+			Help: "Client connections accepted."}, []string{"transport"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "connections_refused_total",
+			Help: "Connection requests refused before upgrade, by reason."}, []string{"transport", "reason"}),
+		disconnects: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "disconnects_total",
+			Help: "Connections ended, by reason."}, []string{"transport", "reason"}),
+		msgsIn: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "messages_in_total",
+			Help: "Envelopes received from clients."}),
+		msgsOut: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "messages_out_total",
+			Help: "Envelopes written to clients."}),
+		errorsSent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "protocol_errors_total",
+			Help: "HAIP ERROR envelopes sent to clients, by code."}, []string{"code"}),
+		appendDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metricsNamespace, Name: "append_duration_seconds",
+			Help: "Time to store one client envelope in its session log.", Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14)}),
+		catchups: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "catchup_reads_total",
+			Help: "Batched reads from JetStream by connections catching up."}),
+	}
+	for _, c := range []prometheus.Collector{m.active, m.accepted, m.refused, m.disconnects, m.msgsIn, m.msgsOut, m.errorsSent, m.appendDur, m.catchups} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

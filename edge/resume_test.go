@@ -1,0 +1,259 @@
+package edge_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/haipfabric/haipfabric/auth"
+	"github.com/haipfabric/haipfabric/client"
+	"github.com/haipfabric/haipfabric/edge"
+	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/streams"
+	"github.com/haipfabric/haipfabric/worker/demo"
+)
+
+// A client drops in the middle of the agent's answer and resumes on a
+// second edge from the last seq it got: the union is dense, in order,
+// with no duplicate, and the answer is whole.
+func TestResumeOnSecondEdge(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	f.agent(10 * time.Millisecond)
+	e1, e2 := f.edge(edge.Config{}), f.edge(edge.Config{})
+
+	c1 := f.dial(e1, client.Options{})
+	if _, err := c1.SendText(context.Background(), "hello there"); err != nil {
+		t.Fatal(err)
+	}
+	first := readUntil(t, c1, 10*time.Second, func(*haip.Envelope) bool { return false || len0(c1) >= 8 })
+	_ = c1.CloseNow() // like a lost network: no close handshake
+
+	c2 := f.dial(e2, client.Options{Session: c1.Session(), LastRxSeq: u64(c1.LastSeq())})
+	rest := readUntil(t, c2, 20*time.Second, isRunFinished)
+	all := append(first, rest...)
+	assertDense(t, all, 1)
+	if all[0].Type != haip.TypeRunStarted {
+		t.Fatalf("first message %s, want RUN_STARTED", all[0].Type)
+	}
+	if got, want := answerText(t, all), demo.Answer("hello there"); got != want {
+		t.Fatalf("answer %q, want %q", got, want)
+	}
+}
+
+// len0 reports how many log messages c has received.
+func len0(c *client.Conn) uint64 { return c.LastSeq() }
+
+// The single-box edge restarted on its data dir (server, edge and agent
+// all stopped mid-answer): the client resumes with nothing lost or
+// repeated, and the interrupted run completes once.
+func TestResumeAfterRestart(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	f := newFabricAt(t, dir, streams.Config{})
+	stopAgent := f.agent(30 * time.Millisecond)
+	e := f.edge(edge.Config{})
+	c := f.dial(e, client.Options{})
+	if _, err := c.SendText(context.Background(), "survive a restart"); err != nil {
+		t.Fatal(err)
+	}
+	first := readUntil(t, c, 10*time.Second, func(*haip.Envelope) bool { return c.LastSeq() >= 6 })
+	_ = c.CloseNow()
+	e.stop()
+	stopAgent()
+	f.stop()
+
+	f2 := newFabricAt(t, dir, streams.Config{})
+	f2.agent(time.Millisecond)
+	e2 := f2.edge(edge.Config{})
+	c2 := f2.dial(e2, client.Options{Session: c.Session(), LastRxSeq: u64(c.LastSeq())})
+	rest := readUntil(t, c2, 30*time.Second, isRunFinished)
+	all := append(first, rest...)
+	assertDense(t, all, 1)
+	if got, want := answerText(t, all), demo.Answer("survive a restart"); got != want {
+		t.Fatalf("answer %q, want %q", got, want)
+	}
+	// Only one RUN_STARTED and one RUN_FINISHED although the run ran twice.
+	n := map[haip.Type]int{}
+	for _, e := range all {
+		n[e.Type]++
+	}
+	if n[haip.TypeRunStarted] != 1 || n[haip.TypeRunFinished] != 1 {
+		t.Fatalf("run events %v", n)
+	}
+}
+
+// Two agents on two edges write into one session at once: the user sees
+// one dense sequence with each writer's messages in their own order.
+func TestTwoWritersDense(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	e1, e2, e3 := f.edge(edge.Config{}), f.edge(edge.Config{}), f.edge(edge.Config{})
+	user := f.dial(e3, client.Options{})
+	session := user.Session()
+	const perWriter = 150
+	var wg sync.WaitGroup
+	for w, e := range []*testEdge{e1, e2} {
+		ag := f.dial(e, client.Options{Session: session, Token: f.token(fmt.Sprintf("agent-%d", w), auth.RoleAgent)})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perWriter {
+				if _, err := ag.Send(context.Background(), haip.ChannelAgent, haip.TypeTextMessagePart,
+					haip.TextMessagePartPayload{MessageID: haip.NameUUID("w", fmt.Sprint(w)), Text: fmt.Sprintf("%d:%d", w, i)}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	got := readUntil(t, user, 30*time.Second, func(*haip.Envelope) bool { return user.LastSeq() >= 2*perWriter })
+	wg.Wait()
+	assertDense(t, got, 1)
+	next := map[string]int{}
+	for _, e := range got {
+		var p haip.TextMessagePartPayload
+		_ = e.DecodePayload(&p)
+		var w, i int
+		fmt.Sscanf(p.Text, "%d:%d", &w, &i)
+		key := fmt.Sprint(w)
+		if i != next[key] {
+			t.Fatalf("writer %d message %d arrived when %d was due", w, i, next[key])
+		}
+		next[key]++
+	}
+}
+
+// REPLAY_REQUEST resends exactly the asked range with the original seqs
+// and ids; a range past the end is refused; older than retention is
+// REPLAY_TOO_OLD.
+func TestReplayRequest(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	f.agent(-1)
+	e := f.edge(edge.Config{})
+	c := f.dial(e, client.Options{})
+	ctx := context.Background()
+	if _, err := c.SendText(ctx, "replay me"); err != nil {
+		t.Fatal(err)
+	}
+	orig := readUntil(t, c, 10*time.Second, isRunFinished)
+	if len(orig) < 20 {
+		t.Fatalf("only %d messages", len(orig))
+	}
+	cases := []struct {
+		name     string
+		from, to uint64
+		want     []uint64 // seqs, or nil for an error
+		code     haip.Code
+	}{
+		{name: "middle", from: 5, to: 9, want: []uint64{5, 6, 7, 8, 9}},
+		{name: "one", from: 3, to: 3, want: []uint64{3}},
+		{name: "open end", from: uint64(len(orig)) - 1, want: []uint64{uint64(len(orig)) - 1, uint64(len(orig))}},
+		{name: "to past delivered is clamped", from: uint64(len(orig)), to: 1000, want: []uint64{uint64(len(orig))}},
+		{name: "beyond the end", from: 999, code: haip.CodeProtocolViolation},
+		{name: "to before from", from: 9, to: 5, code: haip.CodeProtocolViolation},
+	}
+	for _, tc := range cases {
+		p := haip.ReplayRequestPayload{FromSeq: haip.U64(tc.from)}
+		if tc.to != 0 {
+			to := haip.U64(tc.to)
+			p.ToSeq = &to
+		}
+		req, err := c.Send(ctx, haip.ChannelSystem, haip.TypeReplayRequest, p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if tc.want == nil {
+			errEnv := readControl(t, c, haip.TypeError, 5*time.Second)
+			ep := errorPayload(t, errEnv)
+			if ep.Code != tc.code || ep.RelatedID != req.ID {
+				t.Fatalf("%s: error %+v, want %s related to %s", tc.name, ep, tc.code, req.ID)
+			}
+			continue
+		}
+		// A PING after the replay marks its end: the edge answers in order.
+		ping, _ := c.Send(ctx, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: tc.name})
+		var got []uint64
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		for {
+			env, err := c.Read(rctx)
+			if err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if env.Type == haip.TypePong {
+				break
+			}
+			if !client.IsControl(env.Type) {
+				if env.ID != orig[env.Seq-1].ID {
+					t.Fatalf("%s: replayed seq %d has id %s, originally %s", tc.name, env.Seq, env.ID, orig[env.Seq-1].ID)
+				}
+				got = append(got, uint64(env.Seq))
+			}
+		}
+		cancel()
+		_ = ping
+		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+			t.Fatalf("%s: replayed %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
+
+// Messages dropped by retention: a replay or a resume asking for them
+// gets REPLAY_TOO_OLD, never silence.
+func TestReplayTooOld(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{MaxAge: time.Second, DuplicateWindow: 500 * time.Millisecond})
+	f.agent(-1)
+	e := f.edge(edge.Config{})
+	c := f.dial(e, client.Options{})
+	ctx := context.Background()
+	if _, err := c.SendText(ctx, "soon gone"); err != nil {
+		t.Fatal(err)
+	}
+	orig := readUntil(t, c, 10*time.Second, isRunFinished)
+	lg, err := streams.OpenLog(ctx, f.nc, f.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lg.Close(ctx)
+	waitFor(t, 20*time.Second, func() bool {
+		b, err := lg.Bounds(ctx, c.Session(), streams.Out)
+		return err == nil && b.Empty()
+	}, "retention never dropped the log")
+
+	req, _ := c.Send(ctx, haip.ChannelSystem, haip.TypeReplayRequest, haip.ReplayRequestPayload{FromSeq: 1})
+	ep := errorPayload(t, readControl(t, c, haip.TypeError, 5*time.Second))
+	if ep.Code != haip.CodeReplayTooOld || ep.RelatedID != req.ID {
+		t.Fatalf("replay: %+v", ep)
+	}
+
+	// Resume from the middle of what expired.
+	c2, err := f.tryDial(e, client.Options{Session: c.Session(), LastRxSeq: u64(2)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ep = errorPayload(t, readControl(t, c2, haip.TypeError, 5*time.Second))
+	if ep.Code != haip.CodeReplayTooOld || ep.Detail["first_available"] != fmt.Sprint(len(orig)+1) {
+		t.Fatalf("resume: %+v", ep)
+	}
+	// The session goes on with the next number, not 1.
+	if _, err := c2.SendText(ctx, "again"); err != nil {
+		t.Fatal(err)
+	}
+	more := readUntil(t, c2, 10*time.Second, isRunFinished)
+	assertDense(t, more, uint64(len(orig))+1)
+}
+
+func waitFor(t *testing.T, within time.Duration, cond func() bool, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatal(msg)
+		}
+		time.Sleep(10 * time.Millisecond) // polling interval
+	}
+}

@@ -1,0 +1,231 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/haipfabric/haipfabric/auth"
+	"github.com/haipfabric/haipfabric/streams"
+)
+
+// Deps are the parts an edge is built from. NC, JS and Verifier are
+// required; the edge does not close them.
+type Deps struct {
+	NC       *nats.Conn
+	JS       jetstream.JetStream
+	Verifier *auth.Verifier
+	// Logger receives the edge's logs; nil means silent.
+	Logger *slog.Logger
+	// Registerer receives the edge's Prometheus metrics, and Gatherer
+	// serves /metrics; nil means a private registry of the edge's own.
+	Registerer prometheus.Registerer
+	Gatherer   prometheus.Gatherer
+}
+
+// Server is one edge: it serves HAIP over WebSocket (and the HTTP
+// endpoints around it) on top of the JetStream topology made by
+// streams.Ensure. It holds no state that matters: sessions live in
+// JetStream, so any number of edges serve the same sessions.
+//
+// Its methods are safe for concurrent use. Shutdown stops it.
+type Server struct {
+	cfg      Config
+	nc       *nats.Conn
+	js       jetstream.JetStream
+	log      *streams.Log
+	sessions *streams.Sessions
+	hub      *hub
+	verifier *auth.Verifier
+	logger   *slog.Logger
+	metrics  *metrics
+	gatherer prometheus.Gatherer
+	started  time.Time
+
+	active   atomic.Int64
+	total    atomic.Uint64
+	msgsIn   atomic.Uint64
+	msgsOut  atomic.Uint64
+	draining atomic.Bool
+
+	mu    sync.Mutex
+	conns map[*conn]struct{}
+	wg    sync.WaitGroup // one per connection
+
+	rates     rateSampler
+	stopStats context.CancelFunc
+	statsDone chan struct{}
+	closeOnce sync.Once
+}
+
+// NewServer builds an edge. ctx bounds the start-up calls to JetStream.
+func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("cannot start edge: %w", err)
+	}
+	if deps.NC == nil || deps.JS == nil || deps.Verifier == nil {
+		return nil, errors.New("cannot start edge: NC, JS and Verifier are required")
+	}
+	lg, err := streams.OpenLog(ctx, deps.NC, deps.JS)
+	if err != nil {
+		return nil, fmt.Errorf("cannot start edge: %w", err)
+	}
+	sess, err := streams.OpenSessions(ctx, deps.JS)
+	if err != nil {
+		_ = lg.Close(ctx)
+		return nil, fmt.Errorf("cannot start edge: %w", err)
+	}
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	reg, gath := deps.Registerer, deps.Gatherer
+	if reg == nil {
+		r := prometheus.NewRegistry()
+		reg, gath = r, r
+	}
+	m, err := newMetrics(reg)
+	if err != nil {
+		_ = lg.Close(ctx)
+		return nil, fmt.Errorf("cannot start edge: %w", err)
+	}
+	statsCtx, stop := context.WithCancel(context.Background())
+	s := &Server{
+		cfg:       cfg.withDefaults(),
+		nc:        deps.NC,
+		js:        deps.JS,
+		log:       lg,
+		sessions:  sess,
+		hub:       newHub(deps.NC),
+		verifier:  deps.Verifier,
+		logger:    logger.With(slog.String(logKeyComponent, "edge")),
+		metrics:   m,
+		gatherer:  gath,
+		started:   time.Now(),
+		conns:     make(map[*conn]struct{}),
+		stopStats: stop,
+		statsDone: make(chan struct{}),
+	}
+	go s.sampleRates(statsCtx)
+	return s, nil
+}
+
+// Handler returns the HTTP handler of every endpoint:
+//
+//	GET /haip/websocket, GET / (with Upgrade)  HAIP over WebSocket
+//	GET /health                                 JetStream reachable: 200, else 503
+//	GET /stats                                  connection and message counters (JSON)
+//	GET /metrics                                Prometheus metrics
+func (s *Server) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /haip/websocket", s.serveWebSocket)
+	mux.HandleFunc("GET /{$}", s.serveRoot)
+	mux.HandleFunc("GET /health", s.serveHealth)
+	mux.HandleFunc("GET /stats", s.serveStats)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeHTTPError(w, http.StatusNotFound, "not_found", "", "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
+	})
+	return s.cors(mux)
+}
+
+// Shutdown drains the edge: new connections are refused, every live
+// connection is told to resume elsewhere (WebSocket close 1001 with the
+// seq to resume from) after the message it is handling is stored, and
+// Shutdown waits for them all or for ctx. It is idempotent.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.draining.Store(true)
+	s.mu.Lock()
+	for c := range s.conns {
+		c.drain()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() {
+		s.wg.Wait()
+		close(done)
+	}()
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		err = fmt.Errorf("edge shutdown: %w", ctx.Err())
+		s.mu.Lock()
+		for c := range s.conns {
+			c.abort()
+		}
+		s.mu.Unlock()
+	}
+	s.closeOnce.Do(func() {
+		s.stopStats()
+		<-s.statsDone
+		if cerr := s.log.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+			err = cerr
+		}
+	})
+	return err
+}
+
+func (s *Server) register(c *conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.draining.Load() {
+		return false
+	}
+	s.conns[c] = struct{}{}
+	s.wg.Add(1)
+	return true
+}
+
+func (s *Server) unregister(c *conn) {
+	s.mu.Lock()
+	delete(s.conns, c)
+	s.mu.Unlock()
+	s.wg.Done()
+}
+
+// authorize binds a session to the caller: a new session is created with
+// the caller as owner; an existing one opens only for its owner, or for
+// any agent or admin. The allow-list claim, when present, applies first.
+func (s *Server) authorize(ctx context.Context, id auth.Identity, session string) error {
+	if err := streams.ValidateSessionID(session); err != nil {
+		return err
+	}
+	if !id.AllowsSession(session) {
+		return errForbidden
+	}
+	if id.MayAccessAnySession() {
+		return nil
+	}
+	rec, _, err := s.sessions.Claim(ctx, session, id.Subject)
+	if err != nil {
+		return err
+	}
+	if rec.Owner != id.Subject {
+		return errForbidden
+	}
+	return nil
+}
+
+var errForbidden = errors.New("session belongs to another user")
+
+// Attribute keys for logs.
+const (
+	logKeyComponent = "component"
+	logKeyConn      = "conn"
+	logKeySession   = "session"
+	logKeySubject   = "sub"
+	logKeyTransport = "transport"
+	logKeyReason    = "reason"
+	logKeyErr       = "err"
+)

@@ -1,0 +1,317 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/streams"
+)
+
+// Disconnect reasons, the label values of haip_edge_disconnects_total.
+const (
+	reasonPeer      = "peer_closed"
+	reasonDrain     = "shutdown"
+	reasonSlow      = "slow_consumer"
+	reasonHeartbeat = "heartbeat_timeout"
+	reasonHandshake = "handshake_timeout"
+	reasonProtocol  = "protocol"
+	reasonBackend   = "backend_error"
+)
+
+// delivery is the writer's cursor in the session log.
+type delivery struct {
+	next       uint64 // next seq to write
+	streamSeq  uint64 // where in the stream to look for it
+	catchingUp bool
+}
+
+// writeLoop owns every write to the transport. It returns the reason the
+// connection ended, after closing the transport.
+func (c *conn) writeLoop() string {
+	cfg := c.srv.cfg
+	hb := time.NewTicker(time.Duration(cfg.HeartbeatInterval))
+	defer hb.Stop()
+	handshake := time.NewTimer(time.Duration(cfg.HandshakeTimeout))
+	defer handshake.Stop()
+
+	var d *delivery
+	var live <-chan streams.Entry // nil until the handshake: never drop early entries
+	for {
+		if d != nil && d.catchingUp {
+			if !c.flushControl() {
+				return c.failReason
+			}
+			if reason, ok := c.catchUp(d); !ok {
+				return reason
+			}
+			continue
+		}
+		select {
+		case <-c.ctx.Done():
+			c.t.close(CloseNormal, "")
+			return reasonPeer
+		case <-c.drainCh:
+			c.flushControl()
+			c.t.close(CloseGoingAway, fmt.Sprintf("edge shutting down; resume from seq %d", c.delivered.Load()))
+			return reasonDrain
+		case cr := <-c.closeReq:
+			c.flushControl()
+			c.t.close(cr.code, cr.reason)
+			if cr.code == CloseSlowConsumer {
+				c.srv.metrics.slowCount.Add(1)
+				return "slow_control"
+			}
+			return reasonProtocol
+		case o := <-c.ctrl:
+			if !c.writeOutbound(o) {
+				return c.failReason
+			}
+		case start := <-c.started:
+			d = &delivery{next: start.next, streamSeq: max(start.streamSeq, 1), catchingUp: true}
+			live = c.live
+			handshake.Stop()
+		case <-handshake.C:
+			if d == nil {
+				c.sendErrorAlways(haip.Errorf(haip.CodeProtocolViolation, "no HAI within %s", time.Duration(cfg.HandshakeTimeout)))
+				c.flushControl()
+				c.t.close(ClosePolicyViolation, "handshake timeout: send HAI first")
+				return reasonHandshake
+			}
+		case e := <-live:
+			switch {
+			case e.Seq < d.next:
+				// Already delivered by catch-up.
+			case e.Seq == d.next:
+				if !c.writeEntry(d, e) {
+					return c.failReason
+				}
+			default:
+				d.catchingUp = true // a gap: the log has what we missed
+			}
+		case <-c.overflow:
+			if d != nil {
+				d.catchingUp = true
+			}
+		case <-hb.C:
+			silent := time.Since(time.Unix(0, c.lastInbound.Load()))
+			if silent > time.Duration(cfg.HeartbeatInterval+cfg.HeartbeatTimeout) {
+				c.t.close(CloseHeartbeatTimeout, fmt.Sprintf("no frames for %s; resume from seq %d", silent.Round(time.Second), c.delivered.Load()))
+				return reasonHeartbeat
+			}
+			if d != nil && c.accepts[haip.TypePing] {
+				env, err := haip.New(c.session, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: haip.NewUUID()})
+				if err == nil && !c.writeControl(env) {
+					return c.failReason
+				}
+			}
+		}
+	}
+}
+
+// catchUp reads one bounded batch of the log from JetStream and writes
+// it. When the batch reaches the end of the log, delivery goes live.
+func (c *conn) catchUp(d *delivery) (reason string, ok bool) {
+	ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
+	entries, more, err := c.srv.log.Read(ctx, c.session, c.readDir, d.streamSeq, c.srv.cfg.CatchupBatch, c.srv.cfg.CatchupBytes)
+	cancel()
+	c.srv.metrics.catchups.Inc()
+	if err != nil {
+		if c.ctx.Err() != nil {
+			c.t.close(CloseNormal, "")
+			return reasonPeer, false
+		}
+		c.logger.Error("catch-up read", slog.Any(logKeyErr, err))
+		c.t.close(CloseTryAgainLater, fmt.Sprintf("session log unavailable; resume from seq %d", c.delivered.Load()))
+		return reasonBackend, false
+	}
+	for _, e := range entries {
+		if e.Seq < d.next {
+			d.streamSeq = e.StreamSeq + 1
+			continue
+		}
+		if e.Seq > d.next {
+			// Retention removed messages the client had not seen yet.
+			if !c.writeError(haip.Errorf(haip.CodeReplayTooOld, "messages %d to %d are past retention", d.next, e.Seq-1).
+				WithDetail("first_available", strconv.FormatUint(e.Seq, 10))) {
+				return c.failReason, false
+			}
+			d.next = e.Seq
+		}
+		if !c.writeEntry(d, e) {
+			return c.failReason, false
+		}
+	}
+	if !more {
+		d.catchingUp = false
+		// Drop what the live queue holds from before this point; anything
+		// newer is handled by the live branch, with its gap check.
+		for {
+			select {
+			case e := <-c.live:
+				if e.Seq >= d.next {
+					if e.Seq == d.next {
+						if !c.writeEntry(d, e) {
+							return c.failReason, false
+						}
+						continue
+					}
+					d.catchingUp = true
+					return "", true
+				}
+			default:
+				return "", true
+			}
+		}
+	}
+	return "", true
+}
+
+// writeEntry writes one log message and advances the cursor. Types the
+// client said it does not accept are skipped (their seq with them).
+func (c *conn) writeEntry(d *delivery, e streams.Entry) bool {
+	d.next = e.Seq + 1
+	d.streamSeq = e.StreamSeq + 1
+	if e.Type != "" && !c.accepts[haip.Type(e.Type)] {
+		c.delivered.Store(e.Seq)
+		return true
+	}
+	if !c.write(e.Data) {
+		return false
+	}
+	c.delivered.Store(e.Seq)
+	return true
+}
+
+// replay resends a range this connection has already delivered, with the
+// original seqs, for a client that lost part of it (REPLAY_REQUEST).
+func (c *conn) replay(rr replayRequest) bool {
+	ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
+	defer cancel()
+	b, err := c.srv.log.Bounds(ctx, c.session, c.readDir)
+	if err != nil {
+		return c.writeError(haip.Errorf(haip.CodeInternalError, "session log unavailable; retry").WithRelated(rr.relatedID))
+	}
+	switch {
+	case rr.from > b.Last.Seq:
+		return c.writeError(haip.Errorf(haip.CodeProtocolViolation, "from_seq %d is beyond the last seq %d", rr.from, b.Last.Seq).
+			WithRelated(rr.relatedID).WithDetail("last_seq", strconv.FormatUint(b.Last.Seq, 10)))
+	case rr.from < b.First.Seq:
+		return c.writeError(haip.Errorf(haip.CodeReplayTooOld, "from_seq %d is past retention; the oldest kept is %d", rr.from, b.First.Seq).
+			WithRelated(rr.relatedID).WithDetail("first_available", strconv.FormatUint(b.First.Seq, 10)))
+	}
+	to := c.delivered.Load() // later messages come by normal delivery
+	if rr.to != 0 && rr.to < to {
+		to = rr.to
+	}
+	if rr.from > to {
+		return true
+	}
+	p, err := c.srv.log.Find(ctx, c.session, c.readDir, rr.from)
+	if err != nil {
+		if errors.Is(err, streams.ErrTooOld) {
+			return c.writeError(haip.Errorf(haip.CodeReplayTooOld, "from_seq %d is past retention", rr.from).WithRelated(rr.relatedID))
+		}
+		return c.writeError(haip.Errorf(haip.CodeInternalError, "session log unavailable; retry").WithRelated(rr.relatedID))
+	}
+	for from := p.StreamSeq; ; {
+		entries, more, err := c.srv.log.Read(ctx, c.session, c.readDir, from, c.srv.cfg.CatchupBatch, c.srv.cfg.CatchupBytes)
+		if err != nil {
+			return c.writeError(haip.Errorf(haip.CodeInternalError, "replay interrupted; retry").WithRelated(rr.relatedID))
+		}
+		for _, e := range entries {
+			if e.Seq > to {
+				return true
+			}
+			from = e.StreamSeq + 1
+			if e.Type != "" && !c.accepts[haip.Type(e.Type)] {
+				continue
+			}
+			if !c.write(e.Data) {
+				return false
+			}
+		}
+		if !more || len(entries) == 0 {
+			return true
+		}
+	}
+}
+
+// writeError writes an ERROR at once, from the writer itself (queueing it
+// would put it behind items the writer has not reached yet).
+func (c *conn) writeError(e *haip.Error) bool {
+	c.srv.metrics.errorsSent.WithLabelValues(string(e.Code)).Inc()
+	if c.accepts != nil && !c.accepts[haip.TypeError] {
+		return true
+	}
+	env, err := haip.New(c.session, haip.ChannelSystem, haip.TypeError, e.Payload())
+	if err != nil {
+		return true
+	}
+	return c.writeControl(env)
+}
+
+// flushControl writes every queued control item.
+func (c *conn) flushControl() bool {
+	for {
+		select {
+		case o := <-c.ctrl:
+			if !c.writeOutbound(o) {
+				return false
+			}
+		default:
+			return true
+		}
+	}
+}
+
+func (c *conn) writeOutbound(o outbound) bool {
+	if o.replay != nil {
+		return c.replay(*o.replay)
+	}
+	return c.writeControl(o.env)
+}
+
+// writeControl stamps a control envelope with the connection's position
+// (seq of the last log message delivered: control messages take no number
+// of their own) and cumulative ack, then writes it.
+func (c *conn) writeControl(env *haip.Envelope) bool {
+	env.Seq = haip.U64(c.delivered.Load())
+	if a := c.ack.Load(); a > 0 {
+		ack := haip.U64(a)
+		env.Ack = &ack
+	}
+	data, err := haip.Encode(env)
+	if err != nil {
+		c.logger.Error("encode control envelope", slog.Any(logKeyErr, err))
+		return true
+	}
+	return c.write(data)
+}
+
+// write sends one envelope within WriteTimeout. A client that cannot take
+// it in time is cut as too slow; it resumes from its last seq.
+func (c *conn) write(data []byte) bool {
+	ctx, cancel := context.WithTimeout(c.ctx, time.Duration(c.srv.cfg.WriteTimeout))
+	err := c.t.write(ctx, data)
+	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
+	cancel()
+	if err != nil {
+		c.failReason = reasonPeer
+		if timedOut && c.ctx.Err() == nil {
+			c.failReason = reasonSlow
+			c.srv.metrics.slowCount.Add(1)
+			c.t.close(CloseSlowConsumer, fmt.Sprintf("slow consumer; resume from seq %d", c.delivered.Load()))
+		} else {
+			c.t.close(CloseNormal, "")
+		}
+		return false
+	}
+	c.srv.msgsOut.Add(1)
+	c.srv.metrics.msgsOut.Inc()
+	return true
+}

@@ -1,0 +1,260 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/streams"
+)
+
+// Defaults for AgentConfig fields left zero.
+const (
+	DefaultAgentName   = "agent"
+	DefaultConcurrency = 4
+	DefaultAckWait     = 30 * time.Second
+	DefaultMaxDeliver  = 5
+	DefaultDrainWait   = 30 * time.Second
+)
+
+// RunHandler answers one run: one user turn. It streams its output into
+// the session with run.Emit and returns when the run is over. It runs
+// concurrently with other runs and must return when ctx is cancelled.
+type RunHandler interface {
+	HandleRun(ctx context.Context, run *Run) error
+}
+
+// RunHandlerFunc adapts a function to RunHandler.
+type RunHandlerFunc func(ctx context.Context, run *Run) error
+
+// HandleRun calls f.
+func (f RunHandlerFunc) HandleRun(ctx context.Context, run *Run) error { return f(ctx, run) }
+
+// AgentConfig configures an Agent. Zero fields take the defaults above.
+type AgentConfig struct {
+	// Name is the durable consumer shared by every replica of this agent;
+	// replicas with the same name split the runs between them.
+	Name string
+	// Concurrency is how many runs one replica handles at once.
+	Concurrency int
+	// AckWait is how long a run may go without a progress signal before
+	// JetStream gives it to another replica. The SDK signals every
+	// AckWait/3 while a handler runs, so only a dead replica loses its runs.
+	AckWait time.Duration
+	// MaxDeliver bounds how often one run is attempted.
+	MaxDeliver int
+	// DrainWait is how long Run waits for running handlers after its ctx
+	// is cancelled before cancelling them too.
+	DrainWait time.Duration
+	// Logger receives the agent's logs; nil means silent.
+	Logger *slog.Logger
+}
+
+func (c AgentConfig) withDefaults() AgentConfig {
+	if c.Name == "" {
+		c.Name = DefaultAgentName
+	}
+	if c.Concurrency <= 0 {
+		c.Concurrency = DefaultConcurrency
+	}
+	if c.AckWait <= 0 {
+		c.AckWait = DefaultAckWait
+	}
+	if c.MaxDeliver <= 0 {
+		c.MaxDeliver = DefaultMaxDeliver
+	}
+	if c.DrainWait <= 0 {
+		c.DrainWait = DefaultDrainWait
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	return c
+}
+
+// Agent takes runs from the run work queue and hands them to a handler.
+// Each run is taken by exactly one replica; a replica that dies has its
+// runs redelivered to another after AckWait.
+type Agent struct {
+	cfg     AgentConfig
+	handler RunHandler
+	cons    jetstream.Consumer
+	log     *streams.Log
+}
+
+// NewAgent binds to the run queue with a durable consumer named cfg.Name
+// (created or updated) and opens the session log for Emit.
+func NewAgent(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h RunHandler, cfg AgentConfig) (*Agent, error) {
+	cfg = cfg.withDefaults()
+	if err := streams.ValidateSessionID(cfg.Name); err != nil {
+		return nil, fmt.Errorf("cannot start agent: name: %w", err)
+	}
+	cons, err := js.CreateOrUpdateConsumer(ctx, streams.RunStream, jetstream.ConsumerConfig{
+		Durable:       cfg.Name,
+		Description:   "agent run handlers",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       cfg.AckWait,
+		MaxDeliver:    cfg.MaxDeliver,
+		MaxAckPending: -1,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
+	}
+	lg, err := streams.OpenLog(ctx, nc, js)
+	if err != nil {
+		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
+	}
+	return &Agent{cfg: cfg, handler: h, cons: cons, log: lg}, nil
+}
+
+// Run takes runs until ctx is cancelled, then stops taking new ones, waits
+// up to DrainWait for the running ones (then cancels them: they are
+// redelivered), and returns.
+func (a *Agent) Run(ctx context.Context) error {
+	defer a.log.Close(context.WithoutCancel(ctx)) //nolint:errcheck // best-effort final flush
+	it, err := a.cons.Messages(jetstream.PullMaxMessages(a.cfg.Concurrency))
+	if err != nil {
+		return fmt.Errorf("agent %s: cannot consume: %w", a.cfg.Name, err)
+	}
+	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	sem := make(chan struct{}, a.cfg.Concurrency)
+	var wg sync.WaitGroup
+	stopped := make(chan struct{})
+	go func() {
+		<-ctx.Done()
+		it.Stop()
+		close(stopped)
+	}()
+	for {
+		msg, err := it.Next()
+		if err != nil {
+			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+				break
+			}
+			a.cfg.Logger.Warn("agent: next run", slog.Any("err", err))
+			continue
+		}
+		sem <- struct{}{}
+		wg.Add(1)
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			a.handle(handlerCtx, msg)
+		}()
+	}
+	<-stopped
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(a.cfg.DrainWait):
+		cancelHandlers()
+		<-done
+	}
+	return nil
+}
+
+func (a *Agent) handle(ctx context.Context, msg jetstream.Msg) {
+	var req streams.RunRequest
+	if err := json.Unmarshal(msg.Data(), &req); err != nil || req.Validate() != nil {
+		a.cfg.Logger.Error("agent: malformed run request dropped", slog.Any("err", err))
+		_ = msg.Term()
+		return
+	}
+	logger := a.cfg.Logger.With(slog.String("run", req.RunID), slog.String("session", req.Session))
+	run := &Run{Request: req, log: a.log}
+	// Keep JetStream from handing the run to another replica while it runs.
+	hbCtx, stopHB := context.WithCancel(ctx)
+	go func() {
+		t := time.NewTicker(a.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-hbCtx.Done():
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	err := safeHandle(ctx, a.handler, run)
+	stopHB()
+	if ctx.Err() != nil {
+		// Shutting down: let another replica take the run. Its output so
+		// far is de-duplicated by message id when the run is replayed.
+		_ = msg.Nak()
+		return
+	}
+	if err != nil {
+		logger.Warn("agent: run failed", slog.Any("err", err))
+		if run.finished {
+			_ = msg.Ack()
+			return
+		}
+		if _, eerr := run.Emit(context.WithoutCancel(ctx), haip.ChannelAgent, haip.TypeRunFinished,
+			haip.RunFinishedPayload{Status: haip.RunStatusError, Summary: err.Error()}); eerr != nil {
+			logger.Error("agent: cannot end failed run", slog.Any("err", eerr))
+			_ = msg.Nak()
+			return
+		}
+		_ = msg.Ack()
+		return
+	}
+	_ = msg.Ack()
+}
+
+func safeHandle(ctx context.Context, h RunHandler, run *Run) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("handler panic: %v", r)
+		}
+	}()
+	return h.HandleRun(ctx, run)
+}
+
+// Run is one run being handled. Its methods are not safe for concurrent
+// use: one handler goroutine emits a run's messages, in order.
+type Run struct {
+	// Request is what the user asked.
+	Request streams.RunRequest
+
+	log      *streams.Log
+	step     int
+	finished bool
+}
+
+// Emit appends one envelope to the session's outbound log, on the run's
+// behalf (run_id and thread_id set), and returns its seq. Envelope ids
+// are derived from the run id and the emit's position in the run, so a
+// run that is redelivered after a crash and emits the same messages again
+// is stored once: clients see nothing twice.
+func (r *Run) Emit(ctx context.Context, ch haip.Channel, t haip.Type, payload any) (uint64, error) {
+	r.step++
+	env, err := haip.New(r.Request.Session, ch, t, payload)
+	if err != nil {
+		return 0, fmt.Errorf("cannot emit %s: %w", t, err)
+	}
+	env.ID = haip.NameUUID("run-msg", r.Request.RunID, strconv.Itoa(r.step))
+	env.RunID = r.Request.RunID
+	env.ThreadID = r.Request.ThreadID
+	res, err := r.log.Append(ctx, r.Request.Session, streams.Out, streams.Record{ID: env.ID, Type: string(t)}, func(seq uint64) ([]byte, error) {
+		env.Seq = haip.U64(seq)
+		return haip.Encode(env)
+	})
+	if err != nil {
+		return 0, fmt.Errorf("cannot emit %s: %w", t, err)
+	}
+	if t == haip.TypeRunFinished || t == haip.TypeRunError {
+		r.finished = true
+	}
+	return res.Seq, nil
+}
