@@ -22,10 +22,10 @@ import (
 
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/edge"
+	"github.com/haipfabric/haipfabric/internal/agentcfg"
 	"github.com/haipfabric/haipfabric/internal/natsembed"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
-	"github.com/haipfabric/haipfabric/worker/demo"
 )
 
 // config is everything the edge process reads from the environment.
@@ -60,10 +60,8 @@ type config struct {
 	RetentionMaxBytes int64         `env:"RETENTION_MAX_BYTES" envDefault:"0"`
 	DuplicateWindow   time.Duration `env:"DUPLICATE_WINDOW" envDefault:"2m"`
 
-	// DemoAgent runs the demo agent in this process; DemoAgentDelay is its
-	// pause between streamed words.
-	DemoAgent      bool          `env:"DEMO_AGENT" envDefault:"true"`
-	DemoAgentDelay time.Duration `env:"DEMO_AGENT_DELAY" envDefault:"50ms"`
+	// Agent configures the demo agent run in this process (DEMO_AGENT…).
+	Agent agentcfg.Config
 
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text"`
@@ -190,9 +188,8 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 	var wg sync.WaitGroup
 	agentCtx, stopAgent := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAgent()
-	if cfg.DemoAgent {
-		agent, err := worker.NewAgent(setupCtx, nc, js, &demo.Agent{Delay: cfg.DemoAgentDelay},
-			worker.AgentConfig{Name: "demo", Logger: logger.With(slog.String("component", "demo-agent"))})
+	if cfg.Agent.Enabled {
+		agent, err := worker.NewAgent(setupCtx, nc, js, cfg.Agent.Handler(), cfg.Agent.AgentConfig(logger.With(slog.String("component", "demo-agent"))))
 		if err != nil {
 			return err
 		}

@@ -21,6 +21,8 @@ type Agent struct {
 	// Delay is the pause between words; zero means DefaultDelay, negative
 	// means none.
 	Delay time.Duration
+	// Author names the agent in TEXT_MESSAGE_START; empty means "demo-agent".
+	Author string
 }
 
 var _ worker.RunHandler = (*Agent)(nil)
@@ -47,7 +49,11 @@ func (a *Agent) HandleRun(ctx context.Context, run *worker.Run) error {
 		return err
 	}
 	msgID := haip.NameUUID("demo-answer", run.Request.RunID)
-	if _, err := run.Emit(ctx, haip.ChannelAgent, haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: msgID, Author: "demo-agent"}); err != nil {
+	author := a.Author
+	if author == "" {
+		author = "demo-agent"
+	}
+	if _, err := run.Emit(ctx, haip.ChannelAgent, haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: msgID, Author: author}); err != nil {
 		return err
 	}
 	words := strings.Fields(Answer(run.Request.Text))

@@ -1,0 +1,114 @@
+// Command toolworker runs worker processes of the fabric against an
+// existing NATS (NATS_URL): today, replicas of the demo agent, which take
+// agent runs from the same JetStream work queue as any other replica, each
+// run handled exactly once. Start it as many times as you like, on as
+// many machines.
+//
+// It never creates or changes the JetStream topology (an edge does that):
+// it waits for it to exist.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/haipfabric/haipfabric/internal/agentcfg"
+	"github.com/haipfabric/haipfabric/streams"
+	"github.com/haipfabric/haipfabric/worker"
+)
+
+type config struct {
+	NATSURL   string `env:"NATS_URL" envDefault:"nats://127.0.0.1:4222"`
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat string `env:"LOG_FORMAT" envDefault:"text"`
+	// TopologyWait is how long to wait for an edge to create the streams.
+	TopologyWait time.Duration `env:"TOPOLOGY_WAIT" envDefault:"60s"`
+	Agent        agentcfg.Config
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+		slog.Error("toolworker stopped", slog.Any("err", err))
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context) error {
+	var cfg config
+	if err := env.Parse(&cfg); err != nil {
+		return fmt.Errorf("bad configuration: %w", err)
+	}
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
+		return fmt.Errorf("bad configuration: LOG_LEVEL: %w", err)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, opts))
+	if cfg.LogFormat == "json" {
+		logger = slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	if !cfg.Agent.Enabled {
+		return errors.New("nothing to run: DEMO_AGENT=false and no tools are configured")
+	}
+	nc, err := nats.Connect(cfg.NATSURL, nats.Name("haip-toolworker"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Warn("nats disconnected", slog.Any("err", err)) }),
+		nats.ReconnectHandler(func(nc *nats.Conn) { logger.Info("nats reconnected", slog.String("url", nc.ConnectedUrl())) }))
+	if err != nil {
+		return fmt.Errorf("cannot connect to %s: %w", cfg.NATSURL, err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	if err := waitTopology(ctx, js, cfg.TopologyWait, logger); err != nil {
+		return err
+	}
+	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	agent, err := worker.NewAgent(setup, nc, js, cfg.Agent.Handler(), cfg.Agent.AgentConfig(logger.With(slog.String("component", "demo-agent"))))
+	if err != nil {
+		return err
+	}
+	logger.Info("toolworker ready", slog.String("nats", nc.ConnectedUrl()), slog.String("agent", "demo"), slog.Int("concurrency", cfg.Agent.Concurrency))
+	err = agent.Run(ctx)
+	if derr := nc.Drain(); derr != nil && err == nil {
+		err = derr
+	}
+	logger.Info("stopped")
+	return err
+}
+
+// waitTopology waits until an edge has created the run queue.
+func waitTopology(ctx context.Context, js jetstream.JetStream, wait time.Duration, logger *slog.Logger) error {
+	deadline := time.Now().Add(wait)
+	backoff := 100 * time.Millisecond
+	for {
+		_, err := js.Stream(ctx, streams.RunStream)
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("stream %s not found after %s: start an edge first: %w", streams.RunStream, wait, err)
+		}
+		logger.Info("waiting for the edge to create the streams", slog.Any("err", err))
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 2*time.Second)
+	}
+}

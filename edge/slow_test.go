@@ -1,0 +1,167 @@
+package edge_test
+
+import (
+	"context"
+	"fmt"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/coder/websocket"
+
+	"github.com/haipfabric/haipfabric/auth"
+	"github.com/haipfabric/haipfabric/client"
+	"github.com/haipfabric/haipfabric/edge"
+	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/streams"
+)
+
+// fill appends n agent messages of about size bytes to a session's
+// outbound log, as a fast agent would.
+func (f *fabric) fill(t *testing.T, session string, n, size int) {
+	t.Helper()
+	ctx := context.Background()
+	lg, err := streams.OpenLog(ctx, f.nc, f.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lg.Close(ctx)
+	text := strings.Repeat("x", size)
+	msgID := haip.NewUUID()
+	for i := range n {
+		env, err := haip.New(session, haip.ChannelAgent, haip.TypeTextMessagePart, haip.TextMessagePartPayload{MessageID: msgID, Text: text})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := lg.Append(ctx, session, streams.Out, streams.Record{ID: env.ID, Type: string(env.Type)}, func(seq uint64) ([]byte, error) {
+			env.Seq = haip.U64(seq)
+			return haip.Encode(env)
+		}); err != nil {
+			t.Fatalf("append %d: %v", i, err)
+		}
+	}
+}
+
+func heapInUse() uint64 {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapAlloc
+}
+
+// A client that never reads: the edge pulls from JetStream only what the
+// socket takes, its memory stays bounded, and after WRITE_TIMEOUT the
+// client is cut with a reason. It then resumes and gets everything, once.
+func TestSlowClientBounded(t *testing.T) {
+	t.Parallel()
+	const (
+		backlog = 12000
+		size    = 1024
+	)
+	f := newFabric(t, streams.Config{})
+	e := f.edge(edge.Config{WriteTimeout: edge.Duration(500 * time.Millisecond), CatchupBytes: 64 << 10})
+	session := haip.NewUUID()
+	// The session must be the caller's before anything is written to it.
+	owner := f.dial(e, client.Options{Session: session})
+	_ = owner.Close()
+	f.fill(t, session, backlog, size)
+
+	before := heapInUse()
+	ctx := context.Background()
+	ws, _, err := websocket.Dial(ctx, e.ws+"?token="+f.token("alice", auth.RoleUser), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+	ws.SetReadLimit(1 << 20)
+	hello, _ := haip.New(session, haip.ChannelSystem, haip.TypeHAI, haip.HelloPayload{
+		HaipVersion: haip.Version, AcceptMajor: []int{1}, AcceptEvents: haip.AllTypes(), LastRxSeq: "0"})
+	hello.Seq = 1
+	data, _ := haip.Encode(hello)
+	if err := ws.Write(ctx, websocket.MessageText, data); err != nil {
+		t.Fatal(err)
+	}
+	// Never read; watch the edge's memory until it gives up on us.
+	var peak uint64
+	waitFor(t, 60*time.Second, func() bool {
+		if h := heapInUse(); h > peak {
+			peak = h
+		}
+		return e.srv.Stats(ctx).SlowConsumerDisconnect >= 1
+	}, "never-reading client was not cut")
+	growth := int64(peak) - int64(before)
+	backlogBytes := backlog * size
+	t.Logf("backlog %d bytes; heap growth at peak %d bytes (%.1f%% of backlog)", backlogBytes, growth, 100*float64(growth)/float64(backlogBytes))
+	if growth > int64(backlogBytes)/2 {
+		t.Fatalf("edge heap grew by %d bytes for a %d-byte backlog: it buffered the log", growth, backlogBytes)
+	}
+
+	// What the socket had taken is still readable, then the close.
+	var last uint64
+	var closeErr error
+	for {
+		_, msg, err := ws.Read(ctx)
+		if err != nil {
+			closeErr = err
+			break
+		}
+		env, err := haip.Decode(msg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !client.IsControl(env.Type) {
+			if uint64(env.Seq) != last+1 {
+				t.Fatalf("seq %d after %d", env.Seq, last)
+			}
+			last = uint64(env.Seq)
+		}
+	}
+	t.Logf("client had received %d of %d before the cut (%v)", last, backlog, closeErr)
+	if last >= backlog {
+		t.Fatalf("client got everything (%d); the test needs a backlog larger than the socket buffers", last)
+	}
+	if code, reason := client.CloseStatus(closeErr); code != -1 && (code != websocket.StatusCode(edge.CloseSlowConsumer) || !strings.Contains(reason, "slow consumer")) {
+		t.Fatalf("closed with %d %q, want %d slow consumer", code, reason, edge.CloseSlowConsumer)
+	}
+
+	// Resume: the rest arrives, dense, once.
+	c := f.dial(e, client.Options{Session: session, LastRxSeq: u64(last)})
+	rest := readUntil(t, c, 60*time.Second, func(*haip.Envelope) bool { return c.LastSeq() >= backlog })
+	assertDense(t, rest, last+1)
+}
+
+// SIGTERM-style drain: every connection is closed with 1001 and the seq
+// to resume from, which is exactly the last seq it received.
+func TestShutdownDrains(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	f.agent(-1)
+	e1, e2 := f.edge(edge.Config{}), f.edge(edge.Config{})
+	c := f.dial(e1, client.Options{})
+	ctx := context.Background()
+	if _, err := c.SendText(ctx, "before shutdown"); err != nil {
+		t.Fatal(err)
+	}
+	first := readUntil(t, c, 10*time.Second, isRunFinished)
+	go e1.stop()
+	var readErr error
+	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for readErr == nil {
+		_, readErr = c.Read(rctx)
+	}
+	code, reason := client.CloseStatus(readErr)
+	if code != websocket.StatusGoingAway || !strings.Contains(reason, fmt.Sprintf("resume from seq %d", c.LastSeq())) {
+		t.Fatalf("closed with %d %q after seq %d", code, reason, c.LastSeq())
+	}
+	if _, err := f.tryDial(e1, client.Options{}); err == nil {
+		t.Fatal("a draining edge accepted a connection")
+	}
+	c2 := f.dial(e2, client.Options{Session: c.Session(), LastRxSeq: u64(c.LastSeq())})
+	if _, err := c2.SendText(ctx, "after shutdown"); err != nil {
+		t.Fatal(err)
+	}
+	rest := readUntil(t, c2, 10*time.Second, isRunFinished)
+	assertDense(t, append(first, rest...), 1)
+}

@@ -1,0 +1,36 @@
+// Package agentcfg is the environment configuration of the demo agent,
+// shared by cmd/edge (which runs it in-process) and cmd/toolworker
+// (which runs replicas of it in other processes).
+package agentcfg
+
+import (
+	"log/slog"
+	"time"
+
+	"github.com/haipfabric/haipfabric/worker"
+	"github.com/haipfabric/haipfabric/worker/demo"
+)
+
+// Config is read with caarlos0/env.
+type Config struct {
+	// Enabled runs a demo agent replica in this process.
+	Enabled bool `env:"DEMO_AGENT" envDefault:"true"`
+	// Delay is the pause between streamed words.
+	Delay time.Duration `env:"DEMO_AGENT_DELAY" envDefault:"50ms"`
+	// Author names the replica in its answers (TEXT_MESSAGE_START author).
+	Author string `env:"DEMO_AGENT_AUTHOR" envDefault:"demo-agent"`
+	// Concurrency is how many runs this replica handles at once.
+	Concurrency int `env:"AGENT_CONCURRENCY" envDefault:"4"`
+	// AckWait is how long a run may go unconfirmed before another replica
+	// takes it over (a dead replica's runs move after this).
+	AckWait time.Duration `env:"AGENT_ACK_WAIT" envDefault:"30s"`
+}
+
+// Handler is the demo run handler this configuration describes.
+func (c Config) Handler() *demo.Agent { return &demo.Agent{Delay: c.Delay, Author: c.Author} }
+
+// AgentConfig is the worker configuration of the demo agent's replicas:
+// they all share the durable consumer "demo".
+func (c Config) AgentConfig(logger *slog.Logger) worker.AgentConfig {
+	return worker.AgentConfig{Name: "demo", Concurrency: c.Concurrency, AckWait: c.AckWait, Logger: logger}
+}
