@@ -1,0 +1,220 @@
+package streams_test
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/streams"
+)
+
+// Benchmarks of the seq scheme, each beside the raw JetStream operation it
+// builds on, measured on the same embedded server in the same run:
+//
+//	go test -run '^$' -bench . -benchtime 2s ./streams/
+
+var catchupBatch = 256
+
+var payload256 = []byte(strings.Repeat("x", 256))
+
+func body256(uint64) ([]byte, error) { return payload256, nil }
+
+func benchSetup(b *testing.B) (*streams.Log, jetstream.JetStream) {
+	l, js, _ := benchSetupNC(b)
+	return l, js
+}
+
+func benchSetupNC(b *testing.B) (*streams.Log, jetstream.JetStream, *nats.Conn) {
+	b.Helper()
+	s := natstest.Server(b)
+	nc := natstest.Conn(b, s)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := streams.Ensure(context.Background(), js, streams.Config{}); err != nil {
+		b.Fatal(err)
+	}
+	l, err := streams.OpenLog(context.Background(), nc, js)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = l.Close(context.Background()) })
+	return l, js, nc
+}
+
+// Raw baseline: synchronous publish, no checks.
+func BenchmarkRawPublishSync(b *testing.B) {
+	_, js := benchSetup(b)
+	ctx := context.Background()
+	b.SetBytes(int64(len(payload256)))
+	for b.Loop() {
+		if _, err := js.Publish(ctx, "haip.session.raw.out", payload256); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Raw baseline: async publish, no checks (the upper bound on ingest).
+func BenchmarkRawPublishAsync(b *testing.B) {
+	_, js := benchSetup(b)
+	b.SetBytes(int64(len(payload256)))
+	for b.Loop() {
+		if _, err := js.PublishAsync("haip.session.raw.out", payload256); err != nil {
+			b.Fatal(err)
+		}
+	}
+	<-js.PublishAsyncComplete()
+}
+
+// Append: one writer, one session (CAS, one round trip per message).
+func BenchmarkAppendOneSession(b *testing.B) {
+	l, _ := benchSetup(b)
+	ctx := context.Background()
+	b.SetBytes(int64(len(payload256)))
+	for b.Loop() {
+		if _, err := l.Append(ctx, "bench", streams.Out, streams.Record{}, body256); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// Append: two independent writers (two Logs, as two processes) racing on
+// one session; reports CAS retries per message.
+func BenchmarkAppendTwoWritersOneSession(b *testing.B) {
+	l1, js, nc := benchSetupNC(b)
+	l2, err := streams.OpenLog(context.Background(), nc, js) // no shared cache or lock: another process
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l2.Close(context.Background())
+	ctx := context.Background()
+	var n atomic.Int64
+	b.SetBytes(int64(len(payload256)))
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	per := b.N / 2
+	for _, l := range []*streams.Log{l1, l2} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for range per {
+				if _, err := l.Append(ctx, "two", streams.Out, streams.Record{}, body256); err != nil {
+					b.Error(err)
+					return
+				}
+				n.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(n.Load())/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// Append: many sessions at once, one writer each (the normal shape).
+func BenchmarkAppendManySessions(b *testing.B) {
+	l, _ := benchSetup(b)
+	ctx := context.Background()
+	var id atomic.Int64
+	b.SetBytes(int64(len(payload256)))
+	b.SetParallelism(64)
+	b.RunParallel(func(pb *testing.PB) {
+		session := fmt.Sprintf("s%d", id.Add(1))
+		for pb.Next() {
+			if _, err := l.Append(ctx, session, streams.Out, streams.Record{}, body256); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+// Find: locate seq k in a session interleaved with 99 others in a stream
+// of 200k messages; reports direct gets (probes) per lookup.
+func BenchmarkFind(b *testing.B) {
+	l, js := benchSetup(b)
+	ctx := context.Background()
+	const sessions, per = 100, 2000
+	for i := range per {
+		for s := range sessions {
+			pubSeq(b, js, fmt.Sprintf("haip.session.f%d.out", s), uint64(i+1))
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("fill timed out")
+	}
+	var k uint64
+	for b.Loop() {
+		k = k%per + 1
+		p, err := l.Find(ctx, "f42", streams.Out, k)
+		if err != nil || p.Seq != k {
+			b.Fatalf("find %d: %+v %v", k, p, err)
+		}
+	}
+}
+
+// Read: catch-up of one session by batched direct gets, versus an ordered
+// consumer (the raw baseline) over the same messages.
+func BenchmarkCatchup(b *testing.B) {
+	l, js := benchSetup(b)
+	ctx := context.Background()
+	const n = 20000
+	for i := range n {
+		pubSeq(b, js, "haip.session.c.out", uint64(i+1))
+	}
+	<-js.PublishAsyncComplete()
+	b.Run("batched-direct-get", func(b *testing.B) {
+		b.SetBytes(int64(n * len(payload256)))
+		for b.Loop() {
+			got, from := 0, uint64(1)
+			for got < n {
+				es, _, err := l.Read(ctx, "c", streams.Out, from, catchupBatch, catchupBatch*1024)
+				if err != nil || len(es) == 0 {
+					b.Fatalf("read: %d %v", len(es), err)
+				}
+				got += len(es)
+				from = es[len(es)-1].StreamSeq + 1
+			}
+		}
+	})
+	b.Run("ordered-consumer", func(b *testing.B) {
+		b.SetBytes(int64(n * len(payload256)))
+		for b.Loop() {
+			cons, err := js.OrderedConsumer(ctx, streams.SessionStream, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"haip.session.c.out"}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			it, err := cons.Messages()
+			if err != nil {
+				b.Fatal(err)
+			}
+			for range n {
+				if _, err := it.Next(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			it.Stop()
+		}
+	})
+}
+
+// pubSeq publishes a log message with its Haip-Seq header without the
+// CAS, to fill a stream fast.
+func pubSeq(b *testing.B, js jetstream.JetStream, subj string, seq uint64) {
+	m := &nats.Msg{Subject: subj, Data: payload256, Header: nats.Header{}}
+	m.Header.Set(streams.HeaderSeq, strconv.FormatUint(seq, 10))
+	if _, err := js.PublishMsgAsync(m); err != nil {
+		b.Fatal(err)
+	}
+}
