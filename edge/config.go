@@ -20,7 +20,7 @@ const (
 	DefaultClientCreditBytes = 1 << 20
 	DefaultCatchupBatch      = 256
 	DefaultCatchupBytes      = 256 << 10
-	DefaultLiveBuffer        = 256
+	DefaultLiveBuffer        = 32
 	DefaultMaxUserText       = 64 << 10
 )
 

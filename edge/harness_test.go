@@ -29,7 +29,7 @@ var testSecret = []byte("0123456789abcdef0123456789abcdef-test-secret")
 // fabric is one JetStream "cluster" (an embedded server) with the
 // topology ensured; edges and agents are added to it.
 type fabric struct {
-	t      *testing.T
+	t      testing.TB
 	ns     *server.Server
 	nc     *nats.Conn
 	js     jetstream.JetStream
@@ -38,12 +38,12 @@ type fabric struct {
 	signer *auth.Signer
 }
 
-func newFabric(t *testing.T, cfg streams.Config) *fabric {
+func newFabric(t testing.TB, cfg streams.Config) *fabric {
 	t.Helper()
 	return newFabricAt(t, t.TempDir(), cfg)
 }
 
-func newFabricAt(t *testing.T, dir string, cfg streams.Config) *fabric {
+func newFabricAt(t testing.TB, dir string, cfg streams.Config) *fabric {
 	t.Helper()
 	ns := natstest.ServerAt(t, dir, "")
 	nc := natstest.Conn(t, ns)

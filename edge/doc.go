@@ -1,0 +1,57 @@
+// Package edge serves HAIP 1.1.2 to clients over WebSocket (and, through
+// the same session core, other transports) on top of NATS JetStream.
+//
+// Start with [NewServer] and [Server.Handler]; stop with [Server.Shutdown].
+// An edge keeps no state that matters: session logs, session records and
+// run queues live in JetStream (package streams), so any number of edges
+// serve the same sessions and a client may resume on any of them.
+//
+// # Connections
+//
+// Authentication and authorisation happen before any upgrade: a bad
+// token is 401, a malformed ?session= is 400, a session of another user is
+// 403, a full edge is 503, each with a JSON body {error, code, message,
+// details}. After the upgrade the client's first envelope must be HAI; it
+// names the session (the official SDK picks its own id), which is created
+// for the caller or must be the caller's (agents and admins may open any).
+//
+// Each connection has two goroutines. The reader decodes and validates
+// envelopes, answers control messages, and stores what the client sends in
+// the session log before reading on (so a stored message is never lost).
+// The writer owns every write: control replies in order, and delivery of
+// the session log — catch-up by bounded batched reads from JetStream from
+// the resume point, then live messages from a per-edge subscription to the
+// session's republished subject, back to catch-up on any gap. Queues are
+// bounded; a client that cannot take a write within WriteTimeout is cut
+// and resumes later from its last seq.
+//
+// # Sequence numbers
+//
+// Every message in a session log carries a dense per-session seq (1, 2,
+// 3, …) assigned when it is stored, identical on every edge. Control
+// messages the edge sends for one connection (HAI, PING, PONG, ERROR,
+// FLOW_UPDATE) are not in the log: they repeat the seq of the last log
+// message delivered on that connection and carry the cumulative ack of the
+// client's seqs.
+//
+// # Close codes
+//
+//	code  meaning                                  client should
+//	1000  normal close                             -
+//	1001  edge shutting down; reason names the     reconnect (any edge) with last_rx_seq
+//	      seq to resume from
+//	1003  unexpected binary frame                  fix the client
+//	1008  policy: no HAI in time, version          not retry as is
+//	      incompatible, foreign or mismatched
+//	      session
+//	1009  frame larger than MAX_MESSAGE_BYTES      send smaller frames
+//	1011  internal error                           reconnect and resume
+//	1013  JetStream unavailable                    back off, then resume
+//	4000  slow consumer (write blocked for         reconnect and resume from its last seq
+//	      WRITE_TIMEOUT)
+//	4001  heartbeat timeout (silent for            reconnect and resume
+//	      HEARTBEAT_INTERVAL+HEARTBEAT_TIMEOUT)
+//
+// A client cut while its socket buffers are full may see the connection
+// end without the close frame; its resume works the same.
+package edge
