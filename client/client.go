@@ -87,6 +87,9 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	}
 	u.RawQuery = q.Encode()
 	ws, resp, err := websocket.Dial(ctx, u.String(), &websocket.DialOptions{HTTPHeader: hdr})
+	if err != nil && o.Token != "" {
+		err = redacted{err: err, token: o.Token}
+	}
 	if err != nil {
 		if resp != nil && resp.StatusCode != http.StatusSwitchingProtocols {
 			var body strings.Builder
@@ -133,6 +136,10 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 				ws.CloseNow()
 				return nil, err
 			}
+			// The edge's HAI carries the connection's position: the seq
+			// delivery continues after (it differs from LastRxSeq when the
+			// resume failed or retention dropped the asked range).
+			c.lastRx.Store(uint64(env.Seq))
 			return c, nil
 		}
 		if env.Type == haip.TypeError {
@@ -143,6 +150,15 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 		}
 	}
 }
+
+// redacted hides the token in a dial error (it travels in the URL).
+type redacted struct {
+	err   error
+	token string
+}
+
+func (r redacted) Error() string { return strings.ReplaceAll(r.err.Error(), r.token, "REDACTED") }
+func (r redacted) Unwrap() error { return r.err }
 
 // Session is the connection's session id.
 func (c *Conn) Session() string { return c.session }

@@ -155,8 +155,11 @@ func (c *conn) serve() {
 	readerDone := make(chan struct{})
 	go func() {
 		defer close(readerDone)
-		defer c.cancel() // the peer is gone or broke the protocol: stop the writer
-		c.readLoop()
+		if peerGone := c.readLoop(); peerGone {
+			c.cancel() // stop the writer
+		}
+		// Otherwise the reader asked for a close (fatal): the writer
+		// flushes the ERROR and closes with its code and reason.
 	}()
 	reason := c.writeLoop()
 	c.cancel()
@@ -188,22 +191,24 @@ func (c *conn) fatal(code CloseCode, reason string) {
 	}
 }
 
-func (c *conn) readLoop() {
+// readLoop reads until the peer goes (peerGone) or a fatal protocol error
+// has asked the writer to close the connection.
+func (c *conn) readLoop() (peerGone bool) {
 	for {
 		f, err := c.t.read(c.ctx)
 		if err != nil {
-			return
+			return true
 		}
 		c.lastInbound.Store(time.Now().UnixNano())
 		if f.binary {
-			c.sendError(haip.Errorf(haip.CodeProtocolViolation, "binary frame without a preceding envelope announcing bin_len"))
+			c.sendErrorAlways(haip.Errorf(haip.CodeProtocolViolation, "binary frame without a preceding envelope announcing bin_len"))
 			c.fatal(CloseUnsupportedData, "unexpected binary frame")
-			return
+			return false
 		}
 		c.srv.msgsIn.Add(1)
 		c.srv.metrics.msgsIn.Inc()
 		if stop := c.handle(f.data); stop {
-			return
+			return false
 		}
 	}
 }

@@ -1,0 +1,412 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/haipfabric/haipfabric/auth"
+	"github.com/haipfabric/haipfabric/client"
+	"github.com/haipfabric/haipfabric/edge"
+	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/streams"
+	"github.com/haipfabric/haipfabric/worker"
+	"github.com/haipfabric/haipfabric/worker/demo"
+)
+
+// testSecret signs every test token.
+var testSecret = []byte("0123456789abcdef0123456789abcdef-haipchat-test")
+
+// testEdge is one embedded nats-server with the topology, an edge behind
+// httptest, and a demo agent, all stopped in t.Cleanup.
+type testEdge struct {
+	t      *testing.T
+	ws     string // ws://…/haip/websocket
+	signer *auth.Signer
+	conns  *hijacked
+}
+
+func newTestEdge(t *testing.T, agentDelay time.Duration) *testEdge {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	ns := natstest.Server(t)
+	nc := natstest.Conn(t, ns)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := streams.Ensure(ctx, js, streams.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	signer, err := auth.NewHMACSigner(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v, err := auth.NewVerifier(auth.Config{Secret: testSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv, err := edge.NewServer(ctx, edge.Config{}, edge.Deps{NC: nc, JS: js, Verifier: v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	conns := &hijacked{}
+	hs := httptest.NewServer(conns.wrap(srv.Handler()))
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		hs.Close()
+	})
+
+	a, err := worker.NewAgent(ctx, nc, js, &demo.Agent{Delay: agentDelay},
+		worker.AgentConfig{Name: "demo", AckWait: 5 * time.Second, DrainWait: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	actx, stop := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = a.Run(actx)
+	}()
+	t.Cleanup(func() { stop(); <-done })
+
+	return &testEdge{t: t, ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/haip/websocket", signer: signer, conns: conns}
+}
+
+func (e *testEdge) token(sub string) string {
+	e.t.Helper()
+	tok, err := e.signer.Mint(auth.MintOptions{Subject: sub, Role: auth.RoleUser, TTL: time.Hour})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return tok
+}
+
+// hijacked records the connections the edge upgrades, so that a test can
+// cut them like a lost network (httptest forgets hijacked connections).
+type hijacked struct {
+	mu    sync.Mutex
+	conns []net.Conn
+	total int
+}
+
+func (h *hijacked) wrap(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		next.ServeHTTP(&recordingWriter{ResponseWriter: w, h: h}, r)
+	})
+}
+
+// cut closes every upgraded connection from the server side.
+func (h *hijacked) cut() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, c := range h.conns {
+		_ = c.Close()
+	}
+	h.conns = nil
+}
+
+func (h *hijacked) count() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.total
+}
+
+type recordingWriter struct {
+	http.ResponseWriter
+	h *hijacked
+}
+
+func (w *recordingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err == nil {
+		w.h.mu.Lock()
+		w.h.conns = append(w.h.conns, c)
+		w.h.total++
+		w.h.mu.Unlock()
+	}
+	return c, rw, err
+}
+
+// syncBuffer is a bytes.Buffer safe for the writer in run and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// session is one run of the command with piped stdin.
+type session struct {
+	t        *testing.T
+	in       *io.PipeWriter
+	out, err *syncBuffer
+	done     chan error
+}
+
+func start(t *testing.T, args ...string) *session {
+	t.Helper()
+	pr, pw := io.Pipe()
+	s := &session{t: t, in: pw, out: &syncBuffer{}, err: &syncBuffer{}, done: make(chan error, 1)}
+	go func() { s.done <- run(context.Background(), args, pr, s.out, s.err) }()
+	// Ends the stdin reader run leaves behind (see run).
+	t.Cleanup(func() { _ = pw.Close() })
+	return s
+}
+
+func (s *session) send(line string) {
+	s.t.Helper()
+	if _, err := io.WriteString(s.in, line+"\n"); err != nil {
+		s.t.Fatalf("write %q: %v", line, err)
+	}
+}
+
+func (s *session) waitOut(what string, cond func(out string) bool) {
+	s.t.Helper()
+	natstest.Eventually(s.t, 10*time.Second, func() bool { return cond(s.out.String()) },
+		"%s; stdout:\n%s\nstderr:\n%s", what, s.out, s.err)
+}
+
+func (s *session) wait() error {
+	s.t.Helper()
+	select {
+	case err := <-s.done:
+		return err
+	case <-time.After(10 * time.Second):
+		s.t.Fatalf("run did not return; stdout:\n%s", s.out)
+		return nil
+	}
+}
+
+var seqLabel = regexp.MustCompile(`\[seq (\d+)(?:-(\d+))?\]`)
+
+// printedSeqs expands every [seq N] and [seq A-B] label in out, in order.
+func printedSeqs(t *testing.T, out string) []uint64 {
+	t.Helper()
+	var seqs []uint64
+	for _, m := range seqLabel.FindAllStringSubmatch(out, -1) {
+		a, _ := strconv.ParseUint(m[1], 10, 64)
+		b := a
+		if m[2] != "" {
+			b, _ = strconv.ParseUint(m[2], 10, 64)
+		}
+		for s := a; s <= b; s++ {
+			seqs = append(seqs, s)
+		}
+	}
+	return seqs
+}
+
+// assertDense checks that seqs are 1, 2, … n with no gap or repeat.
+func assertDense(t *testing.T, seqs []uint64, out string) {
+	t.Helper()
+	for i, s := range seqs {
+		if s != uint64(i)+1 {
+			t.Fatalf("printed seq #%d is %d, want %d; all %v\n%s", i, s, i+1, seqs, out)
+		}
+	}
+}
+
+// The user chats, resumes by hand, chats again and quits: every log seq
+// is printed once, in order across the resume, and the exit line names
+// the last one.
+func TestChatResumeQuit(t *testing.T) {
+	t.Parallel()
+	e := newTestEdge(t, -1)
+	s := start(t, "-url", e.ws, "-token", e.token("alice"))
+
+	s.send("hello")
+	s.waitOut("first answer", func(out string) bool {
+		return strings.Contains(out, demo.Answer("hello")) && strings.Contains(out, "RUN_FINISHED")
+	})
+	firstLast := printedSeqs(t, s.out.String())
+	s.send("/resume")
+	s.send("again")
+	s.waitOut("second answer", func(out string) bool {
+		return strings.Contains(out, demo.Answer("again")) && strings.Count(out, "RUN_FINISHED") == 2
+	})
+	s.send("/quit")
+	if err := s.wait(); err != nil {
+		t.Fatalf("run: %v\n%s", err, s.out)
+	}
+
+	out := s.out.String()
+	session := regexp.MustCompile(`(?m)^session (\S+)$`).FindStringSubmatch(out)
+	if session == nil {
+		t.Fatalf("no session line:\n%s", out)
+	}
+	if want := fmt.Sprintf("resuming from seq %d\n", len(firstLast)); !strings.Contains(out, want) {
+		t.Fatalf("no %q:\n%s", want, out)
+	}
+	seqs := printedSeqs(t, out)
+	assertDense(t, seqs, out)
+	if len(seqs) <= len(firstLast) {
+		t.Fatalf("nothing printed after the resume:\n%s", out)
+	}
+	last := seqs[len(seqs)-1]
+	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+	if got, want := lines[len(lines)-1], fmt.Sprintf("last seq %d (resume with -session %s -last-seq %d)", last, session[1], last); got != want {
+		t.Fatalf("last line %q, want %q", got, want)
+	}
+}
+
+// A connection cut by the network in the middle of an answer is resumed
+// on its own; in quiet mode stdout is exactly the answer, nothing lost or
+// repeated, and the resume hint goes to stderr.
+func TestQuietAutoResumeMidAnswer(t *testing.T) {
+	t.Parallel()
+	e := newTestEdge(t, 10*time.Millisecond)
+	s := start(t, "-url", e.ws, "-token", e.token("bob"), "-quiet")
+
+	s.send("cut me off")
+	s.waitOut("the answer to begin", func(out string) bool { return strings.Contains(out, "Hello from the") })
+	e.conns.cut()
+	s.waitOut("the answer to end", func(out string) bool { return strings.HasSuffix(out, "\n") })
+	s.send("/quit")
+	if err := s.wait(); err != nil {
+		t.Fatalf("run: %v\n%s", err, s.err)
+	}
+	if got, want := s.out.String(), demo.Answer("cut me off")+"\n"; got != want {
+		t.Fatalf("stdout\n%q, want\n%q", got, want)
+	}
+	if n := e.conns.count(); n != 2 {
+		t.Fatalf("%d connections, want 2 (one resume)", n)
+	}
+	if !regexp.MustCompile(`last seq \d+ \(resume with -session \S+ -last-seq \d+\)\n$`).MatchString(s.err.String()) {
+		t.Fatalf("stderr has no resume hint:\n%s", s.err)
+	}
+}
+
+// Refusals before the upgrade are final: run fails at once, naming the
+// HTTP status, without retrying.
+func TestRefused(t *testing.T) {
+	t.Parallel()
+	e := newTestEdge(t, -1)
+
+	// alice owns a session that bob then tries to join.
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := client.Dial(ctx, client.Options{URL: e.ws, Token: e.token("alice")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = c.Close()
+
+	cases := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "bad token", args: []string{"-token", "not-a-jwt"}, want: "401"},
+		{name: "foreign session", args: []string{"-token", e.token("bob"), "-session", c.Session()}, want: "403"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			began := time.Now()
+			s := start(t, append([]string{"-url", e.ws}, tc.args...)...)
+			err := s.wait()
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("run: %v, want an error naming %s", err, tc.want)
+			}
+			if d := time.Since(began); d > 2*time.Second {
+				t.Fatalf("took %s", d)
+			}
+		})
+	}
+}
+
+// Command-line mistakes are usage errors, all reported at once.
+func TestFlags(t *testing.T) {
+	t.Setenv(tokenEnv, "")
+	_, err := parseFlags([]string{"-session", "bad session", "-last-seq", "3"}, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "-token") || !strings.Contains(err.Error(), "-session") {
+		t.Fatalf("err %v, want both -token and -session named", err)
+	}
+	if _, err := parseFlags([]string{"-token", "x", "-last-seq", "3"}, io.Discard); err == nil || !strings.Contains(err.Error(), "needs -session") {
+		t.Fatalf("err %v", err)
+	}
+	cfg, err := parseFlags([]string{"-token", "x", "-session", "s1", "-last-seq", "0"}, io.Discard)
+	if err != nil || cfg.LastSeq == nil || *cfg.LastSeq != 0 {
+		t.Fatalf("cfg %+v, err %v", cfg, err)
+	}
+}
+
+// The printer labels every log seq once, keeps a message interrupted by a
+// resume on two labelled lines, and shows replays and errors apart.
+func TestPrinter(t *testing.T) {
+	var out bytes.Buffer
+	c := &chat{out: &printer{out: &out, diag: io.Discard}}
+	var seq uint64
+	msg := haip.NewUUID()
+	env := func(typ haip.Type, payload any) *haip.Envelope {
+		t.Helper()
+		e, err := haip.New("s1", haip.ChannelAgent, typ, payload)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !client.IsControl(typ) {
+			seq++
+		}
+		e.Seq = haip.U64(seq)
+		return e
+	}
+	part := func(text string) *haip.Envelope {
+		return env(haip.TypeTextMessagePart, haip.TextMessagePartPayload{MessageID: msg, Text: text})
+	}
+	c.show(env(haip.TypeFlowUpdate, haip.FlowUpdatePayload{Channel: haip.ChannelAgent}))
+	c.show(env(haip.TypeRunStarted, map[string]any{}))
+	c.show(env(haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: msg, Author: "bot"}))
+	c.show(part("one "))
+	c.show(part("two "))
+	c.out.status("resuming from seq %d", c.pos)
+	c.show(part("three"))
+	c.show(env(haip.TypeTextMessageEnd, haip.TextMessageEndPayload{MessageID: msg}))
+	c.show(env(haip.TypeRunFinished, haip.RunFinishedPayload{Status: haip.RunStatusOK}))
+	replayed := part("one ")
+	replayed.Seq, seq = 3, seq-1
+	c.show(replayed)
+	c.show(env(haip.TypeError, haip.ErrorPayload{Code: haip.CodeReplayTooOld, Message: "gone"}))
+
+	want := `[seq 1] RUN_STARTED
+[seq 2] bot: one two [seq 3-4]
+resuming from seq 4
+[seq 5] bot: … three [seq 6]
+[seq 7] RUN_FINISHED OK
+[seq 3] (replayed) TEXT_MESSAGE_PART "one "
+error REPLAY_TOO_OLD: gone
+`
+	if got := out.String(); got != want {
+		t.Fatalf("got\n%s\nwant\n%s", got, want)
+	}
+	if c.pos != 7 {
+		t.Fatalf("pos %d, want 7", c.pos)
+	}
+}
