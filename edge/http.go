@@ -17,6 +17,10 @@ import (
 	"github.com/haipfabric/haipfabric/streams"
 )
 
+// codeNotFound is the code of a request for an endpoint that does not
+// exist: not a HAIP protocol error.
+const codeNotFound haip.Code = "NOT_FOUND"
+
 // httpError is the JSON body of every refused HTTP request.
 type httpError struct {
 	Error   string         `json:"error"`

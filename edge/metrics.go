@@ -49,5 +49,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			return nil, err
 		}
 	}
+	// Series exist from the start (at 0), so dashboards and rate() see
+	// them before the first connection.
+	for _, t := range []string{"websocket"} {
+		m.active.WithLabelValues(t)
+		m.accepted.WithLabelValues(t)
+	}
 	return m, nil
 }

@@ -134,7 +134,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /stats", s.serveStats)
 	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeHTTPError(w, http.StatusNotFound, "not_found", "", "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
+		writeHTTPError(w, http.StatusNotFound, "not_found", codeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	})
 	return s.cors(mux)
 }
