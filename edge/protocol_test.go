@@ -409,7 +409,6 @@ func TestProtocolErrors(t *testing.T) {
 	}
 }
 
-
 // Fatal cases end the connection with a close code saying why.
 func TestProtocolClose(t *testing.T) {
 	t.Parallel()
