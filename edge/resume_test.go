@@ -247,11 +247,14 @@ func TestReplayTooOld(t *testing.T) {
 	assertDense(t, more, uint64(len(orig))+1)
 }
 
-func waitFor(t *testing.T, within time.Duration, cond func() bool, msg string) {
+func waitFor(t *testing.T, within time.Duration, cond func() bool, msg string, diag ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {
 		if time.Now().After(deadline) {
+			for _, d := range diag {
+				msg += "; " + d()
+			}
 			t.Fatal(msg)
 		}
 		time.Sleep(10 * time.Millisecond) // polling interval

@@ -111,7 +111,7 @@ func TestSlowClientBounded(t *testing.T) {
 			}
 		}
 		return e.srv.Stats(ctx).SlowConsumerDisconnect >= 1
-	}, "never-reading client was not cut")
+	}, "never-reading client was not cut", func() string { return fmt.Sprintf("stats %+v", e.srv.Stats(ctx)) })
 	if h := heapInUse(); h > peak {
 		peak = h
 	}

@@ -298,11 +298,15 @@ func (c *conn) writeControl(env *haip.Envelope) bool {
 func (c *conn) write(data []byte) bool {
 	ctx, cancel := context.WithTimeout(c.ctx, time.Duration(c.srv.cfg.WriteTimeout))
 	err := c.t.write(ctx, data)
+	// DeadlineExceeded only when the write's own deadline fired; a
+	// connection cancelled first (the peer went) reads Canceled. The
+	// reader may cancel right after a timed-out write closes the socket,
+	// so the connection's context cannot tell the two apart.
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 	cancel()
 	if err != nil {
 		c.failReason = reasonPeer
-		if timedOut && c.ctx.Err() == nil {
+		if timedOut {
 			c.failReason = reasonSlow
 			c.srv.metrics.slowCount.Add(1)
 			c.t.close(CloseSlowConsumer, fmt.Sprintf("slow consumer; resume from seq %d", c.delivered.Load()))
