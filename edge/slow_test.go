@@ -190,3 +190,26 @@ func TestShutdownDrains(t *testing.T) {
 	rest := readUntil(t, c2, 10*time.Second, isRunFinished)
 	assertDense(t, append(first, rest...), 1)
 }
+
+// /health answers 503 while JetStream is unreachable, and 200 again when
+// it is back.
+func TestHealthFollowsJetStream(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	f := newFabricAt(t, dir, streams.Config{})
+	e := f.edge(edge.Config{})
+	status := func() int {
+		resp, err := http.Get(e.base + "/health")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		return resp.StatusCode
+	}
+	if s := status(); s != http.StatusOK {
+		t.Fatalf("health %d with JetStream up", s)
+	}
+	f.ns.Shutdown()
+	f.ns.WaitForShutdown()
+	waitFor(t, 20*time.Second, func() bool { return status() == http.StatusServiceUnavailable }, "health stayed 200 with JetStream down")
+}
