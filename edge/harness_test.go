@@ -63,6 +63,17 @@ func newFabricAt(t testing.TB, dir string, cfg streams.Config) *fabric {
 	return &fabric{t: t, ns: ns, nc: nc, js: js, dir: dir, cfg: cfg, signer: signer}
 }
 
+// log opens a session log on the fabric's connection, closed with the test.
+func (f *fabric) log() *streams.Log {
+	f.t.Helper()
+	lg, err := streams.OpenLog(context.Background(), f.nc, f.js)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	f.t.Cleanup(func() { _ = lg.Close(context.Background()) })
+	return lg
+}
+
 // stop shuts the server down now (for restart tests).
 func (f *fabric) stop() {
 	f.nc.Close()

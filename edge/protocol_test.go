@@ -264,12 +264,7 @@ func logLen(t *testing.T, f *fabric, session string, d streams.Direction) uint64
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	lg, err := streams.OpenLog(ctx, f.nc, f.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lg.Close(ctx)
-	b, err := lg.Bounds(ctx, session, d)
+	b, err := f.log().Bounds(ctx, session, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -281,12 +276,7 @@ func logEntries(t *testing.T, f *fabric, session string, d streams.Direction) []
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	lg, err := streams.OpenLog(ctx, f.nc, f.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lg.Close(ctx)
-	entries, _, err := lg.Read(ctx, session, d, 1, 1000, 16<<20)
+	entries, _, err := f.log().Read(ctx, session, d, 1, 1000, 16<<20)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -214,11 +214,7 @@ func TestReplayTooOld(t *testing.T) {
 		t.Fatal(err)
 	}
 	orig := readUntil(t, c, 10*time.Second, isRunFinished)
-	lg, err := streams.OpenLog(ctx, f.nc, f.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lg.Close(ctx)
+	lg := f.log()
 	waitFor(t, 20*time.Second, func() bool {
 		b, err := lg.Bounds(ctx, c.Session(), streams.Out)
 		return err == nil && b.Empty()

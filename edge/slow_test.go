@@ -25,11 +25,7 @@ import (
 func (f *fabric) fill(t *testing.T, session string, n, size int) {
 	t.Helper()
 	ctx := context.Background()
-	lg, err := streams.OpenLog(ctx, f.nc, f.js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lg.Close(ctx)
+	lg := f.log()
 	text := strings.Repeat("x", size)
 	msgID := haip.NewUUID()
 	for i := range n {

@@ -23,6 +23,7 @@ import (
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/internal/agentcfg"
+	"github.com/haipfabric/haipfabric/internal/logging"
 	"github.com/haipfabric/haipfabric/internal/natsembed"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
@@ -82,8 +83,8 @@ func loadConfig() (config, error) {
 	if c.NATSURL == "" && c.DataDir == "" {
 		errs = append(errs, errors.New("DATA_DIR is empty: the embedded server needs a directory"))
 	}
-	if c.LogFormat != "text" && c.LogFormat != "json" {
-		errs = append(errs, fmt.Errorf("LOG_FORMAT %q: want text or json", c.LogFormat))
+	if _, err := logging.New(c.LogLevel, c.LogFormat, io.Discard); err != nil {
+		errs = append(errs, err)
 	}
 	if err := c.Edge.Validate(); err != nil {
 		errs = append(errs, err)
@@ -99,18 +100,6 @@ func loadConfig() (config, error) {
 
 func (c config) streams() streams.Config {
 	return streams.Config{Replicas: c.Replicas, MaxAge: c.RetentionMaxAge, MaxBytes: c.RetentionMaxBytes, DuplicateWindow: c.DuplicateWindow}
-}
-
-func newLogger(c config, w io.Writer) *slog.Logger {
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(c.LogLevel)); err != nil {
-		lvl = slog.LevelInfo
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	if c.LogFormat == "json" {
-		return slog.New(slog.NewJSONHandler(w, opts))
-	}
-	return slog.New(slog.NewTextHandler(w, opts))
 }
 
 // secretFile is where the generated dev secret lives inside DATA_DIR.
@@ -149,7 +138,10 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	logger := newLogger(cfg, stderr)
+	logger, err := logging.New(cfg.LogLevel, cfg.LogFormat, stderr)
+	if err != nil {
+		return err
+	}
 
 	vcfg, devSecret, created, err := cfg.verifierConfig()
 	if err != nil {

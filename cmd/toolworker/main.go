@@ -23,6 +23,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/haipfabric/haipfabric/internal/agentcfg"
+	"github.com/haipfabric/haipfabric/internal/logging"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 )
@@ -50,14 +51,9 @@ func run(ctx context.Context) error {
 	if err := env.Parse(&cfg); err != nil {
 		return fmt.Errorf("bad configuration: %w", err)
 	}
-	var lvl slog.Level
-	if err := lvl.UnmarshalText([]byte(cfg.LogLevel)); err != nil {
-		return fmt.Errorf("bad configuration: LOG_LEVEL: %w", err)
-	}
-	opts := &slog.HandlerOptions{Level: lvl}
-	logger := slog.New(slog.NewTextHandler(os.Stderr, opts))
-	if cfg.LogFormat == "json" {
-		logger = slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	logger, err := logging.New(cfg.LogLevel, cfg.LogFormat, os.Stderr)
+	if err != nil {
+		return fmt.Errorf("bad configuration: %w", err)
 	}
 	if !cfg.Agent.Enabled {
 		return errors.New("nothing to run: DEMO_AGENT=false and no tools are configured")
