@@ -38,7 +38,6 @@ type transport interface {
 // small; a client that lets them pile up is not reading at all.
 const (
 	ctrlQueue      = 64
-	maxOpenTexts   = 16
 	storeTimeout   = 10 * time.Second
 	resolveTimeout = 5 * time.Second
 )
@@ -72,7 +71,6 @@ type conn struct {
 	// the writer reads them only after receiving from started.
 	session  string
 	readDir  streams.Direction
-	writeDir streams.Direction
 	accepts  map[haip.Type]bool
 	unfollow func()
 
@@ -81,8 +79,6 @@ type conn struct {
 
 	// Reader-only state.
 	handshaken bool
-	texts      map[string][]byte // user text being collected per message_id
-	textOrder  []string
 	used       map[haip.Channel]int // client credit spent since the last grant
 
 	// Shared.
@@ -128,14 +124,10 @@ func (s *Server) newConn(t transport, a admission) *conn {
 		started:  make(chan position, 1),
 		closeReq: make(chan closeRequest, 1),
 		drainCh:  make(chan struct{}),
-		texts:    make(map[string][]byte),
 		used:     make(map[haip.Channel]int),
 	}
 	c.logger = s.logger.With(slog.String(logKeyTransport, t.kind()), slog.String(logKeySubject, a.id.Subject))
-	c.readDir, c.writeDir = streams.Out, streams.In
-	if a.id.Role == auth.RoleAgent {
-		c.readDir, c.writeDir = streams.In, streams.Out
-	}
+	c.readDir, _ = directions(a.id.Role)
 	c.lastInbound.Store(time.Now().UnixNano())
 	return c
 }
@@ -232,12 +224,7 @@ func (c *conn) handle(data []byte) (stop bool) {
 			WithRelated(env.ID).WithDetail("session", env.Session))
 		return false
 	}
-	if !c.acceptsInbound(env.Type) {
-		c.sendError(haip.Errorf(haip.CodeUnsupportedType, "%s is not accepted from a %s connection", env.Type, c.ident.Role).
-			WithRelated(env.ID).WithDetail("type", string(env.Type)))
-		return false
-	}
-	if err := c.checkChannel(env); err != nil {
+	if err := checkInbound(c.ident.Role, env); err != nil {
 		c.sendError(err)
 		return false
 	}
@@ -273,37 +260,13 @@ func (c *conn) handle(data []byte) (stop bool) {
 	case haip.TypeError:
 		c.logger.Info("client reported an error", slog.String("payload", string(env.Payload)))
 	default:
-		c.store(env)
+		if _, herr := c.srv.store(c.ctx, c.ident, c.session, env); herr != nil {
+			c.sendError(herr)
+		}
 	}
 	return false
 }
 
-// acceptsInbound lists what each role may send.
-func (c *conn) acceptsInbound(t haip.Type) bool {
-	switch t {
-	case haip.TypeToolList, haip.TypeToolSchema:
-		return c.ident.Role != auth.RoleUser
-	}
-	return t.Known()
-}
-
-// checkChannel keeps each side to its lanes: users do not speak on the
-// agent's channels, agents not on the user's.
-func (c *conn) checkChannel(env *haip.Envelope) *haip.Error {
-	var banned []haip.Channel
-	if c.ident.Role == auth.RoleAgent {
-		banned = []haip.Channel{haip.ChannelUser, haip.ChannelAudioIn}
-	} else {
-		banned = []haip.Channel{haip.ChannelAgent, haip.ChannelAudioOut}
-	}
-	for _, b := range banned {
-		if env.Channel == b {
-			return haip.Errorf(haip.CodeProtocolViolation, "a %s connection may not send on channel %s", c.ident.Role, env.Channel).
-				WithRelated(env.ID).WithDetail("channel", string(env.Channel))
-		}
-	}
-	return nil
-}
 
 // handshake answers the client's HAI: version negotiation, session
 // binding and authorisation, the server's HAI, credit, and the resume
@@ -412,7 +375,7 @@ func (c *conn) resumePoint(ctx context.Context, hello haip.HelloPayload) (positi
 func (c *conn) serverHello() haip.HelloPayload {
 	accept := make([]haip.Type, 0, len(haip.AllTypes()))
 	for _, t := range haip.AllTypes() {
-		if c.acceptsInbound(t) {
+		if inboundAllowed(c.ident.Role, t) {
 			accept = append(accept, t)
 		}
 	}
@@ -450,110 +413,6 @@ func (c *conn) grant(ch haip.Channel, msgs, bytes int) {
 	c.sendControl(haip.TypeFlowUpdate, haip.FlowUpdatePayload{Channel: ch, AddMessages: &m, AddBytes: &b})
 }
 
-// store appends a client envelope to its session log and starts a run
-// for a finished user text message.
-func (c *conn) store(env *haip.Envelope) {
-	var runText []byte
-	startRun := false
-	if c.ident.Role != auth.RoleAgent && env.Channel == haip.ChannelUser {
-		var herr *haip.Error
-		runText, startRun, herr = c.collectText(env)
-		if herr != nil {
-			c.sendError(herr.WithRelated(env.ID))
-			return
-		}
-	}
-	// Finish the store even if the connection is going away: once read,
-	// a message must not be lost.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), storeTimeout)
-	defer cancel()
-	began := time.Now()
-	stored := *env
-	stored.Ack = nil
-	res, err := c.srv.log.Append(ctx, c.session, c.writeDir, streams.Record{ID: env.ID, Type: string(env.Type)}, func(seq uint64) ([]byte, error) {
-		stored.Seq = haip.U64(seq)
-		return haip.Encode(&stored)
-	})
-	c.srv.metrics.appendDur.Observe(time.Since(began).Seconds())
-	if err != nil {
-		c.logger.Error("store", slog.Any(logKeyErr, err))
-		c.sendError(haip.Errorf(haip.CodeInternalError, "message not stored; send it again").WithRelated(env.ID))
-		return
-	}
-	if !startRun || res.Duplicate {
-		return
-	}
-	var end haip.TextMessageEndPayload
-	_ = env.DecodePayload(&end)
-	run := streams.RunRequest{
-		RunID:     haip.NameUUID("run", c.session, end.MessageID),
-		Session:   c.session,
-		ThreadID:  env.ThreadID,
-		MessageID: end.MessageID,
-		Text:      string(runText),
-		Created:   time.Now().UTC(),
-	}
-	if err := streams.PublishRun(ctx, c.srv.js, run); err != nil {
-		c.logger.Error("queue run", slog.Any(logKeyErr, err))
-		c.sendError(haip.Errorf(haip.CodeInternalError, "run not started; send the message again").WithRelated(env.ID))
-	}
-}
-
-// collectText gathers a user's streamed text message; at its END it
-// returns the whole text and start=true.
-func (c *conn) collectText(env *haip.Envelope) (text []byte, start bool, herr *haip.Error) {
-	switch env.Type {
-	case haip.TypeTextMessageStart:
-		var p haip.TextMessageStartPayload
-		if err := env.DecodePayload(&p); err != nil {
-			return nil, false, asHAIPError(err)
-		}
-		c.openText(p.MessageID, []byte(p.Text))
-	case haip.TypeTextMessagePart:
-		var p haip.TextMessagePartPayload
-		if err := env.DecodePayload(&p); err != nil {
-			return nil, false, asHAIPError(err)
-		}
-		cur, ok := c.texts[p.MessageID]
-		if !ok {
-			c.openText(p.MessageID, nil)
-		}
-		if len(cur)+len(p.Text) > c.srv.cfg.MaxUserText {
-			return nil, false, haip.Errorf(haip.CodeMessageTooLarge, "text message longer than %d bytes", c.srv.cfg.MaxUserText).
-				WithDetail("max_bytes", c.srv.cfg.MaxUserText)
-		}
-		c.texts[p.MessageID] = append(cur, p.Text...)
-	case haip.TypeTextMessageEnd:
-		var p haip.TextMessageEndPayload
-		if err := env.DecodePayload(&p); err != nil {
-			return nil, false, asHAIPError(err)
-		}
-		text = c.texts[p.MessageID]
-		c.closeText(p.MessageID)
-		return text, true, nil
-	}
-	return nil, false, nil
-}
-
-func (c *conn) openText(id string, text []byte) {
-	if _, ok := c.texts[id]; !ok {
-		if len(c.textOrder) >= maxOpenTexts {
-			c.closeText(c.textOrder[0])
-		}
-		c.textOrder = append(c.textOrder, id)
-	}
-	c.texts[id] = text
-}
-
-func (c *conn) closeText(id string) {
-	delete(c.texts, id)
-	for i, v := range c.textOrder {
-		if v == id {
-			c.textOrder = append(c.textOrder[:i], c.textOrder[i+1:]...)
-			break
-		}
-	}
-}
 
 func (c *conn) requestReplay(env *haip.Envelope) {
 	var p haip.ReplayRequestPayload
