@@ -267,7 +267,6 @@ func (c *conn) handle(data []byte) (stop bool) {
 	return false
 }
 
-
 // handshake answers the client's HAI: version negotiation, session
 // binding and authorisation, the server's HAI, credit, and the resume
 // point delivery starts from.
@@ -412,7 +411,6 @@ func (c *conn) grant(ch haip.Channel, msgs, bytes int) {
 	m, b := int64(msgs), int64(bytes)
 	c.sendControl(haip.TypeFlowUpdate, haip.FlowUpdatePayload{Channel: ch, AddMessages: &m, AddBytes: &b})
 }
-
 
 func (c *conn) requestReplay(env *haip.Envelope) {
 	var p haip.ReplayRequestPayload
