@@ -18,6 +18,9 @@ import (
 type frame struct {
 	binary bool
 	data   []byte
+	// tooLarge marks a record the transport skipped for exceeding
+	// MaxMessageBytes (line-framed transports go on after it).
+	tooLarge bool
 }
 
 // transport is what a connection needs from WebSocket, SSE or HTTP
@@ -27,10 +30,17 @@ type transport interface {
 	kind() string
 	// read blocks for the next inbound frame. Only the reader calls it.
 	read(ctx context.Context) (frame, error)
-	// write sends one envelope. Only the writer calls it.
-	write(ctx context.Context, data []byte) error
+	// write sends one envelope, whose seq (SSE event ids need it) is
+	// given. Only the writer calls it.
+	write(ctx context.Context, seq uint64, data []byte) error
+	// keepalive writes the transport's own keep-alive, if it has one
+	// (sent=false: the writer sends a HAIP PING instead).
+	keepalive(ctx context.Context) (sent bool, err error)
+	// peerCanSend reports whether the peer can send on this connection
+	// now; only then does silence mean a dead peer.
+	peerCanSend() bool
 	// close ends the connection, telling the peer code and reason where
-	// the transport can. It is idempotent.
+	// the transport can. It is idempotent and safe from any goroutine.
 	close(code CloseCode, reason string)
 }
 
@@ -192,6 +202,11 @@ func (c *conn) readLoop() (peerGone bool) {
 			return true
 		}
 		c.lastInbound.Store(time.Now().UnixNano())
+		if f.tooLarge {
+			c.sendError(haip.Errorf(haip.CodeMessageTooLarge, "record larger than %d bytes skipped", c.srv.cfg.MaxMessageBytes).
+				WithDetail("max_bytes", c.srv.cfg.MaxMessageBytes))
+			continue
+		}
 		if f.binary {
 			c.sendErrorAlways(haip.Errorf(haip.CodeProtocolViolation, "binary frame without a preceding envelope announcing bin_len"))
 			c.fatal(CloseUnsupportedData, "unexpected binary frame")
@@ -421,13 +436,6 @@ func (c *conn) requestReplay(env *haip.Envelope) {
 	rr := replayRequest{from: uint64(p.FromSeq), relatedID: env.ID}
 	if p.ToSeq != nil {
 		rr.to = uint64(*p.ToSeq)
-		if rr.to < rr.from {
-			c.sendError(haip.Errorf(haip.CodeProtocolViolation, "to_seq %d is before from_seq %d", rr.to, rr.from).WithRelated(env.ID))
-			return
-		}
-	}
-	if rr.from == 0 {
-		rr.from = 1
 	}
 	c.enqueue(outbound{replay: &rr})
 }

@@ -108,7 +108,8 @@ func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
 		"name":         "haip edge",
 		"haip_version": haip.Version,
 		"endpoints": map[string]string{
-			"websocket": "/haip/websocket", "health": "/health", "stats": "/stats", "metrics": "/metrics",
+			"websocket": "/haip/websocket", "sse": "/haip/sse", "stream": "/haip/stream", "messages": "/haip/messages",
+			"health": "/health", "stats": "/stats", "metrics": "/metrics",
 		},
 	})
 }

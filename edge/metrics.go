@@ -51,7 +51,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	}
 	// Series exist from the start (at 0), so dashboards and rate() see
 	// them before the first connection.
-	for _, t := range []string{"websocket"} {
+	for _, t := range []string{"websocket", "sse", "stream"} {
 		m.active.WithLabelValues(t)
 		m.accepted.WithLabelValues(t)
 	}

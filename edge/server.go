@@ -123,12 +123,21 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 // Handler returns the HTTP handler of every endpoint:
 //
 //	GET /haip/websocket, GET / (with Upgrade)  HAIP over WebSocket
+//	GET /haip/sse, GET /haip/stream             HAIP as Server-Sent Events
+//	POST /haip/stream                           HAIP as NDJSON both ways (full or half duplex)
+//	POST /haip/messages, POST /haip/sse,        envelopes sent by POST (one, an array, or NDJSON)
+//	  POST /haip/stream with X-HAIP-Message
 //	GET /health                                 JetStream reachable: 200, else 503
 //	GET /stats                                  connection and message counters (JSON)
 //	GET /metrics                                Prometheus metrics
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /haip/websocket", s.serveWebSocket)
+	mux.HandleFunc("GET /haip/sse", s.serveSSE)
+	mux.HandleFunc("GET /haip/stream", s.serveSSE)
+	mux.HandleFunc("POST /haip/stream", s.serveStream)
+	mux.HandleFunc("POST /haip/sse", s.serveMessages)
+	mux.HandleFunc("POST /haip/messages", s.serveMessages)
 	mux.HandleFunc("GET /{$}", s.serveRoot)
 	mux.HandleFunc("GET /health", s.serveHealth)
 	mux.HandleFunc("GET /stats", s.serveStats)

@@ -77,8 +77,13 @@ func (c *conn) writeLoop() string {
 			handshake.Stop()
 		case <-handshake.C:
 			if d == nil {
-				c.sendErrorAlways(haip.Errorf(haip.CodeProtocolViolation, "no HAI within %s", time.Duration(cfg.HandshakeTimeout)))
 				c.flushControl()
+				// The reader may be mid-handshake: touch none of its state.
+				herr := haip.Errorf(haip.CodeProtocolViolation, "no HAI within %s", time.Duration(cfg.HandshakeTimeout))
+				c.srv.metrics.errorsSent.WithLabelValues(string(herr.Code)).Inc()
+				if env, err := haip.New(unboundSession, haip.ChannelSystem, haip.TypeError, herr.Payload()); err == nil {
+					c.writeControl(env)
+				}
 				c.t.close(ClosePolicyViolation, "handshake timeout: send HAI first")
 				return reasonHandshake
 			}
@@ -99,11 +104,18 @@ func (c *conn) writeLoop() string {
 			}
 		case <-hb.C:
 			silent := time.Since(time.Unix(0, c.lastInbound.Load()))
-			if silent > time.Duration(cfg.HeartbeatInterval+cfg.HeartbeatTimeout) {
+			if c.t.peerCanSend() && silent > time.Duration(cfg.HeartbeatInterval+cfg.HeartbeatTimeout) {
 				c.t.close(CloseHeartbeatTimeout, fmt.Sprintf("no frames for %s; resume from seq %d", silent.Round(time.Second), c.delivered.Load()))
 				return reasonHeartbeat
 			}
-			if d != nil && c.accepts[haip.TypePing] {
+			wctx, cancel := context.WithTimeout(c.ctx, time.Duration(cfg.WriteTimeout))
+			sent, err := c.t.keepalive(wctx)
+			cancel()
+			if err != nil {
+				c.t.close(CloseSlowConsumer, "keep-alive not taken")
+				return reasonSlow
+			}
+			if !sent && d != nil && c.accepts[haip.TypePing] {
 				env, err := haip.New(c.session, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: haip.NewUUID()})
 				if err == nil && !c.writeControl(env) {
 					return c.failReason
@@ -180,7 +192,7 @@ func (c *conn) writeEntry(d *delivery, e streams.Entry) bool {
 		c.delivered.Store(e.Seq)
 		return true
 	}
-	if !c.write(e.Data) {
+	if !c.write(e.Seq, e.Data) {
 		return false
 	}
 	c.delivered.Store(e.Seq)
@@ -189,54 +201,82 @@ func (c *conn) writeEntry(d *delivery, e streams.Entry) bool {
 
 // replay resends a range this connection has already delivered, with the
 // original seqs, for a client that lost part of it (REPLAY_REQUEST).
+// Later messages come by normal delivery, so the range is clamped to what
+// was delivered.
 func (c *conn) replay(rr replayRequest) bool {
 	ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
 	defer cancel()
-	b, err := c.srv.log.Bounds(ctx, c.session, c.readDir)
+	ok := true
+	herr := c.srv.replayRange(ctx, c.session, c.readDir, rr.from, rr.to, c.delivered.Load(), 0, func(e streams.Entry) bool {
+		if e.Type != "" && !c.accepts[haip.Type(e.Type)] {
+			return true
+		}
+		ok = c.write(e.Seq, e.Data)
+		return ok
+	})
+	if herr != nil {
+		return c.writeError(herr.WithRelated(rr.relatedID))
+	}
+	return ok
+}
+
+// replayRange calls fn on each message from..to of a session log (to 0:
+// the last), inclusive, in order, never past upTo (0: no bound), until fn
+// returns false. A from past the end is PROTOCOL_VIOLATION; a from that
+// retention dropped is REPLAY_TOO_OLD, and nothing is sent: no partial
+// replays. With max > 0, a range of more than max messages is refused.
+func (s *Server) replayRange(ctx context.Context, session string, dir streams.Direction, from, to, upTo uint64, max int, fn func(streams.Entry) bool) *haip.Error {
+	if from == 0 {
+		from = 1
+	}
+	if to != 0 && to < from {
+		return haip.Errorf(haip.CodeProtocolViolation, "to_seq %d is before from_seq %d", to, from)
+	}
+	b, err := s.log.Bounds(ctx, session, dir)
 	if err != nil {
-		return c.writeError(haip.Errorf(haip.CodeInternalError, "session log unavailable; retry").WithRelated(rr.relatedID))
+		return haip.Errorf(haip.CodeInternalError, "session log unavailable; retry")
 	}
 	switch {
-	case rr.from > b.Last.Seq:
-		return c.writeError(haip.Errorf(haip.CodeProtocolViolation, "from_seq %d is beyond the last seq %d", rr.from, b.Last.Seq).
-			WithRelated(rr.relatedID).WithDetail("last_seq", strconv.FormatUint(b.Last.Seq, 10)))
-	case rr.from < b.First.Seq:
-		return c.writeError(haip.Errorf(haip.CodeReplayTooOld, "from_seq %d is past retention; the oldest kept is %d", rr.from, b.First.Seq).
-			WithRelated(rr.relatedID).WithDetail("first_available", strconv.FormatUint(b.First.Seq, 10)))
+	case from > b.Last.Seq:
+		return haip.Errorf(haip.CodeProtocolViolation, "from_seq %d is beyond the last seq %d", from, b.Last.Seq).
+			WithDetail("last_seq", strconv.FormatUint(b.Last.Seq, 10))
+	case from < b.First.Seq:
+		return haip.Errorf(haip.CodeReplayTooOld, "from_seq %d is past retention; the oldest kept is %d", from, b.First.Seq).
+			WithDetail("first_available", strconv.FormatUint(b.First.Seq, 10))
 	}
-	to := c.delivered.Load() // later messages come by normal delivery
-	if rr.to != 0 && rr.to < to {
-		to = rr.to
+	end := b.Last.Seq
+	if to != 0 && to < end {
+		end = to
 	}
-	if rr.from > to {
-		return true
+	if upTo != 0 && upTo < end {
+		end = upTo
 	}
-	p, err := c.srv.log.Find(ctx, c.session, c.readDir, rr.from)
+	if from > end {
+		return nil
+	}
+	if max > 0 && end-from+1 > uint64(max) {
+		return haip.Errorf(haip.CodeProtocolViolation, "range of %d messages is over the %d one request may return; resume the stream from seq %d instead", end-from+1, max, from-1)
+	}
+	p, err := s.log.Find(ctx, session, dir, from)
+	if errors.Is(err, streams.ErrTooOld) {
+		return haip.Errorf(haip.CodeReplayTooOld, "from_seq %d is past retention", from)
+	}
 	if err != nil {
-		if errors.Is(err, streams.ErrTooOld) {
-			return c.writeError(haip.Errorf(haip.CodeReplayTooOld, "from_seq %d is past retention", rr.from).WithRelated(rr.relatedID))
-		}
-		return c.writeError(haip.Errorf(haip.CodeInternalError, "session log unavailable; retry").WithRelated(rr.relatedID))
+		return haip.Errorf(haip.CodeInternalError, "session log unavailable; retry")
 	}
-	for from := p.StreamSeq; ; {
-		entries, more, err := c.srv.log.Read(ctx, c.session, c.readDir, from, c.srv.cfg.CatchupBatch, c.srv.cfg.CatchupBytes)
+	for cursor := p.StreamSeq; ; {
+		entries, more, err := s.log.Read(ctx, session, dir, cursor, s.cfg.CatchupBatch, s.cfg.CatchupBytes)
 		if err != nil {
-			return c.writeError(haip.Errorf(haip.CodeInternalError, "replay interrupted; retry").WithRelated(rr.relatedID))
+			return haip.Errorf(haip.CodeInternalError, "replay interrupted; retry")
 		}
 		for _, e := range entries {
-			if e.Seq > to {
-				return true
+			if e.Seq > end || !fn(e) {
+				return nil
 			}
-			from = e.StreamSeq + 1
-			if e.Type != "" && !c.accepts[haip.Type(e.Type)] {
-				continue
-			}
-			if !c.write(e.Data) {
-				return false
-			}
+			cursor = e.StreamSeq + 1
 		}
 		if !more || len(entries) == 0 {
-			return true
+			return nil
 		}
 	}
 }
@@ -290,14 +330,14 @@ func (c *conn) writeControl(env *haip.Envelope) bool {
 		c.logger.Error("encode control envelope", slog.Any(logKeyErr, err))
 		return true
 	}
-	return c.write(data)
+	return c.write(uint64(env.Seq), data)
 }
 
 // write sends one envelope within WriteTimeout. A client that cannot take
 // it in time is cut as too slow; it resumes from its last seq.
-func (c *conn) write(data []byte) bool {
+func (c *conn) write(seq uint64, data []byte) bool {
 	ctx, cancel := context.WithTimeout(c.ctx, time.Duration(c.srv.cfg.WriteTimeout))
-	err := c.t.write(ctx, data)
+	err := c.t.write(ctx, seq, data)
 	// DeadlineExceeded only when the write's own deadline fired; a
 	// connection cancelled first (the peer went) reads Canceled. The
 	// reader may cancel right after a timed-out write closes the socket,

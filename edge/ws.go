@@ -26,9 +26,14 @@ func (w *wsTransport) read(ctx context.Context) (frame, error) {
 	return frame{binary: typ == websocket.MessageBinary, data: data}, nil
 }
 
-func (w *wsTransport) write(ctx context.Context, data []byte) error {
+func (w *wsTransport) write(ctx context.Context, _ uint64, data []byte) error {
 	return w.c.Write(ctx, websocket.MessageText, data)
 }
+
+// keepalive: WebSocket uses HAIP PING, which the peer answers.
+func (w *wsTransport) keepalive(context.Context) (bool, error) { return false, nil }
+
+func (w *wsTransport) peerCanSend() bool { return true }
 
 func (w *wsTransport) close(code CloseCode, reason string) {
 	w.once.Do(func() {

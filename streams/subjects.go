@@ -1,6 +1,8 @@
 package streams
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -23,7 +25,21 @@ const (
 	sessionPrefix = "haip.session."
 	livePrefix    = "haip.live."
 	runPrefix     = "haip.runs."
+	bindPrefix    = "haip.bind."
 )
+
+// BindQueue is the queue group of streams waiting for their HAI: one
+// waiting stream of a user takes each HAI that user POSTs.
+const BindQueue = "bind"
+
+// BindSubject is the core-NATS subject on which a user's streams that
+// opened without a session (the official SDK's SSE and HTTP-streaming
+// GETs) wait for the HAI the same user POSTs next, on any edge. The JWT
+// subject is hashed: it may hold any character, a subject token may not.
+func BindSubject(owner string) string {
+	sum := sha256.Sum256([]byte(owner))
+	return bindPrefix + hex.EncodeToString(sum[:16])
+}
 
 // Direction names one of a session's two logs.
 type Direction string

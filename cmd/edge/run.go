@@ -35,6 +35,12 @@ type config struct {
 	// picks a free port (printed at start).
 	Host string `env:"HOST" envDefault:"127.0.0.1"`
 	Port int    `env:"PORT" envDefault:"8080"`
+	// TLSCertFile and TLSKeyFile serve HTTPS (and HTTP/2) when both are set.
+	TLSCertFile string `env:"TLS_CERT_FILE"`
+	TLSKeyFile  string `env:"TLS_KEY_FILE"`
+	// H2C serves HTTP/2 without TLS (prior knowledge or upgrade), so that
+	// many SSE streams share one connection behind a TLS-terminating proxy.
+	H2C bool `env:"H2C" envDefault:"false"`
 	// NATSURL is the NATS to use; empty runs an embedded nats-server.
 	NATSURL string `env:"NATS_URL"`
 	// DataDir holds the embedded server's JetStream files and the
@@ -82,6 +88,9 @@ func loadConfig() (config, error) {
 	}
 	if c.NATSURL == "" && c.DataDir == "" {
 		errs = append(errs, errors.New("DATA_DIR is empty: the embedded server needs a directory"))
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		errs = append(errs, errors.New("TLS_CERT_FILE and TLS_KEY_FILE go together"))
 	}
 	if _, err := logging.New(c.LogLevel, c.LogFormat, io.Discard); err != nil {
 		errs = append(errs, err)
@@ -201,10 +210,22 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 		return fmt.Errorf("cannot listen: %w", err)
 	}
 	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	// HTTP/2 lets a browser hold many SSE streams on one connection (the
+	// HTTP/1.1 limit is six per host).
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetHTTP2(true)
+	protocols.SetUnencryptedHTTP2(cfg.H2C)
+	hs.Protocols = &protocols
 	serveErr := make(chan error, 1)
-	go func() { serveErr <- hs.Serve(ln) }()
-
 	base := "http://" + ln.Addr().String()
+	if cfg.TLSCertFile != "" {
+		base = "https://" + ln.Addr().String()
+		go func() { serveErr <- hs.ServeTLS(ln, cfg.TLSCertFile, cfg.TLSKeyFile) }()
+	} else {
+		go func() { serveErr <- hs.Serve(ln) }()
+	}
+
 	printBanner(stdout, base, ns, devSecret, created, cfg)
 	logger.Info("edge ready", slog.String("addr", ln.Addr().String()), slog.Bool("embedded_nats", ns != nil))
 
@@ -268,6 +289,7 @@ func printBanner(w io.Writer, base string, ns *server.Server, devSecret []byte, 
 	ws := "ws" + strings.TrimPrefix(base, "http") + "/haip/websocket"
 	fmt.Fprintf(w, "HAIP edge listening on %s\n", base)
 	fmt.Fprintf(w, "websocket: %s\n", ws)
+	fmt.Fprintf(w, "sse: %s/haip/sse  stream: %s/haip/stream  post: %s/haip/messages\n", base, base, base)
 	if ns != nil && cfg.NATSListen != "" {
 		fmt.Fprintf(w, "embedded NATS for workers: %s\n", ns.ClientURL())
 	}

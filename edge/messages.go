@@ -1,0 +1,233 @@
+package edge
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/ndjson"
+	"github.com/haipfabric/haipfabric/streams"
+)
+
+// Bounds of one POST of envelopes.
+const (
+	maxPostEnvelopes = 1000
+	maxPostReplay    = 1000 // messages a REPLAY_REQUEST may return in a POST answer
+	postBodyFactor   = 16   // body limit = MaxMessageBytes × this
+)
+
+// PostResult is the edge's answer to one POSTed envelope.
+type PostResult struct {
+	// ID is the envelope's id, when it could be read.
+	ID string `json:"id,omitempty"`
+	// Status is "accepted" or "error".
+	Status string `json:"status"`
+	// Seq is where a stored envelope sits in its session's log.
+	Seq uint64 `json:"seq,omitempty"`
+	// Duplicate: an envelope with this id was already stored; stored once.
+	Duplicate bool `json:"duplicate,omitempty"`
+	// Bound (HAI only): a stream of the same user that opened without a
+	// session took this HAI as its handshake.
+	Bound *bool `json:"bound,omitempty"`
+	// Replies are envelopes answering it: PONG for PING, the replayed
+	// messages for REPLAY_REQUEST.
+	Replies []json.RawMessage `json:"replies,omitempty"`
+	// Error is the HAIP error, with Status "error".
+	Error *haip.ErrorPayload `json:"error,omitempty"`
+}
+
+// PostResponse is the body of a successful POST of envelopes.
+type PostResponse struct {
+	Results []PostResult `json:"results"`
+}
+
+func isMessagePost(r *http.Request) bool {
+	return strings.EqualFold(r.Header.Get("X-HAIP-Message"), "true")
+}
+
+// serveMessages takes envelopes sent by POST: the client→server half of
+// SSE and half-duplex streaming, at /haip/messages, and at the SSE and
+// stream URLs themselves as the official SDK posts them. The body is one
+// envelope (application/json), a JSON array of envelopes, or NDJSON lines
+// (application/x-ndjson). Each envelope gets its own result, in order;
+// an error in one does not stop the others.
+func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request) {
+	a, ok := s.admit(w, r, "post")
+	if !ok {
+		return
+	}
+	if strings.EqualFold(r.Header.Get("X-HAIP-Binary"), "true") {
+		writeHTTPError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", haip.CodeUnsupportedType,
+			"binary upstream is not supported yet; send AUDIO_CHUNK with base64 payload.data", nil)
+		return
+	}
+	limit := s.cfg.MaxMessageBytes * postBodyFactor
+	body := http.MaxBytesReader(w, r.Body, limit)
+	records, perr := readRecords(body, r.Header.Get("Content-Type"), int(s.cfg.MaxMessageBytes))
+	var tooBig *http.MaxBytesError
+	switch {
+	case errors.As(perr, &tooBig):
+		writeHTTPError(w, http.StatusRequestEntityTooLarge, "too_large", haip.CodeMessageTooLarge,
+			"request body larger than "+strconv.FormatInt(limit, 10)+" bytes", map[string]any{"max_bytes": limit})
+		return
+	case perr != nil:
+		writeHTTPError(w, http.StatusBadRequest, "bad_request", haip.CodeProtocolViolation, perr.Error(), nil)
+		return
+	case len(records) == 0:
+		writeHTTPError(w, http.StatusBadRequest, "bad_request", haip.CodeProtocolViolation, "no envelope in the request body", nil)
+		return
+	case len(records) > maxPostEnvelopes:
+		writeHTTPError(w, http.StatusRequestEntityTooLarge, "too_many", haip.CodeMessageTooLarge,
+			"more than "+strconv.Itoa(maxPostEnvelopes)+" envelopes in one request", map[string]any{"max_envelopes": maxPostEnvelopes})
+		return
+	}
+	authorized := make(map[string]bool)
+	resp := PostResponse{Results: make([]PostResult, 0, len(records))}
+	for _, rec := range records {
+		res := s.post(r.Context(), a, rec, authorized)
+		if res.Error != nil {
+			s.metrics.errorsSent.WithLabelValues(string(res.Error.Code)).Inc()
+		}
+		resp.Results = append(resp.Results, res)
+	}
+	s.msgsIn.Add(uint64(len(records)))
+	s.metrics.msgsIn.Add(float64(len(records)))
+	writeJSON(w, http.StatusOK, resp)
+}
+
+// readRecords splits a POST body into envelopes. A nil record stands for
+// an NDJSON line over max (answered with MESSAGE_TOO_LARGE in its place).
+func readRecords(body io.Reader, contentType string, max int) ([][]byte, error) {
+	mt, _, _ := mime.ParseMediaType(contentType)
+	if mt == "application/x-ndjson" || mt == "application/jsonl" {
+		var out [][]byte
+		rd := ndjson.NewReader(body, max)
+		for {
+			line, err := rd.Next()
+			var tooLong *ndjson.LineTooLongError
+			switch {
+			case err == nil:
+				out = append(out, append([]byte(nil), line...))
+			case errors.As(err, &tooLong):
+				out = append(out, nil)
+			case errors.Is(err, io.EOF):
+				return out, nil
+			default:
+				return nil, err
+			}
+		}
+	}
+	data, err := io.ReadAll(body)
+	if err != nil {
+		return nil, err
+	}
+	data = bytes.TrimSpace(data)
+	if len(data) > 0 && data[0] == '[' {
+		var arr []json.RawMessage
+		if err := json.Unmarshal(data, &arr); err != nil {
+			return nil, errors.New("body is not a JSON array of envelopes: " + err.Error())
+		}
+		out := make([][]byte, len(arr))
+		for i, m := range arr {
+			out[i] = m
+		}
+		return out, nil
+	}
+	if len(data) == 0 {
+		return nil, nil
+	}
+	return [][]byte{data}, nil
+}
+
+// post handles one POSTed envelope.
+func (s *Server) post(ctx context.Context, a admission, data []byte, authorized map[string]bool) PostResult {
+	fail := func(id string, e *haip.Error) PostResult {
+		p := e.Payload()
+		return PostResult{ID: id, Status: "error", Error: &p}
+	}
+	if data == nil {
+		return fail("", haip.Errorf(haip.CodeMessageTooLarge, "line larger than %d bytes skipped", s.cfg.MaxMessageBytes))
+	}
+	env, err := haip.Decode(data)
+	if err != nil {
+		he := asHAIPError(err)
+		return fail(he.RelatedID, he)
+	}
+	if a.session != "" && env.Session != a.session {
+		return fail(env.ID, haip.Errorf(haip.CodeProtocolViolation, "envelope session %q is not the request's session %q", env.Session, a.session).WithRelated(env.ID))
+	}
+	if !authorized[env.Session] {
+		switch err := s.authorize(ctx, a.id, env.Session); {
+		case errors.Is(err, errForbidden):
+			return fail(env.ID, haip.Errorf(haip.CodeSessionForbidden, "session %s is not yours", env.Session).WithRelated(env.ID))
+		case err != nil:
+			s.logger.Error("authorize", slog.Any(logKeyErr, err))
+			return fail(env.ID, haip.Errorf(haip.CodeInternalError, "session store unavailable; retry").WithRelated(env.ID))
+		}
+		authorized[env.Session] = true
+	}
+	if herr := checkInbound(a.id.Role, env); herr != nil {
+		return fail(env.ID, herr)
+	}
+	ok := PostResult{ID: env.ID, Status: "accepted"}
+	switch env.Type {
+	case haip.TypeHAI:
+		var hello haip.HelloPayload
+		if err := env.DecodePayload(&hello); err != nil {
+			return fail(env.ID, asHAIPError(err))
+		}
+		if !containsInt(hello.AcceptMajor, haip.Major) {
+			return fail(env.ID, haip.Errorf(haip.CodeVersionIncompatible, "no common major version: server speaks %d", haip.Major).WithRelated(env.ID))
+		}
+		bound, err := s.bindHello(ctx, a.id.Subject, data)
+		if err != nil {
+			s.logger.Warn("bind HAI", slog.Any(logKeyErr, err))
+		}
+		ok.Bound = &bound
+	case haip.TypePing:
+		var p haip.PingPayload
+		_ = env.DecodePayload(&p)
+		pong, err := haip.New(env.Session, haip.ChannelSystem, haip.TypePong, haip.PongPayload{Nonce: p.Nonce})
+		if err != nil {
+			return fail(env.ID, haip.Errorf(haip.CodeInternalError, "cannot answer: %v", err))
+		}
+		b, _ := haip.Encode(pong)
+		ok.Replies = []json.RawMessage{b}
+	case haip.TypePong, haip.TypeFlowUpdate, haip.TypePauseChannel, haip.TypeResumeChannel:
+		// Nothing to do without a connection: see docs/ARCHITECTURE.md.
+	case haip.TypeError:
+		s.logger.Info("client reported an error", slog.String("payload", string(env.Payload)))
+	case haip.TypeReplayRequest:
+		var p haip.ReplayRequestPayload
+		if err := env.DecodePayload(&p); err != nil {
+			return fail(env.ID, asHAIPError(err))
+		}
+		readDir, _ := directions(a.id.Role)
+		to := uint64(0)
+		if p.ToSeq != nil {
+			to = uint64(*p.ToSeq)
+		}
+		herr := s.replayRange(ctx, env.Session, readDir, uint64(p.FromSeq), to, 0, maxPostReplay, func(e streams.Entry) bool {
+			ok.Replies = append(ok.Replies, e.Data)
+			return true
+		})
+		if herr != nil {
+			return fail(env.ID, herr.WithRelated(env.ID))
+		}
+	default:
+		res, herr := s.store(ctx, a.id, env.Session, env)
+		if herr != nil {
+			return fail(env.ID, herr)
+		}
+		ok.Seq, ok.Duplicate = res.Seq, res.Duplicate
+	}
+	return ok
+}
