@@ -103,6 +103,12 @@ func (s *sseStream) logUntil(within time.Duration, stop func(*haip.Envelope) boo
 	}
 }
 
+// helloEnvelope is a client HAI for session, accepting every type.
+func helloEnvelope(session string) *haip.Envelope {
+	env, _ := haip.New(session, haip.ChannelSystem, haip.TypeHAI, haip.HelloPayload{HaipVersion: haip.Version, AcceptMajor: []int{haip.Major}, AcceptEvents: haip.AllTypes()})
+	return env
+}
+
 // userText builds the two envelopes that make the demo agent answer.
 func userText(t *testing.T, session, text string) [][]byte {
 	t.Helper()
@@ -305,7 +311,7 @@ func TestSDKStreamBoundByPostedHAI(t *testing.T) {
 	session := haip.NewUUID()
 	s := openSSE(t, nil, e1.base+"/haip/stream?token="+tok+"&stream=true", http.Header{"Accept": {"text/event-stream"}})
 
-	hello, _ := haip.New(session, haip.ChannelSystem, haip.TypeHAI, haip.HelloPayload{HaipVersion: "1.1.2", AcceptMajor: []int{1}, AcceptEvents: haip.AllTypes()})
+	hello := helloEnvelope(session)
 	hb, _ := haip.Encode(hello)
 	var pr edge.PostResponse
 	waitFor(t, 10*time.Second, func() bool {
@@ -382,6 +388,23 @@ func (s *ndjsonStream) next() *haip.Envelope {
 	return env
 }
 
+// logUntilFinished reads log messages (skipping control ones) up to
+// RUN_FINISHED.
+func (s *ndjsonStream) logUntilFinished() []*haip.Envelope {
+	s.t.Helper()
+	var got []*haip.Envelope
+	for {
+		env := s.next()
+		if client.IsControl(env.Type) {
+			continue
+		}
+		got = append(got, env)
+		if isRunFinished(env) {
+			return got
+		}
+	}
+}
+
 func (s *ndjsonStream) nextOf(typ haip.Type) *haip.Envelope {
 	s.t.Helper()
 	for {
@@ -403,7 +426,7 @@ func TestStreamFullDuplex(t *testing.T) {
 
 	pr, pw := io.Pipe()
 	go func() {
-		hello, _ := haip.New(session, haip.ChannelSystem, haip.TypeHAI, haip.HelloPayload{HaipVersion: "1.1.2", AcceptMajor: []int{1}, AcceptEvents: haip.AllTypes()})
+		hello := helloEnvelope(session)
 		b, _ := haip.Encode(hello)
 		_, _ = pw.Write(append(b, '\n'))
 	}()
@@ -428,17 +451,7 @@ func TestStreamFullDuplex(t *testing.T) {
 	for _, m := range userText(t, session, "duplex") {
 		s.send(m)
 	}
-	var got []*haip.Envelope
-	for {
-		env := s.next()
-		if client.IsControl(env.Type) {
-			continue
-		}
-		got = append(got, env)
-		if isRunFinished(env) {
-			break
-		}
-	}
+	got := s.logUntilFinished()
 	assertDense(t, got, 1)
 	if answerText(t, got) != demo.Answer("duplex") {
 		t.Fatal("wrong answer")
@@ -464,17 +477,7 @@ func TestStreamHalfDuplex(t *testing.T) {
 	}
 	_, pr := post(t, e.base+"/haip/messages", tok, nil, userText(t, session, "half")...)
 	mustAccept(t, pr, 2)
-	var got []*haip.Envelope
-	for {
-		env := s.next()
-		if client.IsControl(env.Type) {
-			continue
-		}
-		got = append(got, env)
-		if isRunFinished(env) {
-			break
-		}
-	}
+	got := s.logUntilFinished()
 	assertDense(t, got, 1)
 }
 
@@ -555,7 +558,7 @@ func TestHTTP2ManyStreamsOneConnection(t *testing.T) {
 	pr, pw := io.Pipe()
 	session := haip.NewUUID()
 	go func() {
-		hello, _ := haip.New(session, haip.ChannelSystem, haip.TypeHAI, haip.HelloPayload{HaipVersion: "1.1.2", AcceptMajor: []int{1}, AcceptEvents: haip.AllTypes()})
+		hello := helloEnvelope(session)
 		b, _ := haip.Encode(hello)
 		_, _ = pw.Write(append(b, '\n'))
 	}()
