@@ -76,7 +76,9 @@ type Config struct {
 	ClientCreditMessages int `env:"CLIENT_CREDIT_MESSAGES"`
 	ClientCreditBytes    int `env:"CLIENT_CREDIT_BYTES"`
 	// EnableCORS lets browser pages on other origins connect. With no
-	// CORSOrigins every origin is allowed.
+	// CORSOrigins every origin is allowed. Unlike the fields above, its
+	// zero value (off) is what an embedding program gets; the edge
+	// command reads it from ENABLE_CORS, which defaults to on.
 	EnableCORS  bool     `env:"ENABLE_CORS" envDefault:"true"`
 	CORSOrigins []string `env:"CORS_ORIGINS"`
 	// CatchupBatch and CatchupBytes bound one catch-up read from
