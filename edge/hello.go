@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -120,7 +121,7 @@ func (s *Server) bindHello(ctx context.Context, owner string, hai []byte) (bound
 	switch {
 	case err == nil:
 		return true, nil
-	case err == nats.ErrNoResponders:
+	case errors.Is(err, nats.ErrNoResponders):
 		return false, nil
 	}
 	return false, fmt.Errorf("cannot hand the HAI to a waiting stream: %w", err)
