@@ -22,6 +22,7 @@ const (
 	DefaultCatchupBytes      = 256 << 10
 	DefaultLiveBuffer        = 32
 	DefaultMaxUserText       = 64 << 10
+	DefaultPostTimeout       = 30 * time.Second
 )
 
 // Duration is a time.Duration read from the environment either as a Go
@@ -90,6 +91,10 @@ type Config struct {
 	// writer; past that the connection falls back to catch-up from the log.
 	// Zero means DefaultLiveBuffer.
 	LiveBuffer int `env:"LIVE_BUFFER"`
+	// PostTimeout bounds reading the body of a POST of envelopes, so a
+	// client that trickles or stalls its body cannot hold the edge. Zero
+	// means DefaultPostTimeout.
+	PostTimeout Duration `env:"POST_TIMEOUT"`
 	// MaxUserText caps the text of one user message collected for a run.
 	// Zero means DefaultMaxUserText.
 	MaxUserText int `env:"MAX_USER_TEXT"`
@@ -117,6 +122,7 @@ func (c Config) withDefaults() Config {
 	defD(&c.HeartbeatTimeout, DefaultHeartbeatTimeout)
 	defD(&c.HandshakeTimeout, DefaultHandshakeTimeout)
 	defD(&c.WriteTimeout, DefaultWriteTimeout)
+	defD(&c.PostTimeout, DefaultPostTimeout)
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
@@ -141,7 +147,7 @@ func (c Config) Validate() error {
 	neg("MAX_USER_TEXT", int64(c.MaxUserText))
 	for name, d := range map[string]Duration{
 		"HEARTBEAT_INTERVAL": c.HeartbeatInterval, "HEARTBEAT_TIMEOUT": c.HeartbeatTimeout,
-		"HANDSHAKE_TIMEOUT": c.HandshakeTimeout, "WRITE_TIMEOUT": c.WriteTimeout,
+		"HANDSHAKE_TIMEOUT": c.HandshakeTimeout, "WRITE_TIMEOUT": c.WriteTimeout, "POST_TIMEOUT": c.PostTimeout,
 	} {
 		neg(name, int64(d))
 	}

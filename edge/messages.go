@@ -8,9 +8,11 @@ import (
 	"io"
 	"log/slog"
 	"mime"
+	"net"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/ndjson"
@@ -71,9 +73,15 @@ func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request) {
 	}
 	limit := s.cfg.MaxMessageBytes * postBodyFactor
 	body := http.MaxBytesReader(w, r.Body, limit)
+	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Duration(s.cfg.PostTimeout)))
 	records, perr := readRecords(body, r.Header.Get("Content-Type"), int(s.cfg.MaxMessageBytes))
 	var tooBig *http.MaxBytesError
+	var netErr net.Error
 	switch {
+	case errors.As(perr, &netErr) && netErr.Timeout():
+		writeHTTPError(w, http.StatusRequestTimeout, "timeout", haip.CodeProtocolViolation,
+			"request body not received within "+time.Duration(s.cfg.PostTimeout).String(), nil)
+		return
 	case errors.As(perr, &tooBig):
 		writeHTTPError(w, http.StatusRequestEntityTooLarge, "too_large", haip.CodeMessageTooLarge,
 			"request body larger than "+strconv.FormatInt(limit, 10)+" bytes", map[string]any{"max_bytes": limit})

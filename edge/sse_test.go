@@ -573,3 +573,26 @@ func TestHTTP2ManyStreamsOneConnection(t *testing.T) {
 	st.nextOf(haip.TypeRunFinished)
 	_ = ss
 }
+
+// A POST whose body stalls is answered 408 after POST_TIMEOUT instead of
+// holding the edge.
+func TestPostBodyStallTimesOut(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	e := f.edge(edge.Config{PostTimeout: edge.Duration(300 * time.Millisecond)})
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	go func() { _, _ = pw.Write([]byte(`{"id":"`)) }() // and then nothing
+	req, _ := http.NewRequest(http.MethodPost, e.base+"/haip/messages", pr)
+	req.Header.Set("Authorization", "Bearer "+f.token("alice", auth.RoleUser))
+	req.Header.Set("Content-Type", "application/json")
+	began := time.Now()
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusRequestTimeout || time.Since(began) > 10*time.Second {
+		t.Fatalf("stalled POST: %d after %s", resp.StatusCode, time.Since(began))
+	}
+}
