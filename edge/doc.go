@@ -1,5 +1,8 @@
-// Package edge serves HAIP 1.1.2 to clients over WebSocket (and, through
-// the same session core, other transports) on top of NATS JetStream.
+// Package edge serves HAIP 1.1.2 to clients over WebSocket, Server-Sent
+// Events and HTTP streaming (NDJSON), with POST for the client→server half
+// of one-way transports, on top of NATS JetStream. Every transport is a
+// small adapter (ws.go, sse.go, stream.go) over one connection core
+// (conn.go, writer.go, inbound.go).
 //
 // Start with [NewServer] and [Server.Handler]; stop with [Server.Shutdown].
 // An edge keeps no state that matters: session logs, session records and
@@ -54,4 +57,9 @@
 //
 // A client cut while its socket buffers are full may see the connection
 // end without the close frame; its resume works the same.
+//
+// SSE and HTTP streams have no close frame: an SSE stream ends with a
+// comment ": close <code> <reason>" (the same codes), an NDJSON stream
+// after the ERROR that explains it, if any. A browser EventSource then
+// reconnects by itself with Last-Event-ID.
 package edge
