@@ -83,10 +83,7 @@ func BenchmarkLiveDelivery(b *testing.B) {
 	b.ResetTimer()
 	for range n {
 		env, _ := haip.New(c.Session(), haip.ChannelAgent, haip.TypeTextMessagePart, haip.TextMessagePartPayload{MessageID: c.Session(), Text: text})
-		if _, err := lg.Append(ctx, c.Session(), streams.Out, streams.Record{ID: env.ID, Type: string(env.Type)}, func(seq uint64) ([]byte, error) {
-			env.Seq = haip.U64(seq)
-			return haip.Encode(env)
-		}); err != nil {
+		if _, err := lg.AppendEnvelope(ctx, c.Session(), streams.Out, env); err != nil {
 			b.Fatal(err)
 		}
 	}

@@ -63,21 +63,32 @@ const userTextWindow = 1024
 // The store finishes even if ctx's connection is going away.
 func (s *Server) store(ctx context.Context, id auth.Identity, session string, env *haip.Envelope) (streams.Appended, *haip.Error) {
 	_, writeDir := directions(id.Role)
+	var call haip.ToolCallPayload
+	if env.Type == haip.TypeToolCall {
+		if err := env.DecodePayload(&call); err != nil {
+			return streams.Appended{}, asHAIPError(err)
+		}
+		if err := streams.ValidateToolName(call.Tool); err != nil {
+			return streams.Appended{}, haip.Errorf(haip.CodeProtocolViolation, "%v", err).WithRelated(env.ID).WithDetail("tool", call.Tool)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	began := time.Now()
-	stored := *env
-	stored.Ack = nil
-	res, err := s.log.Append(ctx, session, writeDir, streams.Record{ID: env.ID, Type: string(env.Type)}, func(seq uint64) ([]byte, error) {
-		stored.Seq = haip.U64(seq)
-		return haip.Encode(&stored)
-	})
+	stored := *env // the caller's envelope keeps its own seq and ack
+	res, err := s.log.AppendEnvelope(ctx, session, writeDir, &stored)
 	s.metrics.appendDur.Observe(time.Since(began).Seconds())
 	if err != nil {
 		s.logger.Error("store", slog.String(logKeySession, session), slog.Any(logKeyErr, err))
 		return res, haip.Errorf(haip.CodeInternalError, "message not stored; send it again").WithRelated(env.ID)
 	}
-	if res.Duplicate || id.Role == auth.RoleAgent || env.Channel != haip.ChannelUser || env.Type != haip.TypeTextMessageEnd {
+	if res.Duplicate {
+		return res, nil
+	}
+	if env.Type == haip.TypeToolCall {
+		return res, s.routeToolCall(ctx, session, env, call)
+	}
+	if id.Role == auth.RoleAgent || env.Channel != haip.ChannelUser || env.Type != haip.TypeTextMessageEnd {
 		return res, nil
 	}
 	var end haip.TextMessageEndPayload
@@ -156,4 +167,46 @@ func (s *Server) userText(ctx context.Context, session string, endSeq uint64, me
 			return string(text), nil
 		}
 	}
+}
+
+// routeToolCall sends a stored TOOL_CALL to its tool's work queue, after
+// telling the session it is QUEUED; a tool with no live worker gets its
+// one TOOL_DONE (ERROR) at once instead of a silent wait.
+func (s *Server) routeToolCall(ctx context.Context, session string, env *haip.Envelope, call haip.ToolCallPayload) *haip.Error {
+	fail := func(msg string) *haip.Error {
+		result, _ := json.Marshal(map[string]string{"error": msg})
+		if _, err := s.emit(ctx, session, streams.ToolDoneID(call.CallID), env.RunID, haip.TypeToolDone,
+			haip.ToolDonePayload{CallID: call.CallID, Status: haip.ToolDoneError, Result: result}); err != nil {
+			return haip.Errorf(haip.CodeInternalError, "tool call not answered; send it again").WithRelated(env.ID)
+		}
+		return nil
+	}
+	if _, found, err := s.tools.Get(ctx, call.Tool); err != nil {
+		s.logger.Error("tool registry", slog.Any(logKeyErr, err))
+		return fail("tool registry unavailable; call again")
+	} else if !found {
+		return fail("no live worker serves tool " + call.Tool)
+	}
+	if _, err := s.emit(ctx, session, haip.NameUUID("tool-queued", call.CallID), env.RunID, haip.TypeToolUpdate,
+		haip.ToolUpdatePayload{CallID: call.CallID, Status: haip.ToolStatusQueued}); err != nil {
+		return haip.Errorf(haip.CodeInternalError, "tool call not queued; send it again").WithRelated(env.ID)
+	}
+	if err := streams.PublishToolCall(ctx, s.js, streams.ToolCall{CallID: call.CallID, Tool: call.Tool, Params: call.Params,
+		Session: session, RunID: env.RunID, Created: time.Now().UTC()}); err != nil {
+		s.logger.Error("queue tool call", slog.Any(logKeyErr, err))
+		return fail("tool call could not be queued; call again with a new call_id")
+	}
+	return nil
+}
+
+// emit appends an envelope the edge writes on the agent's side of a
+// session (tool call status) to the session's outbound log.
+func (s *Server) emit(ctx context.Context, session, id, runID string, t haip.Type, payload any) (uint64, error) {
+	env, err := haip.New(session, haip.ChannelAgent, t, payload)
+	if err != nil {
+		return 0, err
+	}
+	env.ID, env.RunID = id, runID
+	res, err := s.log.AppendEnvelope(ctx, session, streams.Out, env)
+	return res.Seq, err
 }

@@ -243,7 +243,7 @@ func TestReplayTooOld(t *testing.T) {
 	assertDense(t, more, uint64(len(orig))+1)
 }
 
-func waitFor(t *testing.T, within time.Duration, cond func() bool, msg string, diag ...func() string) {
+func waitFor(t testing.TB, within time.Duration, cond func() bool, msg string, diag ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(within)
 	for !cond() {

@@ -45,6 +45,7 @@ type Server struct {
 	js       jetstream.JetStream
 	log      *streams.Log
 	sessions *streams.Sessions
+	tools    *streams.Tools
 	hub      *hub
 	verifier *auth.Verifier
 	logger   *slog.Logger
@@ -85,6 +86,11 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		_ = lg.Close(ctx)
 		return nil, fmt.Errorf("cannot start edge: %w", err)
 	}
+	tools, err := streams.OpenTools(ctx, deps.JS)
+	if err != nil {
+		_ = lg.Close(ctx)
+		return nil, fmt.Errorf("cannot start edge: %w", err)
+	}
 	logger := deps.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -106,6 +112,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		js:        deps.JS,
 		log:       lg,
 		sessions:  sess,
+		tools:     tools,
 		hub:       newHub(deps.NC),
 		verifier:  deps.Verifier,
 		logger:    logger.With(slog.String(logKeyComponent, "edge")),

@@ -33,10 +33,7 @@ func (f *fabric) fill(t *testing.T, session string, n, size int) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, err := lg.Append(ctx, session, streams.Out, streams.Record{ID: env.ID, Type: string(env.Type)}, func(seq uint64) ([]byte, error) {
-			env.Seq = haip.U64(seq)
-			return haip.Encode(env)
-		}); err != nil {
+		if _, err := lg.AppendEnvelope(ctx, session, streams.Out, env); err != nil {
 			t.Fatalf("append %d: %v", i, err)
 		}
 	}

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/haipfabric/haipfabric/haip"
 )
 
 // Errors returned by Log lookups.
@@ -213,6 +215,17 @@ func (l *Log) Append(ctx context.Context, session string, d Direction, rec Recor
 		}
 	}
 	return Appended{}, fmt.Errorf("cannot append to %s: %w", subj, ErrConflictLimit)
+}
+
+// AppendEnvelope appends a HAIP envelope: its id is the message id, its
+// type the Haip-Type header, and its seq field is set to the seq it gets
+// (env is modified). Ack is not stored: it belongs to one connection.
+func (l *Log) AppendEnvelope(ctx context.Context, session string, d Direction, env *haip.Envelope) (Appended, error) {
+	env.Ack = nil
+	return l.Append(ctx, session, d, Record{ID: env.ID, Type: string(env.Type)}, func(seq uint64) ([]byte, error) {
+		env.Seq = haip.U64(seq)
+		return haip.Encode(env)
+	})
 }
 
 // duplicate resolves the position of an already-stored message.

@@ -110,6 +110,22 @@ func (c Config) RunStreamConfig() jetstream.StreamConfig {
 	}
 }
 
+// ToolStreamConfig is the work queue of tool calls.
+func (c Config) ToolStreamConfig() jetstream.StreamConfig {
+	c = c.withDefaults()
+	return jetstream.StreamConfig{
+		Name:        ToolStream,
+		Description: "HAIP tool calls (work queue, one subject per tool)",
+		Subjects:    []string{toolPrefix + "*"},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+		MaxAge:      DefaultRunMaxAge,
+		Duplicates:  c.DuplicateWindow,
+		MaxMsgSize:  c.MaxMsgSize,
+	}
+}
+
 // Ensure creates or updates every stream and bucket of the topology. It is
 // idempotent and safe to run from every process at start.
 func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
@@ -117,7 +133,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		return fmt.Errorf("cannot ensure topology: %w", err)
 	}
 	cfg = cfg.withDefaults()
-	for _, sc := range []jetstream.StreamConfig{cfg.SessionStreamConfig(), cfg.RunStreamConfig()} {
+	for _, sc := range []jetstream.StreamConfig{cfg.SessionStreamConfig(), cfg.RunStreamConfig(), cfg.ToolStreamConfig()} {
 		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("cannot ensure stream %s: %w", sc.Name, err)
 		}
@@ -125,6 +141,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	for _, kc := range []jetstream.KeyValueConfig{
 		{Bucket: SessionBucket, Description: "HAIP session records", History: 1, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
 		{Bucket: TailBucket, Description: "HAIP session log tails (highest seq)", History: 1, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
+		{Bucket: ToolBucket, Description: "HAIP tools with a live worker", History: 1, TTL: ToolTTL, Replicas: cfg.Replicas, Storage: jetstream.MemoryStorage},
 	} {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {
 			return fmt.Errorf("cannot ensure bucket %s: %w", kc.Bucket, err)

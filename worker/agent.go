@@ -239,22 +239,13 @@ type Run struct {
 // is stored once: clients see nothing twice.
 func (r *Run) Emit(ctx context.Context, ch haip.Channel, t haip.Type, payload any) (uint64, error) {
 	r.step++
-	env, err := haip.New(r.Request.Session, ch, t, payload)
+	seq, err := emit(ctx, r.log, r.Request.Session, haip.NameUUID("run-msg", r.Request.RunID, strconv.Itoa(r.step)),
+		r.Request.RunID, r.Request.ThreadID, ch, t, payload)
 	if err != nil {
-		return 0, fmt.Errorf("cannot emit %s: %w", t, err)
-	}
-	env.ID = haip.NameUUID("run-msg", r.Request.RunID, strconv.Itoa(r.step))
-	env.RunID = r.Request.RunID
-	env.ThreadID = r.Request.ThreadID
-	res, err := r.log.Append(ctx, r.Request.Session, streams.Out, streams.Record{ID: env.ID, Type: string(t)}, func(seq uint64) ([]byte, error) {
-		env.Seq = haip.U64(seq)
-		return haip.Encode(env)
-	})
-	if err != nil {
-		return 0, fmt.Errorf("cannot emit %s: %w", t, err)
+		return 0, err
 	}
 	if t == haip.TypeRunFinished || t == haip.TypeRunError {
 		r.finished = true
 	}
-	return res.Seq, nil
+	return seq, nil
 }

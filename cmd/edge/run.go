@@ -27,6 +27,7 @@ import (
 	"github.com/haipfabric/haipfabric/internal/natsembed"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
+	"github.com/haipfabric/haipfabric/worker/builtin"
 )
 
 // config is everything the edge process reads from the environment.
@@ -69,6 +70,8 @@ type config struct {
 
 	// Agent configures the demo agent run in this process (DEMO_AGENT…).
 	Agent agentcfg.Config
+	// Tools configures the built-in tools run in this process (BUILTIN_TOOLS…).
+	Tools agentcfg.Tools
 
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text"`
@@ -199,6 +202,22 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 			defer wg.Done()
 			if err := agent.Run(agentCtx); err != nil {
 				logger.Error("demo agent stopped", slog.Any("err", err))
+			}
+		}()
+	}
+
+	if cfg.Tools.Enabled {
+		tw, err := worker.NewToolWorker(setupCtx, nc, js, builtin.Tools(), cfg.Tools.WorkerConfig("edge", logger.With(slog.String("component", "tools"))))
+		if err != nil {
+			stopAgent()
+			wg.Wait()
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := tw.Run(agentCtx); err != nil {
+				logger.Error("built-in tools stopped", slog.Any("err", err))
 			}
 		}()
 	}

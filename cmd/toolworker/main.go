@@ -1,7 +1,8 @@
 // Command toolworker runs worker processes of the fabric against an
-// existing NATS (NATS_URL): today, replicas of the demo agent, which take
-// agent runs from the same JetStream work queue as any other replica, each
-// run handled exactly once. Start it as many times as you like, on as
+// existing NATS (NATS_URL): the built-in tools (echo, add, sleep), whose
+// calls come from one JetStream work queue per tool, and replicas of the
+// demo agent, which take agent runs from the run queue. Each call and each
+// run is handled exactly once. Start it as many times as you like, on as
 // many machines.
 //
 // It never creates or changes the JetStream topology (an edge does that):
@@ -26,6 +27,7 @@ import (
 	"github.com/haipfabric/haipfabric/internal/logging"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
+	"github.com/haipfabric/haipfabric/worker/builtin"
 )
 
 type config struct {
@@ -35,6 +37,9 @@ type config struct {
 	// TopologyWait is how long to wait for an edge to create the streams.
 	TopologyWait time.Duration `env:"TOPOLOGY_WAIT" envDefault:"60s"`
 	Agent        agentcfg.Config
+	Tools        agentcfg.Tools
+	// Name identifies this process in the tool registry.
+	Name string `env:"WORKER_NAME" envDefault:"toolworker"`
 }
 
 func main() {
@@ -55,8 +60,8 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bad configuration: %w", err)
 	}
-	if !cfg.Agent.Enabled {
-		return errors.New("nothing to run: DEMO_AGENT=false and no tools are configured")
+	if !cfg.Agent.Enabled && !cfg.Tools.Enabled {
+		return errors.New("nothing to run: DEMO_AGENT=false and BUILTIN_TOOLS=false")
 	}
 	nc, err := nats.Connect(cfg.NATSURL, nats.Name("haip-toolworker"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Warn("nats disconnected", slog.Any("err", err)) }),
@@ -74,12 +79,31 @@ func run(ctx context.Context) error {
 	}
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
-	agent, err := worker.NewAgent(setup, nc, js, cfg.Agent.Handler(), cfg.Agent.AgentConfig(logger.With(slog.String("component", "demo-agent"))))
-	if err != nil {
-		return err
+	var runners []func(context.Context) error
+	if cfg.Agent.Enabled {
+		agent, err := worker.NewAgent(setup, nc, js, cfg.Agent.Handler(), cfg.Agent.AgentConfig(logger.With(slog.String("component", "demo-agent"))))
+		if err != nil {
+			return err
+		}
+		runners = append(runners, agent.Run)
 	}
-	logger.Info("toolworker ready", slog.String("nats", nc.ConnectedUrl()), slog.String("agent", "demo"), slog.Int("concurrency", cfg.Agent.Concurrency))
-	err = agent.Run(ctx)
+	if cfg.Tools.Enabled {
+		tw, err := worker.NewToolWorker(setup, nc, js, builtin.Tools(), cfg.Tools.WorkerConfig(cfg.Name, logger.With(slog.String("component", "tools"))))
+		if err != nil {
+			return err
+		}
+		runners = append(runners, tw.Run)
+	}
+	logger.Info("toolworker ready", slog.String("nats", nc.ConnectedUrl()), slog.Bool("demo_agent", cfg.Agent.Enabled), slog.Bool("builtin_tools", cfg.Tools.Enabled))
+	errs := make(chan error, len(runners))
+	for _, r := range runners {
+		go func() { errs <- r(ctx) }()
+	}
+	for range runners {
+		if rerr := <-errs; rerr != nil && err == nil {
+			err = rerr
+		}
+	}
 	if derr := nc.Drain(); derr != nil && err == nil {
 		err = derr
 	}

@@ -1,6 +1,6 @@
-// Package agentcfg is the environment configuration of the demo agent,
-// shared by cmd/edge (which runs it in-process) and cmd/toolworker
-// (which runs replicas of it in other processes).
+// Package agentcfg is the environment configuration of the demo agent and
+// the built-in tools, shared by cmd/edge (which runs them in-process) and
+// cmd/toolworker (which runs replicas of them in other processes).
 package agentcfg
 
 import (
@@ -33,4 +33,20 @@ func (c Config) Handler() *demo.Agent { return &demo.Agent{Delay: c.Delay, Autho
 // they all share the durable consumer "demo".
 func (c Config) AgentConfig(logger *slog.Logger) worker.AgentConfig {
 	return worker.AgentConfig{Name: "demo", Concurrency: c.Concurrency, AckWait: c.AckWait, Logger: logger}
+}
+
+// Tools configures the built-in tools (echo, add, sleep) of a process.
+type Tools struct {
+	// Enabled serves the built-in tools in this process.
+	Enabled bool `env:"BUILTIN_TOOLS" envDefault:"true"`
+	// Concurrency is how many calls of each tool this process runs at once.
+	Concurrency int `env:"TOOL_CONCURRENCY" envDefault:"8"`
+	// AckWait is how long a call may go unconfirmed before another worker
+	// takes it over.
+	AckWait time.Duration `env:"TOOL_ACK_WAIT" envDefault:"30s"`
+}
+
+// WorkerConfig is the tool-worker configuration these settings describe.
+func (t Tools) WorkerConfig(name string, logger *slog.Logger) worker.ToolWorkerConfig {
+	return worker.ToolWorkerConfig{Name: name, Concurrency: t.Concurrency, AckWait: t.AckWait, Logger: logger}
 }

@@ -1,0 +1,171 @@
+package edge_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/haipfabric/haipfabric/auth"
+	"github.com/haipfabric/haipfabric/client"
+	"github.com/haipfabric/haipfabric/edge"
+	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/streams"
+	"github.com/haipfabric/haipfabric/worker"
+	"github.com/haipfabric/haipfabric/worker/builtin"
+)
+
+// toolWorker runs the built-in tools on their own connection until the
+// test ends.
+func (f *fabric) toolWorker(name string) {
+	f.t.Helper()
+	nc := natstest.Conn(f.t, f.ns)
+	js, _ := jetstream.New(nc)
+	tw, err := worker.NewToolWorker(context.Background(), nc, js, builtin.Tools(), worker.ToolWorkerConfig{Name: name, AckWait: 5 * time.Second, DrainWait: 100 * time.Millisecond})
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = tw.Run(ctx) }()
+	f.t.Cleanup(func() { cancel(); <-done })
+	// Wait until its tools are advertised.
+	tools, err := streams.OpenTools(context.Background(), f.js)
+	if err != nil {
+		f.t.Fatal(err)
+	}
+	waitFor(f.t, 10*time.Second, func() bool { _, ok, _ := tools.Get(context.Background(), "echo"); return ok }, "tools never advertised")
+}
+
+func callTool(t *testing.T, c *client.Conn, tool string, params any) string {
+	t.Helper()
+	raw, _ := json.Marshal(params)
+	id := haip.NewUUID()
+	if _, err := c.Send(context.Background(), haip.ChannelUser, haip.TypeToolCall, haip.ToolCallPayload{CallID: id, Tool: tool, Params: raw}); err != nil {
+		t.Fatal(err)
+	}
+	return id
+}
+
+// toolEvents reads the log until the call's TOOL_DONE and returns the
+// call's updates and its done payload.
+func toolEvents(t *testing.T, c *client.Conn, callID string) (updates []haip.ToolUpdatePayload, done haip.ToolDonePayload) {
+	t.Helper()
+	readUntil(t, c, 20*time.Second, func(e *haip.Envelope) bool {
+		switch e.Type {
+		case haip.TypeToolUpdate:
+			var u haip.ToolUpdatePayload
+			_ = e.DecodePayload(&u)
+			if u.CallID == callID {
+				updates = append(updates, u)
+			}
+		case haip.TypeToolDone:
+			_ = e.DecodePayload(&done)
+			return done.CallID == callID
+		}
+		return false
+	})
+	return updates, done
+}
+
+// A TOOL_CALL reaches a tool worker through the work queue; the client
+// sees QUEUED, RUNNING with progress, then one TOOL_DONE with the result.
+func TestToolCallRoundTrip(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	f.toolWorker("w1")
+	e := f.edge(edge.Config{})
+	c := f.dial(e, client.Options{})
+
+	id := callTool(t, c, "add", map[string]float64{"a": 2, "b": 3})
+	updates, done := toolEvents(t, c, id)
+	if len(updates) < 2 || updates[0].Status != haip.ToolStatusQueued || updates[1].Status != haip.ToolStatusRunning {
+		t.Fatalf("updates %+v", updates)
+	}
+	if done.Status != haip.ToolDoneOK || string(done.Result) != `{"result":5}` {
+		t.Fatalf("done %+v %s", done, done.Result)
+	}
+
+	id = callTool(t, c, "sleep", map[string]int{"ms": 200, "steps": 4})
+	updates, done = toolEvents(t, c, id)
+	var progress []float64
+	for _, u := range updates {
+		if u.Progress != nil {
+			progress = append(progress, *u.Progress)
+		}
+	}
+	if fmt.Sprint(progress) != "[0 25 50 75]" || done.Status != haip.ToolDoneOK {
+		t.Fatalf("sleep progress %v, done %+v", progress, done)
+	}
+}
+
+// Bad calls get a clear answer: an unknown tool its TOOL_DONE ERROR at
+// once, bad params an ERROR result, and a tool name that would escape its
+// subject a PROTOCOL_VIOLATION without being stored or queued.
+func TestToolCallErrors(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	f.toolWorker("w1")
+	e := f.edge(edge.Config{})
+	c := f.dial(e, client.Options{})
+
+	id := callTool(t, c, "nope", map[string]any{})
+	_, done := toolEvents(t, c, id)
+	if done.Status != haip.ToolDoneError || string(done.Result) != `{"error":"no live worker serves tool nope"}` {
+		t.Fatalf("unknown tool: %+v %s", done, done.Result)
+	}
+	id = callTool(t, c, "add", map[string]any{"a": "two", "b": 3})
+	_, done = toolEvents(t, c, id)
+	if done.Status != haip.ToolDoneError {
+		t.Fatalf("bad params: %+v %s", done, done.Result)
+	}
+	before := logLen(t, f, c.Session(), streams.In)
+	for _, bad := range []string{"a.b", "*", ">", "a b", "haip.tools.echo"} {
+		callTool(t, c, bad, map[string]any{})
+		if ep := errorPayload(t, readControl(t, c, haip.TypeError, 5*time.Second)); ep.Code != haip.CodeProtocolViolation {
+			t.Fatalf("tool %q: %+v", bad, ep)
+		}
+	}
+	if after := logLen(t, f, c.Session(), streams.In); after != before {
+		t.Fatalf("refused calls were stored: %d -> %d", before, after)
+	}
+}
+
+// Two workers share one tool's calls: each call is answered once.
+func TestToolWorkersShareCalls(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	f.toolWorker("w1")
+	f.toolWorker("w2")
+	e := f.edge(edge.Config{})
+	const n = 30
+	var wg sync.WaitGroup
+	for i := range n {
+		c := f.dial(e, client.Options{Token: f.token(fmt.Sprintf("u%d", i), auth.RoleUser)})
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := callTool(t, c, "echo", map[string]string{"message": fmt.Sprint(i)})
+			_, done := toolEvents(t, c, id)
+			if done.Status != haip.ToolDoneOK || string(done.Result) != fmt.Sprintf(`{"echoed":"%d"}`, i) {
+				t.Errorf("call %d: %+v %s", i, done, done.Result)
+			}
+			// Exactly one TOOL_DONE for the call in the log.
+			count := 0
+			for _, en := range logEntries(t, f, c.Session(), streams.Out) {
+				if en.Type == string(haip.TypeToolDone) {
+					count++
+				}
+			}
+			if count != 1 {
+				t.Errorf("call %d: %d TOOL_DONE", i, count)
+			}
+		}()
+	}
+	wg.Wait()
+}

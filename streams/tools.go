@@ -1,0 +1,155 @@
+package streams
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/haipfabric/haipfabric/haip"
+)
+
+// Tool calls travel on a work-queue stream, one subject per tool, so each
+// tool's workers share one durable consumer and scale on their own; live
+// workers advertise their tools in a KV bucket whose entries expire.
+const (
+	// ToolStream is the work queue of tool calls.
+	ToolStream = "HAIP_TOOLS"
+	// ToolBucket is the registry of tools with a live worker.
+	ToolBucket = "haip_tools"
+	// ToolTTL is how long a tool stays registered without a worker
+	// refreshing it.
+	ToolTTL = 15 * time.Second
+
+	toolPrefix = "haip.tools."
+)
+
+// ErrInvalidToolName is wrapped by every refusal of a tool name.
+var ErrInvalidToolName = errors.New("invalid tool name")
+
+var toolNamePattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// ValidateToolName admits 1–128 characters of [A-Za-z0-9_-]: tool names
+// become subject tokens and KV keys.
+func ValidateToolName(name string) error {
+	if !toolNamePattern.MatchString(name) {
+		return fmt.Errorf("%w %q: want 1-128 characters of [A-Za-z0-9_-]", ErrInvalidToolName, truncate(name, 64))
+	}
+	return nil
+}
+
+// ToolSubject is the work-queue subject of a tool's calls.
+func ToolSubject(tool string) (string, error) {
+	if err := ValidateToolName(tool); err != nil {
+		return "", err
+	}
+	return toolPrefix + tool, nil
+}
+
+// ToolCall is one call of a tool, as a worker receives it.
+type ToolCall struct {
+	CallID  string          `json:"call_id"`
+	Tool    string          `json:"tool"`
+	Params  json.RawMessage `json:"params,omitempty"`
+	Session string          `json:"session"`
+	RunID   string          `json:"run_id,omitempty"`
+	Created time.Time       `json:"created"`
+}
+
+// Validate checks what a worker relies on.
+func (c ToolCall) Validate() error {
+	var errs []error
+	if c.CallID == "" {
+		errs = append(errs, errors.New("call_id is empty"))
+	}
+	if err := ValidateToolName(c.Tool); err != nil {
+		errs = append(errs, err)
+	}
+	if err := ValidateSessionID(c.Session); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// PublishToolCall queues a call. The call id is the message id, so a
+// retried publish queues it once.
+func PublishToolCall(ctx context.Context, js jetstream.JetStream, c ToolCall) error {
+	if err := c.Validate(); err != nil {
+		return fmt.Errorf("cannot queue tool call: %w", err)
+	}
+	subj, _ := ToolSubject(c.Tool)
+	data, err := json.Marshal(c)
+	if err != nil {
+		return err
+	}
+	if _, err := js.Publish(ctx, subj, data, jetstream.WithMsgID("call-"+c.CallID)); err != nil {
+		return fmt.Errorf("cannot queue tool call %s: %w", c.CallID, err)
+	}
+	return nil
+}
+
+// ToolDoneID is the envelope id of a call's TOOL_DONE, whoever writes it
+// (the worker, or an edge refusing a call no worker serves): the log holds
+// one TOOL_DONE per call even when a call runs twice.
+func ToolDoneID(callID string) string { return haip.NameUUID("tool-done", callID) }
+
+// ToolInfo is a tool's registry entry.
+type ToolInfo struct {
+	Name         string          `json:"name"`
+	Description  string          `json:"description,omitempty"`
+	ParamsSchema json.RawMessage `json:"params_schema,omitempty"`
+	ResultSchema json.RawMessage `json:"result_schema,omitempty"`
+	// Worker names the process that last refreshed the entry.
+	Worker  string    `json:"worker,omitempty"`
+	Updated time.Time `json:"updated"`
+}
+
+// Tools is the registry of tools with a live worker. Safe for concurrent use.
+type Tools struct{ kv jetstream.KeyValue }
+
+// OpenTools binds to the bucket made by Ensure.
+func OpenTools(ctx context.Context, js jetstream.JetStream) (*Tools, error) {
+	kv, err := js.KeyValue(ctx, ToolBucket)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open tool registry: %w", err)
+	}
+	return &Tools{kv: kv}, nil
+}
+
+// Advertise records (or refreshes) a tool; it expires after ToolTTL.
+func (t *Tools) Advertise(ctx context.Context, info ToolInfo) error {
+	if err := ValidateToolName(info.Name); err != nil {
+		return err
+	}
+	info.Updated = time.Now().UTC()
+	data, err := json.Marshal(info)
+	if err != nil {
+		return err
+	}
+	if _, err := t.kv.Put(ctx, info.Name, data); err != nil {
+		return fmt.Errorf("cannot advertise tool %s: %w", info.Name, err)
+	}
+	return nil
+}
+
+// Get returns a live tool's entry; found is false when no worker serves it.
+func (t *Tools) Get(ctx context.Context, name string) (info ToolInfo, found bool, err error) {
+	if err := ValidateToolName(name); err != nil {
+		return ToolInfo{}, false, err
+	}
+	e, err := t.kv.Get(ctx, name)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return ToolInfo{}, false, nil
+	}
+	if err != nil {
+		return ToolInfo{}, false, fmt.Errorf("cannot read tool %s: %w", name, err)
+	}
+	if err := json.Unmarshal(e.Value(), &info); err != nil {
+		return ToolInfo{}, false, fmt.Errorf("cannot decode tool %s: %w", name, err)
+	}
+	return info, true, nil
+}

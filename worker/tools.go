@@ -1,0 +1,279 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/streams"
+)
+
+// ToolHandler runs one tool call and returns its result (any JSON value)
+// or an error. It must return when ctx is cancelled.
+type ToolHandler interface {
+	HandleTool(ctx context.Context, call *Call) (result any, err error)
+}
+
+// ToolHandlerFunc adapts a function to ToolHandler.
+type ToolHandlerFunc func(ctx context.Context, call *Call) (any, error)
+
+// HandleTool calls f.
+func (f ToolHandlerFunc) HandleTool(ctx context.Context, call *Call) (any, error) {
+	return f(ctx, call)
+}
+
+// Tool is one tool a worker serves.
+type Tool struct {
+	Name         string
+	Description  string
+	ParamsSchema json.RawMessage // JSON Schema of the params, advertised
+	ResultSchema json.RawMessage // JSON Schema of the result, advertised
+	Handler      ToolHandler
+}
+
+// ToolWorkerConfig configures a ToolWorker. Zero fields take defaults.
+type ToolWorkerConfig struct {
+	// Name identifies this process in the registry.
+	Name string
+	// Concurrency is how many calls of each tool this worker runs at once.
+	Concurrency int
+	// AckWait: a call silent this long moves to another worker (the SDK
+	// signals every AckWait/3 while a handler runs).
+	AckWait time.Duration
+	// MaxDeliver bounds the attempts of one call; the delivery after the
+	// last attempt ends the call with TOOL_DONE ERROR.
+	MaxDeliver int
+	// DrainWait is how long Run waits for running calls after its ctx ends.
+	DrainWait time.Duration
+	Logger    *slog.Logger
+}
+
+// ToolWorker serves tools from the tool work queue: one durable consumer
+// per tool shared by every worker of that tool, so each call is run by
+// one worker, and a worker that dies has its calls redelivered.
+type ToolWorker struct {
+	cfg   ToolWorkerConfig
+	tools []Tool
+	cons  []jetstream.Consumer
+	reg   *streams.Tools
+	log   *streams.Log
+}
+
+// NewToolWorker binds each tool's consumer (created or updated).
+func NewToolWorker(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, tools []Tool, cfg ToolWorkerConfig) (*ToolWorker, error) {
+	ac := AgentConfig{Name: cfg.Name, Concurrency: cfg.Concurrency, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver, DrainWait: cfg.DrainWait, Logger: cfg.Logger}.withDefaults()
+	cfg = ToolWorkerConfig{Name: ac.Name, Concurrency: ac.Concurrency, AckWait: ac.AckWait, MaxDeliver: ac.MaxDeliver, DrainWait: ac.DrainWait, Logger: ac.Logger}
+	if len(tools) == 0 {
+		return nil, errors.New("cannot start tool worker: no tools")
+	}
+	w := &ToolWorker{cfg: cfg, tools: tools}
+	for _, t := range tools {
+		subj, err := streams.ToolSubject(t.Name)
+		if err != nil {
+			return nil, fmt.Errorf("cannot start tool worker: %w", err)
+		}
+		if t.Handler == nil {
+			return nil, fmt.Errorf("cannot start tool worker: tool %s has no handler", t.Name)
+		}
+		c, err := js.CreateOrUpdateConsumer(ctx, streams.ToolStream, jetstream.ConsumerConfig{
+			Durable:       "tool-" + t.Name,
+			Description:   "workers of tool " + t.Name,
+			FilterSubject: subj,
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       cfg.AckWait,
+			MaxDeliver:    cfg.MaxDeliver + 1, // the extra delivery ends the call
+			MaxAckPending: -1,
+		})
+		if err != nil {
+			return nil, fmt.Errorf("cannot start tool worker for %s: %w", t.Name, err)
+		}
+		w.cons = append(w.cons, c)
+	}
+	var err error
+	if w.reg, err = streams.OpenTools(ctx, js); err != nil {
+		return nil, err
+	}
+	if w.log, err = streams.OpenLog(ctx, nc, js); err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// Run serves calls until ctx ends, advertising the tools while it does;
+// then it stops taking calls, waits up to DrainWait for running ones
+// (then cancels them: they are redelivered), and returns.
+func (w *ToolWorker) Run(ctx context.Context) error {
+	defer w.log.Close(context.WithoutCancel(ctx)) //nolint:errcheck // best-effort final flush
+	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	var wg, loops sync.WaitGroup
+	loops.Add(1)
+	go func() { defer loops.Done(); w.advertise(ctx) }()
+	for i, t := range w.tools {
+		it, err := w.cons[i].Messages(jetstream.PullMaxMessages(w.cfg.Concurrency))
+		if err != nil {
+			return fmt.Errorf("tool %s: cannot consume: %w", t.Name, err)
+		}
+		loops.Add(1)
+		go func() {
+			defer loops.Done()
+			stop := context.AfterFunc(ctx, it.Stop)
+			defer stop()
+			sem := make(chan struct{}, w.cfg.Concurrency)
+			for {
+				msg, err := it.Next()
+				if err != nil {
+					if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+						return
+					}
+					continue
+				}
+				sem <- struct{}{}
+				wg.Add(1)
+				go func() {
+					defer func() { <-sem; wg.Done() }()
+					w.handle(handlerCtx, t, msg)
+				}()
+			}
+		}()
+	}
+	loops.Wait()
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(w.cfg.DrainWait):
+		cancelHandlers()
+		<-done
+	}
+	return nil
+}
+
+func (w *ToolWorker) advertise(ctx context.Context) {
+	t := time.NewTicker(streams.ToolTTL / 3)
+	defer t.Stop()
+	for {
+		for _, tool := range w.tools {
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			err := w.reg.Advertise(actx, streams.ToolInfo{Name: tool.Name, Description: tool.Description,
+				ParamsSchema: tool.ParamsSchema, ResultSchema: tool.ResultSchema, Worker: w.cfg.Name})
+			cancel()
+			if err != nil && ctx.Err() == nil {
+				w.cfg.Logger.Warn("advertise tool", slog.String("tool", tool.Name), slog.Any("err", err))
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func (w *ToolWorker) handle(ctx context.Context, tool Tool, msg jetstream.Msg) {
+	var req streams.ToolCall
+	if err := json.Unmarshal(msg.Data(), &req); err != nil || req.Validate() != nil {
+		w.cfg.Logger.Error("tool worker: malformed call dropped", slog.Any("err", err))
+		_ = msg.Term()
+		return
+	}
+	call := &Call{ToolCall: req, log: w.log}
+	if md, err := msg.Metadata(); err == nil && md.NumDelivered > uint64(w.cfg.MaxDeliver) {
+		if call.done(context.WithoutCancel(ctx), haip.ToolDoneError, map[string]any{
+			"error": fmt.Sprintf("gave up after %d attempts", w.cfg.MaxDeliver)}) == nil {
+			_ = msg.Term()
+		}
+		return
+	}
+	hbCtx, stopHB := context.WithCancel(ctx)
+	go func() {
+		t := time.NewTicker(w.cfg.AckWait / 3)
+		defer t.Stop()
+		for {
+			select {
+			case <-hbCtx.Done():
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	defer stopHB()
+	if err := call.Progress(ctx, 0, nil); err != nil {
+		_ = msg.Nak()
+		return
+	}
+	result, err := safeTool(ctx, tool.Handler, call)
+	if ctx.Err() != nil {
+		_ = msg.Nak() // shutting down: another worker runs it again
+		return
+	}
+	status, body := haip.ToolDoneOK, result
+	if err != nil {
+		status, body = haip.ToolDoneError, map[string]any{"error": err.Error()}
+	}
+	if derr := call.done(context.WithoutCancel(ctx), status, body); derr != nil {
+		w.cfg.Logger.Error("tool worker: cannot store the result", slog.String("call", req.CallID), slog.Any("err", derr))
+		_ = msg.Nak()
+		return
+	}
+	_ = msg.Ack()
+}
+
+func safeTool(ctx context.Context, h ToolHandler, call *Call) (result any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("tool panic: %v", r)
+		}
+	}()
+	return h.HandleTool(ctx, call)
+}
+
+// Call is one tool call being run. Its methods are not safe for
+// concurrent use.
+type Call struct {
+	streams.ToolCall
+	log  *streams.Log
+	step int
+}
+
+// Progress reports progress (0–100) and an optional partial result to the
+// session as TOOL_UPDATE RUNNING.
+func (c *Call) Progress(ctx context.Context, percent float64, partial any) error {
+	c.step++
+	p := haip.ToolUpdatePayload{CallID: c.CallID, Status: haip.ToolStatusRunning, Progress: &percent}
+	if partial != nil {
+		raw, err := json.Marshal(partial)
+		if err != nil {
+			return fmt.Errorf("cannot encode partial result: %w", err)
+		}
+		p.Partial = raw
+	}
+	_, err := emit(ctx, c.log, c.Session, haip.NameUUID("tool-update", c.CallID, strconv.Itoa(c.step)), c.RunID, "", haip.ChannelAgent, haip.TypeToolUpdate, p)
+	return err
+}
+
+// done stores the call's one TOOL_DONE: its id depends only on the call,
+// so a call run again after a crash still ends once.
+func (c *Call) done(ctx context.Context, status haip.ToolDoneStatus, result any) error {
+	p := haip.ToolDonePayload{CallID: c.CallID, Status: status}
+	if result != nil {
+		raw, err := json.Marshal(result)
+		if err != nil {
+			raw, _ = json.Marshal(map[string]any{"error": "result is not JSON: " + err.Error()})
+			p.Status = haip.ToolDoneError
+		}
+		p.Result = raw
+	}
+	_, err := emit(ctx, c.log, c.Session, streams.ToolDoneID(c.CallID), c.RunID, "", haip.ChannelAgent, haip.TypeToolDone, p)
+	return err
+}
