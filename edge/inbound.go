@@ -85,8 +85,11 @@ func (s *Server) store(ctx context.Context, id auth.Identity, session string, en
 	if res.Duplicate {
 		return res, nil
 	}
-	if env.Type == haip.TypeToolCall {
+	switch env.Type {
+	case haip.TypeToolCall:
 		return res, s.routeToolCall(ctx, session, env, call)
+	case haip.TypeToolCancel:
+		return res, s.routeToolCancel(ctx, session, env)
 	}
 	if id.Role == auth.RoleAgent || env.Channel != haip.ChannelUser || env.Type != haip.TypeTextMessageEnd {
 		return res, nil
@@ -195,6 +198,25 @@ func (s *Server) routeToolCall(ctx context.Context, session string, env *haip.En
 		Session: session, RunID: env.RunID, Created: time.Now().UTC()}); err != nil {
 		s.logger.Error("queue tool call", slog.Any(logKeyErr, err))
 		return fail("tool call could not be queued; call again with a new call_id")
+	}
+	return nil
+}
+
+// routeToolCancel tells the session the call is CANCELLING and the
+// call's worker, wherever it is, to stop; a call still queued is
+// cancelled when a worker takes it. The worker writes TOOL_DONE CANCELLED.
+func (s *Server) routeToolCancel(ctx context.Context, session string, env *haip.Envelope) *haip.Error {
+	var p haip.ToolCancelPayload
+	if err := env.DecodePayload(&p); err != nil {
+		return asHAIPError(err)
+	}
+	if _, err := s.emit(ctx, session, haip.NameUUID("tool-cancelling", p.CallID), env.RunID, haip.TypeToolUpdate,
+		haip.ToolUpdatePayload{CallID: p.CallID, Status: haip.ToolStatusCancelling}); err != nil {
+		return haip.Errorf(haip.CodeInternalError, "cancel not recorded; send it again").WithRelated(env.ID)
+	}
+	if err := s.tools.Cancel(ctx, p.CallID, p.Reason); err != nil {
+		s.logger.Error("cancel tool call", slog.Any(logKeyErr, err))
+		return haip.Errorf(haip.CodeInternalError, "cancel not delivered; send it again").WithRelated(env.ID)
 	}
 	return nil
 }

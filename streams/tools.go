@@ -6,6 +6,8 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"sort"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -24,9 +26,31 @@ const (
 	// ToolTTL is how long a tool stays registered without a worker
 	// refreshing it.
 	ToolTTL = 15 * time.Second
+	// CancelBucket marks cancelled calls, for calls no worker holds yet.
+	CancelBucket = "haip_tool_cancels"
+	// CancelTTL is how long a cancellation is remembered.
+	CancelTTL = time.Hour
 
-	toolPrefix = "haip.tools."
+	toolPrefix   = "haip.tools."
+	cancelPrefix = "haip.toolcancel."
 )
+
+var callIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
+
+// CancelSubject is the core-NATS subject on which a call's cancellation
+// reaches the worker running it; CancelWildcard matches every call's.
+func CancelSubject(callID string) (string, error) {
+	if !callIDPattern.MatchString(callID) {
+		return "", fmt.Errorf("invalid call id %q", truncate(callID, 64))
+	}
+	return cancelPrefix + callID, nil
+}
+
+// CancelWildcard is the subject a worker subscribes to for cancellations.
+const CancelWildcard = cancelPrefix + "*"
+
+// CallIDFromCancelSubject returns the call id of a cancellation subject.
+func CallIDFromCancelSubject(subj string) string { return strings.TrimPrefix(subj, cancelPrefix) }
 
 // ErrInvalidToolName is wrapped by every refusal of a tool name.
 var ErrInvalidToolName = errors.New("invalid tool name")
@@ -108,16 +132,73 @@ type ToolInfo struct {
 	Updated time.Time `json:"updated"`
 }
 
-// Tools is the registry of tools with a live worker. Safe for concurrent use.
-type Tools struct{ kv jetstream.KeyValue }
+// Tools is the registry of tools with a live worker, and of cancelled
+// calls. Safe for concurrent use.
+type Tools struct {
+	js      jetstream.JetStream
+	kv      jetstream.KeyValue
+	cancels jetstream.KeyValue
+}
 
-// OpenTools binds to the bucket made by Ensure.
+// OpenTools binds to the buckets made by Ensure.
 func OpenTools(ctx context.Context, js jetstream.JetStream) (*Tools, error) {
 	kv, err := js.KeyValue(ctx, ToolBucket)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open tool registry: %w", err)
 	}
-	return &Tools{kv: kv}, nil
+	cancels, err := js.KeyValue(ctx, CancelBucket)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open tool cancellations: %w", err)
+	}
+	return &Tools{js: js, kv: kv, cancels: cancels}, nil
+}
+
+// Cancel marks a call cancelled (for a worker that has not taken it yet)
+// and tells the worker running it, if any.
+func (t *Tools) Cancel(ctx context.Context, callID, reason string) error {
+	subj, err := CancelSubject(callID)
+	if err != nil {
+		return err
+	}
+	if _, err := t.cancels.Put(ctx, callID, []byte(reason)); err != nil {
+		return fmt.Errorf("cannot cancel call %s: %w", callID, err)
+	}
+	if err := t.js.Conn().Publish(subj, []byte(reason)); err != nil {
+		return fmt.Errorf("cannot cancel call %s: %w", callID, err)
+	}
+	return nil
+}
+
+// Cancelled reports whether a call was cancelled, and why.
+func (t *Tools) Cancelled(ctx context.Context, callID string) (reason string, cancelled bool, err error) {
+	e, err := t.cancels.Get(ctx, callID)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return "", false, nil
+	}
+	if err != nil {
+		return "", false, fmt.Errorf("cannot read cancellation of %s: %w", callID, err)
+	}
+	return string(e.Value()), true, nil
+}
+
+// List returns every tool with a live worker, by name.
+func (t *Tools) List(ctx context.Context) ([]ToolInfo, error) {
+	keys, err := t.kv.ListKeys(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("cannot list tools: %w", err)
+	}
+	var out []ToolInfo
+	for k := range keys.Keys() {
+		info, found, err := t.Get(ctx, k)
+		if err != nil {
+			return nil, err
+		}
+		if found {
+			out = append(out, info)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
 }
 
 // Advertise records (or refreshes) a tool; it expires after ToolTTL.

@@ -61,12 +61,19 @@ type ToolWorkerConfig struct {
 // per tool shared by every worker of that tool, so each call is run by
 // one worker, and a worker that dies has its calls redelivered.
 type ToolWorker struct {
-	cfg   ToolWorkerConfig
-	tools []Tool
-	cons  []jetstream.Consumer
-	reg   *streams.Tools
-	log   *streams.Log
+	cfg     ToolWorkerConfig
+	tools   []Tool
+	nc      *nats.Conn
+	cons    []jetstream.Consumer
+	reg     *streams.Tools
+	log     *streams.Log
+	running sync.Map // call id -> context.CancelCauseFunc
 }
+
+// errCancelled is the cause of a call's context when TOOL_CANCEL reached it.
+type errCancelled struct{ reason string }
+
+func (e errCancelled) Error() string { return "cancelled: " + e.reason }
 
 // NewToolWorker binds each tool's consumer (created or updated).
 func NewToolWorker(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, tools []Tool, cfg ToolWorkerConfig) (*ToolWorker, error) {
@@ -75,7 +82,7 @@ func NewToolWorker(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, t
 	if len(tools) == 0 {
 		return nil, errors.New("cannot start tool worker: no tools")
 	}
-	w := &ToolWorker{cfg: cfg, tools: tools}
+	w := &ToolWorker{cfg: cfg, tools: tools, nc: nc}
 	for _, t := range tools {
 		subj, err := streams.ToolSubject(t.Name)
 		if err != nil {
@@ -118,6 +125,16 @@ func (w *ToolWorker) Run(ctx context.Context) error {
 	var wg, loops sync.WaitGroup
 	loops.Add(1)
 	go func() { defer loops.Done(); w.advertise(ctx) }()
+	// TOOL_CANCEL reaches the call wherever it runs.
+	sub, err := w.nc.Subscribe(streams.CancelWildcard, func(m *nats.Msg) {
+		if cancel, ok := w.running.Load(streams.CallIDFromCancelSubject(m.Subject)); ok {
+			cancel.(context.CancelCauseFunc)(errCancelled{reason: string(m.Data)})
+		}
+	})
+	if err != nil {
+		return fmt.Errorf("tool worker: cannot follow cancellations: %w", err)
+	}
+	defer sub.Unsubscribe() //nolint:errcheck // the connection's end drops it too
 	for i, t := range w.tools {
 		it, err := w.cons[i].Messages(jetstream.PullMaxMessages(w.cfg.Concurrency))
 		if err != nil {
@@ -188,10 +205,17 @@ func (w *ToolWorker) handle(ctx context.Context, tool Tool, msg jetstream.Msg) {
 	}
 	call := &Call{ToolCall: req, log: w.log}
 	if md, err := msg.Metadata(); err == nil && md.NumDelivered > uint64(w.cfg.MaxDeliver) {
-		if call.done(context.WithoutCancel(ctx), haip.ToolDoneError, map[string]any{
-			"error": fmt.Sprintf("gave up after %d attempts", w.cfg.MaxDeliver)}) == nil {
-			_ = msg.Term()
-		}
+		w.finish(ctx, msg, call, haip.ToolDoneError, map[string]any{"error": fmt.Sprintf("gave up after %d attempts", w.cfg.MaxDeliver)})
+		return
+	}
+	// Register before checking the cancellation mark, so that a cancel
+	// arriving in between is not missed.
+	callCtx, cancelCall := context.WithCancelCause(ctx)
+	defer cancelCall(nil)
+	w.running.Store(req.CallID, cancelCall)
+	defer w.running.Delete(req.CallID)
+	if reason, cancelled, err := w.reg.Cancelled(ctx, req.CallID); err == nil && cancelled {
+		w.finish(ctx, msg, call, haip.ToolDoneCancelled, map[string]any{"reason": reason})
 		return
 	}
 	hbCtx, stopHB := context.WithCancel(ctx)
@@ -208,21 +232,29 @@ func (w *ToolWorker) handle(ctx context.Context, tool Tool, msg jetstream.Msg) {
 		}
 	}()
 	defer stopHB()
-	if err := call.Progress(ctx, 0, nil); err != nil {
+	if err := call.Progress(callCtx, 0, nil); err != nil && callCtx.Err() == nil {
 		_ = msg.Nak()
 		return
 	}
-	result, err := safeTool(ctx, tool.Handler, call)
-	if ctx.Err() != nil {
+	result, err := safeTool(callCtx, tool.Handler, call)
+	var cancelled errCancelled
+	switch {
+	case errors.As(context.Cause(callCtx), &cancelled):
+		w.finish(ctx, msg, call, haip.ToolDoneCancelled, map[string]any{"reason": cancelled.reason})
+	case ctx.Err() != nil:
 		_ = msg.Nak() // shutting down: another worker runs it again
-		return
+	case err != nil:
+		w.finish(ctx, msg, call, haip.ToolDoneError, map[string]any{"error": err.Error()})
+	default:
+		w.finish(ctx, msg, call, haip.ToolDoneOK, result)
 	}
-	status, body := haip.ToolDoneOK, result
-	if err != nil {
-		status, body = haip.ToolDoneError, map[string]any{"error": err.Error()}
-	}
-	if derr := call.done(context.WithoutCancel(ctx), status, body); derr != nil {
-		w.cfg.Logger.Error("tool worker: cannot store the result", slog.String("call", req.CallID), slog.Any("err", derr))
+}
+
+// finish stores the call's TOOL_DONE and acks the call; if the result
+// cannot be stored, the call is left for another attempt.
+func (w *ToolWorker) finish(ctx context.Context, msg jetstream.Msg, call *Call, status haip.ToolDoneStatus, result any) {
+	if err := call.done(context.WithoutCancel(ctx), status, result); err != nil {
+		w.cfg.Logger.Error("tool worker: cannot store the result", slog.String("call", call.CallID), slog.Any("err", err))
 		_ = msg.Nak()
 		return
 	}
