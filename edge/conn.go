@@ -275,6 +275,15 @@ func (c *conn) handle(data []byte) (stop bool) {
 	case haip.TypeError:
 		c.logger.Info("client reported an error", slog.String("payload", string(env.Payload)))
 	default:
+		if isToolQuery(c.ident.Role, env.Type) {
+			reply, herr := c.srv.answerToolQuery(c.ctx, c.session, env)
+			if herr != nil {
+				c.sendError(herr)
+			} else {
+				c.enqueue(outbound{env: reply})
+			}
+			return false
+		}
 		if _, herr := c.srv.store(c.ctx, c.ident, c.session, env); herr != nil {
 			c.sendError(herr)
 		}

@@ -46,6 +46,20 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
+// authenticate verifies the request's token, answering 401 itself when it
+// is refused.
+func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, transport string) (auth.Identity, bool) {
+	id, err := s.verifier.VerifyRequest(r)
+	if err != nil {
+		s.metrics.refused.WithLabelValues(transport, "unauthorized").Inc()
+		reason := auth.ReasonOf(err)
+		w.Header().Set("WWW-Authenticate", `Bearer realm="haip", error="invalid_token"`)
+		writeHTTPError(w, http.StatusUnauthorized, "unauthorized", haip.CodeAuthenticationFailed, "token refused: "+reason, map[string]any{"reason": reason})
+		return auth.Identity{}, false
+	}
+	return id, true
+}
+
 // admission is what a request must pass before any upgrade.
 type admission struct {
 	id      auth.Identity
@@ -59,12 +73,8 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, transport string)
 		writeHTTPError(w, http.StatusServiceUnavailable, "shutting_down", haip.CodeServerShutdown, "edge is shutting down; connect to another edge", nil)
 		return admission{}, false
 	}
-	id, err := s.verifier.VerifyRequest(r)
-	if err != nil {
-		s.metrics.refused.WithLabelValues(transport, "unauthorized").Inc()
-		reason := auth.ReasonOf(err)
-		w.Header().Set("WWW-Authenticate", `Bearer realm="haip", error="invalid_token"`)
-		writeHTTPError(w, http.StatusUnauthorized, "unauthorized", haip.CodeAuthenticationFailed, "token refused: "+reason, map[string]any{"reason": reason})
+	id, ok := s.authenticate(w, r, transport)
+	if !ok {
 		return admission{}, false
 	}
 	a := admission{id: id}
@@ -112,6 +122,24 @@ func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
 			"health": "/health", "stats": "/stats", "metrics": "/metrics",
 		},
 	})
+}
+
+// serveTools lists the tools with a live worker (token required).
+func (s *Server) serveTools(w http.ResponseWriter, r *http.Request) {
+	if _, ok := s.authenticate(w, r, "http"); !ok {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+	defer cancel()
+	tools, err := s.tools.List(ctx)
+	if err != nil {
+		writeHTTPError(w, http.StatusServiceUnavailable, "unavailable", haip.CodeInternalError, "tool registry unavailable; retry", nil)
+		return
+	}
+	if tools == nil {
+		tools = []streams.ToolInfo{}
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"tools": tools})
 }
 
 func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {

@@ -17,13 +17,63 @@ import (
 // the run it may start). WebSocket and HTTP-streaming connections and the
 // POST endpoints all go through it.
 
-// inboundAllowed lists what each role may send.
-func inboundAllowed(role auth.Role, t haip.Type) bool {
-	switch t {
-	case haip.TypeToolList, haip.TypeToolSchema:
-		return role != auth.RoleUser
+// inboundAllowed lists what each role may send. (A user's TOOL_LIST and
+// TOOL_SCHEMA are questions, answered from the tool registry; an agent's
+// are announcements, stored like its other messages.)
+func inboundAllowed(_ auth.Role, t haip.Type) bool { return t.Known() }
+
+// isToolQuery reports a user's question about the tools.
+func isToolQuery(role auth.Role, t haip.Type) bool {
+	return role != auth.RoleAgent && (t == haip.TypeToolList || t == haip.TypeToolSchema)
+}
+
+// answerToolQuery answers a user's TOOL_LIST (every tool with a live
+// worker) or TOOL_SCHEMA (one tool's parameter and result schemas) from
+// the registry. The answer goes to the asker only, not to the log.
+func (s *Server) answerToolQuery(ctx context.Context, session string, env *haip.Envelope) (*haip.Envelope, *haip.Error) {
+	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	defer cancel()
+	if env.Type == haip.TypeToolList {
+		tools, err := s.tools.List(ctx)
+		if err != nil {
+			return nil, haip.Errorf(haip.CodeInternalError, "tool registry unavailable; retry").WithRelated(env.ID)
+		}
+		list := haip.ToolListPayload{Tools: []haip.ToolInfo{}}
+		for _, t := range tools {
+			list.Tools = append(list.Tools, haip.ToolInfo{Name: t.Name, Description: t.Description})
+		}
+		reply, err := haip.New(session, haip.ChannelSystem, haip.TypeToolList, list)
+		if err != nil {
+			return nil, haip.Errorf(haip.CodeInternalError, "%v", err)
+		}
+		return reply, nil
 	}
-	return t.Known()
+	var q haip.ToolSchemaPayload
+	if err := env.DecodePayload(&q); err != nil {
+		return nil, asHAIPError(err)
+	}
+	info, found, err := s.tools.Get(ctx, q.Tool)
+	switch {
+	case errors.Is(err, streams.ErrInvalidToolName):
+		return nil, haip.Errorf(haip.CodeProtocolViolation, "%v", err).WithRelated(env.ID)
+	case err != nil:
+		return nil, haip.Errorf(haip.CodeInternalError, "tool registry unavailable; retry").WithRelated(env.ID)
+	case !found:
+		return nil, haip.Errorf(haip.CodeToolNotFound, "no live worker serves tool %s", q.Tool).WithRelated(env.ID).WithDetail("tool", q.Tool)
+	}
+	schema, _ := json.Marshal(map[string]json.RawMessage{"params": orEmptyObject(info.ParamsSchema), "result": orEmptyObject(info.ResultSchema)})
+	reply, err := haip.New(session, haip.ChannelSystem, haip.TypeToolSchema, haip.ToolSchemaPayload{Tool: info.Name, Schema: schema})
+	if err != nil {
+		return nil, haip.Errorf(haip.CodeInternalError, "%v", err)
+	}
+	return reply, nil
+}
+
+func orEmptyObject(raw json.RawMessage) json.RawMessage {
+	if len(raw) == 0 {
+		return json.RawMessage(`{}`)
+	}
+	return raw
 }
 
 // checkInbound refuses types a role may not send, and keeps each side to

@@ -231,6 +231,15 @@ func (s *Server) post(ctx context.Context, a admission, data []byte, authorized 
 			return fail(env.ID, herr.WithRelated(env.ID))
 		}
 	default:
+		if isToolQuery(a.id.Role, env.Type) {
+			reply, herr := s.answerToolQuery(ctx, env.Session, env)
+			if herr != nil {
+				return fail(env.ID, herr)
+			}
+			b, _ := haip.Encode(reply)
+			ok.Replies = []json.RawMessage{b}
+			return ok
+		}
 		res, herr := s.store(ctx, a.id, env.Session, env)
 		if herr != nil {
 			return fail(env.ID, herr)

@@ -348,11 +348,7 @@ func TestProtocolErrors(t *testing.T) {
 				env := r.env(haip.ChannelSystem, haip.TypePing, haip.PingPayload{})
 				return frame{mutate(t, env, func(m map[string]any) { m["crit"] = true; m["signature"] = "x" }), env.ID}
 			}},
-		{name: "TOOL_LIST from a user", code: haip.CodeUnsupportedType,
-			build: func(t *testing.T, r *rawWS) frame {
-				return sendsEnv(r.env(haip.ChannelUser, haip.TypeToolList, haip.ToolListPayload{Tools: []haip.ToolInfo{{Name: "x"}}}), t)
-			}},
-		{name: "TOOL_SCHEMA from a user", code: haip.CodeUnsupportedType,
+		{name: "TOOL_SCHEMA of a tool no worker serves", code: haip.CodeToolNotFound,
 			build: func(t *testing.T, r *rawWS) frame {
 				return sendsEnv(r.env(haip.ChannelUser, haip.TypeToolSchema, haip.ToolSchemaPayload{Tool: "x", Schema: json.RawMessage(`{}`)}), t)
 			}},

@@ -134,6 +134,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 //	POST /haip/stream                           HAIP as NDJSON both ways (full or half duplex)
 //	POST /haip/messages, POST /haip/sse,        envelopes sent by POST (one, an array, or NDJSON)
 //	  POST /haip/stream with X-HAIP-Message
+//	GET /haip/tools                             tools with a live worker, with their schemas
 //	GET /health                                 JetStream reachable: 200, else 503
 //	GET /stats                                  connection and message counters (JSON)
 //	GET /metrics                                Prometheus metrics
@@ -145,6 +146,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /haip/stream", s.serveStream)
 	mux.HandleFunc("POST /haip/sse", s.serveMessages)
 	mux.HandleFunc("POST /haip/messages", s.serveMessages)
+	mux.HandleFunc("GET /haip/tools", s.serveTools)
 	mux.HandleFunc("GET /{$}", s.serveRoot)
 	mux.HandleFunc("GET /health", s.serveHealth)
 	mux.HandleFunc("GET /stats", s.serveStats)

@@ -54,7 +54,7 @@ func heapInUse() uint64 {
 // that would slow every other test down.
 func TestSlowClientBounded(t *testing.T) {
 	const (
-		backlog = 12000
+		backlog = 24000
 		size    = 1024
 	)
 	f := newFabric(t, streams.Config{})

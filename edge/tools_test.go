@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net/http"
 	"sync"
 	"testing"
 	"time"
@@ -234,5 +235,72 @@ func TestToolCancel(t *testing.T) {
 		if env.Type == string(haip.TypeToolUpdate) && env.Payload.CallID == queued && env.Payload.Status == haip.ToolStatusRunning {
 			t.Fatalf("the queued call ran before its cancellation was seen")
 		}
+	}
+}
+
+// Users discover tools from the registry: TOOL_LIST and TOOL_SCHEMA over
+// the connection (answered to the asker only) and GET /haip/tools.
+func TestToolDiscovery(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	f.toolWorker("w1", 0)
+	e := f.edge(edge.Config{})
+	c := f.dial(e, client.Options{})
+	ctx := context.Background()
+
+	if _, err := c.Send(ctx, haip.ChannelUser, haip.TypeToolList, haip.ToolListPayload{Tools: []haip.ToolInfo{}}); err != nil {
+		t.Fatal(err)
+	}
+	var list haip.ToolListPayload
+	if err := readControl(t, c, haip.TypeToolList, 5*time.Second).DecodePayload(&list); err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, tool := range list.Tools {
+		names = append(names, tool.Name)
+	}
+	if fmt.Sprint(names) != "[add echo sleep]" {
+		t.Fatalf("TOOL_LIST %v", names)
+	}
+	if _, err := c.Send(ctx, haip.ChannelUser, haip.TypeToolSchema, haip.ToolSchemaPayload{Tool: "add", Schema: json.RawMessage(`{}`)}); err != nil {
+		t.Fatal(err)
+	}
+	var schema haip.ToolSchemaPayload
+	if err := readControl(t, c, haip.TypeToolSchema, 5*time.Second).DecodePayload(&schema); err != nil {
+		t.Fatal(err)
+	}
+	var sch struct {
+		Params struct {
+			Required []string `json:"required"`
+		} `json:"params"`
+	}
+	if err := json.Unmarshal(schema.Schema, &sch); err != nil || schema.Tool != "add" || fmt.Sprint(sch.Params.Required) != "[a b]" {
+		t.Fatalf("TOOL_SCHEMA %+v %s (%v)", schema, schema.Schema, err)
+	}
+	// Questions are answered, not stored in the session.
+	if n := logLen(t, f, c.Session(), streams.In); n != 0 {
+		t.Fatalf("%d questions stored", n)
+	}
+
+	req, _ := http.NewRequest(http.MethodGet, e.base+"/haip/tools", nil)
+	req.Header.Set("Authorization", "Bearer "+f.token("alice", auth.RoleUser))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var body struct {
+		Tools []streams.ToolInfo `json:"tools"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || len(body.Tools) != 3 || len(body.Tools[0].ParamsSchema) == 0 {
+		t.Fatalf("GET /haip/tools: %d %+v %v", resp.StatusCode, body, err)
+	}
+	resp2, err := http.Get(e.base + "/haip/tools")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp2.Body.Close()
+	if resp2.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("GET /haip/tools without token: %d", resp2.StatusCode)
 	}
 }
