@@ -131,7 +131,7 @@ func (s *Server) serveTools(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
-	tools, err := s.tools.List(ctx)
+	tools, err := s.router.Tools().List(ctx)
 	if err != nil {
 		writeHTTPError(w, http.StatusServiceUnavailable, "unavailable", haip.CodeInternalError, "tool registry unavailable; retry", nil)
 		return

@@ -34,7 +34,7 @@ func (s *Server) answerToolQuery(ctx context.Context, session string, env *haip.
 	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	defer cancel()
 	if env.Type == haip.TypeToolList {
-		tools, err := s.tools.List(ctx)
+		tools, err := s.router.Tools().List(ctx)
 		if err != nil {
 			return nil, haip.Errorf(haip.CodeInternalError, "tool registry unavailable; retry").WithRelated(env.ID)
 		}
@@ -52,7 +52,7 @@ func (s *Server) answerToolQuery(ctx context.Context, session string, env *haip.
 	if err := env.DecodePayload(&q); err != nil {
 		return nil, asHAIPError(err)
 	}
-	info, found, err := s.tools.Get(ctx, q.Tool)
+	info, found, err := s.router.Tools().Get(ctx, q.Tool)
 	switch {
 	case errors.Is(err, streams.ErrInvalidToolName):
 		return nil, haip.Errorf(haip.CodeProtocolViolation, "%v", err).WithRelated(env.ID)
@@ -222,63 +222,24 @@ func (s *Server) userText(ctx context.Context, session string, endSeq uint64, me
 	}
 }
 
-// routeToolCall sends a stored TOOL_CALL to its tool's work queue, after
-// telling the session it is QUEUED; a tool with no live worker gets its
-// one TOOL_DONE (ERROR) at once instead of a silent wait.
+// routeToolCall and routeToolCancel hand a stored TOOL_CALL or
+// TOOL_CANCEL to the tool workers (see worker.Router).
 func (s *Server) routeToolCall(ctx context.Context, session string, env *haip.Envelope, call haip.ToolCallPayload) *haip.Error {
-	fail := func(msg string) *haip.Error {
-		result, _ := json.Marshal(map[string]string{"error": msg})
-		if _, err := s.emit(ctx, session, streams.ToolDoneID(call.CallID), env.RunID, haip.TypeToolDone,
-			haip.ToolDonePayload{CallID: call.CallID, Status: haip.ToolDoneError, Result: result}); err != nil {
-			return haip.Errorf(haip.CodeInternalError, "tool call not answered; send it again").WithRelated(env.ID)
-		}
-		return nil
-	}
-	if _, found, err := s.tools.Get(ctx, call.Tool); err != nil {
-		s.logger.Error("tool registry", slog.Any(logKeyErr, err))
-		return fail("tool registry unavailable; call again")
-	} else if !found {
-		return fail("no live worker serves tool " + call.Tool)
-	}
-	if _, err := s.emit(ctx, session, haip.NameUUID("tool-queued", call.CallID), env.RunID, haip.TypeToolUpdate,
-		haip.ToolUpdatePayload{CallID: call.CallID, Status: haip.ToolStatusQueued}); err != nil {
-		return haip.Errorf(haip.CodeInternalError, "tool call not queued; send it again").WithRelated(env.ID)
-	}
-	if err := streams.PublishToolCall(ctx, s.js, streams.ToolCall{CallID: call.CallID, Tool: call.Tool, Params: call.Params,
-		Session: session, RunID: env.RunID, Created: time.Now().UTC()}); err != nil {
-		s.logger.Error("queue tool call", slog.Any(logKeyErr, err))
-		return fail("tool call could not be queued; call again with a new call_id")
+	if err := s.router.Call(ctx, session, env.RunID, call); err != nil {
+		s.logger.Error("route tool call", slog.Any(logKeyErr, err))
+		return haip.Errorf(haip.CodeInternalError, "tool call not handled; send it again").WithRelated(env.ID)
 	}
 	return nil
 }
 
-// routeToolCancel tells the session the call is CANCELLING and the
-// call's worker, wherever it is, to stop; a call still queued is
-// cancelled when a worker takes it. The worker writes TOOL_DONE CANCELLED.
 func (s *Server) routeToolCancel(ctx context.Context, session string, env *haip.Envelope) *haip.Error {
 	var p haip.ToolCancelPayload
 	if err := env.DecodePayload(&p); err != nil {
 		return asHAIPError(err)
 	}
-	if _, err := s.emit(ctx, session, haip.NameUUID("tool-cancelling", p.CallID), env.RunID, haip.TypeToolUpdate,
-		haip.ToolUpdatePayload{CallID: p.CallID, Status: haip.ToolStatusCancelling}); err != nil {
-		return haip.Errorf(haip.CodeInternalError, "cancel not recorded; send it again").WithRelated(env.ID)
-	}
-	if err := s.tools.Cancel(ctx, p.CallID, p.Reason); err != nil {
+	if err := s.router.Cancel(ctx, session, env.RunID, p.CallID, p.Reason); err != nil {
 		s.logger.Error("cancel tool call", slog.Any(logKeyErr, err))
 		return haip.Errorf(haip.CodeInternalError, "cancel not delivered; send it again").WithRelated(env.ID)
 	}
 	return nil
-}
-
-// emit appends an envelope the edge writes on the agent's side of a
-// session (tool call status) to the session's outbound log.
-func (s *Server) emit(ctx context.Context, session, id, runID string, t haip.Type, payload any) (uint64, error) {
-	env, err := haip.New(session, haip.ChannelAgent, t, payload)
-	if err != nil {
-		return 0, err
-	}
-	env.ID, env.RunID = id, runID
-	res, err := s.log.AppendEnvelope(ctx, session, streams.Out, env)
-	return res.Seq, err
 }

@@ -17,6 +17,7 @@ import (
 
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/streams"
+	"github.com/haipfabric/haipfabric/worker"
 )
 
 // Deps are the parts an edge is built from. NC, JS and Verifier are
@@ -45,7 +46,7 @@ type Server struct {
 	js       jetstream.JetStream
 	log      *streams.Log
 	sessions *streams.Sessions
-	tools    *streams.Tools
+	router   *worker.Router
 	hub      *hub
 	verifier *auth.Verifier
 	logger   *slog.Logger
@@ -86,7 +87,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		_ = lg.Close(ctx)
 		return nil, fmt.Errorf("cannot start edge: %w", err)
 	}
-	tools, err := streams.OpenTools(ctx, deps.JS)
+	router, err := worker.NewRouter(ctx, deps.JS, lg)
 	if err != nil {
 		_ = lg.Close(ctx)
 		return nil, fmt.Errorf("cannot start edge: %w", err)
@@ -112,7 +113,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		js:        deps.JS,
 		log:       lg,
 		sessions:  sess,
-		tools:     tools,
+		router:    router,
 		hub:       newHub(deps.NC),
 		verifier:  deps.Verifier,
 		logger:    logger.With(slog.String(logKeyComponent, "edge")),

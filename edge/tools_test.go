@@ -19,6 +19,7 @@ import (
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 	"github.com/haipfabric/haipfabric/worker/builtin"
+	"github.com/haipfabric/haipfabric/worker/demo"
 )
 
 // toolWorker runs the built-in tools on their own connection until the
@@ -302,5 +303,35 @@ func TestToolDiscovery(t *testing.T) {
 	resp2.Body.Close()
 	if resp2.StatusCode != http.StatusUnauthorized {
 		t.Fatalf("GET /haip/tools without token: %d", resp2.StatusCode)
+	}
+}
+
+// The demo agent calls a tool when asked ("add 2 3"), waits for its result
+// through the session log, and answers with it; the user sees the whole
+// exchange in one dense sequence.
+func TestDemoAgentCallsTool(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	f.toolWorker("w1", 0)
+	f.agent(-1)
+	e := f.edge(edge.Config{})
+	c := f.dial(e, client.Options{})
+	if _, err := c.SendText(context.Background(), "add 2 3"); err != nil {
+		t.Fatal(err)
+	}
+	got := readUntil(t, c, 20*time.Second, isRunFinished)
+	assertDense(t, got, 1)
+	var kinds []string
+	for _, env := range got {
+		if env.Type != haip.TypeTextMessagePart {
+			kinds = append(kinds, string(env.Type))
+		}
+	}
+	if fmt.Sprint(kinds) != "[RUN_STARTED TOOL_CALL TOOL_UPDATE TOOL_UPDATE TOOL_DONE TEXT_MESSAGE_START TEXT_MESSAGE_END RUN_FINISHED]" {
+		t.Fatalf("sequence %v", kinds)
+	}
+	done := haip.ToolDonePayload{CallID: "", Status: haip.ToolDoneOK, Result: json.RawMessage(`{"result":5}`)}
+	if got, want := answerText(t, got), demo.ToolAnswer("add", done); got != want {
+		t.Fatalf("answer %q, want %q", got, want)
 	}
 }

@@ -87,8 +87,10 @@ func (c AgentConfig) withDefaults() AgentConfig {
 type Agent struct {
 	cfg     AgentConfig
 	handler RunHandler
+	nc      *nats.Conn
 	cons    jetstream.Consumer
 	log     *streams.Log
+	router  *Router
 }
 
 // NewAgent binds to the run queue with a durable consumer named cfg.Name
@@ -113,7 +115,12 @@ func NewAgent(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h RunH
 	if err != nil {
 		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
 	}
-	return &Agent{cfg: cfg, handler: h, cons: cons, log: lg}, nil
+	router, err := NewRouter(ctx, js, lg)
+	if err != nil {
+		_ = lg.Close(ctx)
+		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
+	}
+	return &Agent{cfg: cfg, handler: h, nc: nc, cons: cons, log: lg, router: router}, nil
 }
 
 // Run takes runs until ctx is cancelled, then stops taking new ones, waits
@@ -171,7 +178,7 @@ func (a *Agent) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	logger := a.cfg.Logger.With(slog.String("run", req.RunID), slog.String("session", req.Session))
-	run := &Run{Request: req, log: a.log}
+	run := &Run{Request: req, log: a.log, nc: a.nc, router: a.router}
 	// Keep JetStream from handing the run to another replica while it runs.
 	hbCtx, stopHB := context.WithCancel(ctx)
 	go func() {
@@ -228,6 +235,8 @@ type Run struct {
 	Request streams.RunRequest
 
 	log      *streams.Log
+	nc       *nats.Conn
+	router   *Router
 	step     int
 	finished bool
 }
@@ -248,4 +257,95 @@ func (r *Run) Emit(ctx context.Context, ch haip.Channel, t haip.Type, payload an
 		r.finished = true
 	}
 	return seq, nil
+}
+
+// DefaultToolTimeout bounds Run.CallTool when ctx has no deadline.
+const DefaultToolTimeout = 5 * time.Minute
+
+// CallTool calls a tool on the run's behalf and waits for its TOOL_DONE.
+// The TOOL_CALL, its updates and its result all go into the session's
+// log, so the user sees the agent's tool use. The call id derives from the
+// run and step, so a redelivered run finds its earlier call (and its
+// result, if there is one) instead of calling again.
+func (r *Run) CallTool(ctx context.Context, tool string, params any) (haip.ToolDonePayload, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, DefaultToolTimeout)
+		defer cancel()
+	}
+	raw, err := json.Marshal(params)
+	if err != nil {
+		return haip.ToolDonePayload{}, fmt.Errorf("cannot encode params of %s: %w", tool, err)
+	}
+	call := haip.ToolCallPayload{CallID: haip.NameUUID("run-call", r.Request.RunID, strconv.Itoa(r.step+1)), Tool: tool, Params: raw}
+	// Follow the log before calling, so the TOOL_DONE cannot slip by.
+	live, err := streams.LiveSubject(r.Request.Session, streams.Out)
+	if err != nil {
+		return haip.ToolDonePayload{}, err
+	}
+	sub, err := r.nc.SubscribeSync(live)
+	if err != nil {
+		return haip.ToolDonePayload{}, fmt.Errorf("cannot follow the session: %w", err)
+	}
+	defer sub.Unsubscribe() //nolint:errcheck // the subscription is ours alone
+	_ = sub.SetPendingLimits(-1, 64<<20)
+	seq, err := r.Emit(ctx, haip.ChannelAgent, haip.TypeToolCall, call)
+	if err != nil {
+		return haip.ToolDonePayload{}, err
+	}
+	if err := r.router.Call(ctx, r.Request.Session, r.Request.RunID, call); err != nil {
+		return haip.ToolDonePayload{}, fmt.Errorf("cannot call %s: %w", tool, err)
+	}
+	if done, ok, err := r.findDone(ctx, seq, call.CallID); err != nil || ok {
+		return done, err
+	}
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return haip.ToolDonePayload{}, fmt.Errorf("waiting for %s: %w", tool, err)
+		}
+		e, err := streams.ParseEntry(m)
+		if err != nil {
+			continue
+		}
+		if done, ok := toolDone(e, call.CallID); ok {
+			return done, nil
+		}
+	}
+}
+
+// findDone looks for a call's TOOL_DONE in the log after the call.
+func (r *Run) findDone(ctx context.Context, fromSeq uint64, callID string) (haip.ToolDonePayload, bool, error) {
+	p, err := r.log.Find(ctx, r.Request.Session, streams.Out, fromSeq)
+	if err != nil {
+		return haip.ToolDonePayload{}, false, fmt.Errorf("cannot read the session: %w", err)
+	}
+	for cursor := p.StreamSeq; ; {
+		entries, more, err := r.log.Read(ctx, r.Request.Session, streams.Out, cursor, 256, 1<<20)
+		if err != nil {
+			return haip.ToolDonePayload{}, false, fmt.Errorf("cannot read the session: %w", err)
+		}
+		for _, e := range entries {
+			cursor = e.StreamSeq + 1
+			if done, ok := toolDone(e, callID); ok {
+				return done, true, nil
+			}
+		}
+		if !more || len(entries) == 0 {
+			return haip.ToolDonePayload{}, false, nil
+		}
+	}
+}
+
+func toolDone(e streams.Entry, callID string) (haip.ToolDonePayload, bool) {
+	if e.Type != string(haip.TypeToolDone) {
+		return haip.ToolDonePayload{}, false
+	}
+	var env struct {
+		Payload haip.ToolDonePayload `json:"payload"`
+	}
+	if json.Unmarshal(e.Data, &env) != nil || env.Payload.CallID != callID {
+		return haip.ToolDonePayload{}, false
+	}
+	return env.Payload, true
 }

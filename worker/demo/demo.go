@@ -1,11 +1,14 @@
 // Package demo is the demo agent shipped with the fabric: it answers every
 // user message by streaming a short text word by word, so that the whole
-// path (run queue, session log, delivery, resume) works with no LLM.
+// path (run queue, session log, delivery, resume) works with no LLM. Asked
+// "add 2 3", "echo hello" or "sleep 500", it calls that tool first and
+// answers with the result, so the tool path works end to end too.
 package demo
 
 import (
 	"context"
 	"fmt"
+	"strconv"
 	"strings"
 	"time"
 
@@ -38,7 +41,46 @@ func Answer(text string) string {
 		"so if you drop now and resume from your last seq you get exactly the rest.", text)
 }
 
-// HandleRun streams the answer: RUN_STARTED, TEXT_MESSAGE_START, one
+// ToolRequest reads a tool request out of a user's text: "add A B",
+// "echo TEXT" or "sleep MS". ok is false for any other text.
+func ToolRequest(text string) (tool string, params map[string]any, ok bool) {
+	f := strings.Fields(text)
+	if len(f) == 0 {
+		return "", nil, false
+	}
+	switch strings.ToLower(f[0]) {
+	case "add":
+		if len(f) == 3 {
+			a, errA := strconv.ParseFloat(f[1], 64)
+			b, errB := strconv.ParseFloat(f[2], 64)
+			if errA == nil && errB == nil {
+				return "add", map[string]any{"a": a, "b": b}, true
+			}
+		}
+	case "echo":
+		if len(f) > 1 {
+			return "echo", map[string]any{"message": strings.Join(f[1:], " ")}, true
+		}
+	case "sleep":
+		if len(f) == 2 {
+			if ms, err := strconv.Atoi(f[1]); err == nil && ms >= 0 {
+				return "sleep", map[string]any{"ms": ms}, true
+			}
+		}
+	}
+	return "", nil, false
+}
+
+// ToolAnswer is the text the demo agent streams after a tool call.
+func ToolAnswer(tool string, done haip.ToolDonePayload) string {
+	if done.Status == haip.ToolDoneOK {
+		return fmt.Sprintf("I called the tool %s. It answered %s.", tool, done.Result)
+	}
+	return fmt.Sprintf("I called the tool %s. It ended with %s: %s.", tool, done.Status, done.Result)
+}
+
+// HandleRun streams the answer: RUN_STARTED, for a tool request the
+// TOOL_CALL and its updates and TOOL_DONE, then TEXT_MESSAGE_START, one
 // TEXT_MESSAGE_PART per word, TEXT_MESSAGE_END, RUN_FINISHED.
 func (a *Agent) HandleRun(ctx context.Context, run *worker.Run) error {
 	delay := a.Delay
@@ -48,6 +90,14 @@ func (a *Agent) HandleRun(ctx context.Context, run *worker.Run) error {
 	if _, err := run.Emit(ctx, haip.ChannelAgent, haip.TypeRunStarted, map[string]any{}); err != nil {
 		return err
 	}
+	answer := Answer(run.Request.Text)
+	if tool, params, ok := ToolRequest(run.Request.Text); ok {
+		done, err := run.CallTool(ctx, tool, params)
+		if err != nil {
+			return err
+		}
+		answer = ToolAnswer(tool, done)
+	}
 	msgID := haip.NameUUID("demo-answer", run.Request.RunID)
 	author := a.Author
 	if author == "" {
@@ -56,7 +106,7 @@ func (a *Agent) HandleRun(ctx context.Context, run *worker.Run) error {
 	if _, err := run.Emit(ctx, haip.ChannelAgent, haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: msgID, Author: author}); err != nil {
 		return err
 	}
-	words := strings.Fields(Answer(run.Request.Text))
+	words := strings.Fields(answer)
 	var t *time.Timer
 	for i, w := range words {
 		if i > 0 && delay > 0 {

@@ -1,0 +1,74 @@
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/streams"
+)
+
+// Router sends stored tool calls and cancellations to the tool workers.
+// The edge uses it for calls that clients send, and Run.CallTool for
+// calls an agent makes. Safe for concurrent use.
+type Router struct {
+	js    jetstream.JetStream
+	log   *streams.Log
+	tools *streams.Tools
+}
+
+// NewRouter binds to the tool registry.
+func NewRouter(ctx context.Context, js jetstream.JetStream, lg *streams.Log) (*Router, error) {
+	tools, err := streams.OpenTools(ctx, js)
+	if err != nil {
+		return nil, err
+	}
+	return &Router{js: js, log: lg, tools: tools}, nil
+}
+
+// Tools is the registry the router reads.
+func (r *Router) Tools() *streams.Tools { return r.tools }
+
+// Call queues a TOOL_CALL already stored in the session's log, after
+// telling the session it is QUEUED. A tool with no live worker gets its
+// one TOOL_DONE (ERROR) at once instead of a silent wait. An error means
+// the session could not be told; the caller should report it.
+func (r *Router) Call(ctx context.Context, session, runID string, call haip.ToolCallPayload) error {
+	fail := func(msg string) error {
+		result, _ := json.Marshal(map[string]string{"error": msg})
+		_, err := emit(ctx, r.log, session, streams.ToolDoneID(call.CallID), runID, "", haip.ChannelAgent, haip.TypeToolDone,
+			haip.ToolDonePayload{CallID: call.CallID, Status: haip.ToolDoneError, Result: result})
+		return err
+	}
+	if _, found, err := r.tools.Get(ctx, call.Tool); err != nil {
+		return fail("tool registry unavailable; call again")
+	} else if !found {
+		return fail("no live worker serves tool " + call.Tool)
+	}
+	if _, err := emit(ctx, r.log, session, haip.NameUUID("tool-queued", call.CallID), runID, "", haip.ChannelAgent, haip.TypeToolUpdate,
+		haip.ToolUpdatePayload{CallID: call.CallID, Status: haip.ToolStatusQueued}); err != nil {
+		return err
+	}
+	if err := streams.PublishToolCall(ctx, r.js, streams.ToolCall{CallID: call.CallID, Tool: call.Tool, Params: call.Params,
+		Session: session, RunID: runID, Created: time.Now().UTC()}); err != nil {
+		if ferr := fail("tool call could not be queued; call again with a new call_id"); ferr != nil {
+			return fmt.Errorf("%w; %w", err, ferr)
+		}
+	}
+	return nil
+}
+
+// Cancel tells the session the call is CANCELLING and the call's worker,
+// wherever it is, to stop; a call still queued is cancelled when a
+// worker takes it. The worker writes TOOL_DONE CANCELLED.
+func (r *Router) Cancel(ctx context.Context, session, runID, callID, reason string) error {
+	if _, err := emit(ctx, r.log, session, haip.NameUUID("tool-cancelling", callID), runID, "", haip.ChannelAgent, haip.TypeToolUpdate,
+		haip.ToolUpdatePayload{CallID: callID, Status: haip.ToolStatusCancelling}); err != nil {
+		return err
+	}
+	return r.tools.Cancel(ctx, callID, reason)
+}
