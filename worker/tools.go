@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/google/jsonschema-go/jsonschema"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -54,8 +55,14 @@ type ToolWorkerConfig struct {
 	MaxDeliver int
 	// DrainWait is how long Run waits for running calls after its ctx ends.
 	DrainWait time.Duration
-	Logger    *slog.Logger
+	// CallTimeout ends a call that runs longer with TOOL_DONE ERROR. Zero
+	// means DefaultCallTimeout.
+	CallTimeout time.Duration
+	Logger      *slog.Logger
 }
+
+// DefaultCallTimeout bounds one tool call when ToolWorkerConfig sets none.
+const DefaultCallTimeout = 5 * time.Minute
 
 // ToolWorker serves tools from the tool work queue: one durable consumer
 // per tool shared by every worker of that tool, so each call is run by
@@ -63,12 +70,18 @@ type ToolWorkerConfig struct {
 type ToolWorker struct {
 	cfg     ToolWorkerConfig
 	tools   []Tool
+	schemas []*jsonschema.Resolved // params schema per tool, nil for none
 	nc      *nats.Conn
 	cons    []jetstream.Consumer
 	reg     *streams.Tools
 	log     *streams.Log
 	running sync.Map // call id -> context.CancelCauseFunc
 }
+
+// errTimedOut is the cause of a call's context when CallTimeout passed.
+type errTimedOut struct{ after time.Duration }
+
+func (e errTimedOut) Error() string { return "timed out after " + e.after.String() }
 
 // errCancelled is the cause of a call's context when TOOL_CANCEL reached it.
 type errCancelled struct{ reason string }
@@ -78,7 +91,11 @@ func (e errCancelled) Error() string { return "cancelled: " + e.reason }
 // NewToolWorker binds each tool's consumer (created or updated).
 func NewToolWorker(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, tools []Tool, cfg ToolWorkerConfig) (*ToolWorker, error) {
 	ac := AgentConfig{Name: cfg.Name, Concurrency: cfg.Concurrency, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver, DrainWait: cfg.DrainWait, Logger: cfg.Logger}.withDefaults()
-	cfg = ToolWorkerConfig{Name: ac.Name, Concurrency: ac.Concurrency, AckWait: ac.AckWait, MaxDeliver: ac.MaxDeliver, DrainWait: ac.DrainWait, Logger: ac.Logger}
+	timeout := cfg.CallTimeout
+	if timeout <= 0 {
+		timeout = DefaultCallTimeout
+	}
+	cfg = ToolWorkerConfig{Name: ac.Name, Concurrency: ac.Concurrency, AckWait: ac.AckWait, MaxDeliver: ac.MaxDeliver, DrainWait: ac.DrainWait, CallTimeout: timeout, Logger: ac.Logger}
 	if len(tools) == 0 {
 		return nil, errors.New("cannot start tool worker: no tools")
 	}
@@ -91,6 +108,17 @@ func NewToolWorker(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, t
 		if t.Handler == nil {
 			return nil, fmt.Errorf("cannot start tool worker: tool %s has no handler", t.Name)
 		}
+		var resolved *jsonschema.Resolved
+		if len(t.ParamsSchema) > 0 {
+			var sch jsonschema.Schema
+			if err := json.Unmarshal(t.ParamsSchema, &sch); err != nil {
+				return nil, fmt.Errorf("cannot start tool worker: params schema of %s: %w", t.Name, err)
+			}
+			if resolved, err = sch.Resolve(nil); err != nil {
+				return nil, fmt.Errorf("cannot start tool worker: params schema of %s: %w", t.Name, err)
+			}
+		}
+		w.schemas = append(w.schemas, resolved)
 		c, err := js.CreateOrUpdateConsumer(ctx, streams.ToolStream, jetstream.ConsumerConfig{
 			Durable:       "tool-" + t.Name,
 			Description:   "workers of tool " + t.Name,
@@ -158,7 +186,7 @@ func (w *ToolWorker) Run(ctx context.Context) error {
 				wg.Add(1)
 				go func() {
 					defer func() { <-sem; wg.Done() }()
-					w.handle(handlerCtx, t, msg)
+					w.handle(handlerCtx, t, w.schemas[i], msg)
 				}()
 			}
 		}()
@@ -196,7 +224,7 @@ func (w *ToolWorker) advertise(ctx context.Context) {
 	}
 }
 
-func (w *ToolWorker) handle(ctx context.Context, tool Tool, msg jetstream.Msg) {
+func (w *ToolWorker) handle(ctx context.Context, tool Tool, schema *jsonschema.Resolved, msg jetstream.Msg) {
 	var req streams.ToolCall
 	if err := json.Unmarshal(msg.Data(), &req); err != nil || req.Validate() != nil {
 		w.cfg.Logger.Error("tool worker: malformed call dropped", slog.Any("err", err))
@@ -218,6 +246,12 @@ func (w *ToolWorker) handle(ctx context.Context, tool Tool, msg jetstream.Msg) {
 		w.finish(ctx, msg, call, haip.ToolDoneCancelled, map[string]any{"reason": reason})
 		return
 	}
+	if err := checkParams(schema, req.Params); err != nil {
+		w.finish(ctx, msg, call, haip.ToolDoneError, map[string]any{"error": fmt.Sprintf("params do not match the schema of %s: %v", tool.Name, err)})
+		return
+	}
+	runCtx, stopRun := context.WithTimeoutCause(callCtx, w.cfg.CallTimeout, errTimedOut{after: w.cfg.CallTimeout})
+	defer stopRun()
 	hbCtx, stopHB := context.WithCancel(ctx)
 	go func() {
 		t := time.NewTicker(w.cfg.AckWait / 3)
@@ -232,15 +266,18 @@ func (w *ToolWorker) handle(ctx context.Context, tool Tool, msg jetstream.Msg) {
 		}
 	}()
 	defer stopHB()
-	if err := call.Progress(callCtx, 0, nil); err != nil && callCtx.Err() == nil {
+	if err := call.Progress(runCtx, 0, nil); err != nil && runCtx.Err() == nil {
 		_ = msg.Nak()
 		return
 	}
-	result, err := safeTool(callCtx, tool.Handler, call)
+	result, err := safeTool(runCtx, tool.Handler, call)
 	var cancelled errCancelled
+	var timedOut errTimedOut
 	switch {
-	case errors.As(context.Cause(callCtx), &cancelled):
+	case errors.As(context.Cause(runCtx), &cancelled):
 		w.finish(ctx, msg, call, haip.ToolDoneCancelled, map[string]any{"reason": cancelled.reason})
+	case errors.As(context.Cause(runCtx), &timedOut):
+		w.finish(ctx, msg, call, haip.ToolDoneError, map[string]any{"error": timedOut.Error()})
 	case ctx.Err() != nil:
 		_ = msg.Nak() // shutting down: another worker runs it again
 	case err != nil:
@@ -259,6 +296,20 @@ func (w *ToolWorker) finish(ctx context.Context, msg jetstream.Msg, call *Call, 
 		return
 	}
 	_ = msg.Ack()
+}
+
+// checkParams validates params (absent means {}) against a schema.
+func checkParams(schema *jsonschema.Resolved, params json.RawMessage) error {
+	if schema == nil {
+		return nil
+	}
+	var v any = map[string]any{}
+	if len(params) > 0 {
+		if err := json.Unmarshal(params, &v); err != nil {
+			return err
+		}
+	}
+	return schema.Validate(v)
 }
 
 func safeTool(ctx context.Context, h ToolHandler, call *Call) (result any, err error) {
