@@ -153,16 +153,29 @@ func (l *Log) Append(ctx context.Context, session string, d Direction, rec Recor
 	stripe := &l.locks[maphash.String(l.seed, subj)%writeLockStripes]
 	stripe.Lock()
 	defer stripe.Unlock()
+	fail := func(err error) (Appended, error) { return Appended{}, fmt.Errorf("cannot append to %s: %w", subj, err) }
 
+	// Transient failures (no stream leader during an election, a timeout)
+	// are retried with backoff for as long as ctx allows: a CAS publish
+	// with a stale position is safe, it only conflicts. Lost races are
+	// bounded by maxAppendAttempts.
+	backoff := minRetryBackoff
 	pos, ok := l.cached(subj)
-	if !ok {
+	for !ok {
 		b, err := l.bounds(ctx, session, d, subj)
-		if err != nil {
-			return Appended{}, fmt.Errorf("cannot append to %s: %w", subj, err)
+		switch {
+		case err == nil:
+			pos, ok = b.Last, true
+		case isUncertain(err) && ctx.Err() == nil:
+			if !sleepBackoff(ctx, &backoff) {
+				return fail(ctx.Err())
+			}
+		default:
+			return fail(err)
 		}
-		pos = b.Last
 	}
-	for range maxAppendAttempts {
+	conflicts, uncertain := 0, false
+	for {
 		seq := pos.Seq + 1
 		data, err := build(seq)
 		if err != nil {
@@ -180,17 +193,30 @@ func (l *Log) Append(ctx context.Context, session string, d Direction, rec Recor
 		ack, pubErr := l.js.PublishMsg(ctx, msg, opts...)
 		if pubErr == nil {
 			if ack.Duplicate {
-				return l.duplicate(ctx, ack.Sequence), nil
+				a := l.duplicate(ctx, ack.Sequence)
+				// After an uncertain try in this call, the stored copy is
+				// most likely that try's: not a resend by the caller.
+				a.Duplicate = !uncertain
+				return a, nil
 			}
 			pos = Position{Seq: seq, StreamSeq: ack.Sequence}
 			l.remember(subj, tailKey(session, d), pos)
 			return Appended{Position: pos}, nil
 		}
-		if !isConflict(pubErr) && !isUncertain(pubErr) {
-			return Appended{}, fmt.Errorf("cannot append to %s: %w", subj, pubErr)
-		}
-		if ctx.Err() != nil {
-			return Appended{}, fmt.Errorf("cannot append to %s: %w", subj, ctx.Err())
+		switch {
+		case ctx.Err() != nil:
+			return fail(ctx.Err())
+		case isConflict(pubErr):
+			if conflicts++; conflicts >= maxAppendAttempts {
+				return fail(ErrConflictLimit)
+			}
+		case isUncertain(pubErr):
+			uncertain = true
+			if !sleepBackoff(ctx, &backoff) {
+				return fail(ctx.Err())
+			}
+		default:
+			return fail(pubErr)
 		}
 		// Lost the race, or do not know whether the publish landed: read
 		// the real end of the log. If it is our message, we are done.
@@ -198,23 +224,53 @@ func (l *Log) Append(ctx context.Context, session string, d Direction, rec Recor
 		switch {
 		case errors.Is(err, errNotFound):
 			b, err := l.bounds(ctx, session, d, subj)
-			if err != nil {
-				return Appended{}, fmt.Errorf("cannot append to %s: %w", subj, err)
+			if err == nil {
+				pos = b.Last
+				continue
 			}
-			pos = b.Last
+			if !isUncertain(err) {
+				return fail(err)
+			}
+			if !sleepBackoff(ctx, &backoff) {
+				return fail(ctx.Err())
+			}
+			continue
+		case isUncertain(err):
+			// Keep pos: the next CAS publish tells.
+			if !sleepBackoff(ctx, &backoff) {
+				return fail(ctx.Err())
+			}
 			continue
 		case err != nil:
-			return Appended{}, fmt.Errorf("cannot append to %s: %w", subj, err)
+			return fail(err)
 		}
 		pos = last.Position
 		if msgID != "" && last.MsgID == msgID {
 			l.remember(subj, tailKey(session, d), pos)
-			// After a conflict the message was stored by an earlier try (a
+			// After a conflict the message was stored by an earlier call (a
 			// duplicate); after an uncertain publish, by this one.
-			return Appended{Position: pos, Duplicate: isConflict(pubErr)}, nil
+			return Appended{Position: pos, Duplicate: isConflict(pubErr) && !uncertain}, nil
 		}
 	}
-	return Appended{}, fmt.Errorf("cannot append to %s: %w", subj, ErrConflictLimit)
+}
+
+// Backoff between retries of transient failures.
+const (
+	minRetryBackoff = 20 * time.Millisecond
+	maxRetryBackoff = time.Second
+)
+
+// sleepBackoff waits *d (or until ctx ends: false) and doubles *d.
+func sleepBackoff(ctx context.Context, d *time.Duration) bool {
+	t := time.NewTimer(*d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	}
+	*d = min(2*(*d), maxRetryBackoff)
+	return true
 }
 
 // AppendEnvelope appends a HAIP envelope: its id is the message id, its

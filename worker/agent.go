@@ -201,6 +201,13 @@ func (a *Agent) handle(ctx context.Context, msg jetstream.Msg) {
 		_ = msg.Nak()
 		return
 	}
+	if errors.Is(err, ErrStore) {
+		// The session log was unavailable (say, a stream leader election
+		// outlasted the retries): hand the run back rather than end it.
+		logger.Warn("agent: run interrupted by the session log; handing it back", slog.Any("err", err))
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
 	if err != nil {
 		logger.Warn("agent: run failed", slog.Any("err", err))
 		if run.finished {
@@ -294,7 +301,7 @@ func (r *Run) CallTool(ctx context.Context, tool string, params any) (haip.ToolD
 		return haip.ToolDonePayload{}, err
 	}
 	if err := r.router.Call(ctx, r.Request.Session, r.Request.RunID, call); err != nil {
-		return haip.ToolDonePayload{}, fmt.Errorf("cannot call %s: %w", tool, err)
+		return haip.ToolDonePayload{}, fmt.Errorf("cannot call %s: %w: %w", tool, ErrStore, err)
 	}
 	if done, ok, err := r.findDone(ctx, seq, call.CallID); err != nil || ok {
 		return done, err

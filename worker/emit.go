@@ -2,11 +2,23 @@ package worker
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"time"
 
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/streams"
 )
+
+// ErrStore marks a failure to store output in the session log (JetStream
+// unavailable, no stream leader for longer than the emit timeout). A run
+// or call that meets it is handed back for redelivery, not ended: output
+// ids are stable, so the retry is stored once.
+var ErrStore = errors.New("cannot store in the session log")
+
+// emitTimeout bounds one emit when ctx sets no deadline; Append retries
+// transient failures (a stream leader election) within it.
+const emitTimeout = 2 * time.Minute
 
 // emit appends one envelope with a given id to a session's outbound log.
 // Ids derived from the work item make a redelivered item's output stored
@@ -17,9 +29,14 @@ func emit(ctx context.Context, lg *streams.Log, session, id, runID, threadID str
 		return 0, fmt.Errorf("cannot emit %s: %w", t, err)
 	}
 	env.ID, env.RunID, env.ThreadID = id, runID, threadID
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, emitTimeout)
+		defer cancel()
+	}
 	res, err := lg.AppendEnvelope(ctx, session, streams.Out, env)
 	if err != nil {
-		return 0, fmt.Errorf("cannot emit %s: %w", t, err)
+		return 0, fmt.Errorf("cannot emit %s: %w: %w", t, ErrStore, err)
 	}
 	return res.Seq, nil
 }

@@ -1,0 +1,209 @@
+package main_test
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/haipfabric/haipfabric/auth"
+	"github.com/haipfabric/haipfabric/client"
+	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/clustertest"
+	"github.com/haipfabric/haipfabric/streams"
+)
+
+// clusterSecret is the JWT_SECRET of the cluster edges: with it set the
+// edge prints no dev token, so the tests mint their own.
+const clusterSecret = "cluster-test-secret-0123456789abcdefghijklmnopqr"
+
+var reHTTP = regexp.MustCompile(`^HAIP edge listening on (http://\S+)$`)
+
+type clusterEdge struct {
+	*edgeProc
+	base string // http://host:port
+}
+
+// startClusterEdge starts an edge on the cluster with R3 streams and mints
+// a user token with the shared secret.
+func startClusterEdge(t *testing.T, c *clustertest.Cluster, extra map[string]string) *clusterEdge {
+	t.Helper()
+	env := map[string]string{
+		"DATA_DIR": t.TempDir(), "PORT": "0", "HOST": "127.0.0.1",
+		"NATS_URL": c.ClientURLs(), "STREAM_REPLICAS": "3", "JWT_SECRET": clusterSecret,
+		"DEMO_AGENT_DELAY": "30ms", "AGENT_ACK_WAIT": "3s",
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	p := start(t, bins.edge, env)
+	ws := p.waitLine(reListen, 60*time.Second)
+	base := p.waitLine(reHTTP, time.Second)
+	signer, err := auth.NewHMACSigner([]byte(clusterSecret))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := signer.Mint(auth.MintOptions{Subject: "alice", Role: auth.RoleUser, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &clusterEdge{edgeProc: &edgeProc{proc: p, ws: ws, token: tok}, base: base}
+}
+
+// dialUntil dials until it succeeds or within passes: while JetStream
+// elects leaders the edge may refuse the handshake.
+func dialUntil(t *testing.T, e *clusterEdge, o client.Options, within time.Duration) *client.Conn {
+	t.Helper()
+	o.URL, o.Token = e.ws, e.token
+	began := time.Now()
+	deadline := began.Add(within)
+	var failures []string
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		c, err := client.Dial(ctx, o)
+		cancel()
+		if err == nil {
+			if len(failures) > 0 {
+				t.Logf("dial succeeded after %d refusals over %s (first: %s; last: %s)", len(failures),
+					time.Since(began).Round(time.Millisecond), failures[0], failures[len(failures)-1])
+			}
+			t.Cleanup(func() { _ = c.CloseNow() })
+			return c
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("dial %s: %v (after %d refusals)", e.ws, err, len(failures))
+		}
+		failures = append(failures, err.Error())
+		time.Sleep(100 * time.Millisecond) // polling interval
+	}
+}
+
+// readResuming reads log messages until stop; whenever the connection
+// drops it dials again with LastRxSeq = the last seq received, so the
+// result is what one reader would see without the drops. It returns the
+// messages and the number of resumes.
+func readResuming(t *testing.T, e *clusterEdge, c *client.Conn, within time.Duration, stop func(*client.Conn, *haip.Envelope) bool) ([]*haip.Envelope, int) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	var got []*haip.Envelope
+	resumes := 0
+	for {
+		ctx, cancel := context.WithDeadline(context.Background(), deadline)
+		env, err := c.Read(ctx)
+		cancel()
+		if err != nil {
+			if time.Now().After(deadline) || errors.Is(err, context.DeadlineExceeded) {
+				t.Fatalf("read: %v after %d messages (last seq %d)", err, len(got), c.LastSeq())
+			}
+			code, reason := client.CloseStatus(err)
+			t.Logf("connection dropped at seq %d (%d %q: %v); resuming", c.LastSeq(), code, reason, err)
+			last := c.LastSeq()
+			_ = c.CloseNow()
+			c = dialUntil(t, e, client.Options{Session: c.Session(), LastRxSeq: &last}, time.Until(deadline))
+			resumes++
+			continue
+		}
+		if client.IsControl(env.Type) {
+			continue
+		}
+		got = append(got, env)
+		if stop(c, env) {
+			return got, resumes
+		}
+	}
+}
+
+// waitHealthy polls the edge's /health until it answers 200.
+func waitHealthy(t *testing.T, e *clusterEdge, within time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	hc := &http.Client{Timeout: 3 * time.Second}
+	for {
+		resp, err := hc.Get(e.base + "/health")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return
+			}
+			err = errors.New(resp.Status)
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("edge /health not 200 within %s: %v", within, err)
+		}
+		time.Sleep(50 * time.Millisecond) // polling interval
+	}
+}
+
+// One of three NATS nodes, the leader of the session-log stream, is
+// SIGKILLed while the agent streams an answer: the client gets every
+// message once, dense, and the edge is healthy after the node is back.
+func TestClusterNodeKilledMidAnswer(t *testing.T) {
+	t.Parallel()
+	began := time.Now()
+	cl := clustertest.Start(t)
+	t.Logf("cluster up in %s", time.Since(began).Round(time.Millisecond))
+	e := startClusterEdge(t, cl, nil)
+	c := dialUntil(t, e, client.Options{}, 20*time.Second)
+	const text = "a node dies while I answer"
+	if _, err := c.SendText(context.Background(), text); err != nil {
+		t.Fatal(err)
+	}
+	first, err := readLog(t, c, 20*time.Second, func(*haip.Envelope) bool { return c.LastSeq() >= 5 })
+	if err != nil {
+		t.Fatal(err)
+	}
+	victim := cl.WaitStreamLeader(streams.SessionStream, 10*time.Second)
+	killed := time.Now()
+	cl.Kill(victim)
+	t.Logf("killed %s (leader of %s) at seq %d", cl.Name(victim), streams.SessionStream, c.LastSeq())
+	rest, resumes := readResuming(t, e, c, 45*time.Second, func(_ *client.Conn, env *haip.Envelope) bool { return isFinished(env) })
+	t.Logf("answer finished %s after the kill, %d resumes, %d messages", time.Since(killed).Round(time.Millisecond), resumes, len(first)+len(rest))
+	checkAnswer(t, append(first, rest...), text)
+
+	cl.Restart(victim)
+	waitHealthy(t, e, 20*time.Second)
+	t.Logf("total %s", time.Since(began).Round(time.Millisecond))
+}
+
+// The whole cluster is stopped and started again after an answer: a new
+// client reading from seq 0 gets the same log, dense, with the same ids.
+func TestClusterRestartAll(t *testing.T) {
+	t.Parallel()
+	began := time.Now()
+	cl := clustertest.Start(t)
+	e := startClusterEdge(t, cl, map[string]string{"DEMO_AGENT_DELAY": "1ms"})
+	c := dialUntil(t, e, client.Options{}, 20*time.Second)
+	const text = "remember this across a restart"
+	if _, err := c.SendText(context.Background(), text); err != nil {
+		t.Fatal(err)
+	}
+	before, err := readLog(t, c, 20*time.Second, isFinished)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAnswer(t, before, text)
+	_ = c.CloseNow()
+
+	stopped := time.Now()
+	cl.StopAll()
+	cl.StartAll()
+	t.Logf("cluster stopped and started in %s", time.Since(stopped).Round(time.Millisecond))
+	waitHealthy(t, e, 30*time.Second)
+
+	zero := uint64(0)
+	c2 := dialUntil(t, e, client.Options{Session: c.Session(), LastRxSeq: &zero}, 20*time.Second)
+	after, _ := readResuming(t, e, c2, 30*time.Second, func(c *client.Conn, _ *haip.Envelope) bool { return c.LastSeq() >= uint64(len(before)) })
+	checkAnswer(t, after, text)
+	if len(after) != len(before) {
+		t.Fatalf("%d messages after the restart, %d before", len(after), len(before))
+	}
+	for i := range before {
+		if after[i].ID != before[i].ID || after[i].Seq != before[i].Seq || after[i].Type != before[i].Type {
+			t.Fatalf("message %d: %s %d %s after the restart, %s %d %s before", i,
+				after[i].ID, after[i].Seq, after[i].Type, before[i].ID, before[i].Seq, before[i].Type)
+		}
+	}
+	t.Logf("total %s", time.Since(began).Round(time.Millisecond))
+}
