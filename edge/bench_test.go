@@ -2,8 +2,13 @@ package edge_test
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"runtime"
+	"sort"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -91,4 +96,73 @@ func BenchmarkLiveDelivery(b *testing.B) {
 		b.Fatal(err)
 	}
 	b.ReportMetric(float64(n)/time.Since(start).Seconds(), "msgs/s")
+}
+
+// BenchmarkToolRoundTrip measures TOOL_CALL sent by a client → TOOL_DONE
+// received, through the edge, the tool work queue and 1, 2 or 4 workers
+// of the built-in echo tool; calls in flight at once: 8. Reports the
+// median round trip and calls per second.
+func BenchmarkToolRoundTrip(b *testing.B) {
+	for _, workers := range []int{1, 2, 4} {
+		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
+			f := newBenchFabric(b)
+			for i := range workers {
+				f.toolWorker(fmt.Sprintf("w%d", i), 8)
+			}
+			e := f.edge(edge.Config{})
+			const inFlight = 8
+			conns := make([]*client.Conn, inFlight)
+			for i := range conns {
+				c, err := client.Dial(context.Background(), client.Options{URL: e.ws, Token: f.token(fmt.Sprintf("u%d", i), "user")})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer c.CloseNow()
+				conns[i] = c
+			}
+			var mu sync.Mutex
+			var rtts []time.Duration
+			var next atomic.Int64
+			began := time.Now()
+			b.ResetTimer()
+			var wg sync.WaitGroup
+			for _, c := range conns {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					ctx := context.Background()
+					for next.Add(1) <= int64(b.N) {
+						id := haip.NewUUID()
+						start := time.Now()
+						if _, err := c.Send(ctx, haip.ChannelUser, haip.TypeToolCall, haip.ToolCallPayload{CallID: id, Tool: "echo", Params: json.RawMessage(`{"message":"x"}`)}); err != nil {
+							b.Error(err)
+							return
+						}
+						for {
+							env, err := c.Read(ctx)
+							if err != nil {
+								b.Error(err)
+								return
+							}
+							var d haip.ToolDonePayload
+							if env.Type == haip.TypeToolDone && env.DecodePayload(&d) == nil && d.CallID == id {
+								break
+							}
+						}
+						mu.Lock()
+						rtts = append(rtts, time.Since(start))
+						mu.Unlock()
+					}
+				}()
+			}
+			wg.Wait()
+			b.StopTimer()
+			sort.Slice(rtts, func(i, j int) bool { return rtts[i] < rtts[j] })
+			if len(rtts) > 0 {
+				b.ReportMetric(float64(rtts[len(rtts)/2].Microseconds())/1000, "p50-ms")
+				b.ReportMetric(float64(rtts[len(rtts)*99/100].Microseconds())/1000, "p99-ms")
+			}
+			b.ReportMetric(float64(len(rtts))/time.Since(began).Seconds(), "calls/s")
+		})
+	}
 }

@@ -178,6 +178,9 @@ type Stats struct {
 	MessagesPerSecond      float64 `json:"messagesPerSecond"`
 	Uptime                 int64   `json:"uptime"`
 	SlowConsumerDisconnect uint64  `json:"slowConsumerDisconnects"`
+	// CatchupReads counts the bounded batch reads from JetStream of
+	// connections catching up.
+	CatchupReads uint64 `json:"catchupReads"`
 }
 
 // Stats returns the edge's counters now.
@@ -189,6 +192,7 @@ func (s *Server) Stats(ctx context.Context) Stats {
 		TotalMessagesIn: in, TotalMessagesOut: out, TotalMessages: in + out,
 		MessagesInPerSecond: rin, MessagesOutPerSecond: rout, MessagesPerSecond: rin + rout,
 		Uptime: time.Since(s.started).Milliseconds(), SlowConsumerDisconnect: s.metrics.slowCount.Load(),
+		CatchupReads: s.metrics.catchupN.Load(),
 	}
 	if n, err := s.sessions.Count(ctx); err == nil {
 		st.Sessions = n

@@ -21,6 +21,7 @@ type metrics struct {
 	appendDur   prometheus.Histogram
 	catchups    prometheus.Counter
 	slowCount   atomic.Uint64
+	catchupN    atomic.Uint64
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {

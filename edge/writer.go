@@ -132,6 +132,7 @@ func (c *conn) catchUp(d *delivery) (reason string, ok bool) {
 	entries, more, err := c.srv.log.Read(ctx, c.session, c.readDir, d.streamSeq, c.srv.cfg.CatchupBatch, c.srv.cfg.CatchupBytes)
 	cancel()
 	c.srv.metrics.catchups.Inc()
+	c.srv.metrics.catchupN.Add(1)
 	if err != nil {
 		if c.ctx.Err() != nil {
 			c.t.close(CloseNormal, "")

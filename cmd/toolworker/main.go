@@ -1,5 +1,6 @@
 // Command toolworker runs worker processes of the fabric against an
-// existing NATS (NATS_URL): the built-in tools (echo, add, sleep), whose
+// existing NATS (NATS_URL): the built-in tools (echo, add, sleep), the
+// tools of a stdio MCP server (MCP_COMMAND), whose
 // calls come from one JetStream work queue per tool, and replicas of the
 // demo agent, which take agent runs from the run queue. Each call and each
 // run is handled exactly once. Start it as many times as you like, on as
@@ -16,6 +17,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -28,6 +30,7 @@ import (
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 	"github.com/haipfabric/haipfabric/worker/builtin"
+	"github.com/haipfabric/haipfabric/worker/mcpbridge"
 )
 
 type config struct {
@@ -40,6 +43,11 @@ type config struct {
 	Tools        agentcfg.Tools
 	// Name identifies this process in the tool registry.
 	Name string `env:"WORKER_NAME" envDefault:"toolworker"`
+	// MCPCommand starts a stdio MCP server whose tools this process
+	// serves too (words split on spaces); MCPToolPrefix goes in front of
+	// their names.
+	MCPCommand    string `env:"MCP_COMMAND"`
+	MCPToolPrefix string `env:"MCP_TOOL_PREFIX"`
 }
 
 func main() {
@@ -60,8 +68,8 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bad configuration: %w", err)
 	}
-	if !cfg.Agent.Enabled && !cfg.Tools.Enabled {
-		return errors.New("nothing to run: DEMO_AGENT=false and BUILTIN_TOOLS=false")
+	if !cfg.Agent.Enabled && !cfg.Tools.Enabled && cfg.MCPCommand == "" {
+		return errors.New("nothing to run: DEMO_AGENT=false, BUILTIN_TOOLS=false and no MCP_COMMAND")
 	}
 	nc, err := nats.Connect(cfg.NATSURL, nats.Name("haip-toolworker"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Warn("nats disconnected", slog.Any("err", err)) }),
@@ -87,8 +95,25 @@ func run(ctx context.Context) error {
 		}
 		runners = append(runners, agent.Run)
 	}
+	var tools []worker.Tool
 	if cfg.Tools.Enabled {
-		tw, err := worker.NewToolWorker(setup, nc, js, builtin.Tools(), cfg.Tools.WorkerConfig(cfg.Name, logger.With(slog.String("component", "tools"))))
+		tools = append(tools, builtin.Tools()...)
+	}
+	if words := strings.Fields(cfg.MCPCommand); len(words) > 0 {
+		cs, err := mcpbridge.Connect(setup, words[0], words[1:]...)
+		if err != nil {
+			return err
+		}
+		defer cs.Close()
+		bridged, err := mcpbridge.Tools(setup, cs, cfg.MCPToolPrefix)
+		if err != nil {
+			return err
+		}
+		logger.Info("bridging MCP tools", slog.String("command", words[0]), slog.Int("tools", len(bridged)))
+		tools = append(tools, bridged...)
+	}
+	if len(tools) > 0 {
+		tw, err := worker.NewToolWorker(setup, nc, js, tools, cfg.Tools.WorkerConfig(cfg.Name, logger.With(slog.String("component", "tools"))))
 		if err != nil {
 			return err
 		}

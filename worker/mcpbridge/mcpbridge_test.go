@@ -1,0 +1,158 @@
+package mcpbridge_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/modelcontextprotocol/go-sdk/mcp"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/streams"
+	"github.com/haipfabric/haipfabric/worker"
+	"github.com/haipfabric/haipfabric/worker/mcpbridge"
+)
+
+type greetIn struct {
+	Name string `json:"name"`
+}
+
+type greetOut struct {
+	Greeting string `json:"greeting"`
+}
+
+// inMemory serves an MCP server built with the Go SDK and returns a
+// client session to it.
+func inMemory(t *testing.T) *mcp.ClientSession {
+	t.Helper()
+	ctx := context.Background()
+	s := mcp.NewServer(&mcp.Implementation{Name: "test", Version: "1"}, nil)
+	mcp.AddTool(s, &mcp.Tool{Name: "greet", Description: "Greets someone."},
+		func(_ context.Context, _ *mcp.CallToolRequest, in greetIn) (*mcp.CallToolResult, greetOut, error) {
+			return nil, greetOut{Greeting: "Hello, " + in.Name}, nil
+		})
+	mcp.AddTool(s, &mcp.Tool{Name: "fs.fail", Description: "Always fails."},
+		func(context.Context, *mcp.CallToolRequest, struct{}) (*mcp.CallToolResult, any, error) {
+			return nil, nil, errors.New("disk on fire")
+		})
+	st, ct := mcp.NewInMemoryTransports()
+	if _, err := s.Connect(ctx, st, nil); err != nil {
+		t.Fatal(err)
+	}
+	cs, err := mcp.NewClient(&mcp.Implementation{Name: "bridge-test", Version: "1"}, nil).Connect(ctx, ct, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cs.Close() })
+	return cs
+}
+
+// The MCP tools become fabric tools with their schemas, and calls through
+// the tool work queue reach the MCP server and come back as TOOL_DONE.
+func TestBridgeThroughTheFabric(t *testing.T) {
+	t.Parallel()
+	cs := inMemory(t)
+	ctx := context.Background()
+	tools, err := mcpbridge.Tools(ctx, cs, "mcp_")
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]worker.Tool{}
+	for _, tool := range tools {
+		names[tool.Name] = tool
+	}
+	greet, ok := names["mcp_greet"]
+	if !ok || names["mcp_fs_fail"].Name == "" || !strings.Contains(string(greet.ParamsSchema), `"name"`) {
+		t.Fatalf("bridged tools %v (greet schema %s)", names, greet.ParamsSchema)
+	}
+
+	ns := natstest.Server(t)
+	nc := natstest.Conn(t, ns)
+	js, _ := jetstream.New(nc)
+	if err := streams.Ensure(ctx, js, streams.Config{}); err != nil {
+		t.Fatal(err)
+	}
+	tw, err := worker.NewToolWorker(ctx, nc, js, tools, worker.ToolWorkerConfig{Name: "mcp"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { defer close(done); _ = tw.Run(runCtx) }()
+	defer func() { cancel(); <-done }()
+	lg, err := streams.OpenLog(ctx, nc, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer lg.Close(ctx)
+
+	result := func(session, tool, params string) haip.ToolDonePayload {
+		t.Helper()
+		if err := streams.PublishToolCall(ctx, js, streams.ToolCall{CallID: haip.NewUUID(), Tool: tool, Params: json.RawMessage(params), Session: session}); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for time.Now().Before(deadline) {
+			es, _, err := lg.Read(ctx, session, streams.Out, 1, 100, 1<<20)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, e := range es {
+				if e.Type == string(haip.TypeToolDone) {
+					env, _ := haip.Decode(e.Data)
+					var d haip.ToolDonePayload
+					_ = env.DecodePayload(&d)
+					return d
+				}
+			}
+			time.Sleep(10 * time.Millisecond) // polling interval
+		}
+		t.Fatalf("no TOOL_DONE for %s", tool)
+		return haip.ToolDonePayload{}
+	}
+	if d := result("m1", "mcp_greet", `{"name":"Ada"}`); d.Status != haip.ToolDoneOK || string(d.Result) != `{"greeting":"Hello, Ada"}` {
+		t.Fatalf("greet: %+v %s", d, d.Result)
+	}
+	if d := result("m2", "mcp_greet", `{"name":3}`); d.Status != haip.ToolDoneError || !strings.Contains(string(d.Result), "schema") {
+		t.Fatalf("bad params: %+v %s", d, d.Result)
+	}
+	if d := result("m3", "mcp_fs_fail", `{}`); d.Status != haip.ToolDoneError || !strings.Contains(string(d.Result), "disk on fire") {
+		t.Fatalf("failing tool: %+v %s", d, d.Result)
+	}
+}
+
+// A real stdio MCP server process (built here with the Go SDK) is bridged
+// through Connect.
+func TestBridgeStdioCommand(t *testing.T) {
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "mcpserver")
+	build := exec.Command("go", "build", "-o", bin, "./testdata/mcpserver")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cs, err := mcpbridge.Connect(ctx, bin)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	tools, err := mcpbridge.Tools(ctx, cs, "")
+	if err != nil || len(tools) != 1 || tools[0].Name != "greet" {
+		t.Fatalf("tools %v %v", tools, err)
+	}
+	got, err := tools[0].Handler.HandleTool(ctx, &worker.Call{ToolCall: streams.ToolCall{Params: json.RawMessage(`{"name":"Grace"}`)}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := json.Marshal(got); string(b) != `{"greeting":"Hello, Grace"}` {
+		t.Fatalf("stdio greet: %s", b)
+	}
+}
