@@ -6,6 +6,8 @@
 //
 //	edge                     serve (configuration from the environment)
 //	edge token [flags]       mint a token with JWT_SECRET or the data dir's secret
+//	edge health [-url URL]   exit 0 when URL (default this edge's /health) answers 200:
+//	                         a health check for images without a shell
 package main
 
 import (
@@ -27,8 +29,10 @@ func main() {
 		err = run(ctx, os.Stdout, os.Stderr)
 	case os.Args[1] == "token":
 		err = runToken(os.Args[2:], os.Stdout)
+	case os.Args[1] == "health":
+		err = runHealth(ctx, os.Args[2:])
 	default:
-		err = fmt.Errorf("unknown command %q: want none (serve) or \"token\"", os.Args[1])
+		err = fmt.Errorf("unknown command %q: want none (serve), \"token\" or \"health\"", os.Args[1])
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		slog.Error("edge stopped", slog.Any("err", err))

@@ -368,3 +368,32 @@ func runToken(args []string, stdout io.Writer) error {
 	fmt.Fprintln(stdout, tok)
 	return nil
 }
+
+// runHealth checks an HTTP health endpoint: edge health [-url URL].
+func runHealth(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("health", flag.ContinueOnError)
+	port := os.Getenv("PORT")
+	if port == "" {
+		port = "8080"
+	}
+	url := fs.String("url", "http://127.0.0.1:"+port+"/health", "endpoint that must answer 200")
+	timeout := fs.Duration("timeout", 3*time.Second, "how long to wait for the answer")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, *url, nil)
+	if err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("health: %w", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("health: %s answered %d", *url, resp.StatusCode)
+	}
+	return nil
+}
