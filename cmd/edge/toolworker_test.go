@@ -19,7 +19,14 @@ func TestToolWorkerKilledMidCall(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	e := startEdge(t, dir, map[string]string{"NATS_LISTEN": "127.0.0.1:0", "BUILTIN_TOOLS": "false", "DEMO_AGENT": "false"})
-	natsURL := e.waitLine(reNATS, 5*time.Second)
+	toolWorkerKilledMidCall(t, e, e.waitLine(reNATS, 5*time.Second))
+}
+
+// toolWorkerKilledMidCall runs a sleep call on a toolworker process,
+// SIGKILLs it mid-call, starts another, and checks the session holds
+// exactly one TOOL_DONE, OK.
+func toolWorkerKilledMidCall(t *testing.T, e *edgeProc, natsURL string) {
+	t.Helper()
 	workerEnv := func(name string) map[string]string {
 		return map[string]string{"NATS_URL": natsURL, "DEMO_AGENT": "false", "WORKER_NAME": name, "TOOL_ACK_WAIT": "2s"}
 	}
