@@ -96,27 +96,22 @@ func (c Config) SessionStreamConfig() jetstream.StreamConfig {
 
 // RunStreamConfig is the work queue of agent runs.
 func (c Config) RunStreamConfig() jetstream.StreamConfig {
-	c = c.withDefaults()
-	return jetstream.StreamConfig{
-		Name:        RunStream,
-		Description: "HAIP agent run requests (work queue)",
-		Subjects:    []string{runPrefix + "*"},
-		Retention:   jetstream.WorkQueuePolicy,
-		Storage:     jetstream.FileStorage,
-		Replicas:    c.Replicas,
-		MaxAge:      DefaultRunMaxAge,
-		Duplicates:  c.DuplicateWindow,
-		MaxMsgSize:  c.MaxMsgSize,
-	}
+	return c.workQueue(RunStream, "HAIP agent run requests (work queue)", runPrefix+"*")
 }
 
 // ToolStreamConfig is the work queue of tool calls.
 func (c Config) ToolStreamConfig() jetstream.StreamConfig {
+	return c.workQueue(ToolStream, "HAIP tool calls (work queue, one subject per tool)", toolPrefix+"*")
+}
+
+// workQueue is a work-queue stream: each message is taken by one worker
+// and leaves the stream when acknowledged.
+func (c Config) workQueue(name, description, subject string) jetstream.StreamConfig {
 	c = c.withDefaults()
 	return jetstream.StreamConfig{
-		Name:        ToolStream,
-		Description: "HAIP tool calls (work queue, one subject per tool)",
-		Subjects:    []string{toolPrefix + "*"},
+		Name:        name,
+		Description: description,
+		Subjects:    []string{subject},
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,

@@ -180,19 +180,7 @@ func (a *Agent) handle(ctx context.Context, msg jetstream.Msg) {
 	logger := a.cfg.Logger.With(slog.String("run", req.RunID), slog.String("session", req.Session))
 	run := &Run{Request: req, log: a.log, nc: a.nc, router: a.router}
 	// Keep JetStream from handing the run to another replica while it runs.
-	hbCtx, stopHB := context.WithCancel(ctx)
-	go func() {
-		t := time.NewTicker(a.cfg.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-hbCtx.Done():
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
-		}
-	}()
+	stopHB := keepInProgress(ctx, msg, a.cfg.AckWait/3)
 	err := safeHandle(ctx, a.handler, run)
 	stopHB()
 	if ctx.Err() != nil {
@@ -355,4 +343,27 @@ func toolDone(e streams.Entry, callID string) (haip.ToolDonePayload, bool) {
 		return haip.ToolDonePayload{}, false
 	}
 	return env.Payload, true
+}
+
+// keepInProgress tells JetStream every period that msg is still being
+// worked on, so it is not redelivered to another worker, until the
+// returned stop is called (or ctx ends). The caller owns the goroutine
+// through stop.
+func keepInProgress(ctx context.Context, msg jetstream.Msg, every time.Duration) (stop func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_ = msg.InProgress()
+			}
+		}
+	}()
+	return func() { cancel(); <-done }
 }

@@ -252,20 +252,7 @@ func (w *ToolWorker) handle(ctx context.Context, tool Tool, schema *jsonschema.R
 	}
 	runCtx, stopRun := context.WithTimeoutCause(callCtx, w.cfg.CallTimeout, errTimedOut{after: w.cfg.CallTimeout})
 	defer stopRun()
-	hbCtx, stopHB := context.WithCancel(ctx)
-	go func() {
-		t := time.NewTicker(w.cfg.AckWait / 3)
-		defer t.Stop()
-		for {
-			select {
-			case <-hbCtx.Done():
-				return
-			case <-t.C:
-				_ = msg.InProgress()
-			}
-		}
-	}()
-	defer stopHB()
+	defer keepInProgress(ctx, msg, w.cfg.AckWait/3)()
 	if err := call.Progress(runCtx, 0, nil); err != nil && runCtx.Err() == nil {
 		_ = msg.Nak()
 		return
