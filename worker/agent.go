@@ -134,39 +134,9 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
-	sem := make(chan struct{}, a.cfg.Concurrency)
 	var wg sync.WaitGroup
-	stopped := make(chan struct{})
-	go func() {
-		<-ctx.Done()
-		it.Stop()
-		close(stopped)
-	}()
-	for {
-		msg, err := it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-				break
-			}
-			a.cfg.Logger.Warn("agent: next run", slog.Any("err", err))
-			continue
-		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			a.handle(handlerCtx, msg)
-		}()
-	}
-	<-stopped
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(a.cfg.DrainWait):
-		cancelHandlers()
-		<-done
-	}
+	consume(ctx, it, a.cfg.Concurrency, &wg, a.cfg.Logger, func(msg jetstream.Msg) { a.handle(handlerCtx, msg) })
+	drain(&wg, a.cfg.DrainWait, cancelHandlers)
 	return nil
 }
 

@@ -151,8 +151,6 @@ func (w *ToolWorker) Run(ctx context.Context) error {
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 	var wg, loops sync.WaitGroup
-	loops.Add(1)
-	go func() { defer loops.Done(); w.advertise(ctx) }()
 	// TOOL_CANCEL reaches the call wherever it runs.
 	sub, err := w.nc.Subscribe(streams.CancelWildcard, func(m *nats.Msg) {
 		if cancel, ok := w.running.Load(streams.CallIDFromCancelSubject(m.Subject)); ok {
@@ -163,43 +161,29 @@ func (w *ToolWorker) Run(ctx context.Context) error {
 		return fmt.Errorf("tool worker: cannot follow cancellations: %w", err)
 	}
 	defer sub.Unsubscribe() //nolint:errcheck // the connection's end drops it too
+	// Every iterator first, so that a failure leaves no loop running.
+	its := make([]jetstream.MessagesContext, len(w.tools))
 	for i, t := range w.tools {
-		it, err := w.cons[i].Messages(jetstream.PullMaxMessages(w.cfg.Concurrency))
-		if err != nil {
+		if its[i], err = w.cons[i].Messages(jetstream.PullMaxMessages(w.cfg.Concurrency)); err != nil {
+			for _, it := range its[:i] {
+				it.Stop()
+			}
 			return fmt.Errorf("tool %s: cannot consume: %w", t.Name, err)
 		}
+	}
+	loops.Add(1)
+	go func() { defer loops.Done(); w.advertise(ctx) }()
+	for i, t := range w.tools {
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
-			stop := context.AfterFunc(ctx, it.Stop)
-			defer stop()
-			sem := make(chan struct{}, w.cfg.Concurrency)
-			for {
-				msg, err := it.Next()
-				if err != nil {
-					if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
-						return
-					}
-					continue
-				}
-				sem <- struct{}{}
-				wg.Add(1)
-				go func() {
-					defer func() { <-sem; wg.Done() }()
-					w.handle(handlerCtx, t, w.schemas[i], msg)
-				}()
-			}
+			consume(ctx, its[i], w.cfg.Concurrency, &wg, w.cfg.Logger, func(msg jetstream.Msg) {
+				w.handle(handlerCtx, t, w.schemas[i], msg)
+			})
 		}()
 	}
 	loops.Wait()
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-time.After(w.cfg.DrainWait):
-		cancelHandlers()
-		<-done
-	}
+	drain(&wg, w.cfg.DrainWait, cancelHandlers)
 	return nil
 }
 
