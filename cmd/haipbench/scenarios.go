@@ -425,12 +425,7 @@ func (b *bench) appendPart(ctx context.Context, session, msgID string) error {
 	if err != nil {
 		return err
 	}
-	_, err = b.f.log.Append(ctx, session, streams.Out, streams.Record{ID: env.ID, Type: string(env.Type)},
-		func(seq uint64) ([]byte, error) {
-			env.Seq = haip.U64(seq)
-			return haip.Encode(env)
-		})
-	if err != nil {
+	if _, err = b.f.log.AppendEnvelope(ctx, session, streams.Out, env); err != nil {
 		return fmt.Errorf("append to %s: %w", session, err)
 	}
 	return nil
