@@ -41,6 +41,18 @@ type Options struct {
 	AcceptEvents []haip.Type
 	// ReadLimit is the largest frame accepted; zero means 16 MiB.
 	ReadLimit int64
+	// Credit is the message credit per channel the client grants the edge
+	// in its HAI (capabilities.flow_control); zero means 1,000. Read grants
+	// more with FLOW_UPDATE as the client consumes messages, unless
+	// ManualCredit is set (then the caller sends FLOW_UPDATE itself).
+	Credit       int64
+	ManualCredit bool
+	// NoFlowControl leaves flow_control out of the HAI: the edge then
+	// paces delivery by the socket alone.
+	NoFlowControl bool
+	// Binary announces binary_frames: audio comes as an envelope and a
+	// binary frame (see ReadMessage) instead of base64.
+	Binary bool
 }
 
 // Conn is a HAIP connection.
@@ -50,6 +62,11 @@ type Conn struct {
 	seq     atomic.Uint64 // our own numbering
 	lastRx  atomic.Uint64 // highest log seq received
 	sendMu  sync.Mutex
+	// Reader-owned credit bookkeeping: messages consumed per channel
+	// since the last FLOW_UPDATE.
+	window   int64
+	manual   bool
+	consumed map[haip.Channel]int64
 	// Hello is the server's HAI payload.
 	Hello haip.HelloPayload
 }
@@ -107,7 +124,11 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 		limit = 16 << 20
 	}
 	ws.SetReadLimit(limit)
-	c := &Conn{ws: ws, session: o.Session}
+	credits := o.Credit
+	if credits <= 0 {
+		credits = 1000
+	}
+	c := &Conn{ws: ws, session: o.Session, window: credits, manual: o.ManualCredit || o.NoFlowControl, consumed: map[haip.Channel]int64{}}
 	if o.LastRxSeq != nil {
 		c.lastRx.Store(*o.LastRxSeq)
 	}
@@ -115,9 +136,12 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 	if accept == nil {
 		accept = haip.AllTypes()
 	}
-	credits := int64(1000)
+	binary := o.Binary
 	hello := haip.HelloPayload{HaipVersion: haip.Version, AcceptMajor: []int{haip.Major}, AcceptEvents: accept,
-		Capabilities: &haip.Capabilities{FlowControl: &haip.FlowControlCaps{InitialCreditMessages: &credits}}}
+		Capabilities: &haip.Capabilities{BinaryFrames: &binary}}
+	if !o.NoFlowControl {
+		hello.Capabilities.FlowControl = &haip.FlowControlCaps{InitialCreditMessages: &credits}
+	}
 	if o.LastRxSeq != nil {
 		hello.LastRxSeq = fmt.Sprint(*o.LastRxSeq)
 	}
@@ -218,33 +242,80 @@ func IsControl(t haip.Type) bool {
 	return false
 }
 
-// Read returns the next envelope. Log messages advance LastSeq; PINGs are
-// answered with PONG before being returned.
+// Read returns the next envelope (see ReadMessage; a binary frame that
+// follows an envelope is read and dropped).
 func (c *Conn) Read(ctx context.Context) (*haip.Envelope, error) {
+	env, _, err := c.ReadMessage(ctx)
+	return env, err
+}
+
+// ReadMessage returns the next envelope and, for one announcing bin_len
+// (two-frame mode), the binary frame that follows it. Log messages
+// advance LastSeq and, unless ManualCredit, are credited back to the edge
+// with FLOW_UPDATE once half the window is consumed; PINGs are answered
+// with PONG before being returned.
+func (c *Conn) ReadMessage(ctx context.Context) (*haip.Envelope, []byte, error) {
 	typ, data, err := c.ws.Read(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if typ != websocket.MessageText {
-		return nil, errors.New("unexpected binary frame")
+		return nil, nil, errors.New("unexpected binary frame")
 	}
 	env, err := haip.Decode(data)
 	if err != nil {
-		return nil, fmt.Errorf("bad envelope from server: %w (%s)", err, data)
+		return nil, nil, fmt.Errorf("bad envelope from server: %w (%s)", err, data)
+	}
+	var bin []byte
+	if env.BinLen != nil && *env.BinLen > 0 {
+		typ, bin, err = c.ws.Read(ctx)
+		if err != nil {
+			return nil, nil, err
+		}
+		if typ != websocket.MessageBinary || int64(len(bin)) != *env.BinLen {
+			return nil, nil, fmt.Errorf("expected a %d-byte binary frame after %s", *env.BinLen, env.Type)
+		}
 	}
 	if !IsControl(env.Type) {
 		if s := uint64(env.Seq); s > c.lastRx.Load() {
 			c.lastRx.Store(s)
+		}
+		if !c.manual {
+			c.consumed[env.Channel]++
+			if n := c.consumed[env.Channel]; n >= c.window/2 {
+				c.consumed[env.Channel] = 0
+				if _, err := c.Send(ctx, haip.ChannelSystem, haip.TypeFlowUpdate, haip.FlowUpdatePayload{Channel: env.Channel, AddMessages: &n}); err != nil {
+					return nil, nil, err
+				}
+			}
 		}
 	}
 	if env.Type == haip.TypePing {
 		var p haip.PingPayload
 		_ = env.DecodePayload(&p)
 		if _, err := c.Send(ctx, haip.ChannelSystem, haip.TypePong, haip.PongPayload{Nonce: p.Nonce}); err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 	}
-	return env, nil
+	return env, bin, nil
+}
+
+// SendBinary sends env (an AUDIO_CHUNK) in two-frame mode: the envelope
+// with bin_len, then data as a binary frame, with nothing between them.
+func (c *Conn) SendBinary(ctx context.Context, env *haip.Envelope, data []byte) error {
+	c.sendMu.Lock()
+	defer c.sendMu.Unlock()
+	n := int64(len(data))
+	env.BinLen = &n
+	env.Seq = haip.U64(c.seq.Add(1))
+	b, err := haip.Encode(env)
+	if err != nil {
+		return err
+	}
+	if err := c.ws.Write(ctx, websocket.MessageText, b); err != nil {
+		return err
+	}
+	return c.ws.Write(ctx, websocket.MessageBinary, data)
 }
 
 // Close closes the connection normally.

@@ -23,6 +23,11 @@ const (
 	DefaultLiveBuffer        = 32
 	DefaultMaxUserText       = 64 << 10
 	DefaultPostTimeout       = 30 * time.Second
+	DefaultPressureInterval  = time.Second
+	DefaultMaxPendingAppends = 256
+	DefaultMaxQueueDepth     = 10_000
+	DefaultMaxConcurrentRuns = 8
+	DefaultMaxAudioBytes     = 256 << 10
 )
 
 // Duration is a time.Duration read from the environment either as a Go
@@ -98,6 +103,32 @@ type Config struct {
 	// MaxUserText caps the text of one user message collected for a run.
 	// Zero means DefaultMaxUserText.
 	MaxUserText int `env:"MAX_USER_TEXT"`
+	// ServerCredit says whether the credit a client advertises in its HAI
+	// paces delivery to it: CreditAuto (default), CreditOn or CreditOff.
+	ServerCredit string `env:"SERVER_CREDIT"`
+	// PressureInterval is how often the work-queue depth is sampled, and
+	// how soon a held-back credit grant is tried again. Zero means
+	// DefaultPressureInterval.
+	PressureInterval Duration `env:"PRESSURE_INTERVAL"`
+	// MaxPendingAppends and MaxQueueDepth are the back-pressure at which
+	// the edge stops granting clients credit: appends awaiting their
+	// JetStream ack on this edge, and messages waiting in the run and
+	// tool work queues. Below them grants shrink in proportion. Zero
+	// means DefaultMaxPendingAppends and DefaultMaxQueueDepth.
+	MaxPendingAppends int `env:"BACKPRESSURE_MAX_APPENDS"`
+	MaxQueueDepth     int `env:"BACKPRESSURE_MAX_QUEUE"`
+	// MaxConcurrentRuns caps the runs one session may have queued or
+	// running at once (a client's HAI may lower it for its own
+	// requests); more are RUN_LIMIT_EXCEEDED. Zero means
+	// DefaultMaxConcurrentRuns.
+	MaxConcurrentRuns int `env:"MAX_CONCURRENT_RUNS"`
+	// RunStaleAfter is how long a run may go without its agent's
+	// heartbeat before the limit stops counting it. Zero means
+	// streams.DefaultRunStaleAfter.
+	RunStaleAfter Duration `env:"RUN_STALE_AFTER"`
+	// MaxAudioBytes caps the binary data of one AUDIO_CHUNK (bin_len, or
+	// the decoded base64). Zero means DefaultMaxAudioBytes.
+	MaxAudioBytes int `env:"MAX_AUDIO_BYTES"`
 }
 
 func (c Config) withDefaults() Config {
@@ -118,6 +149,14 @@ func (c Config) withDefaults() Config {
 	def(&c.CatchupBytes, DefaultCatchupBytes)
 	def(&c.LiveBuffer, DefaultLiveBuffer)
 	def(&c.MaxUserText, DefaultMaxUserText)
+	def(&c.MaxPendingAppends, DefaultMaxPendingAppends)
+	def(&c.MaxQueueDepth, DefaultMaxQueueDepth)
+	def(&c.MaxConcurrentRuns, DefaultMaxConcurrentRuns)
+	def(&c.MaxAudioBytes, DefaultMaxAudioBytes)
+	defD(&c.PressureInterval, DefaultPressureInterval)
+	if c.ServerCredit == "" {
+		c.ServerCredit = CreditAuto
+	}
 	defD(&c.HeartbeatInterval, DefaultHeartbeatInterval)
 	defD(&c.HeartbeatTimeout, DefaultHeartbeatTimeout)
 	defD(&c.HandshakeTimeout, DefaultHandshakeTimeout)
@@ -125,6 +164,9 @@ func (c Config) withDefaults() Config {
 	defD(&c.PostTimeout, DefaultPostTimeout)
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
+	}
+	if int64(c.MaxAudioBytes) > c.MaxMessageBytes {
+		c.MaxAudioBytes = int(c.MaxMessageBytes) // a binary frame is one frame
 	}
 	return c
 }
@@ -145,11 +187,24 @@ func (c Config) Validate() error {
 	neg("CATCHUP_BYTES", int64(c.CatchupBytes))
 	neg("LIVE_BUFFER", int64(c.LiveBuffer))
 	neg("MAX_USER_TEXT", int64(c.MaxUserText))
+	neg("BACKPRESSURE_MAX_APPENDS", int64(c.MaxPendingAppends))
+	neg("BACKPRESSURE_MAX_QUEUE", int64(c.MaxQueueDepth))
+	neg("MAX_CONCURRENT_RUNS", int64(c.MaxConcurrentRuns))
+	neg("MAX_AUDIO_BYTES", int64(c.MaxAudioBytes))
+	switch c.ServerCredit {
+	case "", CreditAuto, CreditOn, CreditOff:
+	default:
+		errs = append(errs, fmt.Errorf("SERVER_CREDIT is %q: want auto, on or off", c.ServerCredit))
+	}
 	for name, d := range map[string]Duration{
 		"HEARTBEAT_INTERVAL": c.HeartbeatInterval, "HEARTBEAT_TIMEOUT": c.HeartbeatTimeout,
 		"HANDSHAKE_TIMEOUT": c.HandshakeTimeout, "WRITE_TIMEOUT": c.WriteTimeout, "POST_TIMEOUT": c.PostTimeout,
+		"PRESSURE_INTERVAL": c.PressureInterval, "RUN_STALE_AFTER": c.RunStaleAfter,
 	} {
 		neg(name, int64(d))
+	}
+	if d := c.withDefaults(); c.MaxAudioBytes > 0 && int64(d.MaxAudioBytes) > d.MaxMessageBytes {
+		errs = append(errs, fmt.Errorf("MAX_AUDIO_BYTES is %d: want <= MAX_MESSAGE_BYTES", c.MaxAudioBytes))
 	}
 	if c.MaxMessageBytes > 64<<20 {
 		errs = append(errs, fmt.Errorf("MAX_MESSAGE_BYTES is %d: want <= 64 MiB", c.MaxMessageBytes))

@@ -9,6 +9,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/streams"
@@ -83,13 +85,20 @@ type conn struct {
 	readDir  streams.Direction
 	accepts  map[haip.Type]bool
 	unfollow func()
+	unflow   func()
 
-	// Writer-only state.
-	failReason string // why the last write failed
+	// Writer-only state (out is set by the reader during the handshake).
+	failReason string    // why the last write failed
+	out        outCredit // what the client lets the edge send
+	binaryOut  bool      // the client takes two-frame binary
 
 	// Reader-only state.
 	handshaken bool
-	used       map[haip.Channel]int // client credit spent since the last grant
+	runLimit   int            // the client's max_concurrent_runs (0: none)
+	pendingBin *haip.Envelope // an envelope whose binary frame comes next
+	skipBin    bool           // drop the next binary frame (its envelope was refused)
+
+	in inCredit // what the edge lets the client send
 
 	// Shared.
 	delivered   atomic.Uint64 // highest log seq written to this client
@@ -107,6 +116,7 @@ type position struct {
 type outbound struct {
 	env    *haip.Envelope
 	replay *replayRequest
+	flow   *flowMsg
 }
 
 type replayRequest struct {
@@ -134,7 +144,6 @@ func (s *Server) newConn(t transport, a admission) *conn {
 		started:  make(chan position, 1),
 		closeReq: make(chan closeRequest, 1),
 		drainCh:  make(chan struct{}),
-		used:     make(map[haip.Channel]int),
 	}
 	c.logger = s.logger.With(slog.String(logKeyTransport, t.kind()), slog.String(logKeySubject, a.id.Subject))
 	c.readDir, _ = directions(a.id.Role)
@@ -166,8 +175,12 @@ func (c *conn) serve() {
 	reason := c.writeLoop()
 	c.cancel()
 	<-readerDone
+	c.stopGrants()
 	if c.unfollow != nil {
 		c.unfollow()
+	}
+	if c.unflow != nil {
+		c.unflow()
 	}
 	c.srv.active.Add(-1)
 	c.srv.metrics.active.WithLabelValues(kind).Dec()
@@ -208,9 +221,17 @@ func (c *conn) readLoop() (peerGone bool) {
 			continue
 		}
 		if f.binary {
-			c.sendErrorAlways(haip.Errorf(haip.CodeProtocolViolation, "binary frame without a preceding envelope announcing bin_len"))
-			c.fatal(CloseUnsupportedData, "unexpected binary frame")
-			return false
+			if stop := c.handleBinary(f.data); stop {
+				return false
+			}
+			continue
+		}
+		if c.pendingBin != nil || c.skipBin {
+			if c.pendingBin != nil {
+				c.sendError(haip.Errorf(haip.CodeProtocolViolation, "expected the %d-byte binary frame announced by bin_len; the envelope is dropped", *c.pendingBin.BinLen).
+					WithRelated(c.pendingBin.ID))
+			}
+			c.pendingBin, c.skipBin = nil, false
 		}
 		c.srv.msgsIn.Add(1)
 		c.srv.metrics.msgsIn.Inc()
@@ -253,7 +274,34 @@ func (c *conn) handle(data []byte) (stop bool) {
 	if uint64(env.Seq) > c.ack.Load() {
 		c.ack.Store(uint64(env.Seq))
 	}
-	c.spend(env.Channel, len(data))
+	size := len(data)
+	if env.BinLen != nil && env.Type != haip.TypeAudioChunk {
+		c.sendError(haip.Errorf(haip.CodeProtocolViolation, "bin_len is only for AUDIO_CHUNK, not %s", env.Type).WithRelated(env.ID))
+		c.skipBin = *env.BinLen > 0
+		return false
+	}
+	if env.BinLen != nil {
+		size = int(*env.BinLen)
+		if *env.BinLen > int64(c.srv.cfg.MaxAudioBytes) {
+			c.sendError(haip.Errorf(haip.CodeMessageTooLarge, "binary frame of %d bytes is over the %d allowed", *env.BinLen, c.srv.cfg.MaxAudioBytes).
+				WithRelated(env.ID).WithDetail("max_bytes", c.srv.cfg.MaxAudioBytes))
+			c.skipBin = *env.BinLen > 0
+			return false
+		}
+	}
+	if herr := c.takeInbound(env, size); herr != nil {
+		c.sendError(herr)
+		c.skipBin = env.BinLen != nil && *env.BinLen > 0
+		return false
+	}
+	if env.BinLen != nil && *env.BinLen > 0 {
+		if _, ok := c.t.(binaryWriter); !ok {
+			c.sendError(haip.Errorf(haip.CodeProtocolViolation, "bin_len needs a binary frame, which this transport cannot carry: send the bytes base64 in payload.data").WithRelated(env.ID))
+			return false
+		}
+		c.pendingBin = env // stored with the binary frame that follows
+		return false
+	}
 
 	switch env.Type {
 	case haip.TypeHAI:
@@ -270,8 +318,7 @@ func (c *conn) handle(data []byte) (stop bool) {
 	case haip.TypeReplayRequest:
 		c.requestReplay(env)
 	case haip.TypeFlowUpdate, haip.TypePauseChannel, haip.TypeResumeChannel:
-		// Credit granted to the edge: delivery is paced by the transport's
-		// own back-pressure; see docs/ARCHITECTURE.md, flow control.
+		c.flowControl(env)
 	case haip.TypeError:
 		c.logger.Info("client reported an error", slog.String("payload", string(env.Payload)))
 	default:
@@ -284,11 +331,74 @@ func (c *conn) handle(data []byte) (stop bool) {
 			}
 			return false
 		}
-		if _, herr := c.srv.store(c.ctx, c.ident, c.session, env); herr != nil {
+		if _, herr := c.srv.store(c.ctx, c.ident, c.session, env, nil, c.runLimit); herr != nil {
 			c.sendError(herr)
 		}
 	}
 	return false
+}
+
+// handleBinary takes the binary frame announced by the envelope before it
+// and stores the two together.
+func (c *conn) handleBinary(data []byte) (stop bool) {
+	if c.skipBin {
+		c.skipBin = false
+		return false
+	}
+	env := c.pendingBin
+	if env == nil {
+		c.sendErrorAlways(haip.Errorf(haip.CodeProtocolViolation, "binary frame without a preceding envelope announcing bin_len"))
+		c.fatal(CloseUnsupportedData, "unexpected binary frame")
+		return true
+	}
+	c.pendingBin = nil
+	if int64(len(data)) != *env.BinLen {
+		c.sendError(haip.Errorf(haip.CodeProtocolViolation, "binary frame of %d bytes, but bin_len announced %d; the envelope is dropped", len(data), *env.BinLen).
+			WithRelated(env.ID))
+		return false
+	}
+	c.srv.msgsIn.Add(1)
+	c.srv.metrics.msgsIn.Inc()
+	if _, herr := c.srv.store(c.ctx, c.ident, c.session, env, data, c.runLimit); herr != nil {
+		c.sendError(herr)
+	}
+	return false
+}
+
+// flowControl passes a client's FLOW_UPDATE, PAUSE_CHANNEL or
+// RESUME_CHANNEL to the writer, in order with what it queued before.
+func (c *conn) flowControl(env *haip.Envelope) {
+	f := flowMsg{typ: env.Type}
+	var ch haip.Channel
+	if env.Type == haip.TypeFlowUpdate {
+		var p haip.FlowUpdatePayload
+		if err := env.DecodePayload(&p); err != nil {
+			c.sendError(asHAIPError(err))
+			return
+		}
+		ch = p.Channel
+		if p.AddMessages != nil {
+			f.msgs = *p.AddMessages
+		}
+		if p.AddBytes != nil {
+			f.byts = *p.AddBytes
+		}
+	} else {
+		var p haip.ChannelControlPayload
+		if err := env.DecodePayload(&p); err != nil {
+			c.sendError(asHAIPError(err))
+			return
+		}
+		ch = p.Channel
+	}
+	i, ok := channelIndex(ch)
+	if !ok {
+		c.sendError(haip.Errorf(haip.CodeProtocolViolation, "unknown channel %q: want one of USER, AGENT, SYSTEM, AUDIO_IN, AUDIO_OUT", ch).
+			WithRelated(env.ID).WithDetail("channel", string(ch)))
+		return
+	}
+	f.ch = i
+	c.enqueue(outbound{flow: &f})
 }
 
 // handshake answers the client's HAI: version negotiation, session
@@ -345,6 +455,27 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 		return true
 	}
 	c.unfollow = unfollow
+	if _, ws := c.t.(*wsTransport); !ws {
+		// Flow control the user POSTs for this session reaches its
+		// one-way streams here.
+		subj, err := streams.FlowSubject(c.session, c.ident.Subject)
+		if err == nil {
+			var sub *nats.Subscription
+			sub, err = c.srv.nc.Subscribe(subj, func(m *nats.Msg) {
+				if env, derr := haip.Decode(m.Data); derr == nil && env.Session == c.session {
+					c.flowControl(env)
+				}
+			})
+			if err == nil {
+				c.unflow = func() { _ = sub.Unsubscribe() }
+			}
+		}
+		if err != nil {
+			c.logger.Error("follow flow control", slog.Any(logKeyErr, err))
+			c.fatal(CloseInternalError, "cannot follow session")
+			return true
+		}
+	}
 	ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
 	start, herr, err := c.resumePoint(ctx, hello)
 	cancel()
@@ -354,10 +485,12 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 		return true
 	}
 	c.delivered.Store(start.next - 1)
+	c.out = newOutCredit(c.srv.cfg.ServerCredit, hello, uint64(env.Seq))
+	_, canBinary := c.t.(binaryWriter)
+	c.binaryOut = canBinary && hello.Binary()
+	c.runLimit = hello.RunLimit()
 	c.sendControl(haip.TypeHAI, c.serverHello())
-	for _, ch := range haip.AllChannels() {
-		c.grant(ch, c.srv.cfg.ClientCreditMessages, c.srv.cfg.ClientCreditBytes)
-	}
+	c.initialGrant()
 	if herr != nil {
 		c.sendError(herr.WithRelated(env.ID))
 	}
@@ -402,8 +535,8 @@ func (c *conn) serverHello() haip.HelloPayload {
 			accept = append(accept, t)
 		}
 	}
-	binary := false
-	runs := 1
+	_, binary := c.t.(binaryWriter)
+	runs := c.srv.cfg.MaxConcurrentRuns
 	credMsgs, credBytes := int64(c.srv.cfg.ClientCreditMessages), int64(c.srv.cfg.ClientCreditBytes)
 	signed := false
 	return haip.HelloPayload{
@@ -417,23 +550,6 @@ func (c *conn) serverHello() haip.HelloPayload {
 			SignedEnvelopes:   &signed,
 		},
 	}
-}
-
-// spend counts client credit used and tops it up once half is gone, so a
-// client that waits for FLOW_UPDATE never stalls.
-func (c *conn) spend(ch haip.Channel, size int) {
-	c.used[ch]++
-	if c.used[ch] >= c.srv.cfg.ClientCreditMessages/2 {
-		n := c.used[ch]
-		c.used[ch] = 0
-		c.grant(ch, n, c.srv.cfg.ClientCreditBytes)
-	}
-	_ = size
-}
-
-func (c *conn) grant(ch haip.Channel, msgs, bytes int) {
-	m, b := int64(msgs), int64(bytes)
-	c.sendControl(haip.TypeFlowUpdate, haip.FlowUpdatePayload{Channel: ch, AddMessages: &m, AddBytes: &b})
 }
 
 func (c *conn) requestReplay(env *haip.Envelope) {

@@ -107,62 +107,107 @@ func directions(role auth.Role) (read, write streams.Direction) {
 // log) the text of a finished user message is looked for.
 const userTextWindow = 1024
 
-// store appends a client envelope to its session log and, for the end of
-// a user's text message, queues the run that answers it. It is idempotent:
-// a re-sent envelope (same id) is stored once and starts no second run.
-// The store finishes even if ctx's connection is going away.
-func (s *Server) store(ctx context.Context, id auth.Identity, session string, env *haip.Envelope) (streams.Appended, *haip.Error) {
+// store appends a client envelope (with the binary frame that followed
+// it, if any) to its session log and starts what it asks for: the run
+// that answers a user's finished text or audio, a tool call, a
+// cancellation. It is idempotent: a re-sent envelope (same id) is stored
+// once and starts nothing twice. runLimit is the client's own
+// max_concurrent_runs (0: the edge's limit only). The store finishes even
+// if ctx's connection is going away.
+func (s *Server) store(ctx context.Context, id auth.Identity, session string, env *haip.Envelope, bin []byte, runLimit int) (streams.Appended, *haip.Error) {
 	_, writeDir := directions(id.Role)
 	var call haip.ToolCallPayload
-	if env.Type == haip.TypeToolCall {
+	switch env.Type {
+	case haip.TypeToolCall:
 		if err := env.DecodePayload(&call); err != nil {
 			return streams.Appended{}, asHAIPError(err)
 		}
 		if err := streams.ValidateToolName(call.Tool); err != nil {
 			return streams.Appended{}, haip.Errorf(haip.CodeProtocolViolation, "%v", err).WithRelated(env.ID).WithDetail("tool", call.Tool)
 		}
+	case haip.TypeAudioChunk:
+		if env.Channel != haip.ChannelAudioIn && env.Channel != haip.ChannelAudioOut {
+			return streams.Appended{}, haip.Errorf(haip.CodeProtocolViolation, "AUDIO_CHUNK belongs on AUDIO_IN or AUDIO_OUT, not %s", env.Channel).
+				WithRelated(env.ID).WithDetail("channel", string(env.Channel))
+		}
+	}
+	stored := *env // the caller's envelope keeps its own seq and ack
+	if bin == nil {
+		if stored.BinLen != nil && *stored.BinLen > 0 {
+			return streams.Appended{}, haip.Errorf(haip.CodeProtocolViolation, "bin_len needs a binary frame, which this transport cannot carry: send the bytes base64 in payload.data").WithRelated(env.ID)
+		}
+		split, err := haip.SplitBinary(&stored, s.cfg.MaxAudioBytes)
+		if err != nil {
+			return streams.Appended{}, asHAIPError(err)
+		}
+		bin = split
+	} else if len(bin) > s.cfg.MaxAudioBytes {
+		return streams.Appended{}, haip.Errorf(haip.CodeMessageTooLarge, "binary frame of %d bytes is over the %d allowed", len(bin), s.cfg.MaxAudioBytes).
+			WithRelated(env.ID).WithDetail("max_bytes", s.cfg.MaxAudioBytes)
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
+
+	// A user's finished text starts a run: admitted (the session's run
+	// limit) before the message is stored, so a refused one can be sent
+	// again later.
+	var textRun *streams.RunState
+	if id.Role != auth.RoleAgent && env.Channel == haip.ChannelUser && env.Type == haip.TypeTextMessageEnd {
+		var end haip.TextMessageEndPayload
+		if err := env.DecodePayload(&end); err != nil {
+			return streams.Appended{}, asHAIPError(err)
+		}
+		textRun = &streams.RunState{RunID: haip.NameUUID("run", session, end.MessageID), Kind: streams.RunKindText,
+			MessageID: end.MessageID, ThreadID: env.ThreadID}
+		existing, herr := s.admitRun(ctx, session, *textRun, runLimit, env.ID)
+		if herr != nil {
+			return streams.Appended{}, herr
+		}
+		if existing != nil && existing.Status != streams.RunQueued {
+			textRun = nil // already taken or ended: never again
+		}
+	}
+	var cancelRun string
+	if env.Type == haip.TypeRunCancel {
+		runID, herr := s.markRunCancelled(ctx, session, env, id)
+		if herr != nil {
+			return streams.Appended{}, herr
+		}
+		cancelRun = runID
+	}
+
 	began := time.Now()
-	stored := *env // the caller's envelope keeps its own seq and ack
-	res, err := s.log.AppendEnvelope(ctx, session, writeDir, &stored)
+	s.pressure.inflight.Add(1)
+	res, err := s.log.AppendBinary(ctx, session, writeDir, &stored, bin)
+	s.pressure.inflight.Add(-1)
 	s.metrics.appendDur.Observe(time.Since(began).Seconds())
 	if err != nil {
 		s.logger.Error("store", slog.String(logKeySession, session), slog.Any(logKeyErr, err))
+		if textRun != nil {
+			_ = s.runs.Finish(ctx, session, textRun.RunID, streams.RunError, "the message that started it was not stored")
+		}
 		return res, haip.Errorf(haip.CodeInternalError, "message not stored; send it again").WithRelated(env.ID)
 	}
-	if res.Duplicate {
+	if cancelRun != "" {
+		// Published after the store, and again on a re-sent cancel: the
+		// agent may have missed the first.
+		s.publishRunCancel(cancelRun)
+	}
+	if res.Duplicate && textRun == nil {
 		return res, nil
 	}
-	switch env.Type {
-	case haip.TypeToolCall:
+	if res.Duplicate && env.Type != haip.TypeTextMessageEnd {
+		return res, nil
+	}
+	switch {
+	case env.Type == haip.TypeToolCall:
 		return res, s.routeToolCall(ctx, session, env, call)
-	case haip.TypeToolCancel:
+	case env.Type == haip.TypeToolCancel:
 		return res, s.routeToolCancel(ctx, session, env)
-	}
-	if id.Role == auth.RoleAgent || env.Channel != haip.ChannelUser || env.Type != haip.TypeTextMessageEnd {
-		return res, nil
-	}
-	var end haip.TextMessageEndPayload
-	if err := env.DecodePayload(&end); err != nil {
-		return res, asHAIPError(err)
-	}
-	text, herr := s.userText(ctx, session, res.Seq, end.MessageID)
-	if herr != nil {
-		return res, herr.WithRelated(env.ID)
-	}
-	run := streams.RunRequest{
-		RunID:     haip.NameUUID("run", session, end.MessageID),
-		Session:   session,
-		ThreadID:  env.ThreadID,
-		MessageID: end.MessageID,
-		Text:      text,
-		Created:   time.Now().UTC(),
-	}
-	if err := streams.PublishRun(ctx, s.js, run); err != nil {
-		s.logger.Error("queue run", slog.String(logKeySession, session), slog.Any(logKeyErr, err))
-		return res, haip.Errorf(haip.CodeInternalError, "run not started; send the message again").WithRelated(env.ID)
+	case textRun != nil:
+		return res, s.queueTextRun(ctx, session, res, *textRun, env)
+	case env.Type == haip.TypeAudioChunk && env.Channel == haip.ChannelAudioIn && id.Role != auth.RoleAgent:
+		return res, s.queueAudioRun(ctx, session, res, env, stored, runLimit)
 	}
 	return res, nil
 }

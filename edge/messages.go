@@ -209,8 +209,17 @@ func (s *Server) post(ctx context.Context, a admission, data []byte, authorized 
 		}
 		b, _ := haip.Encode(pong)
 		ok.Replies = []json.RawMessage{b}
-	case haip.TypePong, haip.TypeFlowUpdate, haip.TypePauseChannel, haip.TypeResumeChannel:
-		// Nothing to do without a connection: see docs/ARCHITECTURE.md.
+	case haip.TypePong:
+		// Liveness of a connection: nothing to do without one.
+	case haip.TypeFlowUpdate, haip.TypePauseChannel, haip.TypeResumeChannel:
+		// For the caller's one-way streams of the session, on any edge.
+		subj, err := streams.FlowSubject(env.Session, a.id.Subject)
+		if err == nil {
+			err = s.nc.Publish(subj, data)
+		}
+		if err != nil {
+			return fail(env.ID, haip.Errorf(haip.CodeInternalError, "flow control not delivered; send it again").WithRelated(env.ID))
+		}
 	case haip.TypeError:
 		s.logger.Info("client reported an error", slog.String("payload", string(env.Payload)))
 	case haip.TypeReplayRequest:
@@ -224,7 +233,7 @@ func (s *Server) post(ctx context.Context, a admission, data []byte, authorized 
 			to = uint64(*p.ToSeq)
 		}
 		herr := s.replayRange(ctx, env.Session, readDir, uint64(p.FromSeq), to, 0, maxPostReplay, func(e streams.Entry) bool {
-			ok.Replies = append(ok.Replies, e.Data)
+			ok.Replies = append(ok.Replies, inlineEntry(e))
 			return true
 		})
 		if herr != nil {
@@ -240,7 +249,7 @@ func (s *Server) post(ctx context.Context, a admission, data []byte, authorized 
 			ok.Replies = []json.RawMessage{b}
 			return ok
 		}
-		res, herr := s.store(ctx, a.id, env.Session, env)
+		res, herr := s.store(ctx, a.id, env.Session, env, nil, 0)
 		if herr != nil {
 			return fail(env.ID, herr)
 		}

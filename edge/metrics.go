@@ -20,8 +20,14 @@ type metrics struct {
 	errorsSent  *prometheus.CounterVec
 	appendDur   prometheus.Histogram
 	catchups    prometheus.Counter
-	slowCount   atomic.Uint64
-	catchupN    atomic.Uint64
+	// flow control and runs
+	flowViolations prometheus.Counter
+	grantsDeferred prometheus.Counter
+	creditWaits    prometheus.Counter
+	queueDepth     prometheus.Gauge
+	runsRefused    prometheus.Counter
+	slowCount      atomic.Uint64
+	catchupN       atomic.Uint64
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -44,8 +50,19 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Time to store one client envelope in its session log.", Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14)}),
 		catchups: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "catchup_reads_total",
 			Help: "Batched reads from JetStream by connections catching up."}),
+		flowViolations: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "flow_violations_total",
+			Help: "Client messages dropped for exceeding the credit the edge granted (FLOW_CONTROL_VIOLATION)."}),
+		grantsDeferred: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "credit_grants_deferred_total",
+			Help: "Client credit top-ups held back because the fabric was under back-pressure."}),
+		creditWaits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "credit_waits_total",
+			Help: "Times delivery to a client stopped for want of the client's credit, or a paused channel."}),
+		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: "work_queue_depth",
+			Help: "Messages in the run and tool work queues, as last sampled (back-pressure input)."}),
+		runsRefused: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "runs_refused_total",
+			Help: "Runs refused because the session had as many running as allowed (RUN_LIMIT_EXCEEDED)."}),
 	}
-	for _, c := range []prometheus.Collector{m.active, m.accepted, m.refused, m.disconnects, m.msgsIn, m.msgsOut, m.errorsSent, m.appendDur, m.catchups} {
+	for _, c := range []prometheus.Collector{m.active, m.accepted, m.refused, m.disconnects, m.msgsIn, m.msgsOut, m.errorsSent, m.appendDur, m.catchups,
+		m.flowViolations, m.grantsDeferred, m.creditWaits, m.queueDepth, m.runsRefused} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -119,7 +119,14 @@ func helloPayload() haip.HelloPayload {
 // HAI and what came before it.
 func (r *rawWS) handshake() (*haip.Envelope, []*haip.Envelope) {
 	r.t.Helper()
-	r.send(haip.ChannelSystem, haip.TypeHAI, helloPayload())
+	p := helloPayload()
+	if !r.sdkSeq {
+		// A client that numbers from 1 has its advertised credit counted,
+		// and these tests do not grant more: advertise plenty.
+		plenty := int64(1_000_000)
+		p.Capabilities.FlowControl.InitialCreditMessages = &plenty
+	}
+	r.send(haip.ChannelSystem, haip.TypeHAI, p)
 	return r.expect(10*time.Second, func(e *haip.Envelope) bool { return e.Type == haip.TypeHAI })
 }
 

@@ -46,6 +46,7 @@ type Server struct {
 	js       jetstream.JetStream
 	log      *streams.Log
 	sessions *streams.Sessions
+	runs     *streams.Runs
 	router   *worker.Router
 	hub      *hub
 	verifier *auth.Verifier
@@ -64,10 +65,12 @@ type Server struct {
 	conns map[*conn]struct{}
 	wg    sync.WaitGroup // one per connection
 
-	rates     rateSampler
-	stopStats context.CancelFunc
-	statsDone chan struct{}
-	closeOnce sync.Once
+	rates        rateSampler
+	pressure     pressure
+	stopStats    context.CancelFunc
+	statsDone    chan struct{}
+	pressureDone chan struct{}
+	closeOnce    sync.Once
 }
 
 // NewServer builds an edge. ctx bounds the start-up calls to JetStream.
@@ -92,6 +95,11 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		_ = lg.Close(ctx)
 		return nil, fmt.Errorf("cannot start edge: %w", err)
 	}
+	runs, err := streams.OpenRuns(ctx, deps.JS, time.Duration(cfg.RunStaleAfter))
+	if err != nil {
+		_ = lg.Close(ctx)
+		return nil, fmt.Errorf("cannot start edge: %w", err)
+	}
 	logger := deps.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -108,23 +116,28 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	}
 	statsCtx, stop := context.WithCancel(context.Background())
 	s := &Server{
-		cfg:       cfg.withDefaults(),
-		nc:        deps.NC,
-		js:        deps.JS,
-		log:       lg,
-		sessions:  sess,
-		router:    router,
-		hub:       newHub(deps.NC),
-		verifier:  deps.Verifier,
-		logger:    logger.With(slog.String(logKeyComponent, "edge")),
-		metrics:   m,
-		gatherer:  gath,
-		started:   time.Now(),
-		conns:     make(map[*conn]struct{}),
-		stopStats: stop,
-		statsDone: make(chan struct{}),
+		cfg:          cfg.withDefaults(),
+		nc:           deps.NC,
+		js:           deps.JS,
+		log:          lg,
+		sessions:     sess,
+		runs:         runs,
+		router:       router,
+		hub:          newHub(deps.NC),
+		verifier:     deps.Verifier,
+		logger:       logger.With(slog.String(logKeyComponent, "edge")),
+		metrics:      m,
+		gatherer:     gath,
+		started:      time.Now(),
+		conns:        make(map[*conn]struct{}),
+		stopStats:    stop,
+		statsDone:    make(chan struct{}),
+		pressureDone: make(chan struct{}),
 	}
+	s.pressure.maxInflight = int64(s.cfg.MaxPendingAppends)
+	s.pressure.maxDepth = int64(s.cfg.MaxQueueDepth)
 	go s.sampleRates(statsCtx)
+	go s.samplePressure(statsCtx)
 	return s, nil
 }
 
@@ -136,6 +149,8 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 //	POST /haip/messages, POST /haip/sse,        envelopes sent by POST (one, an array, or NDJSON)
 //	  POST /haip/stream with X-HAIP-Message
 //	GET /haip/tools                             tools with a live worker, with their schemas
+//	GET /haip/sessions/{session}/runs           the session's active and recent runs
+//	POST /haip/sessions/{session}/runs/{run}/cancel  RUN_CANCEL over HTTP
 //	GET /health                                 JetStream reachable: 200, else 503
 //	GET /stats                                  connection and message counters (JSON)
 //	GET /metrics                                Prometheus metrics
@@ -148,6 +163,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /haip/sse", s.serveMessages)
 	mux.HandleFunc("POST /haip/messages", s.serveMessages)
 	mux.HandleFunc("GET /haip/tools", s.serveTools)
+	mux.HandleFunc("GET /haip/sessions/{session}/runs", s.serveRuns)
+	mux.HandleFunc("POST /haip/sessions/{session}/runs/{run}/cancel", s.serveRunCancel)
 	mux.HandleFunc("GET /{$}", s.serveRoot)
 	mux.HandleFunc("GET /health", s.serveHealth)
 	mux.HandleFunc("GET /stats", s.serveStats)
@@ -188,6 +205,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	s.closeOnce.Do(func() {
 		s.stopStats()
 		<-s.statsDone
+		<-s.pressureDone
 		if cerr := s.log.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
 			err = cerr
 		}

@@ -28,6 +28,10 @@ type delivery struct {
 	next       uint64 // next seq to write
 	streamSeq  uint64 // where in the stream to look for it
 	catchingUp bool
+	// blocked: the client's credit stops delivery. held is the message
+	// that waits for credit (nil when no channel had any: nothing read).
+	blocked bool
+	held    *streams.Entry
 }
 
 // writeLoop owns every write to the transport. It returns the reason the
@@ -42,7 +46,7 @@ func (c *conn) writeLoop() string {
 	var d *delivery
 	var live <-chan streams.Entry // nil until the handshake: never drop early entries
 	for {
-		if d != nil && d.catchingUp {
+		if d != nil && d.catchingUp && !d.blocked {
 			if !c.flushControl() {
 				return c.failReason
 			}
@@ -50,6 +54,12 @@ func (c *conn) writeLoop() string {
 				return reason
 			}
 			continue
+		}
+		liveCh := live
+		if d != nil && d.blocked {
+			// Waiting for credit: take nothing, not even live messages.
+			// The hub's queue overflows and the log keeps the backlog.
+			liveCh = nil
 		}
 		select {
 		case <-c.ctx.Done():
@@ -71,6 +81,9 @@ func (c *conn) writeLoop() string {
 			if !c.writeOutbound(o) {
 				return c.failReason
 			}
+			if o.flow != nil && d != nil && !c.unblock(d) {
+				return c.failReason
+			}
 		case start := <-c.started:
 			d = &delivery{next: start.next, streamSeq: max(start.streamSeq, 1), catchingUp: true}
 			live = c.live
@@ -87,11 +100,15 @@ func (c *conn) writeLoop() string {
 				c.t.close(ClosePolicyViolation, "handshake timeout: send HAI first")
 				return reasonHandshake
 			}
-		case e := <-live:
+		case e := <-liveCh:
 			switch {
 			case e.Seq < d.next:
 				// Already delivered by catch-up.
 			case e.Seq == d.next:
+				if !c.out.allows(entryChannel(&e), entrySize(&e)) {
+					c.hold(d, &e)
+					continue
+				}
 				if !c.writeEntry(d, e) {
 					return c.failReason
 				}
@@ -128,8 +145,13 @@ func (c *conn) writeLoop() string {
 // catchUp reads one bounded batch of the log from JetStream and writes
 // it. When the batch reaches the end of the log, delivery goes live.
 func (c *conn) catchUp(d *delivery) (reason string, ok bool) {
+	n := c.out.budget(c.srv.cfg.CatchupBatch)
+	if n == 0 {
+		c.hold(d, nil) // no channel may send: read nothing
+		return "", true
+	}
 	ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
-	entries, more, err := c.srv.log.Read(ctx, c.session, c.readDir, d.streamSeq, c.srv.cfg.CatchupBatch, c.srv.cfg.CatchupBytes)
+	entries, more, err := c.srv.log.Read(ctx, c.session, c.readDir, d.streamSeq, n, c.srv.cfg.CatchupBytes)
 	cancel()
 	c.srv.metrics.catchups.Inc()
 	c.srv.metrics.catchupN.Add(1)
@@ -155,6 +177,12 @@ func (c *conn) catchUp(d *delivery) (reason string, ok bool) {
 			}
 			d.next = e.Seq
 		}
+		if !c.out.allows(entryChannel(&e), entrySize(&e)) {
+			// The rest of the batch is dropped: it is read again once
+			// credit comes.
+			c.hold(d, &e)
+			return "", true
+		}
 		if !c.writeEntry(d, e) {
 			return c.failReason, false
 		}
@@ -167,7 +195,7 @@ func (c *conn) catchUp(d *delivery) (reason string, ok bool) {
 			select {
 			case e := <-c.live:
 				if e.Seq >= d.next {
-					if e.Seq == d.next {
+					if e.Seq == d.next && c.out.allows(entryChannel(&e), entrySize(&e)) {
 						if !c.writeEntry(d, e) {
 							return c.failReason, false
 						}
@@ -193,11 +221,71 @@ func (c *conn) writeEntry(d *delivery, e streams.Entry) bool {
 		c.delivered.Store(e.Seq)
 		return true
 	}
-	if !c.write(e.Seq, e.Data) {
+	c.out.spend(entryChannel(&e), entrySize(&e))
+	if !c.writeLog(e) {
 		return false
 	}
 	c.delivered.Store(e.Seq)
 	return true
+}
+
+// hold stops delivery until the client's credit allows e (nil: until any
+// credit arrives). Delivery resumes from e, read again from the log.
+func (c *conn) hold(d *delivery, e *streams.Entry) {
+	d.blocked, d.catchingUp = true, true
+	d.held = nil
+	if e != nil {
+		held := *e
+		held.Data = append([]byte(nil), e.Data...) // not the whole batch's buffer
+		held.Bin = nil
+		if e.Bin != nil {
+			held.Bin = make([]byte, len(e.Bin)) // only its size matters
+		}
+		d.held = &held
+		d.next, d.streamSeq = e.Seq, e.StreamSeq
+	}
+	c.srv.metrics.creditWaits.Inc()
+}
+
+// unblock resumes delivery after a FLOW_UPDATE or RESUME_CHANNEL if the
+// credit now allows the message that waited.
+func (c *conn) unblock(d *delivery) bool {
+	if !d.blocked {
+		return true
+	}
+	if d.held != nil && !c.out.allows(entryChannel(d.held), entrySize(d.held)) {
+		return true
+	}
+	d.blocked, d.held = false, nil
+	return true
+}
+
+// inlineEntry returns a log message as one envelope, its binary frame (if
+// any) inlined as base64.
+func inlineEntry(e streams.Entry) []byte {
+	if e.Bin == nil {
+		return e.Data
+	}
+	if b, err := haip.InlineBinary(e.Data, e.Bin); err == nil {
+		return b
+	}
+	return e.Data
+}
+
+// writeLog writes one log message. An audio chunk stored with its binary
+// frame goes out as two frames (envelope, then bytes) to a WebSocket
+// client that announced binary_frames, and inline as base64 otherwise.
+func (c *conn) writeLog(e streams.Entry) bool {
+	if e.Bin == nil {
+		return c.write(e.Seq, e.Data)
+	}
+	if bw, ok := c.t.(binaryWriter); ok && c.binaryOut {
+		if !c.write(e.Seq, e.Data) {
+			return false
+		}
+		return c.writeBin(bw, e)
+	}
+	return c.write(e.Seq, inlineEntry(e))
 }
 
 // replay resends a range this connection has already delivered, with the
@@ -212,7 +300,7 @@ func (c *conn) replay(rr replayRequest) bool {
 		if e.Type != "" && !c.accepts[haip.Type(e.Type)] {
 			return true
 		}
-		ok = c.write(e.Seq, e.Data)
+		ok = c.writeLog(e)
 		return ok
 	})
 	if herr != nil {
@@ -311,8 +399,12 @@ func (c *conn) flushControl() bool {
 }
 
 func (c *conn) writeOutbound(o outbound) bool {
-	if o.replay != nil {
+	switch {
+	case o.replay != nil:
 		return c.replay(*o.replay)
+	case o.flow != nil:
+		c.out.apply(*o.flow, c.srv.cfg.ServerCredit)
+		return true
 	}
 	return c.writeControl(o.env)
 }
@@ -334,6 +426,15 @@ func (c *conn) writeControl(env *haip.Envelope) bool {
 	return c.write(uint64(env.Seq), data)
 }
 
+// writeBin sends the binary frame that follows an envelope.
+func (c *conn) writeBin(bw binaryWriter, e streams.Entry) bool {
+	ctx, cancel := context.WithTimeout(c.ctx, time.Duration(c.srv.cfg.WriteTimeout))
+	err := bw.writeBinary(ctx, e.Bin)
+	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
+	cancel()
+	return c.writeFailed(err, timedOut)
+}
+
 // write sends one envelope within WriteTimeout. A client that cannot take
 // it in time is cut as too slow; it resumes from its last seq.
 func (c *conn) write(seq uint64, data []byte) bool {
@@ -345,6 +446,11 @@ func (c *conn) write(seq uint64, data []byte) bool {
 	// so the connection's context cannot tell the two apart.
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 	cancel()
+	return c.writeFailed(err, timedOut)
+}
+
+// writeFailed turns a write's outcome into the connection's fate.
+func (c *conn) writeFailed(err error, timedOut bool) bool {
 	if err != nil {
 		c.failReason = reasonPeer
 		if timedOut {

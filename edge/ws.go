@@ -72,3 +72,15 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	wc.SetReadLimit(s.cfg.MaxMessageBytes)
 	s.newConn(&wsTransport{c: wc}, a).serve()
 }
+
+// binaryWriter is a transport that can send a binary frame after an
+// envelope (HAIP two-frame mode). Only WebSocket can.
+type binaryWriter interface {
+	writeBinary(ctx context.Context, data []byte) error
+}
+
+var _ binaryWriter = (*wsTransport)(nil)
+
+func (w *wsTransport) writeBinary(ctx context.Context, data []byte) error {
+	return w.c.Write(ctx, websocket.MessageBinary, data)
+}

@@ -50,6 +50,35 @@ func (h HelloPayload) LastRx() (seq uint64, ok bool) {
 	return v, true
 }
 
+// FlowControl returns the advertised initial credit, or nil.
+func (h HelloPayload) FlowControl() *FlowControlCaps {
+	if h.Capabilities == nil {
+		return nil
+	}
+	return h.Capabilities.FlowControl
+}
+
+// Binary reports whether the sender supports two-frame binary mode, in
+// either place the schema allows it (gap G2).
+func (h HelloPayload) Binary() bool {
+	if h.Capabilities != nil && h.Capabilities.BinaryFrames != nil {
+		return *h.Capabilities.BinaryFrames
+	}
+	return h.BinaryFrames != nil && *h.BinaryFrames
+}
+
+// RunLimit returns the advertised max_concurrent_runs, in either place
+// (gap G2), or 0 when absent.
+func (h HelloPayload) RunLimit() int {
+	if h.Capabilities != nil && h.Capabilities.MaxConcurrentRuns != nil {
+		return *h.Capabilities.MaxConcurrentRuns
+	}
+	if h.MaxConcurrentRuns != nil {
+		return *h.MaxConcurrentRuns
+	}
+	return 0
+}
+
 // Capabilities is HAI.capabilities. On the wire it is an open object:
 // unknown keys are always allowed.
 type Capabilities struct {

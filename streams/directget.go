@@ -18,6 +18,11 @@ const (
 	HeaderSeq = "Haip-Seq"
 	// HeaderType carries the HAIP event type of a log message.
 	HeaderType = "Haip-Type"
+	// HeaderChannel carries the HAIP channel of a log message.
+	HeaderChannel = "Haip-Channel"
+	// HeaderBinLen is the length of the binary frame stored after a log
+	// message's envelope (two-frame audio), when there is one.
+	HeaderBinLen = "Haip-Bin-Len"
 
 	hdrStatus      = "Status"
 	hdrDescription = "Description"

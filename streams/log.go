@@ -48,7 +48,14 @@ type Entry struct {
 	// Type is the HAIP event type the writer declared (Haip-Type header),
 	// so readers can filter without decoding Data.
 	Type string
+	// Channel is the HAIP channel (Haip-Channel header), for credit
+	// accounting without decoding Data; empty on messages stored without it.
+	Channel string
+	// Data is the stored envelope (JSON).
 	Data []byte
+	// Bin is the binary frame that follows the envelope (an audio chunk
+	// stored in two-frame form: the envelope carries bin_len), or nil.
+	Bin []byte
 }
 
 // Record describes a message to Append.
@@ -58,6 +65,11 @@ type Record struct {
 	ID string
 	// Type is stored in the Haip-Type header.
 	Type string
+	// Channel is stored in the Haip-Channel header.
+	Channel string
+	// Bin, when set, is stored after the body built by Append (see
+	// Entry.Bin); its length goes in the Haip-Bin-Len header.
+	Bin []byte
 }
 
 // Bounds are the retained range of a log. First.Seq > Last.Seq means the
@@ -186,6 +198,13 @@ func (l *Log) Append(ctx context.Context, session string, d Direction, rec Recor
 		if rec.Type != "" {
 			msg.Header.Set(HeaderType, rec.Type)
 		}
+		if rec.Channel != "" {
+			msg.Header.Set(HeaderChannel, rec.Channel)
+		}
+		if rec.Bin != nil {
+			msg.Header.Set(HeaderBinLen, strconv.Itoa(len(rec.Bin)))
+			msg.Data = append(data[:len(data):len(data)], rec.Bin...)
+		}
 		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(pos.StreamSeq)}
 		if msgID != "" {
 			opts = append(opts, jetstream.WithMsgID(msgID))
@@ -277,8 +296,21 @@ func sleepBackoff(ctx context.Context, d *time.Duration) bool {
 // type the Haip-Type header, and its seq field is set to the seq it gets
 // (env is modified). Ack is not stored: it belongs to one connection.
 func (l *Log) AppendEnvelope(ctx context.Context, session string, d Direction, env *haip.Envelope) (Appended, error) {
+	return l.AppendBinary(ctx, session, d, env, nil)
+}
+
+// AppendBinary is AppendEnvelope for an envelope followed by a binary
+// frame (two-frame mode, HAIP §8): bin_len is set to len(bin) and the
+// bytes are stored with the envelope (Entry.Bin). A nil bin stores the
+// envelope alone.
+func (l *Log) AppendBinary(ctx context.Context, session string, d Direction, env *haip.Envelope, bin []byte) (Appended, error) {
 	env.Ack = nil
-	return l.Append(ctx, session, d, Record{ID: env.ID, Type: string(env.Type)}, func(seq uint64) ([]byte, error) {
+	if bin != nil {
+		n := int64(len(bin))
+		env.BinLen = &n
+	}
+	rec := Record{ID: env.ID, Type: string(env.Type), Channel: string(env.Channel), Bin: bin}
+	return l.Append(ctx, session, d, rec, func(seq uint64) ([]byte, error) {
 		env.Seq = haip.U64(seq)
 		return haip.Encode(env)
 	})
@@ -457,7 +489,17 @@ func toEntry(m stored) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("message %d has no valid %s header: %w", m.StreamSeq, HeaderSeq, err)
 	}
-	return Entry{Position: Position{Seq: seq, StreamSeq: m.StreamSeq}, MsgID: m.Header.Get(hdrMsgID), Type: m.Header.Get(HeaderType), Data: m.Data}, nil
+	e := Entry{Position: Position{Seq: seq, StreamSeq: m.StreamSeq}, MsgID: m.Header.Get(hdrMsgID),
+		Type: m.Header.Get(HeaderType), Channel: m.Header.Get(HeaderChannel), Data: m.Data}
+	if h := m.Header.Get(HeaderBinLen); h != "" {
+		n, err := strconv.Atoi(h)
+		if err != nil || n < 0 || n > len(m.Data) {
+			return Entry{}, fmt.Errorf("message %d has a bad %s header %q", m.StreamSeq, HeaderBinLen, h)
+		}
+		cut := len(m.Data) - n
+		e.Data, e.Bin = m.Data[:cut:cut], m.Data[cut:]
+	}
+	return e, nil
 }
 
 func (l *Log) cached(subj string) (Position, bool) {

@@ -19,7 +19,19 @@ type RunRequest struct {
 	MessageID string    `json:"message_id,omitempty"`
 	Text      string    `json:"text"`
 	Created   time.Time `json:"created"`
+	// Kind is what started the run: RunKindText (a user's finished text
+	// message, in Text) or RunKindAudio (an utterance of audio chunks,
+	// MessageID, whose first chunk is at FromSeq of the inbound log).
+	Kind string `json:"kind,omitempty"`
+	// FromSeq is the inbound-log seq of the message that started the run.
+	FromSeq uint64 `json:"from_seq,omitempty"`
 }
+
+// Run kinds.
+const (
+	RunKindText  = "text"
+	RunKindAudio = "audio"
+)
 
 // Validate checks the fields a worker relies on.
 func (r RunRequest) Validate() error {

@@ -26,6 +26,7 @@ const (
 	livePrefix    = "haip.live."
 	runPrefix     = "haip.runs."
 	bindPrefix    = "haip.bind."
+	flowPrefix    = "haip.flow."
 )
 
 // BindQueue is the queue group of streams waiting for their HAI: one
@@ -39,6 +40,17 @@ const BindQueue = "bind"
 func BindSubject(owner string) string {
 	sum := sha256.Sum256([]byte(owner))
 	return bindPrefix + hex.EncodeToString(sum[:16])
+}
+
+// FlowSubject is the core-NATS subject on which flow control a user POSTs
+// for a session (FLOW_UPDATE, PAUSE_CHANNEL, RESUME_CHANNEL) reaches that
+// user's one-way streams of the session (SSE, half-duplex), on any edge.
+func FlowSubject(session, owner string) (string, error) {
+	if err := ValidateSessionID(session); err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256([]byte(owner))
+	return flowPrefix + session + "." + hex.EncodeToString(sum[:16]), nil
 }
 
 // Direction names one of a session's two logs.

@@ -137,6 +137,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		{Bucket: SessionBucket, Description: "HAIP session records", History: 1, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
 		{Bucket: TailBucket, Description: "HAIP session log tails (highest seq)", History: 1, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
 		{Bucket: ToolBucket, Description: "HAIP tools with a live worker", History: 1, TTL: ToolTTL, Replicas: cfg.Replicas, Storage: jetstream.MemoryStorage},
+		{Bucket: RunBucket, Description: "HAIP run states per session", History: 1, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
 		{Bucket: CancelBucket, Description: "HAIP cancelled tool calls", History: 1, TTL: CancelTTL, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
 	} {
 		if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {

@@ -91,7 +91,15 @@ type Agent struct {
 	cons    jetstream.Consumer
 	log     *streams.Log
 	router  *Router
+	runs    *streams.Runs
+
+	mu      sync.Mutex
+	running map[string]context.CancelCauseFunc // run id -> stop it
 }
+
+// ErrRunCancelled is the cause of a run's context when the run was
+// cancelled (RUN_CANCEL from a client, or over HTTP).
+var ErrRunCancelled = errors.New("run cancelled")
 
 // NewAgent binds to the run queue with a durable consumer named cfg.Name
 // (created or updated) and opens the session log for Emit.
@@ -105,9 +113,13 @@ func NewAgent(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h RunH
 		Description:   "agent run handlers",
 		AckPolicy:     jetstream.AckExplicitPolicy,
 		AckWait:       cfg.AckWait,
-		MaxDeliver:    cfg.MaxDeliver,
+		MaxDeliver:    cfg.MaxDeliver + 1, // the extra delivery ends the run
 		MaxAckPending: -1,
 	})
+	if err != nil {
+		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
+	}
+	runs, err := streams.OpenRuns(ctx, js, 0)
 	if err != nil {
 		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
 	}
@@ -120,7 +132,8 @@ func NewAgent(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h RunH
 		_ = lg.Close(ctx)
 		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
 	}
-	return &Agent{cfg: cfg, handler: h, nc: nc, cons: cons, log: lg, router: router}, nil
+	return &Agent{cfg: cfg, handler: h, nc: nc, cons: cons, log: lg, router: router, runs: runs,
+		running: make(map[string]context.CancelCauseFunc)}, nil
 }
 
 // Run takes runs until ctx is cancelled, then stops taking new ones, waits
@@ -128,6 +141,14 @@ func NewAgent(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h RunH
 // redelivered), and returns.
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.log.Close(context.WithoutCancel(ctx)) //nolint:errcheck // best-effort final flush
+	// Cancellations of running runs reach whichever replica runs them.
+	cancelSub, err := a.nc.Subscribe(streams.RunCancelWildcard, func(m *nats.Msg) {
+		a.stopRun(streams.RunIDFromCancelSubject(m.Subject))
+	})
+	if err != nil {
+		return fmt.Errorf("agent %s: cannot follow run cancellations: %w", a.cfg.Name, err)
+	}
+	defer cancelSub.Unsubscribe() //nolint:errcheck // best effort at shutdown
 	it, err := a.cons.Messages(jetstream.PullMaxMessages(a.cfg.Concurrency))
 	if err != nil {
 		return fmt.Errorf("agent %s: cannot consume: %w", a.cfg.Name, err)
@@ -140,6 +161,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	return nil
 }
 
+// stopRun cancels a run this replica is running.
+func (a *Agent) stopRun(runID string) {
+	a.mu.Lock()
+	stop := a.running[runID]
+	a.mu.Unlock()
+	if stop != nil {
+		stop(ErrRunCancelled)
+	}
+}
+
+// handle runs one run through its lifecycle: RUN_STARTED, the handler,
+// and exactly one ending: RUN_FINISHED OK, CANCELLED (RUN_CANCEL), or
+// ERROR (preceded by RUN_ERROR with the reason). The run's state in the
+// run bucket follows along. A run that cannot be finished now (the
+// session log is unavailable, the replica is shutting down) is handed
+// back; one handed back MaxDeliver times is ended with ERROR.
 func (a *Agent) handle(ctx context.Context, msg jetstream.Msg) {
 	var req streams.RunRequest
 	if err := json.Unmarshal(msg.Data(), &req); err != nil || req.Validate() != nil {
@@ -148,41 +185,129 @@ func (a *Agent) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	logger := a.cfg.Logger.With(slog.String("run", req.RunID), slog.String("session", req.Session))
-	run := &Run{Request: req, log: a.log, nc: a.nc, router: a.router}
-	// Keep JetStream from handing the run to another replica while it runs.
-	stopHB := keepInProgress(ctx, msg, a.cfg.AckWait/3)
-	err := safeHandle(ctx, a.handler, run)
+	run := &Run{Request: req, log: a.log, nc: a.nc, router: a.router, calls: map[string]bool{}}
+	ctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	a.mu.Lock()
+	a.running[req.RunID] = stop
+	a.mu.Unlock()
+	defer func() {
+		a.mu.Lock()
+		delete(a.running, req.RunID)
+		a.mu.Unlock()
+	}()
+
+	// Keep JetStream from handing the run to another replica while it
+	// runs, and the run bucket from counting it as abandoned.
+	stopHB := keepInProgress(ctx, msg, a.cfg.AckWait/3, func() {
+		bctx, cancel := context.WithTimeout(ctx, a.cfg.AckWait/3)
+		st, err := a.runs.Beat(bctx, req.Session, req.RunID)
+		cancel()
+		if err == nil && st == streams.RunCancelling {
+			stop(ErrRunCancelled)
+		}
+	})
+	defer stopHB()
+
+	state := streams.RunState{RunID: req.RunID, Kind: req.Kind, MessageID: req.MessageID, ThreadID: req.ThreadID, Created: req.Created}
+	before, err := a.runs.Start(ctx, req.Session, state, a.cfg.Name)
+	if err != nil {
+		logger.Warn("agent: run state unavailable; handing the run back", slog.Any("err", err))
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	var runErr error
+	switch {
+	case !before.Active():
+		// Ended already (a redelivery after the end was stored).
+		run.finished = true
+	case before.Status == streams.RunCancelling:
+		runErr = ErrRunCancelled
+	default:
+		if md, err := msg.Metadata(); err == nil && md.NumDelivered > uint64(a.cfg.MaxDeliver) {
+			runErr = fmt.Errorf("gave up after %d attempts", a.cfg.MaxDeliver)
+			break
+		}
+		if _, err := run.Emit(ctx, haip.ChannelAgent, haip.TypeRunStarted, map[string]any{}); err != nil {
+			runErr = err
+			break
+		}
+		runErr = safeHandle(ctx, a.handler, run)
+		if errors.Is(context.Cause(ctx), ErrRunCancelled) {
+			runErr = ErrRunCancelled
+		}
+	}
 	stopHB()
-	if ctx.Err() != nil {
+	endCtx := context.WithoutCancel(ctx)
+	switch {
+	case errors.Is(runErr, ErrRunCancelled):
+		run.cancelCalls(endCtx, "run cancelled")
+	case ctx.Err() != nil:
 		// Shutting down: let another replica take the run. Its output so
 		// far is de-duplicated by message id when the run is replayed.
 		_ = msg.Nak()
 		return
-	}
-	if errors.Is(err, ErrStore) {
+	case errors.Is(runErr, ErrStore):
 		// The session log was unavailable (say, a stream leader election
 		// outlasted the retries): hand the run back rather than end it.
-		logger.Warn("agent: run interrupted by the session log; handing it back", slog.Any("err", err))
+		logger.Warn("agent: run interrupted by the session log; handing it back", slog.Any("err", runErr))
 		_ = msg.NakWithDelay(time.Second)
 		return
 	}
+	status, reason := streams.RunOK, ""
+	if err := run.end(endCtx, runErr); err != nil {
+		logger.Error("agent: cannot end run; handing it back", slog.Any("err", err))
+		_ = msg.NakWithDelay(time.Second)
+		return
+	}
+	switch {
+	case errors.Is(runErr, ErrRunCancelled):
+		status, reason = streams.RunCancelled, "cancelled"
+	case runErr != nil:
+		logger.Warn("agent: run failed", slog.Any("err", runErr))
+		status, reason = streams.RunError, runErr.Error()
+	}
+	if !before.Active() {
+		status, reason = before.Status, before.Reason
+	}
+	fctx, cancel := context.WithTimeout(endCtx, a.cfg.AckWait/3)
+	err = a.runs.Finish(fctx, req.Session, req.RunID, status, reason)
+	cancel()
 	if err != nil {
-		logger.Warn("agent: run failed", slog.Any("err", err))
-		if run.finished {
-			_ = msg.Ack()
-			return
-		}
-		if _, eerr := run.Emit(context.WithoutCancel(ctx), haip.ChannelAgent, haip.TypeRunFinished,
-			haip.RunFinishedPayload{Status: haip.RunStatusError, Summary: err.Error()}); eerr != nil {
-			logger.Error("agent: cannot end failed run", slog.Any("err", eerr))
-			_ = msg.Nak()
-			return
-		}
-		_ = msg.Ack()
+		logger.Warn("agent: run ended but its state was not recorded; handing it back", slog.Any("err", err))
+		_ = msg.NakWithDelay(time.Second)
 		return
 	}
 	_ = msg.Ack()
 }
+
+// end writes the run's ending unless the handler already did: RUN_FINISHED
+// OK; CANCELLED; or RUN_ERROR then RUN_FINISHED ERROR.
+func (r *Run) end(ctx context.Context, runErr error) error {
+	if r.finished {
+		return nil
+	}
+	switch {
+	case runErr == nil:
+		_, err := r.Emit(ctx, haip.ChannelAgent, haip.TypeRunFinished, haip.RunFinishedPayload{Status: haip.RunStatusOK})
+		return err
+	case errors.Is(runErr, ErrRunCancelled):
+		_, err := r.Emit(ctx, haip.ChannelAgent, haip.TypeRunFinished, haip.RunFinishedPayload{Status: haip.RunStatusCancelled, Summary: "cancelled"})
+		return err
+	}
+	// A fixed step for the error pair: a handler failing at different
+	// points on two attempts still ends the run once.
+	r.step = endSteps
+	if _, err := r.Emit(ctx, haip.ChannelAgent, haip.TypeRunError, haip.ErrorPayload{Code: haip.CodeInternalError, Message: runErr.Error()}); err != nil {
+		return err
+	}
+	_, err := r.Emit(ctx, haip.ChannelAgent, haip.TypeRunFinished, haip.RunFinishedPayload{Status: haip.RunStatusError, Summary: runErr.Error()})
+	return err
+}
+
+// endSteps is where a failed run's RUN_ERROR and RUN_FINISHED are
+// numbered, past any step a run reaches.
+const endSteps = 1 << 30
 
 func safeHandle(ctx context.Context, h RunHandler, run *Run) (err error) {
 	defer func() {
@@ -203,7 +328,10 @@ type Run struct {
 	nc       *nats.Conn
 	router   *Router
 	step     int
+	started  bool
+	errored  bool // RUN_ERROR was emitted
 	finished bool
+	calls    map[string]bool // tool calls waiting for their TOOL_DONE
 }
 
 // Emit appends one envelope to the session's outbound log, on the run's
@@ -212,14 +340,26 @@ type Run struct {
 // run that is redelivered after a crash and emits the same messages again
 // is stored once: clients see nothing twice.
 func (r *Run) Emit(ctx context.Context, ch haip.Channel, t haip.Type, payload any) (uint64, error) {
+	if t == haip.TypeRunStarted {
+		if r.started {
+			return 0, nil // the Agent announces the run itself
+		}
+		r.started = true
+	}
+	if r.finished && (t == haip.TypeRunFinished || t == haip.TypeRunError) || r.errored && t == haip.TypeRunError {
+		return 0, nil
+	}
 	r.step++
 	seq, err := emit(ctx, r.log, r.Request.Session, haip.NameUUID("run-msg", r.Request.RunID, strconv.Itoa(r.step)),
 		r.Request.RunID, r.Request.ThreadID, ch, t, payload)
 	if err != nil {
 		return 0, err
 	}
-	if t == haip.TypeRunFinished || t == haip.TypeRunError {
+	switch t {
+	case haip.TypeRunFinished:
 		r.finished = true
+	case haip.TypeRunError:
+		r.errored = true
 	}
 	return seq, nil
 }
@@ -261,7 +401,12 @@ func (r *Run) CallTool(ctx context.Context, tool string, params any) (haip.ToolD
 	if err := r.router.Call(ctx, r.Request.Session, r.Request.RunID, call); err != nil {
 		return haip.ToolDonePayload{}, fmt.Errorf("cannot call %s: %w: %w", tool, ErrStore, err)
 	}
+	// Kept until the result comes, so that a cancelled run cancels it.
+	r.calls[call.CallID] = true
 	if done, ok, err := r.findDone(ctx, seq, call.CallID); err != nil || ok {
+		if ok {
+			delete(r.calls, call.CallID)
+		}
 		return done, err
 	}
 	for {
@@ -274,8 +419,19 @@ func (r *Run) CallTool(ctx context.Context, tool string, params any) (haip.ToolD
 			continue
 		}
 		if done, ok := toolDone(e, call.CallID); ok {
+			delete(r.calls, call.CallID)
 			return done, nil
 		}
+	}
+}
+
+// cancelCalls cancels the run's tool calls still waiting for a result
+// (the run was cancelled): each ends with TOOL_DONE CANCELLED.
+func (r *Run) cancelCalls(ctx context.Context, reason string) {
+	for id := range r.calls {
+		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		_ = r.router.Cancel(cctx, r.Request.Session, r.Request.RunID, id, reason)
+		cancel()
 	}
 }
 
@@ -319,9 +475,10 @@ func toolDone(e streams.Entry, callID string) (haip.ToolDonePayload, bool) {
 // worked on, so it is not redelivered to another worker, until the
 // returned stop is called (or ctx ends). The caller owns the goroutine
 // through stop.
-func keepInProgress(ctx context.Context, msg jetstream.Msg, every time.Duration) (stop func()) {
+func keepInProgress(ctx context.Context, msg jetstream.Msg, every time.Duration, beat func()) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
+	var once sync.Once
 	go func() {
 		defer close(done)
 		t := time.NewTicker(every)
@@ -332,8 +489,11 @@ func keepInProgress(ctx context.Context, msg jetstream.Msg, every time.Duration)
 				return
 			case <-t.C:
 				_ = msg.InProgress()
+				if beat != nil {
+					beat()
+				}
 			}
 		}
 	}()
-	return func() { cancel(); <-done }
+	return func() { once.Do(func() { cancel(); <-done }) }
 }

@@ -140,7 +140,7 @@ func TestRunsHandledOnce(t *testing.T) {
 	}
 	for _, r := range runs {
 		envs := e.out(r.Session)
-		if len(envs) != 1 || envs[0].RunID != r.RunID {
+		if len(envs) != 2 || envs[0].Type != haip.TypeRunStarted || envs[1].RunID != r.RunID {
 			t.Fatalf("session %s log: %v", r.Session, envs)
 		}
 	}
@@ -204,8 +204,8 @@ func TestRedeliveredRunStoredOnce(t *testing.T) {
 	}), worker.AgentConfig{Name: "r"})
 	waitFor(t, 20*time.Second, func() bool { _, ok := finished(e.out(r.Session)); return ok }, "redelivered run never finished")
 	envs := e.out(r.Session)
-	if len(envs) != 4 {
-		t.Fatalf("%d messages stored, want 3 parts and RUN_FINISHED once: %v", len(envs), envs)
+	if len(envs) != 5 {
+		t.Fatalf("%d messages stored, want RUN_STARTED, 3 parts and RUN_FINISHED once: %v", len(envs), envs)
 	}
 	for i, env := range envs {
 		if uint64(env.Seq) != uint64(i+1) {

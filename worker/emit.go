@@ -24,6 +24,12 @@ const emitTimeout = 2 * time.Minute
 // Ids derived from the work item make a redelivered item's output stored
 // once.
 func emit(ctx context.Context, lg *streams.Log, session, id, runID, threadID string, ch haip.Channel, t haip.Type, payload any) (uint64, error) {
+	return emitBinary(ctx, lg, session, id, runID, threadID, ch, t, payload, nil)
+}
+
+// emitBinary is emit with a binary frame stored after the envelope
+// (two-frame form; bin nil: none).
+func emitBinary(ctx context.Context, lg *streams.Log, session, id, runID, threadID string, ch haip.Channel, t haip.Type, payload any, bin []byte) (uint64, error) {
 	env, err := haip.New(session, ch, t, payload)
 	if err != nil {
 		return 0, fmt.Errorf("cannot emit %s: %w", t, err)
@@ -34,7 +40,7 @@ func emit(ctx context.Context, lg *streams.Log, session, id, runID, threadID str
 		ctx, cancel = context.WithTimeout(ctx, emitTimeout)
 		defer cancel()
 	}
-	res, err := lg.AppendEnvelope(ctx, session, streams.Out, env)
+	res, err := lg.AppendBinary(ctx, session, streams.Out, env, bin)
 	if err != nil {
 		return 0, fmt.Errorf("cannot emit %s: %w: %w", t, ErrStore, err)
 	}

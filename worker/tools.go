@@ -236,7 +236,7 @@ func (w *ToolWorker) handle(ctx context.Context, tool Tool, schema *jsonschema.R
 	}
 	runCtx, stopRun := context.WithTimeoutCause(callCtx, w.cfg.CallTimeout, errTimedOut{after: w.cfg.CallTimeout})
 	defer stopRun()
-	defer keepInProgress(ctx, msg, w.cfg.AckWait/3)()
+	defer keepInProgress(ctx, msg, w.cfg.AckWait/3, nil)()
 	if err := call.Progress(runCtx, 0, nil); err != nil && runCtx.Err() == nil {
 		_ = msg.Nak()
 		return

@@ -7,12 +7,14 @@ package demo
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"strconv"
 	"strings"
 	"time"
 
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 )
 
@@ -87,8 +89,8 @@ func (a *Agent) HandleRun(ctx context.Context, run *worker.Run) error {
 	if delay == 0 {
 		delay = DefaultDelay
 	}
-	if _, err := run.Emit(ctx, haip.ChannelAgent, haip.TypeRunStarted, map[string]any{}); err != nil {
-		return err
+	if run.Request.Kind == streams.RunKindAudio {
+		return a.echoAudio(ctx, run)
 	}
 	answer := Answer(run.Request.Text)
 	if tool, params, ok := ToolRequest(run.Request.Text); ok {
@@ -129,9 +131,49 @@ func (a *Agent) HandleRun(ctx context.Context, run *worker.Run) error {
 			return err
 		}
 	}
-	if _, err := run.Emit(ctx, haip.ChannelAgent, haip.TypeTextMessageEnd, haip.TextMessageEndPayload{MessageID: msgID}); err != nil {
-		return err
+	_, err := run.Emit(ctx, haip.ChannelAgent, haip.TypeTextMessageEnd, haip.TextMessageEndPayload{MessageID: msgID})
+	return err
+}
+
+// AudioIdle is how long the demo agent waits for the next chunk of an
+// utterance before it considers the utterance over.
+const AudioIdle = time.Second
+
+// maxEchoChunks bounds one utterance's echo.
+const maxEchoChunks = 10_000
+
+// echoAudio answers an utterance by sending each of its chunks back on
+// AUDIO_OUT, same bytes and mime, as they arrive.
+func (a *Agent) echoAudio(ctx context.Context, run *worker.Run) error {
+	out := haip.NameUUID("demo-echo", run.Request.RunID)
+	n := 0
+	var emitErr error
+	err := run.Follow(ctx, run.Request.FromSeq, AudioIdle, func(e streams.Entry) bool {
+		if e.Type != string(haip.TypeAudioChunk) {
+			return true
+		}
+		env, err := haip.Decode(e.Data)
+		if err != nil || env.Channel != haip.ChannelAudioIn {
+			return true
+		}
+		var p haip.AudioChunkPayload
+		if env.DecodePayload(&p) != nil || p.MessageID != run.Request.MessageID {
+			return true
+		}
+		data := e.Bin
+		if data == nil && p.Data != "" {
+			if data, err = base64.StdEncoding.DecodeString(p.Data); err != nil {
+				return true
+			}
+		}
+		if _, emitErr = run.EmitAudio(ctx, haip.ChannelAudioOut, haip.AudioChunkPayload{MessageID: out, Mime: p.Mime, DurationMS: p.DurationMS}, data); emitErr != nil {
+			return false
+		}
+		n++
+		return n < maxEchoChunks
+	})
+	if emitErr != nil {
+		return emitErr
 	}
-	_, err := run.Emit(ctx, haip.ChannelAgent, haip.TypeRunFinished, haip.RunFinishedPayload{Status: haip.RunStatusOK})
 	return err
 }
