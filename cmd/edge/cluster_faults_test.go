@@ -2,14 +2,12 @@ package main_test
 
 import (
 	"context"
-	"regexp"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/haip"
-	"github.com/haipfabric/haipfabric/internal/clustertest"
+	"github.com/haipfabric/haipfabric/internal/localcluster"
 )
 
 // In a cluster, an edge is SIGKILLed while the agent (in a toolworker
@@ -17,11 +15,9 @@ import (
 // rest, nothing lost or repeated.
 func TestClusterEdgeKilled(t *testing.T) {
 	t.Parallel()
-	c := clustertest.Start(t)
-	noWork := map[string]string{"DEMO_AGENT": "false", "BUILTIN_TOOLS": "false"}
-	e1, e2 := startClusterEdge(t, c, noWork), startClusterEdge(t, c, noWork)
-	w := start(t, bins.toolworker, map[string]string{"NATS_URL": c.ClientURLs(), "DEMO_AGENT_DELAY": "30ms", "AGENT_ACK_WAIT": "3s", "BUILTIN_TOOLS": "false"})
-	w.waitLine(regexp.MustCompile(`toolworker ready`), 30*time.Second)
+	cl, edges := topology(t, localcluster.Options{Edges: 2, ToolWorkers: 1,
+		ToolWorkerEnv: map[string]string{"DEMO_AGENT_DELAY": "30ms", "AGENT_ACK_WAIT": "3s", "BUILTIN_TOOLS": "false"}})
+	e1, e2 := edges[0], edges[1]
 
 	conn := dialUntil(t, e1, client.Options{}, 30*time.Second)
 	if _, err := conn.SendText(context.Background(), "edge dies"); err != nil {
@@ -31,8 +27,9 @@ func TestClusterEdgeKilled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e1.signal(syscall.SIGKILL)
-	_ = e1.wait(10 * time.Second)
+	if err := cl.KillEdge(0); err != nil {
+		t.Fatal(err)
+	}
 	last := conn.LastSeq()
 	conn2 := dialUntil(t, e2, client.Options{Session: conn.Session(), LastRxSeq: &last}, 30*time.Second)
 	rest, _ := readResuming(t, e2, conn2, 60*time.Second, func(_ *client.Conn, env *haip.Envelope) bool { return isFinished(env) })
@@ -43,8 +40,6 @@ func TestClusterEdgeKilled(t *testing.T) {
 // completes the call and the session holds exactly one TOOL_DONE.
 func TestClusterToolWorkerKilled(t *testing.T) {
 	t.Parallel()
-	c := clustertest.Start(t)
-	e := startClusterEdge(t, c, map[string]string{"DEMO_AGENT": "false", "BUILTIN_TOOLS": "false"})
-	waitHealthy(t, e, 30*time.Second)
-	toolWorkerKilledMidCall(t, e.edgeProc, c.ClientURLs())
+	cl, edges := topology(t, localcluster.Options{Edges: 1, ToolWorkers: -1})
+	toolWorkerKilledMidCall(t, edges[0].edgeProc, cl.NATSURLs())
 }

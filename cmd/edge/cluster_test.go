@@ -4,52 +4,47 @@ import (
 	"context"
 	"errors"
 	"net/http"
-	"regexp"
 	"testing"
 	"time"
 
-	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/clustertest"
+	"github.com/haipfabric/haipfabric/internal/localcluster"
 	"github.com/haipfabric/haipfabric/streams"
 )
-
-// clusterSecret is the JWT_SECRET of the cluster edges: with it set the
-// edge prints no dev token, so the tests mint their own.
-const clusterSecret = "cluster-test-secret-0123456789abcdefghijklmnopqr"
-
-var reHTTP = regexp.MustCompile(`^HAIP edge listening on (http://\S+)$`)
 
 type clusterEdge struct {
 	*edgeProc
 	base string // http://host:port
 }
 
-// startClusterEdge starts an edge on the cluster with R3 streams and mints
-// a user token with the shared secret.
-func startClusterEdge(t *testing.T, c *clustertest.Cluster, extra map[string]string) *clusterEdge {
+// topology starts the local cluster topology of o (NATS nodes with R3
+// streams, edges, tool workers; see internal/localcluster) for the test
+// and returns it with its edges, each with a user token. The edges' proc
+// is nil: the harness owns their processes.
+func topology(t *testing.T, o localcluster.Options) (*localcluster.Cluster, []*clusterEdge) {
 	t.Helper()
-	env := map[string]string{
-		"DATA_DIR": t.TempDir(), "PORT": "0", "HOST": "127.0.0.1",
-		"NATS_URL": c.ClientURLs(), "STREAM_REPLICAS": "3", "JWT_SECRET": clusterSecret,
-		"DEMO_AGENT_DELAY": "30ms", "AGENT_ACK_WAIT": "3s",
-	}
-	for k, v := range extra {
-		env[k] = v
-	}
-	p := start(t, bins.edge, env)
-	ws := p.waitLine(reListen, 60*time.Second)
-	base := p.waitLine(reHTTP, time.Second)
-	signer, err := auth.NewHMACSigner([]byte(clusterSecret))
+	o.Env = map[string]string{"LOG_LEVEL": "debug"}
+	began := time.Now()
+	cl := clustertest.StartTopology(t, o)
+	t.Logf("topology up in %s", time.Since(began).Round(time.Millisecond))
+	tok, err := cl.UserToken("alice")
 	if err != nil {
 		t.Fatal(err)
 	}
-	tok, err := signer.Mint(auth.MintOptions{Subject: "alice", Role: auth.RoleUser, TTL: time.Hour})
-	if err != nil {
-		t.Fatal(err)
+	edges := make([]*clusterEdge, cl.Edges())
+	for i := range edges {
+		edges[i] = &clusterEdge{edgeProc: &edgeProc{ws: cl.EdgeWSURL(i), token: tok}, base: cl.EdgeURL(i)}
 	}
-	return &clusterEdge{edgeProc: &edgeProc{proc: p, ws: ws, token: tok}, base: base}
+	return cl, edges
+}
+
+// bounded is a context for one step of a test.
+func bounded(t *testing.T, within time.Duration) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), within)
+	t.Cleanup(cancel)
+	return ctx
 }
 
 // dialUntil dials until it succeeds or within passes: while JetStream
@@ -142,9 +137,9 @@ func waitHealthy(t *testing.T, e *clusterEdge, within time.Duration) {
 func TestClusterNodeKilledMidAnswer(t *testing.T) {
 	t.Parallel()
 	began := time.Now()
-	cl := clustertest.Start(t)
-	t.Logf("cluster up in %s", time.Since(began).Round(time.Millisecond))
-	e := startClusterEdge(t, cl, nil)
+	cl, edges := topology(t, localcluster.Options{Edges: 1, ToolWorkers: -1,
+		EdgeEnv: map[string]string{"DEMO_AGENT": "true", "DEMO_AGENT_DELAY": "30ms", "AGENT_ACK_WAIT": "3s"}})
+	e := edges[0]
 	c := dialUntil(t, e, client.Options{}, 20*time.Second)
 	const text = "a node dies while I answer"
 	if _, err := c.SendText(context.Background(), text); err != nil {
@@ -154,26 +149,36 @@ func TestClusterNodeKilledMidAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	victim := cl.WaitStreamLeader(streams.SessionStream, 10*time.Second)
+	victim, err := cl.NATS().WaitStreamLeader(bounded(t, 10*time.Second), streams.SessionStream)
+	if err != nil {
+		t.Fatal(err)
+	}
 	killed := time.Now()
-	cl.Kill(victim)
-	t.Logf("killed %s (leader of %s) at seq %d", cl.Name(victim), streams.SessionStream, c.LastSeq())
+	if err := cl.KillNode(victim); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("killed %s (leader of %s) at seq %d", cl.NATS().Name(victim), streams.SessionStream, c.LastSeq())
 	rest, resumes := readResuming(t, e, c, 45*time.Second, func(_ *client.Conn, env *haip.Envelope) bool { return isFinished(env) })
 	t.Logf("answer finished %s after the kill, %d resumes, %d messages", time.Since(killed).Round(time.Millisecond), resumes, len(first)+len(rest))
 	checkAnswer(t, append(first, rest...), text)
 
-	cl.Restart(victim)
+	// RestartNode returns once sessions can be opened through the edge.
+	if err := cl.RestartNode(bounded(t, 60*time.Second), victim); err != nil {
+		t.Fatal(err)
+	}
 	waitHealthy(t, e, 20*time.Second)
 	t.Logf("total %s", time.Since(began).Round(time.Millisecond))
 }
 
-// The whole cluster is stopped and started again after an answer: a new
-// client reading from seq 0 gets the same log, dense, with the same ids.
+// The whole NATS cluster is stopped and started again after an answer,
+// under a running edge: a new client reading from seq 0 gets the same log,
+// dense, with the same ids.
 func TestClusterRestartAll(t *testing.T) {
 	t.Parallel()
 	began := time.Now()
-	cl := clustertest.Start(t)
-	e := startClusterEdge(t, cl, map[string]string{"DEMO_AGENT_DELAY": "1ms"})
+	cl, edges := topology(t, localcluster.Options{Edges: 1, ToolWorkers: -1,
+		EdgeEnv: map[string]string{"DEMO_AGENT": "true", "DEMO_AGENT_DELAY": "1ms", "AGENT_ACK_WAIT": "3s"}})
+	e := edges[0]
 	c := dialUntil(t, e, client.Options{}, 20*time.Second)
 	const text = "remember this across a restart"
 	if _, err := c.SendText(context.Background(), text); err != nil {
@@ -187,8 +192,14 @@ func TestClusterRestartAll(t *testing.T) {
 	_ = c.CloseNow()
 
 	stopped := time.Now()
-	cl.StopAll()
-	cl.StartAll()
+	if err := cl.StopNodes(); err != nil {
+		t.Fatal(err)
+	}
+	// StartNodes returns once sessions can be opened through the edge,
+	// not merely when its /health answers 200.
+	if err := cl.StartNodes(bounded(t, 90*time.Second)); err != nil {
+		t.Fatal(err)
+	}
 	t.Logf("cluster stopped and started in %s", time.Since(stopped).Round(time.Millisecond))
 	waitHealthy(t, e, 30*time.Second)
 
