@@ -7,6 +7,8 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -21,6 +23,9 @@ const (
 	maxRate     = 1_000_000
 	maxWriters  = 256
 	maxSize     = 512 << 10
+	maxCalls    = 1_000_000
+	maxConc     = 1_000
+	maxWorkers  = 64
 )
 
 // Defaults per scenario for -messages (0 on the command line means these).
@@ -29,6 +34,7 @@ const (
 	defaultFanoutMessages   = 1_000 // per session
 	defaultLatencyMessages  = 50_000
 	defaultResumeMessages   = 100_000
+	defaultToolCalls        = 1_000 // per worker count and phase
 )
 
 // config is the command line.
@@ -39,6 +45,15 @@ type config struct {
 	Token    string // user token for URL
 	NATS     string // nats://127.0.0.1:4222 (external mode)
 	EdgePID  int    // external mode: read the edge's VmRSS from /proc/PID
+	Spawn    bool   // nats-server and the edge as child processes
+	Cluster  bool   // internal/localcluster: 3 nats-servers, 2 edges, 2 tool workers
+	EdgeBin  string // -spawn: prebuilt cmd/edge; empty builds it
+	NATSBin  string // -spawn: prebuilt nats-server; empty builds it
+
+	Transport   string // ws, sse, stream or stream-half
+	ToolWorkers []int  // tools: worker counts, one run each
+	Calls       int    // tools: calls per worker count and phase
+	Concurrency int    // tools: outstanding calls in the throughput phase
 
 	Duration time.Duration // cap per scenario
 	Messages int           // meaning depends on the scenario; 0 = its default
@@ -57,12 +72,20 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("haipbench", flag.ContinueOnError)
 	fs.SetOutput(errOut)
-	fs.StringVar(&c.Scenario, "scenario", "", "baseline, fanout, latency, resume, conns or all (required)")
+	fs.StringVar(&c.Scenario, "scenario", "", "baseline, fanout, latency, resume, conns, tools, all, or a comma-separated list (required)")
 	fs.BoolVar(&c.Self, "self", true, "start nats-server and an edge in this process (set false, or give -url, for an external edge)")
 	fs.StringVar(&c.URL, "url", "", "external edge WebSocket URL, e.g. ws://127.0.0.1:8080/haip/websocket (loopback only)")
 	fs.StringVar(&c.Token, "token", "", "external mode: a user token for -url")
 	fs.StringVar(&c.NATS, "nats", "", "external mode: the edge's NATS, e.g. nats://127.0.0.1:4222 (loopback only)")
 	fs.IntVar(&c.EdgePID, "edge-pid", 0, "external mode, conns: pid of the edge process, to read its RSS")
+	fs.BoolVar(&c.Spawn, "spawn", false, "start nats-server and the edge (built with go build) as child processes on 127.0.0.1; clients stay in this process")
+	fs.BoolVar(&c.Cluster, "cluster", false, "start a loopback cluster (3 nats-servers, R3 streams, 2 edges, 2 tool workers) as child processes; clients spread over the edges")
+	fs.StringVar(&c.EdgeBin, "edge-bin", "", "-spawn: a built cmd/edge binary (default: go build it)")
+	fs.StringVar(&c.NATSBin, "nats-server-bin", "", "-spawn: a built nats-server binary (default: go build it from the module's nats-server/v2)")
+	fs.StringVar(&c.Transport, "transport", transportWS, "fanout, latency, resume, conns: client transport, "+strings.Join(transports, ", "))
+	workers := fs.String("toolworkers", "1,2,4", fmt.Sprintf("tools: comma-separated tool-worker counts, one run each (each 1..%d)", maxWorkers))
+	fs.IntVar(&c.Calls, "calls", defaultToolCalls, "tools: calls per worker count in each phase (latency at concurrency 1, then throughput)")
+	fs.IntVar(&c.Concurrency, "concurrency", 8, "tools: outstanding calls in the throughput phase, one WebSocket session each")
 	fs.DurationVar(&c.Duration, "duration", 2*time.Minute, fmt.Sprintf("time cap per scenario (max %s)", maxDuration))
 	fs.IntVar(&c.Messages, "messages", 0, fmt.Sprintf("fanout: per session (default %d); latency: total (default %d); resume: backlog (default %d)",
 		defaultFanoutMessages, defaultLatencyMessages, defaultResumeMessages))
@@ -80,22 +103,60 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	if fs.NArg() > 0 {
 		return c, fmt.Errorf("unexpected arguments: %q", fs.Args())
 	}
-	if c.URL != "" {
+	if c.URL != "" || c.Spawn || c.Cluster {
 		c.Self = false
 	}
-	return c, c.validate()
+	var errs []error
+	for _, w := range strings.Split(*workers, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(w))
+		if err != nil || n < 1 || n > maxWorkers {
+			errs = append(errs, fmt.Errorf("-toolworkers %q: want counts 1..%d separated by commas", *workers, maxWorkers))
+			break
+		}
+		c.ToolWorkers = append(c.ToolWorkers, n)
+	}
+	return c, errors.Join(append(errs, c.validate())...)
+}
+
+// scenarios is -scenario as a list (all expanded).
+func (c config) scenarios() []string {
+	if c.Scenario == "all" {
+		return allScenarios
+	}
+	var out []string
+	for _, s := range strings.Split(c.Scenario, ",") {
+		out = append(out, strings.TrimSpace(s))
+	}
+	return out
 }
 
 // validate reports every bad field at once.
 func (c config) validate() error {
 	var errs []error
 	bad := func(format string, a ...any) { errs = append(errs, fmt.Errorf(format, a...)) }
-	switch c.Scenario {
-	case "baseline", "fanout", "latency", "resume", "conns", "all":
-	case "":
+	if c.Scenario == "" {
 		bad("-scenario is required")
-	default:
-		bad("-scenario %q: want baseline, fanout, latency, resume, conns or all", c.Scenario)
+	} else {
+		for _, s := range c.scenarios() {
+			if !slices.Contains(allScenarios, s) {
+				bad("-scenario %q: want %s, all, or a comma-separated list", s, strings.Join(allScenarios, ", "))
+			}
+		}
+	}
+	if !slices.Contains(transports, c.Transport) {
+		bad("-transport %q: want %s", c.Transport, strings.Join(transports, ", "))
+	}
+	modes := 0
+	for _, on := range []bool{c.URL != "", c.Spawn, c.Cluster} {
+		if on {
+			modes++
+		}
+	}
+	if modes > 1 {
+		bad("-url, -spawn and -cluster exclude each other")
+	}
+	if (c.EdgeBin != "" || c.NATSBin != "") && !c.Spawn {
+		bad("-edge-bin and -nats-server-bin are for -spawn")
 	}
 	rng := func(name string, v, lo, hi int) {
 		if v < lo || v > hi {
@@ -113,7 +174,13 @@ func (c config) validate() error {
 	rng("-rate", c.Rate, 1, maxRate)
 	rng("-writers", c.Writers, 1, maxWriters)
 	rng("-size", c.Size, 1, maxSize)
-	if !c.Self {
+	rng("-calls", c.Calls, 1, maxCalls)
+	rng("-concurrency", c.Concurrency, 1, maxConc)
+	if c.Spawn || c.Cluster {
+		if c.NATS != "" || c.Token != "" || c.EdgePID != 0 {
+			bad("-nats, -token and -edge-pid are for external mode (-url)")
+		}
+	} else if !c.Self {
 		if c.URL == "" || c.Token == "" {
 			bad("external mode needs -url and -token")
 		}
@@ -122,7 +189,7 @@ func (c config) validate() error {
 				bad("-url: %w", err)
 			}
 		}
-		if c.NATS == "" && c.Scenario != "conns" {
+		if c.NATS == "" && slices.ContainsFunc(c.scenarios(), func(s string) bool { return s != "conns" }) {
 			bad("external mode needs -nats for scenario %s (the agent side and the baseline)", c.Scenario)
 		}
 		if c.NATS != "" {

@@ -24,6 +24,8 @@ import (
 const (
 	modeSelf     = "self"
 	modeExternal = "external"
+	modeSpawn    = "spawn"
+	modeCluster  = "cluster"
 
 	setupTimeout    = 30 * time.Second
 	shutdownTimeout = 30 * time.Second
@@ -33,13 +35,19 @@ const (
 	fdReserve      = 256
 )
 
-// fabric is what the scenarios run against: a WebSocket URL and token for
-// clients, a NATS connection and session log for the agent side, and a
-// second NATS connection for the raw baseline.
+// proc is a process whose memory the conns scenario reads.
+type proc struct {
+	role string // "edge", "nats-server"
+	pid  int
+}
+
+// fabric is what the scenarios run against: the edges' endpoints and a
+// user token for clients, a NATS connection and session log for the
+// agent side, and a second NATS connection for the raw baseline.
 type fabric struct {
-	mode  string
-	wsURL string
-	token string
+	mode string
+	eps  []endpoint   // one per edge; clients are spread over them
+	hc   *http.Client // SSE and stream clients
 	// agent side
 	nc  *nats.Conn
 	js  jetstream.JetStream
@@ -47,24 +55,49 @@ type fabric struct {
 	// raw baseline, on its own connection
 	rawNC *nats.Conn
 	rawJS jetstream.JetStream
+	// connect opens one more NATS connection (tool workers); nil when the
+	// fabric has no NATS (external mode without -nats).
+	connect func(name string) (*nats.Conn, error)
+	// builtinTools: the edge serves the built-in tools itself (an
+	// external cmd/edge with BUILTIN_TOOLS on, or the cluster's workers).
+	builtinTools string
 
-	maxConns int // connections this fabric can hold
-	edgePID  int // 0: the edge is this process (self) or unknown
+	maxConns int    // connections this fabric can hold
+	procs    []proc // edge and nats-server processes (spawn, cluster, -edge-pid)
 
 	closers []func()
 }
 
+// wsURL is the first edge's WebSocket URL (for the banner).
+func (f *fabric) wsURL() string {
+	if len(f.eps) == 0 {
+		return ""
+	}
+	return f.eps[0].wsURL()
+}
+
 func openFabric(ctx context.Context, cfg config) (f *fabric, err error) {
-	f = &fabric{}
+	f = &fabric{hc: newHTTPClient()}
+	f.closers = append(f.closers, f.hc.CloseIdleConnections)
 	defer func() {
 		if err != nil {
 			f.Close()
 			f = nil
 		}
 	}()
+	fds := openFileLimit()
+	switch {
+	case cfg.Spawn:
+		f.mode = modeSpawn
+		f.maxConns = min(maxConns, fds-fdReserve)
+		return f, f.openSpawn(ctx, cfg)
+	case cfg.Cluster:
+		f.mode = modeCluster
+		f.maxConns = min(maxConns, fds-fdReserve)
+		return f, f.openCluster(ctx, cfg)
+	}
 	ctx, cancel := context.WithTimeout(ctx, setupTimeout)
 	defer cancel()
-	fds := openFileLimit()
 	if cfg.Self {
 		f.mode = modeSelf
 		f.maxConns = min(maxConns, (fds-fdReserve)/fdsPerSelfConn)
@@ -72,25 +105,31 @@ func openFabric(ctx context.Context, cfg config) (f *fabric, err error) {
 	}
 	f.mode = modeExternal
 	f.maxConns = min(maxConns, fds-fdReserve)
-	f.wsURL, f.token, f.edgePID = cfg.URL, cfg.Token, cfg.EdgePID
+	base, err := baseFromWS(cfg.URL)
+	if err != nil {
+		return f, err
+	}
+	f.eps = []endpoint{{base: base, token: cfg.Token}}
+	f.builtinTools = "an external cmd/edge also serves echo and takes calls unless started with BUILTIN_TOOLS=false"
+	if cfg.EdgePID != 0 {
+		f.procs = []proc{{role: "edge", pid: cfg.EdgePID}}
+	}
 	if cfg.NATS == "" {
 		return f, nil
 	}
-	connect := func(name string) (*nats.Conn, error) {
-		nc, err := nats.Connect(cfg.NATS, nats.Name(name))
+	return f, f.dialNATS(ctx, cfg.NATS)
+}
+
+// dialNATS connects the agent side and the baseline to url over TCP.
+func (f *fabric) dialNATS(ctx context.Context, url string) error {
+	f.connect = func(name string) (*nats.Conn, error) {
+		nc, err := nats.Connect(url, nats.Name(name), nats.MaxReconnects(-1))
 		if err != nil {
-			return nil, fmt.Errorf("cannot connect to %s: %w", cfg.NATS, err)
+			return nil, fmt.Errorf("cannot connect to %s: %w", url, err)
 		}
-		f.closers = append(f.closers, nc.Close)
 		return nc, nil
 	}
-	if f.nc, err = connect("haipbench-agent"); err != nil {
-		return f, err
-	}
-	if f.rawNC, err = connect("haipbench-raw"); err != nil {
-		return f, err
-	}
-	return f, f.openAgent(ctx)
+	return f.openAgent(ctx)
 }
 
 // openSelf starts nats-server, the streams and one edge in this process.
@@ -105,28 +144,14 @@ func (f *fabric) openSelf(ctx context.Context, cfg config) error {
 		return err
 	}
 	f.closers = append(f.closers, func() { ns.Shutdown(); ns.WaitForShutdown() })
-	conn := func(name string) (*nats.Conn, error) {
-		nc, err := natsembed.Connect(ns, name)
-		if err != nil {
-			return nil, err
-		}
-		f.closers = append(f.closers, nc.Close)
-		return nc, nil
-	}
-	if f.nc, err = conn("haipbench-agent"); err != nil {
+	f.connect = func(name string) (*nats.Conn, error) { return natsembed.Connect(ns, name) }
+	if err := f.openAgent(ctx); err != nil {
 		return err
 	}
-	if f.rawNC, err = conn("haipbench-raw"); err != nil {
-		return err
-	}
-	js, err := jetstream.New(f.nc)
-	if err != nil {
-		return err
-	}
-	if err := streams.Ensure(ctx, js, streams.Config{}); err != nil {
+	if err := streams.Ensure(ctx, f.js, streams.Config{}); err != nil {
 		return fmt.Errorf("cannot create streams: %w", err)
 	}
-	if err := f.openAgent(ctx); err != nil {
+	if err := f.openLog(ctx); err != nil {
 		return err
 	}
 	return f.startEdge(ctx, ns, cfg)
@@ -147,7 +172,8 @@ func (f *fabric) startEdge(ctx context.Context, ns *server.Server, cfg config) e
 	if err != nil {
 		return err
 	}
-	if f.token, err = signer.Mint(auth.MintOptions{Subject: "haipbench", Role: auth.RoleUser, TTL: time.Hour}); err != nil {
+	token, err := signer.Mint(auth.MintOptions{Subject: "haipbench", Role: auth.RoleUser, TTL: time.Hour})
+	if err != nil {
 		return err
 	}
 	enc, err := natsembed.Connect(ns, "haipbench-edge")
@@ -159,7 +185,7 @@ func (f *fabric) startEdge(ctx context.Context, ns *server.Server, cfg config) e
 	if err != nil {
 		return err
 	}
-	ecfg := edge.Config{MaxConnections: max(cfg.Conns, cfg.Sessions, cfg.Clients) + 16}
+	ecfg := edge.Config{MaxConnections: max(cfg.Conns, cfg.Sessions, cfg.Clients, cfg.Concurrency) + 16}
 	srv, err := edge.NewServer(ctx, ecfg, edge.Deps{NC: enc, JS: ejs, Verifier: v})
 	if err != nil {
 		return err
@@ -177,18 +203,42 @@ func (f *fabric) startEdge(ctx context.Context, ns *server.Server, cfg config) e
 		_ = srv.Shutdown(sctx)
 		_ = hs.Shutdown(sctx)
 	})
-	f.wsURL = "ws://" + ln.Addr().String() + "/haip/websocket"
+	f.eps = []endpoint{{base: "http://" + ln.Addr().String(), token: token}}
 	return nil
 }
 
+// openAgent opens the agent side's and the baseline's NATS connections;
+// openLog then opens the session log (the streams must exist).
 func (f *fabric) openAgent(ctx context.Context) error {
+	conn := func(name string) (*nats.Conn, error) {
+		nc, err := f.connect(name)
+		if err != nil {
+			return nil, err
+		}
+		f.closers = append(f.closers, nc.Close)
+		return nc, nil
+	}
 	var err error
+	if f.nc, err = conn("haipbench-agent"); err != nil {
+		return err
+	}
+	if f.rawNC, err = conn("haipbench-raw"); err != nil {
+		return err
+	}
 	if f.js, err = jetstream.New(f.nc); err != nil {
 		return err
 	}
 	if f.rawJS, err = jetstream.New(f.rawNC, jetstream.WithPublishAsyncMaxPending(4096)); err != nil {
 		return err
 	}
+	if f.mode == modeSelf {
+		return nil // the streams are made next
+	}
+	return f.openLog(ctx)
+}
+
+func (f *fabric) openLog(ctx context.Context) error {
+	var err error
 	if f.log, err = streams.OpenLog(ctx, f.nc, f.js); err != nil {
 		return fmt.Errorf("cannot open session log: %w", err)
 	}

@@ -3,10 +3,12 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -59,7 +61,8 @@ func positive(t *testing.T, r *Result, rows ...string) {
 // the run otherwise) and report sane figures.
 func TestAllScenariosSelf(t *testing.T) {
 	rs := runJSON(t, "-scenario", "all", "-sessions", "4", "-messages", "100", "-baseline-messages", "500",
-		"-conns", "20", "-rate", "2000", "-writers", "2", "-size", "64", "-duration", "20s")
+		"-conns", "20", "-rate", "2000", "-writers", "2", "-size", "64", "-duration", "20s",
+		"-toolworkers", "1", "-calls", "10", "-concurrency", "2")
 	if len(rs) != len(allScenarios) {
 		t.Fatalf("got %d results, want %d", len(rs), len(allScenarios))
 	}
@@ -97,6 +100,103 @@ func TestAllScenariosSelf(t *testing.T) {
 	if g := cn.get(rowGorPerConn); g < 1 || g > 10 {
 		t.Errorf("goroutines per connection %v, want 1..10", g)
 	}
+	checkTools(t, byScenario(t, rs, "tools"), []int{1}, 2*10)
+}
+
+// checkTools checks the rows of a tools result.
+func checkTools(t *testing.T, r *Result, workers []int, calls int) {
+	t.Helper()
+	for _, k := range workers {
+		positive(t, r, toolRow(k, rowToolP50), toolRow(k, rowToolP99), toolRow(k, rowToolP999), toolRow(k, rowToolP50Th))
+		if p50, p99 := r.get(toolRow(k, rowToolP50)), r.get(toolRow(k, rowToolP99)); p50 > p99 {
+			t.Errorf("%d workers: p50 %v > p99 %v", k, p50, p99)
+		}
+		if got := r.get(toolRow(k, rowToolCalls)); got != float64(calls) {
+			t.Errorf("%d workers: %v calls completed, want %d", k, got, calls)
+		}
+		found := false
+		for _, row := range r.Rows {
+			if strings.HasPrefix(row.Metric, toolRow(k, rowToolRate)) {
+				found = true
+				if !(row.Value > 0) || row.Ratio == nil || !(*row.Ratio > 0) {
+					t.Errorf("%d workers: throughput row %+v", k, row)
+				}
+			}
+		}
+		if !found {
+			t.Errorf("%d workers: no throughput row", k)
+		}
+	}
+}
+
+// TestTransportsSelf runs the delivery scenarios once over each HTTP
+// transport: every client must get seqs 1..M densely.
+func TestTransportsSelf(t *testing.T) {
+	for _, tr := range []string{transportSSE, transportStream, transportStreamHalf} {
+		t.Run(tr, func(t *testing.T) {
+			rs := runJSON(t, "-scenario", "fanout,latency,resume,conns", "-transport", tr, "-sessions", "3", "-messages", "60",
+				"-clients", "2", "-conns", "10", "-baseline-messages", "300", "-rate", "2000", "-writers", "2", "-size", "64", "-duration", "20s")
+			fan := byScenario(t, rs, "fanout")
+			positive(t, fan, rowDelivered)
+			if got := fan.get("messages delivered, dense"); got != 3*60 {
+				t.Errorf("fanout delivered %v, want 180", got)
+			}
+			if fan.Params["transport"] != tr {
+				t.Errorf("fanout ran over %v, want %s", fan.Params["transport"], tr)
+			}
+			lat := byScenario(t, rs, "latency")
+			positive(t, lat, rowP50, rowP99)
+			if got := lat.get("messages received, dense"); got != 60 {
+				t.Errorf("latency received %v, want 60", got)
+			}
+			res := byScenario(t, rs, "resume")
+			positive(t, res, rowCatchup)
+			if got := res.get("messages delivered, dense"); got != 2*60 {
+				t.Errorf("resume delivered %v, want 120", got)
+			}
+			positive(t, byScenario(t, rs, "conns"), rowConns, rowDialRate)
+		})
+	}
+}
+
+// TestToolsSelf runs the tool round trip with two worker counts.
+func TestToolsSelf(t *testing.T) {
+	rs := runJSON(t, "-scenario", "tools", "-toolworkers", "1,2", "-calls", "15", "-concurrency", "3",
+		"-baseline-messages", "300", "-duration", "30s")
+	checkTools(t, byScenario(t, rs, "tools"), []int{1, 2}, 2*15)
+}
+
+// TestSpawn builds nats-server and the edge, runs them as children, reads
+// their RSS apart from the clients', and leaves no child behind.
+func TestSpawn(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds nats-server and the edge")
+	}
+	rs := runJSON(t, "-spawn", "-scenario", "conns,fanout,tools", "-conns", "20", "-sessions", "3", "-messages", "50",
+		"-toolworkers", "1", "-calls", "10", "-concurrency", "2", "-baseline-messages", "300", "-size", "64", "-duration", "60s")
+	cn := byScenario(t, rs, "conns")
+	for _, role := range []string{"edge", "nats-server"} {
+		if v := cn.get(role + " RSS after"); !(v > 0) {
+			t.Errorf("%s RSS after = %v", role, v)
+		}
+	}
+	fan := byScenario(t, rs, "fanout")
+	if got := fan.get("messages delivered, dense"); got != 3*50 {
+		t.Errorf("fanout delivered %v, want 150", got)
+	}
+	checkTools(t, byScenario(t, rs, "tools"), []int{1}, 2*10)
+	pids, _ := cn.Params["pids"].(map[string]any)
+	if len(pids) != 2 {
+		t.Fatalf("pids %v, want an edge and a nats-server", cn.Params["pids"])
+	}
+	for role, list := range pids {
+		for _, p := range list.([]any) {
+			pid := int(p.(float64))
+			if err := syscall.Kill(pid, 0); !errors.Is(err, syscall.ESRCH) {
+				t.Errorf("%s pid %d still exists after the run (kill 0: %v)", role, pid, err)
+			}
+		}
+	}
 }
 
 // TestResumeManyClients: several clients resume the same backlog at once.
@@ -125,6 +225,14 @@ func TestFlagsRefused(t *testing.T) {
 		{"too many conns", []string{"-scenario", "conns", "-conns", "20001"}, "-conns is 20001"},
 		{"long duration", []string{"-scenario", "fanout", "-duration", "1h"}, "-duration"},
 		{"nats in self mode", []string{"-scenario", "fanout", "-nats", "nats://127.0.0.1:4222"}, "external mode"},
+		{"unknown transport", []string{"-scenario", "fanout", "-transport", "carrier-pigeon"}, "-transport"},
+		{"unknown scenario in list", []string{"-scenario", "fanout,nope"}, `-scenario "nope"`},
+		{"bad worker count", []string{"-scenario", "tools", "-toolworkers", "1,0"}, "-toolworkers"},
+		{"too many workers", []string{"-scenario", "tools", "-toolworkers", "65"}, "-toolworkers"},
+		{"no calls", []string{"-scenario", "tools", "-calls", "0"}, "-calls is 0"},
+		{"spawn and url", []string{"-scenario", "conns", "-spawn", "-url", "ws://127.0.0.1:1/haip/websocket", "-token", "t"}, "exclude each other"},
+		{"spawn and nats", []string{"-scenario", "conns", "-spawn", "-nats", "nats://127.0.0.1:4222"}, "external mode"},
+		{"bin without spawn", []string{"-scenario", "conns", "-edge-bin", "/bin/true"}, "for -spawn"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()

@@ -1,19 +1,28 @@
-// Command haipbench is the fabric's load tool: it drives HAIP clients over
-// WebSocket and the agent side (streams.Log.Append) against one edge, and
-// measures every result against raw JetStream on the same nats-server in
-// the same run.
+// Command haipbench is the fabric's load tool: it drives HAIP clients
+// (WebSocket, SSE or HTTP streaming) and the agent side (streams.Log.Append)
+// against the edge, and measures every rate against raw JetStream on the
+// same nats-server in the same run.
 //
 //	go run ./cmd/haipbench -scenario fanout -sessions 100 -messages 500
+//	go run ./cmd/haipbench -scenario fanout,resume -transport sse
+//	go run ./cmd/haipbench -scenario tools -toolworkers 1,2,4
+//	go run ./cmd/haipbench -spawn -scenario conns -conns 9000
 //	go run ./cmd/haipbench -scenario all -json results.json
 //
 // By default (-self) it starts an embedded nats-server on a temporary
 // directory, one edge on 127.0.0.1:0 and a generated HMAC secret, all in
-// this process. With -url, -token and -nats it runs against an edge that is
-// already running (started with NATS_LISTEN). Only loopback addresses are
-// accepted, and every run is bounded in count and time.
+// this process. -spawn builds nats-server and cmd/edge with go build and
+// runs them as child processes, so that their memory is measured apart
+// from the clients'; -cluster runs the loopback cluster of
+// internal/localcluster (3 nats-servers, R3 streams, 2 edges, 2 tool
+// workers) and spreads clients over the edges. With -url, -token and
+// -nats it runs against an edge that is already running (started with
+// NATS_LISTEN). Only loopback addresses are accepted, every run is bounded
+// in count and time, and child processes are stopped on every exit.
 //
-// Scenarios: baseline, fanout, latency, resume, conns, or all. See
-// docs/BENCHMARKS.md for the commands and the latest figures.
+// Scenarios: baseline, fanout, latency, resume, conns, tools, all, or a
+// comma-separated list. See docs/BENCHMARKS.md for the commands and the
+// latest figures.
 package main
 
 import (
@@ -53,8 +62,12 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		return err
 	}
 	defer f.Close()
-	fmt.Fprintf(out, "haipbench: mode %s, edge %s, payload %d bytes of text\n", f.mode, f.wsURL, cfg.Size)
-	b := &bench{cfg: cfg, f: f}
+	fmt.Fprintf(out, "haipbench: mode %s, %d edge(s), first %s, transport %s, payload %d bytes of text\n",
+		f.mode, len(f.eps), f.wsURL(), cfg.Transport, cfg.Size)
+	b, err := newBench(cfg, f)
+	if err != nil {
+		return err
+	}
 	results, err := b.runScenarios(ctx, out)
 	if cfg.JSONFile != "" && len(results) > 0 {
 		if werr := writeJSON(cfg.JSONFile, results); werr != nil && err == nil {

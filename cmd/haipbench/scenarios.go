@@ -10,21 +10,37 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
 // allScenarios is the order of -scenario all.
-var allScenarios = []string{"baseline", "fanout", "latency", "resume", "conns"}
+var allScenarios = []string{"baseline", "fanout", "latency", "resume", "conns", "tools"}
 
 // bench runs scenarios on one fabric; the baseline is measured once per
 // run and is the denominator of every ratio.
 type bench struct {
 	cfg  config
 	f    *fabric
+	dial dialer // -transport, spread over the fabric's edges
 	base *Result
 	out  io.Writer
+}
+
+// newBench makes the dialer of -transport over every edge of f.
+func newBench(cfg config, f *fabric) (*bench, error) {
+	m := &multiDialer{}
+	for _, ep := range f.eps {
+		d, err := newDialer(cfg.Transport, ep, f.hc)
+		if err != nil {
+			return nil, err
+		}
+		m.ds = append(m.ds, d)
+	}
+	if len(m.ds) == 0 {
+		return nil, errors.New("the fabric has no edge")
+	}
+	return &bench{cfg: cfg, f: f, dial: m}, nil
 }
 
 // baseRead is the raw ordered-consumer read rate of this run's baseline.
@@ -37,10 +53,7 @@ func (b *bench) baseRead() float64 {
 
 func (b *bench) runScenarios(ctx context.Context, out io.Writer) ([]*Result, error) {
 	b.out = out
-	names := []string{b.cfg.Scenario}
-	if b.cfg.Scenario == "all" {
-		names = allScenarios
-	}
+	names := b.cfg.scenarios()
 	var results []*Result
 	for _, name := range names {
 		// Every scenario that reports a ratio needs the baseline of this run.
@@ -69,6 +82,13 @@ func (b *bench) scenario(ctx context.Context, name string) (*Result, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Duration)
 	defer cancel()
 	r := &Result{Scenario: name, Mode: b.f.mode, Params: map[string]any{"size": b.cfg.Size}}
+	switch name {
+	case "fanout", "latency", "resume", "conns":
+		r.Params["transport"] = b.cfg.Transport
+	}
+	if len(b.f.eps) > 1 {
+		r.Params["edges"] = len(b.f.eps)
+	}
 	var err error
 	switch name {
 	case "baseline":
@@ -81,6 +101,8 @@ func (b *bench) scenario(ctx context.Context, name string) (*Result, error) {
 		err = b.resume(ctx, r)
 	case "conns":
 		err = b.conns(ctx, r)
+	case "tools":
+		err = b.tools(ctx, r)
 	}
 	if err != nil {
 		if errors.Is(ctx.Err(), context.DeadlineExceeded) {
@@ -113,6 +135,10 @@ const (
 	rowConns        = "idle connections held"
 )
 
+// baselineStallWait is how long a baseline publish may wait for room
+// among the outstanding acks.
+const baselineStallWait = 30 * time.Second
+
 // baseline: raw JetStream on the same server, same message size: async
 // publish to a dedicated subject of HAIP_SESSIONS, then an ordered
 // consumer reading those messages back.
@@ -139,7 +165,8 @@ func (b *bench) baseline(ctx context.Context, r *Result) error {
 
 	start := time.Now()
 	for i := range n {
-		if _, err := js.PublishAsync(subj, body); err != nil {
+		// A loaded server makes the client wait for acks rather than fail.
+		if _, err := js.PublishAsync(subj, body, jetstream.WithStallWait(baselineStallWait)); err != nil {
 			return fmt.Errorf("raw publish %d: %w", i, err)
 		}
 		if i%4096 == 0 && ctx.Err() != nil {
@@ -227,11 +254,11 @@ func (b *bench) fanout(ctx context.Context, r *Result) error {
 // agents runs w goroutines appending m messages to each session of cs;
 // goroutine i owns sessions i, i+w, … and appends one message to each per
 // round. pace, if set, is called before each append and may block.
-func (b *bench) agents(ctx context.Context, cs []*client.Conn, w, m int, pace func(worker int) error) error {
+func (b *bench) agents(ctx context.Context, cs []benchConn, w, m int, pace func(worker int) error) error {
 	errs := make(chan error, w)
 	for i := range w {
 		go func() {
-			var mine []*client.Conn
+			var mine []benchConn
 			for j := i; j < len(cs); j += w {
 				mine = append(mine, cs[j])
 			}
@@ -379,12 +406,12 @@ func (b *bench) resume(ctx context.Context, r *Result) error {
 	start = time.Now()
 	for range k {
 		go func() {
-			c, err := client.Dial(ctx, client.Options{URL: b.f.wsURL, Token: b.f.token, Session: session, LastRxSeq: &zero})
+			c, err := b.dial.dial(ctx, dialOptions{Session: session, LastRx: &zero})
 			if err != nil {
 				errs <- fmt.Errorf("dial: %w", err)
 				return
 			}
-			defer c.CloseNow()
+			defer c.Close()
 			errs <- readDense(ctx, c, 1, uint64(m), nil)
 		}()
 	}
@@ -467,14 +494,14 @@ func (b *bench) sampleBody() ([]byte, error) {
 // readDense reads until seq last, failing on any gap or repeat: log
 // messages must arrive as next, next+1, …, last. Control messages (PING,
 // FLOW_UPDATE, …) are skipped. on, if set, sees each log message.
-func readDense(ctx context.Context, c *client.Conn, next, last uint64, on func(*haip.Envelope, time.Time) error) error {
+func readDense(ctx context.Context, c benchConn, next, last uint64, on func(*haip.Envelope, time.Time) error) error {
 	for next <= last {
 		env, err := c.Read(ctx)
 		if err != nil {
 			return fmt.Errorf("session %s: read after seq %d of %d: %w", c.Session(), next-1, last, err)
 		}
 		at := time.Now()
-		if client.IsControl(env.Type) {
+		if isControl(env.Type) {
 			continue
 		}
 		if uint64(env.Seq) != next {
@@ -493,21 +520,31 @@ func readDense(ctx context.Context, c *client.Conn, next, last uint64, on func(*
 // dialConcurrency bounds simultaneous handshakes.
 const dialConcurrency = 16
 
-// dialAll opens n handshaken connections, each on a fresh session.
-func (b *bench) dialAll(ctx context.Context, n int, lastRx *uint64) ([]*client.Conn, error) {
-	cs := make([]*client.Conn, n)
+// dialAll opens n handshaken connections of -transport, each on a fresh
+// session.
+func (b *bench) dialAll(ctx context.Context, n int, lastRx *uint64) ([]benchConn, error) {
+	return dialMany(ctx, b.dial, n, lastRx)
+}
+
+// dialMany opens n handshaken connections with d, each on a fresh session,
+// dialConcurrency at a time.
+func dialMany[C benchConn](ctx context.Context, d interface {
+	dial(context.Context, dialOptions) (C, error)
+}, n int, lastRx *uint64) ([]C, error) {
+	cs := make([]C, n)
+	ok := make([]bool, n)
 	sem := make(chan struct{}, dialConcurrency)
 	errs := make(chan error, n)
 	for i := range n {
 		sem <- struct{}{}
 		go func() {
 			defer func() { <-sem }()
-			c, err := client.Dial(ctx, client.Options{URL: b.f.wsURL, Token: b.f.token, LastRxSeq: lastRx})
+			c, err := d.dial(ctx, dialOptions{LastRx: lastRx})
 			if err != nil {
 				errs <- fmt.Errorf("dial %d of %d: %w", i+1, n, err)
 				return
 			}
-			cs[i] = c
+			cs[i], ok[i] = c, true
 			errs <- nil
 		}()
 	}
@@ -518,18 +555,20 @@ func (b *bench) dialAll(ctx context.Context, n int, lastRx *uint64) ([]*client.C
 		}
 	}
 	if first != nil {
-		closeAll(cs)
+		for i, c := range cs {
+			if ok[i] {
+				_ = c.Close()
+			}
+		}
 		return nil, first
 	}
 	return cs, nil
 }
 
-// closeAll drops every connection (nil entries are skipped).
-func closeAll(cs []*client.Conn) {
+// closeAll drops every connection.
+func closeAll[C benchConn](cs []C) {
 	for _, c := range cs {
-		if c != nil {
-			_ = c.CloseNow()
-		}
+		_ = c.Close()
 	}
 }
 
