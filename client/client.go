@@ -47,6 +47,9 @@ type Options struct {
 	// ManualCredit is set (then the caller sends FLOW_UPDATE itself).
 	Credit       int64
 	ManualCredit bool
+	// CreditBytes, when set, also grants byte credit per channel in the
+	// HAI (with ManualCredit, the caller grants more).
+	CreditBytes int64
 	// NoFlowControl leaves flow_control out of the HAI: the edge then
 	// paces delivery by the socket alone.
 	NoFlowControl bool
@@ -141,6 +144,9 @@ func Dial(ctx context.Context, o Options) (*Conn, error) {
 		Capabilities: &haip.Capabilities{BinaryFrames: &binary}}
 	if !o.NoFlowControl {
 		hello.Capabilities.FlowControl = &haip.FlowControlCaps{InitialCreditMessages: &credits}
+		if o.CreditBytes > 0 {
+			hello.Capabilities.FlowControl.InitialCreditBytes = &o.CreditBytes
+		}
 	}
 	if o.LastRxSeq != nil {
 		hello.LastRxSeq = fmt.Sprint(*o.LastRxSeq)

@@ -176,6 +176,7 @@ func (c *conn) serve() {
 	c.cancel()
 	<-readerDone
 	c.stopGrants()
+	c.srv.metrics.paused.Sub(float64(c.out.pausedCount()))
 	if c.unfollow != nil {
 		c.unfollow()
 	}

@@ -114,12 +114,18 @@ type flowMsg struct {
 // apply changes the credit. On a channel whose credit was not counted
 // (the client advertised none, or speaks the v1 SDK dialect), the first
 // FLOW_UPDATE starts counting from what it grants.
-func (o *outCredit) apply(f flowMsg, mode string) {
+func (o *outCredit) apply(f flowMsg, mode string) (pausedDelta int) {
 	c := &o.ch[f.ch]
 	switch f.typ {
 	case haip.TypePauseChannel:
+		if !c.paused {
+			pausedDelta = 1
+		}
 		c.paused = true
 	case haip.TypeResumeChannel:
+		if c.paused {
+			pausedDelta = -1
+		}
 		c.paused = false
 	case haip.TypeFlowUpdate:
 		if mode == CreditOff {
@@ -137,6 +143,18 @@ func (o *outCredit) apply(f flowMsg, mode string) {
 		c.msgs = addCredit(c.msgs, f.msgs)
 		c.bytes = addCredit(c.bytes, f.byts)
 	}
+	return pausedDelta
+}
+
+// pausedCount is how many channels are paused.
+func (o *outCredit) pausedCount() int {
+	n := 0
+	for _, c := range o.ch {
+		if c.paused {
+			n++
+		}
+	}
+	return n
 }
 
 func addCredit(have, add int64) int64 {

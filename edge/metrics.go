@@ -25,6 +25,7 @@ type metrics struct {
 	grantsDeferred prometheus.Counter
 	creditWaits    prometheus.Counter
 	queueDepth     prometheus.Gauge
+	paused         prometheus.Gauge
 	runsRefused    prometheus.Counter
 	slowCount      atomic.Uint64
 	catchupN       atomic.Uint64
@@ -58,11 +59,13 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Times delivery to a client stopped for want of the client's credit, or a paused channel."}),
 		queueDepth: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: "work_queue_depth",
 			Help: "Messages in the run and tool work queues, as last sampled (back-pressure input)."}),
+		paused: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: "paused_channels",
+			Help: "Channels clients have paused (PAUSE_CHANNEL), over all connections."}),
 		runsRefused: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "runs_refused_total",
 			Help: "Runs refused because the session had as many running as allowed (RUN_LIMIT_EXCEEDED)."}),
 	}
 	for _, c := range []prometheus.Collector{m.active, m.accepted, m.refused, m.disconnects, m.msgsIn, m.msgsOut, m.errorsSent, m.appendDur, m.catchups,
-		m.flowViolations, m.grantsDeferred, m.creditWaits, m.queueDepth, m.runsRefused} {
+		m.flowViolations, m.grantsDeferred, m.creditWaits, m.queueDepth, m.paused, m.runsRefused} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

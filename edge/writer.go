@@ -403,7 +403,7 @@ func (c *conn) writeOutbound(o outbound) bool {
 	case o.replay != nil:
 		return c.replay(*o.replay)
 	case o.flow != nil:
-		c.out.apply(*o.flow, c.srv.cfg.ServerCredit)
+		c.srv.metrics.paused.Add(float64(c.out.apply(*o.flow, c.srv.cfg.ServerCredit)))
 		return true
 	}
 	return c.writeControl(o.env)

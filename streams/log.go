@@ -308,6 +308,13 @@ func (l *Log) AppendBinary(ctx context.Context, session string, d Direction, env
 	if bin != nil {
 		n := int64(len(bin))
 		env.BinLen = &n
+		if env.BinMime == "" && env.Type == haip.TypeAudioChunk {
+			// In two-frame mode bin_mime duplicates the chunk's mime (§8).
+			var p haip.AudioChunkPayload
+			if env.DecodePayload(&p) == nil {
+				env.BinMime = p.Mime
+			}
+		}
 	}
 	rec := Record{ID: env.ID, Type: string(env.Type), Channel: string(env.Channel), Bin: bin}
 	return l.Append(ctx, session, d, rec, func(seq uint64) ([]byte, error) {

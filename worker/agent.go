@@ -185,7 +185,7 @@ func (a *Agent) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	logger := a.cfg.Logger.With(slog.String("run", req.RunID), slog.String("session", req.Session))
-	run := &Run{Request: req, log: a.log, nc: a.nc, router: a.router, calls: map[string]bool{}}
+	run := &Run{Request: req, log: a.log, nc: a.nc, router: a.router, calls: map[string]uint64{}}
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	a.mu.Lock()
@@ -331,7 +331,7 @@ type Run struct {
 	started  bool
 	errored  bool // RUN_ERROR was emitted
 	finished bool
-	calls    map[string]bool // tool calls waiting for their TOOL_DONE
+	calls    map[string]uint64 // tool calls waiting for their TOOL_DONE -> the call's seq
 }
 
 // Emit appends one envelope to the session's outbound log, on the run's
@@ -402,24 +402,32 @@ func (r *Run) CallTool(ctx context.Context, tool string, params any) (haip.ToolD
 		return haip.ToolDonePayload{}, fmt.Errorf("cannot call %s: %w: %w", tool, ErrStore, err)
 	}
 	// Kept until the result comes, so that a cancelled run cancels it.
-	r.calls[call.CallID] = true
-	if done, ok, err := r.findDone(ctx, seq, call.CallID); err != nil || ok {
-		if ok {
-			delete(r.calls, call.CallID)
-		}
+	r.calls[call.CallID] = seq
+	done, err := r.waitDone(ctx, sub, seq, call.CallID)
+	if err != nil {
+		return done, fmt.Errorf("waiting for %s: %w", tool, err)
+	}
+	delete(r.calls, call.CallID)
+	return done, nil
+}
+
+// waitDone waits for a call's TOOL_DONE: in the log after the call's seq,
+// or on sub (the session's live outbound subject, subscribed before the
+// call was made).
+func (r *Run) waitDone(ctx context.Context, sub *nats.Subscription, seq uint64, callID string) (haip.ToolDonePayload, error) {
+	if done, ok, err := r.findDone(ctx, seq, callID); err != nil || ok {
 		return done, err
 	}
 	for {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
-			return haip.ToolDonePayload{}, fmt.Errorf("waiting for %s: %w", tool, err)
+			return haip.ToolDonePayload{}, err
 		}
 		e, err := streams.ParseEntry(m)
 		if err != nil {
 			continue
 		}
-		if done, ok := toolDone(e, call.CallID); ok {
-			delete(r.calls, call.CallID)
+		if done, ok := toolDone(e, callID); ok {
 			return done, nil
 		}
 	}
@@ -427,13 +435,36 @@ func (r *Run) CallTool(ctx context.Context, tool string, params any) (haip.ToolD
 
 // cancelCalls cancels the run's tool calls still waiting for a result
 // (the run was cancelled): each ends with TOOL_DONE CANCELLED.
+// The run ends after their TOOL_DONEs (waiting at most cancelWait).
 func (r *Run) cancelCalls(ctx context.Context, reason string) {
+	if len(r.calls) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, cancelWait)
+	defer cancel()
+	var sub *nats.Subscription
+	if live, err := streams.LiveSubject(r.Request.Session, streams.Out); err == nil {
+		if sub, err = r.nc.SubscribeSync(live); err == nil {
+			defer sub.Unsubscribe() //nolint:errcheck // ours alone
+			_ = sub.SetPendingLimits(-1, 64<<20)
+		}
+	}
 	for id := range r.calls {
-		cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		_ = r.router.Cancel(cctx, r.Request.Session, r.Request.RunID, id, reason)
-		cancel()
+		_ = r.router.Cancel(ctx, r.Request.Session, r.Request.RunID, id, reason)
+	}
+	if sub == nil {
+		return
+	}
+	for id, seq := range r.calls {
+		if _, err := r.waitDone(ctx, sub, seq, id); err != nil {
+			return // the calls end on their own; the run does not wait longer
+		}
 	}
 }
+
+// cancelWait bounds how long a cancelled run waits for its tool calls to
+// end before it ends itself.
+const cancelWait = 10 * time.Second
 
 // findDone looks for a call's TOOL_DONE in the log after the call.
 func (r *Run) findDone(ctx context.Context, fromSeq uint64, callID string) (haip.ToolDonePayload, bool, error) {

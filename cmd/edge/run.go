@@ -19,6 +19,8 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/edge"
@@ -184,7 +186,11 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 	if err := streams.Ensure(setupCtx, js, cfg.streams()); err != nil {
 		return err
 	}
-	srv, err := edge.NewServer(setupCtx, cfg.Edge, edge.Deps{NC: nc, JS: js, Verifier: verifier, Logger: logger})
+	// The process's own Go runtime and resource metrics sit beside the
+	// edge's on /metrics (heap, goroutines, RSS, open files).
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := edge.NewServer(setupCtx, cfg.Edge, edge.Deps{NC: nc, JS: js, Verifier: verifier, Logger: logger, Registerer: reg, Gatherer: reg})
 	if err != nil {
 		return err
 	}
