@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -233,4 +234,63 @@ func TestMalformedRunTerminated(t *testing.T) {
 		info, err := cons.Info(context.Background())
 		return err == nil && info.NumAckPending == 0 && info.NumPending == 0 && info.Delivered.Consumer >= 1
 	}, "malformed request still pending")
+}
+
+// A replica that dies mid-run (its connection drops: no ack, no nak) has
+// the run redelivered after AckWait; once MaxDeliver attempts have died,
+// the next replica ends the run with RUN_ERROR and RUN_FINISHED ERROR
+// instead of leaving it running forever, and the run state says ERROR.
+func TestRunEndedAfterMaxDeliver(t *testing.T) {
+	t.Parallel()
+	e := setup(t)
+	cfg := worker.AgentConfig{Name: "dying", AckWait: time.Second, MaxDeliver: 1, DrainWait: 10 * time.Millisecond}
+
+	// The first replica takes the run and "dies": its connection closes.
+	nc := natstest.Conn(t, e.ns)
+	js, _ := jetstream.New(nc)
+	started := make(chan struct{}, 1)
+	a, err := worker.NewAgent(context.Background(), nc, js, worker.RunHandlerFunc(func(ctx context.Context, run *worker.Run) error {
+		started <- struct{}{}
+		<-ctx.Done()
+		return ctx.Err()
+	}), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = a.Run(ctx) }()
+	r := e.queue("dies", "hi")
+	select {
+	case <-started:
+	case <-time.After(10 * time.Second):
+		t.Fatal("run not taken")
+	}
+	nc.Close()
+	cancel()
+	<-done
+
+	// The next replica gets the second delivery: past MaxDeliver.
+	var ran atomic.Bool
+	e.replica(worker.RunHandlerFunc(func(ctx context.Context, run *worker.Run) error {
+		ran.Store(true)
+		return nil
+	}), cfg)
+	var p haip.RunFinishedPayload
+	waitFor(t, 20*time.Second, func() bool { var ok bool; p, ok = finished(e.out(r.Session)); return ok }, "run never ended")
+	if p.Status != haip.RunStatusError || p.Summary != "gave up after 1 attempts" || ran.Load() {
+		t.Fatalf("ended %+v (handler ran again: %v)", p, ran.Load())
+	}
+	envs := e.out(r.Session)
+	if len(envs) != 3 || envs[0].Type != haip.TypeRunStarted || envs[1].Type != haip.TypeRunError || envs[2].Type != haip.TypeRunFinished {
+		t.Fatalf("log %v, want RUN_STARTED, RUN_ERROR, RUN_FINISHED", envs)
+	}
+	runs, err := streams.OpenRuns(context.Background(), e.js, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 10*time.Second, func() bool {
+		st, err := runs.State(context.Background(), r.Session, r.RunID)
+		return err == nil && st.Status == streams.RunError
+	}, "run state not ERROR")
 }
