@@ -68,7 +68,7 @@ func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.EqualFold(r.Header.Get("X-HAIP-Binary"), "true") {
 		writeHTTPError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", haip.CodeUnsupportedType,
-			"binary upstream is not supported yet; send AUDIO_CHUNK with base64 payload.data", nil)
+			"raw binary with no envelope is not accepted: send AUDIO_CHUNK with the bytes base64 in payload.data", nil)
 		return
 	}
 	limit := s.cfg.MaxMessageBytes * postBodyFactor
