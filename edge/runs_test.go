@@ -207,3 +207,36 @@ func TestRunCancelUnknown(t *testing.T) {
 		t.Fatalf("POST cancel with a bad run id: %d", status)
 	}
 }
+
+// A run's envelopes carry its run_id and the thread_id of the message
+// that started it.
+func TestRunCarriesThreadID(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	e := f.edge(edge.Config{})
+	f.agent(-1)
+	r := rawDial(t, tokenURL(e, f.token("alice", auth.RoleUser)))
+	r.handshake()
+	id := haip.NewUUID()
+	for _, env := range []*haip.Envelope{
+		r.env(haip.ChannelUser, haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: id, Text: "threaded"}),
+		r.env(haip.ChannelUser, haip.TypeTextMessageEnd, haip.TextMessageEndPayload{MessageID: id}),
+	} {
+		env.ThreadID = "support-42"
+		r.sendEnv(env)
+	}
+	_, got := r.expect(30*time.Second, func(e *haip.Envelope) bool { return e.Type == haip.TypeRunFinished })
+	runID := ""
+	for _, env := range got {
+		if client.IsControl(env.Type) {
+			continue
+		}
+		if env.ThreadID != "support-42" || env.RunID == "" || (runID != "" && env.RunID != runID) {
+			t.Fatalf("%s with run %q thread %q", env.Type, env.RunID, env.ThreadID)
+		}
+		runID = env.RunID
+	}
+	if runID == "" {
+		t.Fatal("no run messages")
+	}
+}
