@@ -37,13 +37,26 @@
 // message delivered on that connection and carry the cumulative ack of the
 // client's seqs.
 //
+// # Flow control, runs, audio
+//
+// Delivery is paced by the credit the client grants (HAI flow_control,
+// FLOW_UPDATE, PAUSE_CHANNEL/RESUME_CHANNEL; flow.go): a connection
+// without credit reads nothing from JetStream. The edge grants clients
+// credit sized by back-pressure and refuses messages beyond it
+// (FLOW_CONTROL_VIOLATION). Runs are admitted against the session's limit
+// and cancelled through the run state in JetStream (runs.go). Audio
+// chunks arrive as a WebSocket binary frame after their envelope or as
+// base64, are stored as envelope plus bytes, and leave in the form each
+// client takes.
+//
 // # Close codes
 //
 //	code  meaning                                  client should
 //	1000  normal close                             -
 //	1001  edge shutting down; reason names the     reconnect (any edge) with last_rx_seq
 //	      seq to resume from
-//	1003  unexpected binary frame                  fix the client
+//	1003  binary frame with no envelope announcing fix the client
+//	      its bin_len before it
 //	1008  policy: no HAI in time, version          not retry as is
 //	      incompatible, foreign or mismatched
 //	      session
