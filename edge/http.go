@@ -150,9 +150,9 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 		"activeConnections": s.active.Load(),
 		"totalConnections":  s.total.Load(),
 	}
-	if _, err := s.js.AccountInfo(ctx); err != nil {
+	if err := s.ready(ctx); err != nil {
 		body["status"] = "unavailable"
-		body["error"] = "jetstream unreachable: " + err.Error()
+		body["error"] = err.Error()
 		writeJSON(w, http.StatusServiceUnavailable, body)
 		return
 	}
