@@ -129,7 +129,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	}
 	cfg = cfg.withDefaults()
 	for _, sc := range []jetstream.StreamConfig{cfg.SessionStreamConfig(), cfg.RunStreamConfig(), cfg.ToolStreamConfig()} {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		if err := ensureRetrying(ctx, func(ctx context.Context) error { _, err := js.CreateOrUpdateStream(ctx, sc); return err }); err != nil {
 			return fmt.Errorf("cannot ensure stream %s: %w", sc.Name, err)
 		}
 	}
@@ -140,9 +140,33 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		{Bucket: RunBucket, Description: "HAIP run states per session", History: 1, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
 		{Bucket: CancelBucket, Description: "HAIP cancelled tool calls", History: 1, TTL: CancelTTL, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
 	} {
-		if _, err := js.CreateOrUpdateKeyValue(ctx, kc); err != nil {
+		if err := ensureRetrying(ctx, func(ctx context.Context) error { _, err := js.CreateOrUpdateKeyValue(ctx, kc); return err }); err != nil {
 			return fmt.Errorf("cannot ensure bucket %s: %w", kc.Bucket, err)
 		}
 	}
 	return nil
+}
+
+// ensureAttempt bounds one create-or-update request. While a cluster is
+// electing leaders (a restart), requests go unanswered; retrying short
+// attempts gets through as soon as the leader is there, where one long
+// request would wait out its whole deadline.
+const ensureAttempt = 5 * time.Second
+
+// ensureRetrying runs op with a short timeout per attempt until it
+// succeeds, fails for another reason than a timeout or missing
+// responders, or ctx ends.
+func ensureRetrying(ctx context.Context, op func(context.Context) error) error {
+	backoff := minRetryBackoff
+	for {
+		actx, cancel := context.WithTimeout(ctx, ensureAttempt)
+		err := op(actx)
+		cancel()
+		if err == nil || !isUncertain(err) || ctx.Err() != nil {
+			return err
+		}
+		if !sleepBackoff(ctx, &backoff) {
+			return err
+		}
+	}
 }
