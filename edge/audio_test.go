@@ -265,3 +265,24 @@ func postEnvelopes(t *testing.T, e *testEdge, tok string, body []byte) []postRes
 	}
 	return out.Results
 }
+
+// The v1 SDK puts both bin_len and base64 data on its AUDIO_CHUNK and
+// sends no binary frame: the data is taken, and nothing waits for a frame.
+func TestAudioSDKBothForms(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	e := f.edge(edge.Config{})
+	r := rawDial(t, tokenURL(e, f.token("alice", auth.RoleUser)))
+	r.handshake()
+	data := audioBytes(100, 3)
+	env := r.env(haip.ChannelAudioIn, haip.TypeAudioChunk, haip.AudioChunkPayload{MessageID: haip.NewUUID(), Mime: "audio/webm",
+		Data: base64.StdEncoding.EncodeToString(data)})
+	n := int64(len(data))
+	env.BinLen, env.BinMime = &n, "audio/webm"
+	r.sendEnv(env)
+	r.pingPong("stored")
+	entries := logEntries(t, f, r.session, streams.In)
+	if len(entries) != 1 || !bytes.Equal(entries[0].Bin, data) {
+		t.Fatalf("%d entries; want the chunk stored with its bytes", len(entries))
+	}
+}

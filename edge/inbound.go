@@ -133,6 +133,7 @@ func (s *Server) store(ctx context.Context, id auth.Identity, session string, en
 	}
 	stored := *env // the caller's envelope keeps its own seq and ack
 	if bin == nil {
+		haip.NormalizeBinaryAnnouncement(&stored)
 		if stored.BinLen != nil && *stored.BinLen > 0 {
 			return streams.Appended{}, haip.Errorf(haip.CodeProtocolViolation, "bin_len needs a binary frame, which this transport cannot carry: send the bytes base64 in payload.data").WithRelated(env.ID)
 		}

@@ -78,3 +78,19 @@ func InlineBinary(envelope, bin []byte) ([]byte, error) {
 	e.BinLen, e.BinMime = nil, ""
 	return Encode(e)
 }
+
+// NormalizeBinaryAnnouncement drops bin_len from an AUDIO_CHUNK that also
+// carries its bytes base64 in payload.data (the v1 SDK sends both): the
+// data is what arrived, and no binary frame follows. It reports whether it
+// changed e.
+func NormalizeBinaryAnnouncement(e *Envelope) bool {
+	if e.Type != TypeAudioChunk || e.BinLen == nil {
+		return false
+	}
+	var p AudioChunkPayload
+	if e.DecodePayload(&p) != nil || p.Data == "" {
+		return false
+	}
+	e.BinLen, e.BinMime = nil, ""
+	return true
+}
