@@ -32,6 +32,10 @@ type delivery struct {
 	// that waits for credit (nil when no channel had any: nothing read).
 	blocked bool
 	held    *streams.Entry
+	// reader serves the catch-up in progress (nil when live); closeReader
+	// deletes its consumer, also when the connection ends first.
+	reader      *streams.Reader
+	closeReader func()
 }
 
 // writeLoop owns every write to the transport. It returns the reason the
@@ -150,8 +154,23 @@ func (c *conn) catchUp(d *delivery) (reason string, ok bool) {
 		c.hold(d, nil) // no channel may send: read nothing
 		return "", true
 	}
+	if d.reader == nil {
+		r, err := c.srv.log.NewReader(c.session, c.readDir, streams.ReaderOptions{})
+		if err != nil {
+			c.logger.Error("catch-up reader", slog.Any(logKeyErr, err))
+			c.t.close(CloseTryAgainLater, fmt.Sprintf("session log unavailable; resume from seq %d", c.delivered.Load()))
+			return reasonBackend, false
+		}
+		d.reader = r
+		stop := context.AfterFunc(c.ctx, func() { r.Close(c.ctx) })
+		d.closeReader = func() {
+			if stop() {
+				r.Close(c.ctx)
+			}
+		}
+	}
 	ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
-	entries, more, err := c.srv.log.Read(ctx, c.session, c.readDir, d.streamSeq, n, c.srv.cfg.CatchupBytes)
+	entries, more, err := d.reader.Read(ctx, d.streamSeq, n, c.srv.cfg.CatchupBytes)
 	cancel()
 	c.srv.metrics.catchups.Inc()
 	c.srv.metrics.catchupN.Add(1)
@@ -189,6 +208,8 @@ func (c *conn) catchUp(d *delivery) (reason string, ok bool) {
 	}
 	if !more {
 		d.catchingUp = false
+		d.closeReader()
+		d.reader, d.closeReader = nil, nil
 		// Drop what the live queue holds from before this point; anything
 		// newer is handled by the live branch, with its gap check.
 		for {

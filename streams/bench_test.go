@@ -188,6 +188,29 @@ func BenchmarkCatchup(b *testing.B) {
 			}
 		}
 	})
+	b.Run("reader", func(b *testing.B) {
+		b.SetBytes(int64(n * len(payload256)))
+		for b.Loop() {
+			r, err := l.NewReader("c", streams.Out, streams.ReaderOptions{})
+			if err != nil {
+				b.Fatal(err)
+			}
+			got, from, pulls := 0, uint64(1), 0
+			for got < n {
+				es, _, err := r.Read(ctx, from, catchupBatch, catchupBatch*1024)
+				if err != nil || len(es) == 0 {
+					b.Fatalf("read: %d %v", len(es), err)
+				}
+				if r.UsesConsumer() {
+					pulls++
+				}
+				got += len(es)
+				from = es[len(es)-1].StreamSeq + 1
+			}
+			r.Close(ctx)
+			b.ReportMetric(float64(pulls), "consumer-reads/op")
+		}
+	})
 	b.Run("ordered-consumer", func(b *testing.B) {
 		b.SetBytes(int64(n * len(payload256)))
 		for b.Loop() {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -121,6 +122,7 @@ func directBatch(ctx context.Context, nc *nats.Conn, stream string, req directRe
 	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, body); err != nil {
 		return nil, 0, fmt.Errorf("direct batch: publish: %w", err)
 	}
+	msgs = make([]stored, 0, min(req.Batch, 1024))
 	for {
 		m, err := sub.NextMsgWithContext(ctx)
 		if err != nil {
@@ -145,4 +147,115 @@ func directBatch(ctx context.Context, nc *nats.Conn, stream string, req directRe
 		}
 		msgs = append(msgs, s)
 	}
+}
+
+// Statuses a pull request may end with.
+const (
+	statusNoMessages   = "404"
+	statusLimitReached = "409"
+)
+
+// errPullFailed means a pull request could not be served as asked (the
+// consumer is gone, or the next message alone is over max_bytes): the
+// caller reads with a direct get instead.
+var errPullFailed = errors.New("pull request not served")
+
+// pullRequest is JetStream's pull request (JSApiConsumerGetNextRequest),
+// always with no_wait: answer with what is stored now, never wait.
+type pullRequest struct {
+	Batch    int  `json:"batch"`
+	MaxBytes int  `json:"max_bytes,omitempty"`
+	NoWait   bool `json:"no_wait"`
+}
+
+// pullBatch fetches up to req.Batch messages (and at most req.MaxBytes,
+// counted as the server counts them: subject, reply, headers and data) from
+// a pull consumer with one no_wait request, and stops reading as soon as
+// the batch is complete. pending is how many matching messages the
+// consumer had left after the last one returned.
+//
+// Consumer deliveries carry the stored headers as they are (a direct get
+// regenerates its Nats-* headers for every message) and their stream seq
+// in the reply subject.
+func pullBatch(ctx context.Context, nc *nats.Conn, stream, consumer string, req pullRequest) (msgs []stored, pending uint64, err error) {
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
+	req.NoWait = true
+	body, err := json.Marshal(req)
+	if err != nil {
+		return nil, 0, err
+	}
+	inbox := nc.NewInbox()
+	sub, err := nc.SubscribeSync(inbox)
+	if err != nil {
+		return nil, 0, fmt.Errorf("pull: subscribe: %w", err)
+	}
+	defer sub.Unsubscribe() //nolint:errcheck // best effort: the inbox is unique
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
+		return nil, 0, fmt.Errorf("pull: %w", err)
+	}
+	if err := nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+stream+"."+consumer, inbox, body); err != nil {
+		return nil, 0, fmt.Errorf("pull: publish: %w", err)
+	}
+	msgs = make([]stored, 0, min(req.Batch, 1024))
+	left := req.MaxBytes
+	for {
+		m, err := sub.NextMsgWithContext(ctx)
+		if err != nil {
+			return nil, 0, fmt.Errorf("pull: %w", err)
+		}
+		if st := m.Header.Get(hdrStatus); st != "" && len(m.Data) == 0 {
+			switch {
+			case st == statusNoMessages:
+				return msgs, 0, nil // the end of what is stored
+			case st == statusLimitReached && len(msgs) > 0:
+				return msgs, pending, nil // max_bytes reached
+			}
+			// 409 with nothing delivered (the next message alone is over
+			// max_bytes, or the consumer was deleted), 503 (no consumer),
+			// 408 (another request pending): let a direct get do it.
+			return nil, 0, fmt.Errorf("%w: status %s %s", errPullFailed, st, m.Header.Get(hdrDescription))
+		}
+		sseq, np, ok := parseAckReply(m.Reply)
+		if !ok {
+			return nil, 0, fmt.Errorf("pull: unexpected reply subject %q", m.Reply)
+		}
+		msgs = append(msgs, stored{Subject: m.Subject, StreamSeq: sseq, Header: m.Header, Data: m.Data})
+		pending = np
+		left -= m.Size()
+		// The server ends a request silently when its batch or its bytes
+		// are used up exactly; at the end of the stream it sends a 404
+		// that need not be waited for.
+		if len(msgs) >= req.Batch || (req.MaxBytes > 0 && left <= 0) || pending == 0 {
+			return msgs, pending, nil
+		}
+	}
+}
+
+// parseAckReply reads the stream seq and the pending count from the reply
+// subject of a consumer delivery: $JS.ACK.<stream>.<consumer>.<delivered>.
+// <stream seq>.<consumer seq>.<time>.<pending> (v1), or the v2 form with
+// <domain>.<account hash> after ACK and possibly more tokens at the end.
+func parseAckReply(reply string) (streamSeq, pending uint64, ok bool) {
+	var tok [12]string
+	n := 0
+	for rest := reply; n < len(tok); n++ {
+		i := strings.IndexByte(rest, '.')
+		if i < 0 {
+			tok[n] = rest
+			n++
+			break
+		}
+		tok[n], rest = rest[:i], rest[i+1:]
+	}
+	if n < 9 || tok[0] != "$JS" || tok[1] != "ACK" {
+		return 0, 0, false
+	}
+	base := 2 // v1: stream at 2
+	if n >= 11 {
+		base = 4 // v2: domain and account hash first
+	}
+	s, err1 := strconv.ParseUint(tok[base+3], 10, 64)
+	p, err2 := strconv.ParseUint(tok[base+6], 10, 64)
+	return s, p, err1 == nil && err2 == nil
 }

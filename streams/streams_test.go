@@ -306,3 +306,197 @@ func TestSessionsClaim(t *testing.T) {
 		t.Fatal("bad id accepted")
 	}
 }
+
+// appendN appends n messages of size bytes to session's out log.
+func appendN(t *testing.T, l *streams.Log, session string, n, size int) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pad := strings.Repeat("x", size)
+	for range n {
+		if _, err := l.Append(ctx, session, streams.Out, streams.Record{Type: "T"}, func(seq uint64) ([]byte, error) {
+			return []byte(fmt.Sprintf(`{"seq":%d,"p":"%s"}`, seq, pad)), nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// consumers is the number of consumers on the session stream.
+func consumers(t *testing.T, js jetstream.JetStream) int {
+	t.Helper()
+	s, err := js.Stream(context.Background(), streams.SessionStream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := s.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Consumers
+}
+
+// readAll reads the log from stream seq from to the end with r, checking
+// that seqs run densely from first, and returns the last entry.
+func readAll(t *testing.T, r *streams.Reader, from, first uint64, batch, maxBytes int) streams.Entry {
+	t.Helper()
+	ctx := context.Background()
+	var last streams.Entry
+	want := first
+	for {
+		es, more, err := r.Read(ctx, from, batch, maxBytes)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(es) > batch {
+			t.Fatalf("read %d messages, asked at most %d", len(es), batch)
+		}
+		for _, e := range es {
+			if e.Seq != want {
+				t.Fatalf("got seq %d, want %d", e.Seq, want)
+			}
+			if e.Type != "T" {
+				t.Fatalf("seq %d: type %q", e.Seq, e.Type)
+			}
+			want++
+			last = e
+			from = e.StreamSeq + 1
+		}
+		if !more {
+			return last
+		}
+		if len(es) == 0 {
+			t.Fatal("no messages but more")
+		}
+	}
+}
+
+func TestReaderSwitchesToConsumer(t *testing.T) {
+	t.Parallel()
+	_, js, l := setup(t, streams.Config{})
+	appendN(t, l, "r1", 700, 10)
+	appendN(t, l, "other", 5, 10) // interleaved subjects must not show up
+	appendN(t, l, "r1", 100, 10)
+	r, err := l.NewReader("r1", streams.Out, streams.ReaderOptions{ConsumerThreshold: 100})
+	if err != nil {
+		t.Fatal(err)
+	}
+	es, more, err := r.Read(context.Background(), 1, 64, 1<<20)
+	if err != nil || len(es) != 64 || !more {
+		t.Fatalf("first read: %d messages, more %v, err %v", len(es), more, err)
+	}
+	if !r.UsesConsumer() || consumers(t, js) != 1 {
+		t.Fatalf("no consumer after a read with 736 left (uses %v, %d on the stream)", r.UsesConsumer(), consumers(t, js))
+	}
+	last := readAll(t, r, es[63].StreamSeq+1, 65, 64, 1<<20)
+	if last.Seq != 800 {
+		t.Fatalf("last seq %d, want 800", last.Seq)
+	}
+	// Appended after the reader reached the end: still read, in order.
+	appendN(t, l, "r1", 3, 10)
+	if last = readAll(t, r, last.StreamSeq+1, 801, 64, 1<<20); last.Seq != 803 {
+		t.Fatalf("last seq %d, want 803", last.Seq)
+	}
+	r.Close(context.Background())
+	if n := consumers(t, js); n != 0 {
+		t.Fatalf("%d consumers left after Close", n)
+	}
+	if _, _, err := r.Read(context.Background(), last.StreamSeq+1, 64, 1<<20); err == nil {
+		t.Fatal("read after Close succeeded")
+	}
+}
+
+func TestReaderRewindDropsConsumer(t *testing.T) {
+	t.Parallel()
+	_, js, l := setup(t, streams.Config{})
+	appendN(t, l, "r2", 300, 10)
+	r, err := l.NewReader("r2", streams.Out, streams.ReaderOptions{ConsumerThreshold: 10})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	ctx := context.Background()
+	a, _, err := r.Read(ctx, 1, 20, 1<<20)
+	if err != nil || !r.UsesConsumer() {
+		t.Fatalf("first read: %v, consumer %v", err, r.UsesConsumer())
+	}
+	b, _, err := r.Read(ctx, a[19].StreamSeq+1, 20, 1<<20)
+	if err != nil || len(b) != 20 || b[0].Seq != 21 {
+		t.Fatalf("consumer read: %d messages, err %v", len(b), err)
+	}
+	// Back to seq 30 (a message that waited for credit): read again from
+	// there, with direct gets from now on.
+	c, more, err := r.Read(ctx, b[9].StreamSeq, 20, 1<<20)
+	if err != nil || len(c) != 20 || c[0].Seq != 30 || !more {
+		t.Fatalf("rewound read: %d messages from %d, more %v, err %v", len(c), c[0].Seq, more, err)
+	}
+	if r.UsesConsumer() || consumers(t, js) != 0 {
+		t.Fatalf("consumer kept after a rewind (uses %v, %d on the stream)", r.UsesConsumer(), consumers(t, js))
+	}
+	if last := readAll(t, r, c[19].StreamSeq+1, 50, 20, 1<<20); last.Seq != 300 {
+		t.Fatalf("last seq %d, want 300", last.Seq)
+	}
+}
+
+func TestReaderBytesBound(t *testing.T) {
+	t.Parallel()
+	_, _, l := setup(t, streams.Config{})
+	appendN(t, l, "r3", 50, 1000)
+	appendN(t, l, "r3", 1, 8000) // seq 51: alone over the bytes bound
+	appendN(t, l, "r3", 50, 1000)
+	r, err := l.NewReader("r3", streams.Out, streams.ReaderOptions{ConsumerThreshold: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	ctx := context.Background()
+	from, want := uint64(1), uint64(1)
+	for want <= 101 {
+		es, _, err := r.Read(ctx, from, 100, 4000)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(es) == 0 || (len(es) > 4 && want != 51) {
+			t.Fatalf("read from seq %d: %d messages of ~1 KB with a 4,000-byte bound", want, len(es))
+		}
+		for _, e := range es {
+			if e.Seq != want {
+				t.Fatalf("got seq %d, want %d", e.Seq, want)
+			}
+			want++
+			from = e.StreamSeq + 1
+		}
+	}
+}
+
+func TestReaderBinaryEntries(t *testing.T) {
+	t.Parallel()
+	_, _, l := setup(t, streams.Config{})
+	ctx := context.Background()
+	for i := range 40 {
+		bin := []byte{byte(i), 1, 2, 3}
+		if _, err := l.Append(ctx, "r4", streams.Out, streams.Record{Type: "T", Bin: bin}, body); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r, err := l.NewReader("r4", streams.Out, streams.ReaderOptions{ConsumerThreshold: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close(context.Background())
+	from, n := uint64(1), 0
+	for n < 40 {
+		es, _, err := r.Read(ctx, from, 8, 1<<20)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range es {
+			want, _ := body(e.Seq)
+			if string(e.Data) != string(want) || len(e.Bin) != 4 || e.Bin[0] != byte(n) {
+				t.Fatalf("seq %d: data %q bin %v", e.Seq, e.Data, e.Bin)
+			}
+			n++
+			from = e.StreamSeq + 1
+		}
+	}
+}

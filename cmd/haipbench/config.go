@@ -65,7 +65,8 @@ type config struct {
 	Writers  int // agent-side goroutines
 	Size     int // bytes of text per TEXT_MESSAGE_PART
 	JSONFile string
-	Quiet    bool // no progress lines (tests)
+	CPUProf  string // write a CPU profile of the whole run here
+	Quiet    bool   // no progress lines (tests)
 }
 
 func parseFlags(args []string, errOut io.Writer) (config, error) {
@@ -97,6 +98,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.IntVar(&c.Writers, "writers", 8, "agent-side goroutines appending")
 	fs.IntVar(&c.Size, "size", 256, "bytes of text per TEXT_MESSAGE_PART")
 	fs.StringVar(&c.JSONFile, "json", "", "write the results as JSON to this file")
+	fs.StringVar(&c.CPUProf, "cpuprofile", "", "write a CPU profile (pprof) of the whole run, in-process parts only, to this file")
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}

@@ -33,6 +33,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 )
 
@@ -57,6 +58,13 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
+	if cfg.CPUProf != "" {
+		stop, err := startCPUProfile(cfg.CPUProf)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	f, err := openFabric(ctx, cfg)
 	if err != nil {
 		return err
@@ -75,4 +83,23 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		}
 	}
 	return err
+}
+
+// startCPUProfile writes a CPU profile to path until the returned stop is
+// called.
+func startCPUProfile(path string) (stop func(), err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("cpu profile: %w", err)
+	}
+	return func() {
+		pprof.StopCPUProfile()
+		if err := f.Close(); err != nil {
+			fmt.Fprintln(os.Stderr, "haipbench: cpu profile:", err)
+		}
+	}, nil
 }
