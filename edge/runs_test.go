@@ -101,10 +101,9 @@ func TestRunLimit(t *testing.T) {
 	if fin.Status != haip.RunStatusOK {
 		t.Fatalf("third run ended %s", fin.Status)
 	}
-	rb := getRuns(t, e, tok, r.session)
-	if len(rb.Recent) != 3 {
-		t.Fatalf("recent runs %+v, want 3", rb.Recent)
-	}
+	// The run state is updated just after RUN_FINISHED is stored.
+	var rb runsBody
+	waitFor(t, 10*time.Second, func() bool { rb = getRuns(t, e, tok, r.session); return len(rb.Recent) == 3 }, "3 ended runs not recorded")
 	for _, st := range rb.Recent {
 		if st.Status != streams.RunOK || st.Agent == "" {
 			t.Fatalf("recent run %+v", st)

@@ -53,19 +53,28 @@ func TestAgentWorkerKilledMidRun(t *testing.T) {
 	checkAnswer(t, all, text)
 
 	base := "http" + strings.TrimPrefix(strings.TrimSuffix(e.ws, "/haip/websocket"), "ws")
-	req, _ := http.NewRequest(http.MethodGet, base+"/haip/sessions/"+c.Session()+"/runs", nil)
-	req.Header.Set("Authorization", "Bearer "+e.token)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
 	var runs struct {
 		Active []streams.RunState `json:"active"`
 		Recent []streams.RunState `json:"recent"`
 	}
-	if err := json.NewDecoder(resp.Body).Decode(&runs); err != nil {
-		t.Fatal(err)
+	// The run state is updated just after RUN_FINISHED is stored.
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		req, _ := http.NewRequest(http.MethodGet, base+"/haip/sessions/"+c.Session()+"/runs", nil)
+		req.Header.Set("Authorization", "Bearer "+e.token)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&runs)
+		resp.Body.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(runs.Recent) == 1 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
 	}
 	if len(runs.Active) != 0 || len(runs.Recent) != 1 || runs.Recent[0].Status != streams.RunOK || runs.Recent[0].Agent == "" {
 		t.Fatalf("run state %+v", runs)
