@@ -71,10 +71,10 @@ type conn struct {
 	ctx    context.Context // cancelled when the connection ends
 	cancel context.CancelFunc
 
-	ctrl     chan outbound      // control envelopes and replays, in order, for the writer
-	live     chan streams.Entry // live log messages from the hub
-	overflow chan struct{}      // the live queue dropped something
-	started  chan position      // handshake done: where delivery begins
+	ctrl     chan *outbound      // control envelopes and replays, in order, for the writer
+	live     chan *streams.Entry // live log messages from the hub (shared: copy before changing)
+	overflow chan struct{}       // the live queue dropped something
+	started  chan position       // handshake done: where delivery begins
 	closeReq chan closeRequest
 	drainCh  chan struct{}
 	drainOne sync.Once
@@ -83,7 +83,7 @@ type conn struct {
 	// the writer reads them only after receiving from started.
 	session  string
 	readDir  streams.Direction
-	accepts  map[haip.Type]bool
+	accepts  *typeSet // nil until the handshake
 	unfollow func()
 	unflow   func()
 
@@ -138,8 +138,8 @@ func (s *Server) newConn(t transport, a admission) *conn {
 		session:  a.session,
 		ctx:      ctx,
 		cancel:   cancel,
-		ctrl:     make(chan outbound, ctrlQueue),
-		live:     make(chan streams.Entry, s.cfg.LiveBuffer),
+		ctrl:     make(chan *outbound, ctrlQueue),
+		live:     make(chan *streams.Entry, s.cfg.LiveBuffer),
 		overflow: make(chan struct{}, 1),
 		started:  make(chan position, 1),
 		closeReq: make(chan closeRequest, 1),
@@ -151,13 +151,31 @@ func (s *Server) newConn(t transport, a admission) *conn {
 	return c
 }
 
-// serve runs the connection until it ends. It returns after both of its
-// goroutines have stopped and its subscription is gone.
+// serve runs the connection until it ends, the writer on the calling
+// goroutine. It returns after both of its goroutines have stopped and its
+// subscription is gone.
 func (c *conn) serve() {
 	if !c.srv.register(c) {
 		c.t.close(CloseGoingAway, "edge shutting down; connect to another edge")
 		return
 	}
+	c.run()
+}
+
+// start runs the connection on goroutines of its own and returns at once,
+// for a transport that no longer needs the HTTP handler that made it (a
+// hijacked WebSocket). The Server owns them: Shutdown waits for them.
+func (c *conn) start() {
+	if !c.srv.register(c) {
+		c.t.close(CloseGoingAway, "edge shutting down; connect to another edge")
+		return
+	}
+	go c.run()
+}
+
+// run is the connection's life once registered: the writer here, the
+// reader on a goroutine of its own, then the clean-up.
+func (c *conn) run() {
 	kind := c.t.kind()
 	c.srv.active.Add(1)
 	c.srv.total.Add(1)
@@ -411,10 +429,7 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 		c.sendError(asHAIPError(err))
 		return false
 	}
-	c.accepts = make(map[haip.Type]bool, len(hello.AcceptEvents))
-	for _, t := range hello.AcceptEvents {
-		c.accepts[t] = true
-	}
+	c.accepts = newTypeSet(hello.AcceptEvents)
 	if !containsInt(hello.AcceptMajor, haip.Major) {
 		c.sendErrorAlways(haip.Errorf(haip.CodeVersionIncompatible, "no common major version: server speaks %d, client accepts %v", haip.Major, hello.AcceptMajor).
 			WithRelated(env.ID).WithDetail("server_version", haip.Version))
@@ -449,7 +464,7 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 
 	// Follow the live log before reading its end, so that nothing written
 	// in between falls through the gap.
-	unfollow, err := c.srv.hub.follow(c.session, c.readDir, c, c.onLive)
+	unfollow, err := c.srv.hub.follow(c.session, c.readDir, c)
 	if err != nil {
 		c.logger.Error("follow", slog.Any(logKeyErr, err))
 		c.fatal(CloseInternalError, "cannot follow session")
@@ -566,22 +581,29 @@ func (c *conn) requestReplay(env *haip.Envelope) {
 	c.enqueue(outbound{replay: &rr})
 }
 
-// onLive runs on the hub's goroutine: enqueue or note the overflow.
-func (c *conn) onLive(e streams.Entry) {
+// onLive runs on the hub's goroutine: enqueue or note the overflow. e is
+// shared by every connection following the session.
+func (c *conn) onLive(e *streams.Entry) {
 	select {
 	case c.live <- e:
 	default:
-		select {
-		case c.overflow <- struct{}{}:
-		default:
-		}
+		c.onOverflow()
+	}
+}
+
+// onOverflow notes that live messages were lost: the writer goes back to
+// catch-up. It runs on the hub's goroutine.
+func (c *conn) onOverflow() {
+	select {
+	case c.overflow <- struct{}{}:
+	default:
 	}
 }
 
 // sendControl queues a connection-scoped envelope for the writer, which
 // stamps seq and ack when it writes it.
 func (c *conn) sendControl(t haip.Type, payload any) {
-	if c.accepts != nil && !c.accepts[t] && t != haip.TypeHAI {
+	if c.accepts != nil && !c.accepts.has(t) && t != haip.TypeHAI {
 		return // the client said it does not accept this type
 	}
 	c.queueControl(t, payload)
@@ -604,7 +626,7 @@ func (c *conn) queueControl(t haip.Type, payload any) {
 // client that lets control traffic pile up is not reading, and is cut.
 func (c *conn) enqueue(o outbound) {
 	select {
-	case c.ctrl <- o:
+	case c.ctrl <- &o:
 	default:
 		c.fatal(CloseSlowConsumer, "slow consumer: control queue full")
 	}
@@ -634,6 +656,50 @@ func asHAIPError(err error) *haip.Error {
 	return haip.Errorf(haip.CodeProtocolViolation, "%v", err)
 }
 
+// typeSet is a set of HAIP event types: one bit per type of
+// haip.AllTypes, and a map only for names outside them. (A map of the 22
+// names cost about 1.7 KiB per connection.)
+type typeSet struct {
+	known uint32
+	other map[haip.Type]bool
+}
+
+// typeBits numbers the known event types; it is never changed.
+var typeBits = func() map[haip.Type]uint32 {
+	all := haip.AllTypes()
+	m := make(map[haip.Type]uint32, len(all))
+	for i, t := range all {
+		m[t] = 1 << i
+	}
+	return m
+}()
+
+func newTypeSet(ts []haip.Type) *typeSet {
+	s := &typeSet{}
+	for _, t := range ts {
+		if b, ok := typeBits[t]; ok {
+			s.known |= b
+			continue
+		}
+		if s.other == nil {
+			s.other = make(map[haip.Type]bool)
+		}
+		s.other[t] = true
+	}
+	return s
+}
+
+// has reports whether t is in the set; a nil set has nothing.
+func (s *typeSet) has(t haip.Type) bool {
+	if s == nil {
+		return false
+	}
+	if b, ok := typeBits[t]; ok {
+		return s.known&b != 0
+	}
+	return s.other[t]
+}
+
 func containsInt(xs []int, v int) bool {
 	for _, x := range xs {
 		if x == v {
@@ -642,3 +708,58 @@ func containsInt(xs []int, v int) bool {
 	}
 	return false
 }
+
+// writerClock is the writer's one timer, in place of a handshake timer
+// and a heartbeat ticker per connection: it fires at the handshake
+// deadline (until the handshake is done) or at the next heartbeat,
+// whichever is first.
+type writerClock struct {
+	t           *time.Timer
+	interval    time.Duration
+	nextBeat    time.Time
+	handshakeBy time.Time // zero once the handshake is done
+}
+
+func newWriterClock(heartbeat, handshake time.Duration) writerClock {
+	now := time.Now()
+	k := writerClock{interval: heartbeat, nextBeat: now.Add(heartbeat), handshakeBy: now.Add(handshake)}
+	k.t = time.NewTimer(k.until(now))
+	return k
+}
+
+// c is the channel the timer fires on.
+func (k *writerClock) c() <-chan time.Time { return k.t.C }
+
+// until is how long from now the timer must wait.
+func (k *writerClock) until(now time.Time) time.Duration {
+	next := k.nextBeat
+	if !k.handshakeBy.IsZero() && k.handshakeBy.Before(next) {
+		next = k.handshakeBy
+	}
+	return next.Sub(now)
+}
+
+// handshook stops watching the handshake deadline.
+func (k *writerClock) handshook() {
+	k.handshakeBy = time.Time{}
+	k.t.Reset(k.until(time.Now()))
+}
+
+// fired is called when the timer has fired at now. It reports whether the
+// handshake deadline has passed and whether a heartbeat is due (like a
+// ticker, beats missed while the writer was busy are not made up), and
+// sets the timer again.
+func (k *writerClock) fired(now time.Time) (handshakeExpired, beat bool) {
+	handshakeExpired = !k.handshakeBy.IsZero() && !now.Before(k.handshakeBy)
+	if !now.Before(k.nextBeat) {
+		beat = true
+		k.nextBeat = k.nextBeat.Add(k.interval)
+		if !k.nextBeat.After(now) {
+			k.nextBeat = now.Add(k.interval)
+		}
+	}
+	k.t.Reset(k.until(now))
+	return handshakeExpired, beat
+}
+
+func (k *writerClock) stop() { k.t.Stop() }

@@ -42,13 +42,11 @@ type delivery struct {
 // connection ended, after closing the transport.
 func (c *conn) writeLoop() string {
 	cfg := c.srv.cfg
-	hb := time.NewTicker(time.Duration(cfg.HeartbeatInterval))
-	defer hb.Stop()
-	handshake := time.NewTimer(time.Duration(cfg.HandshakeTimeout))
-	defer handshake.Stop()
+	clock := newWriterClock(time.Duration(cfg.HeartbeatInterval), time.Duration(cfg.HandshakeTimeout))
+	defer clock.stop()
 
 	var d *delivery
-	var live <-chan streams.Entry // nil until the handshake: never drop early entries
+	var live <-chan *streams.Entry // nil until the handshake: never drop early entries
 	for {
 		if d != nil && d.catchingUp && !d.blocked {
 			if !c.flushControl() {
@@ -91,20 +89,19 @@ func (c *conn) writeLoop() string {
 		case start := <-c.started:
 			d = &delivery{next: start.next, streamSeq: max(start.streamSeq, 1), catchingUp: true}
 			live = c.live
-			handshake.Stop()
-		case <-handshake.C:
-			if d == nil {
-				c.flushControl()
-				// The reader may be mid-handshake: touch none of its state.
-				herr := haip.Errorf(haip.CodeProtocolViolation, "no HAI within %s", time.Duration(cfg.HandshakeTimeout))
-				c.srv.metrics.errorsSent.WithLabelValues(string(herr.Code)).Inc()
-				if env, err := haip.New(unboundSession, haip.ChannelSystem, haip.TypeError, herr.Payload()); err == nil {
-					c.writeControl(env)
-				}
-				c.t.close(ClosePolicyViolation, "handshake timeout: send HAI first")
-				return reasonHandshake
+			clock.handshook()
+		case now := <-clock.c():
+			expired, beat := clock.fired(now)
+			if expired && d == nil {
+				return c.handshakeTimedOut()
 			}
-		case e := <-liveCh:
+			if beat {
+				if reason, ok := c.heartbeat(d); !ok {
+					return reason
+				}
+			}
+		case ep := <-liveCh:
+			e := *ep // shared with the session's other connections
 			switch {
 			case e.Seq < d.next:
 				// Already delivered by catch-up.
@@ -123,27 +120,48 @@ func (c *conn) writeLoop() string {
 			if d != nil {
 				d.catchingUp = true
 			}
-		case <-hb.C:
-			silent := time.Since(time.Unix(0, c.lastInbound.Load()))
-			if c.t.peerCanSend() && silent > time.Duration(cfg.HeartbeatInterval+cfg.HeartbeatTimeout) {
-				c.t.close(CloseHeartbeatTimeout, fmt.Sprintf("no frames for %s; resume from seq %d", silent.Round(time.Second), c.delivered.Load()))
-				return reasonHeartbeat
-			}
-			wctx, cancel := context.WithTimeout(c.ctx, time.Duration(cfg.WriteTimeout))
-			sent, err := c.t.keepalive(wctx)
-			cancel()
-			if err != nil {
-				c.t.close(CloseSlowConsumer, "keep-alive not taken")
-				return reasonSlow
-			}
-			if !sent && d != nil && c.accepts[haip.TypePing] {
-				env, err := haip.New(c.session, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: haip.NewUUID()})
-				if err == nil && !c.writeControl(env) {
-					return c.failReason
-				}
-			}
 		}
 	}
+}
+
+// handshakeTimedOut ends a connection that sent no HAI in time. (The
+// writer's rare branches are methods of their own: the writer's stack
+// frame, held by every idle connection, stays small.)
+func (c *conn) handshakeTimedOut() string {
+	c.flushControl()
+	// The reader may be mid-handshake: touch none of its state.
+	herr := haip.Errorf(haip.CodeProtocolViolation, "no HAI within %s", time.Duration(c.srv.cfg.HandshakeTimeout))
+	c.srv.metrics.errorsSent.WithLabelValues(string(herr.Code)).Inc()
+	if env, err := haip.New(unboundSession, haip.ChannelSystem, haip.TypeError, herr.Payload()); err == nil {
+		c.writeControl(env)
+	}
+	c.t.close(ClosePolicyViolation, "handshake timeout: send HAI first")
+	return reasonHandshake
+}
+
+// heartbeat drops a peer silent for too long, and otherwise sends the
+// transport's keep-alive, or a PING (d nil: before the handshake).
+func (c *conn) heartbeat(d *delivery) (reason string, ok bool) {
+	cfg := &c.srv.cfg
+	silent := time.Since(time.Unix(0, c.lastInbound.Load()))
+	if c.t.peerCanSend() && silent > time.Duration(cfg.HeartbeatInterval+cfg.HeartbeatTimeout) {
+		c.t.close(CloseHeartbeatTimeout, fmt.Sprintf("no frames for %s; resume from seq %d", silent.Round(time.Second), c.delivered.Load()))
+		return reasonHeartbeat, false
+	}
+	wctx, cancel := context.WithTimeout(c.ctx, time.Duration(cfg.WriteTimeout))
+	sent, err := c.t.keepalive(wctx)
+	cancel()
+	if err != nil {
+		c.t.close(CloseSlowConsumer, "keep-alive not taken")
+		return reasonSlow, false
+	}
+	if !sent && d != nil && c.accepts.has(haip.TypePing) {
+		env, err := haip.New(c.session, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: haip.NewUUID()})
+		if err == nil && !c.writeControl(env) {
+			return c.failReason, false
+		}
+	}
+	return "", true
 }
 
 // catchUp reads one bounded batch of the log from JetStream and writes
@@ -214,8 +232,8 @@ func (c *conn) catchUp(d *delivery) (reason string, ok bool) {
 		// newer is handled by the live branch, with its gap check.
 		for {
 			select {
-			case e := <-c.live:
-				if e.Seq >= d.next {
+			case ep := <-c.live:
+				if e := *ep; e.Seq >= d.next {
 					if e.Seq == d.next && c.out.allows(entryChannel(&e), entrySize(&e)) {
 						if !c.writeEntry(d, e) {
 							return c.failReason, false
@@ -238,7 +256,7 @@ func (c *conn) catchUp(d *delivery) (reason string, ok bool) {
 func (c *conn) writeEntry(d *delivery, e streams.Entry) bool {
 	d.next = e.Seq + 1
 	d.streamSeq = e.StreamSeq + 1
-	if e.Type != "" && !c.accepts[haip.Type(e.Type)] {
+	if e.Type != "" && !c.accepts.has(haip.Type(e.Type)) {
 		c.delivered.Store(e.Seq)
 		return true
 	}
@@ -318,7 +336,7 @@ func (c *conn) replay(rr replayRequest) bool {
 	defer cancel()
 	ok := true
 	herr := c.srv.replayRange(ctx, c.session, c.readDir, rr.from, rr.to, c.delivered.Load(), 0, func(e streams.Entry) bool {
-		if e.Type != "" && !c.accepts[haip.Type(e.Type)] {
+		if e.Type != "" && !c.accepts.has(haip.Type(e.Type)) {
 			return true
 		}
 		ok = c.writeLog(e)
@@ -395,7 +413,7 @@ func (s *Server) replayRange(ctx context.Context, session string, dir streams.Di
 // would put it behind items the writer has not reached yet).
 func (c *conn) writeError(e *haip.Error) bool {
 	c.srv.metrics.errorsSent.WithLabelValues(string(e.Code)).Inc()
-	if c.accepts != nil && !c.accepts[haip.TypeError] {
+	if c.accepts != nil && !c.accepts.has(haip.TypeError) {
 		return true
 	}
 	env, err := haip.New(c.session, haip.ChannelSystem, haip.TypeError, e.Payload())
@@ -419,7 +437,7 @@ func (c *conn) flushControl() bool {
 	}
 }
 
-func (c *conn) writeOutbound(o outbound) bool {
+func (c *conn) writeOutbound(o *outbound) bool {
 	switch {
 	case o.replay != nil:
 		return c.replay(*o.replay)

@@ -1,7 +1,10 @@
 package edge
 
 import (
+	"bufio"
 	"context"
+	"fmt"
+	"net"
 	"net/http"
 	"sync"
 
@@ -18,8 +21,12 @@ var _ transport = (*wsTransport)(nil)
 
 func (w *wsTransport) kind() string { return "websocket" }
 
-func (w *wsTransport) read(ctx context.Context) (frame, error) {
-	typ, data, err := w.c.Read(ctx)
+// read ignores ctx: a context that can be cancelled makes the WebSocket
+// library register a cancellation hook for every read, which an idle
+// connection holds for its whole life. The read ends instead when the
+// connection is closed, which every way out of the writer does.
+func (w *wsTransport) read(context.Context) (frame, error) {
+	typ, data, err := w.c.Read(context.Background())
 	if err != nil {
 		return frame{}, err
 	}
@@ -65,12 +72,50 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 			opts.OriginPatterns = s.cfg.CORSOrigins
 		}
 	}
-	wc, err := websocket.Accept(w, r, opts)
+	wc, err := websocket.Accept(smallBuffers{w}, r, opts)
 	if err != nil {
 		return // Accept has answered the request
 	}
 	wc.SetReadLimit(s.cfg.MaxMessageBytes)
-	s.newConn(&wsTransport{c: wc}, a).serve()
+	// The connection runs on goroutines of its own and the handler
+	// returns: the socket is hijacked, so the HTTP server's per-request
+	// state (request, headers, buffers) and the handler's deep stack are
+	// not kept for the life of the connection.
+	s.newConn(&wsTransport{c: wc}, a).start()
+}
+
+// Buffer sizes of a WebSocket connection, instead of the HTTP server's
+// 4 KiB each way, which the WebSocket library would keep for the life of
+// the connection. A read larger than the buffer bypasses it; a frame
+// larger than the write buffer costs one more system call (typical
+// envelopes are a few hundred bytes and take one).
+const (
+	wsReadBuffer  = 512
+	wsWriteBuffer = 1 << 10
+)
+
+// smallBuffers hands the WebSocket library a hijacked connection with
+// buffers of wsReadBuffer and wsWriteBuffer bytes. Bytes the HTTP server
+// has already buffered are kept: then its own buffers are handed over.
+type smallBuffers struct{ http.ResponseWriter }
+
+// Unwrap gives http.ResponseController the wrapped writer.
+func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+// Hijack implements http.Hijacker.
+func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+	nc, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
+	if err != nil {
+		return nil, nil, fmt.Errorf("hijack: %w", err)
+	}
+	br, bw := brw.Reader, brw.Writer
+	if br.Buffered() == 0 {
+		br = bufio.NewReaderSize(nc, wsReadBuffer)
+	}
+	if bw.Buffered() == 0 {
+		bw = bufio.NewWriterSize(nc, wsWriteBuffer)
+	}
+	return nc, bufio.NewReadWriter(br, bw), nil
 }
 
 // binaryWriter is a transport that can send a binary frame after an

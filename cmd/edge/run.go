@@ -78,6 +78,11 @@ type config struct {
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
+	// PprofListen serves net/http/pprof on this loopback address (for
+	// example 127.0.0.1:6060) to profile the edge; empty (the default)
+	// serves nothing. Profiles expose the process's internals, so only
+	// loopback addresses are accepted.
+	PprofListen string `env:"PPROF_LISTEN"`
 
 	Edge edge.Config
 }
@@ -102,6 +107,11 @@ func loadConfig() (config, error) {
 	}
 	if err := c.Edge.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.PprofListen != "" {
+		if err := checkLoopback(c.PprofListen); err != nil {
+			errs = append(errs, fmt.Errorf("PPROF_LISTEN: %w", err))
+		}
 	}
 	if err := c.streams().Validate(); err != nil {
 		errs = append(errs, err)
@@ -226,6 +236,16 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 				logger.Error("built-in tools stopped", slog.Any("err", err))
 			}
 		}()
+	}
+
+	if cfg.PprofListen != "" {
+		pp, err := startPprof(cfg.PprofListen, logger)
+		if err != nil {
+			stopAgent()
+			wg.Wait()
+			return err
+		}
+		defer pp.stop()
 	}
 
 	ln, err := net.Listen("tcp", net.JoinHostPort(cfg.Host, fmt.Sprint(cfg.Port)))
