@@ -293,6 +293,7 @@ func (c *conn) handle(data []byte) (stop bool) {
 	if uint64(env.Seq) > c.ack.Load() {
 		c.ack.Store(uint64(env.Seq))
 	}
+	haip.NormalizeBinaryAnnouncement(env)
 	size := len(data)
 	if env.BinLen != nil && env.Type != haip.TypeAudioChunk {
 		c.sendError(haip.Errorf(haip.CodeProtocolViolation, "bin_len is only for AUDIO_CHUNK, not %s", env.Type).WithRelated(env.ID))
@@ -471,9 +472,25 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 		return true
 	}
 	c.unfollow = unfollow
+	ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
+	start, herr, err := c.resumePoint(ctx, hello)
+	cancel()
+	if err != nil {
+		c.logger.Error("resume point", slog.Any(logKeyErr, err))
+		c.fatal(CloseTryAgainLater, "session log unavailable")
+		return true
+	}
+	c.delivered.Store(start.next - 1)
+	c.out = newOutCredit(c.srv.cfg.ServerCredit, hello, uint64(env.Seq))
+	_, canBinary := c.t.(binaryWriter)
+	c.binaryOut = canBinary && hello.Binary()
+	c.runLimit = hello.RunLimit()
+	c.sendControl(haip.TypeHAI, c.serverHello())
+	c.initialGrant()
 	if _, ws := c.t.(*wsTransport); !ws {
 		// Flow control the user POSTs for this session reaches its
-		// one-way streams here.
+		// one-way streams here; subscribed once the writer's credit state
+		// is set, since the handler hands it changes.
 		subj, err := streams.FlowSubject(c.session, c.ident.Subject)
 		if err == nil {
 			var sub *nats.Subscription
@@ -492,21 +509,6 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 			return true
 		}
 	}
-	ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
-	start, herr, err := c.resumePoint(ctx, hello)
-	cancel()
-	if err != nil {
-		c.logger.Error("resume point", slog.Any(logKeyErr, err))
-		c.fatal(CloseTryAgainLater, "session log unavailable")
-		return true
-	}
-	c.delivered.Store(start.next - 1)
-	c.out = newOutCredit(c.srv.cfg.ServerCredit, hello, uint64(env.Seq))
-	_, canBinary := c.t.(binaryWriter)
-	c.binaryOut = canBinary && hello.Binary()
-	c.runLimit = hello.RunLimit()
-	c.sendControl(haip.TypeHAI, c.serverHello())
-	c.initialGrant()
 	if herr != nil {
 		c.sendError(herr.WithRelated(env.ID))
 	}
