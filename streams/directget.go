@@ -109,22 +109,17 @@ func directBatch(ctx context.Context, nc *nats.Conn, stream string, req directRe
 	if err != nil {
 		return nil, 0, err
 	}
-	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	sub, err := subscribeBatch(nc, req.Batch)
 	if err != nil {
 		return nil, 0, fmt.Errorf("direct batch: subscribe: %w", err)
 	}
-	defer sub.Unsubscribe() //nolint:errcheck // best effort: the inbox is unique
-	// The server sends the whole batch at once; never drop part of it.
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		return nil, 0, fmt.Errorf("direct batch: %w", err)
-	}
-	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, inbox, body); err != nil {
+	defer sub.close()
+	if err := nc.PublishRequest("$JS.API.DIRECT.GET."+stream, sub.inbox, body); err != nil {
 		return nil, 0, fmt.Errorf("direct batch: publish: %w", err)
 	}
 	msgs = make([]stored, 0, min(req.Batch, 1024))
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
+		m, err := sub.next(ctx)
 		if err != nil {
 			return nil, 0, fmt.Errorf("direct batch: %w", err)
 		}
@@ -185,22 +180,18 @@ func pullBatch(ctx context.Context, nc *nats.Conn, stream, consumer string, req 
 	if err != nil {
 		return nil, 0, err
 	}
-	inbox := nc.NewInbox()
-	sub, err := nc.SubscribeSync(inbox)
+	sub, err := subscribeBatch(nc, req.Batch)
 	if err != nil {
 		return nil, 0, fmt.Errorf("pull: subscribe: %w", err)
 	}
-	defer sub.Unsubscribe() //nolint:errcheck // best effort: the inbox is unique
-	if err := sub.SetPendingLimits(-1, -1); err != nil {
-		return nil, 0, fmt.Errorf("pull: %w", err)
-	}
-	if err := nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+stream+"."+consumer, inbox, body); err != nil {
+	defer sub.close()
+	if err := nc.PublishRequest("$JS.API.CONSUMER.MSG.NEXT."+stream+"."+consumer, sub.inbox, body); err != nil {
 		return nil, 0, fmt.Errorf("pull: publish: %w", err)
 	}
 	msgs = make([]stored, 0, min(req.Batch, 1024))
 	left := req.MaxBytes
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
+		m, err := sub.next(ctx)
 		if err != nil {
 			return nil, 0, fmt.Errorf("pull: %w", err)
 		}
@@ -259,3 +250,37 @@ func parseAckReply(reply string) (streamSeq, pending uint64, ok bool) {
 	p, err2 := strconv.ParseUint(tok[base+6], 10, 64)
 	return s, p, err1 == nil && err2 == nil
 }
+
+// batchSub is the reply inbox of one batch request. Its channel holds a
+// whole batch and the status that ends it, so nothing is dropped, and is
+// sized for that batch: a synchronous subscription would allocate the
+// client's default 64k-message queue (512 KiB) for every request.
+type batchSub struct {
+	inbox string
+	sub   *nats.Subscription
+	ch    chan *nats.Msg
+}
+
+// batchSlack covers the status messages that may follow a batch.
+const batchSlack = 4
+
+func subscribeBatch(nc *nats.Conn, batch int) (*batchSub, error) {
+	b := &batchSub{inbox: nc.NewInbox(), ch: make(chan *nats.Msg, max(batch, 1)+batchSlack)}
+	sub, err := nc.ChanSubscribe(b.inbox, b.ch)
+	if err != nil {
+		return nil, err
+	}
+	b.sub = sub
+	return b, nil
+}
+
+func (b *batchSub) next(ctx context.Context) (*nats.Msg, error) {
+	select {
+	case m := <-b.ch:
+		return m, nil
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+}
+
+func (b *batchSub) close() { _ = b.sub.Unsubscribe() }
