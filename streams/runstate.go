@@ -84,6 +84,10 @@ func (s *SessionRuns) findRecent(runID string) (RunState, bool) {
 	return RunState{}, false
 }
 
+// StaleRunReason is the reason recorded for an active run dropped because
+// its agent stopped reporting (see Admit).
+const StaleRunReason = "no agent reported on the run"
+
 // ErrRunLimit is returned by Admit when the session already has as many
 // active runs as its limit allows.
 var ErrRunLimit = errors.New("concurrent run limit reached")
@@ -224,7 +228,7 @@ func (r *Runs) prune(s *SessionRuns, now time.Time) {
 	kept := s.Active[:0]
 	for _, a := range s.Active {
 		if now.Sub(a.Beat) > r.staleAfter {
-			a.Status, a.Finished, a.Reason = RunError, now, "no agent reported on the run"
+			a.Status, a.Finished, a.Reason = RunError, now, StaleRunReason
 			s.pushRecent(a)
 			continue
 		}

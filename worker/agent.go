@@ -218,6 +218,10 @@ func (a *Agent) handle(ctx context.Context, msg jetstream.Msg) {
 	}
 	var runErr error
 	switch {
+	case !before.Active() && before.Reason == streams.StaleRunReason:
+		// Given up while it waited (no agent for too long): say so in the
+		// session, once.
+		runErr = errors.New(streams.StaleRunReason)
 	case !before.Active():
 		// Ended already (a redelivery after the end was stored).
 		run.finished = true
