@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"strconv"
 	"time"
 
@@ -200,6 +201,15 @@ func (c *conn) catchUp(d *delivery) (reason string, ok bool) {
 		c.logger.Error("catch-up read", slog.Any(logKeyErr, err))
 		c.t.close(CloseTryAgainLater, fmt.Sprintf("session log unavailable; resume from seq %d", c.delivered.Load()))
 		return reasonBackend, false
+	}
+	if ck, isCorker := c.t.(corker); isCorker && len(entries) > 1 {
+		// The batch leaves in one write (see corkConn), within WRITE_TIMEOUT.
+		ck.cork()
+		defer func() {
+			if !c.uncork(ck) && ok {
+				reason, ok = c.failReason, false
+			}
+		}()
 	}
 	for _, e := range entries {
 		if e.Seq < d.next {
@@ -463,6 +473,26 @@ func (c *conn) writeControl(env *haip.Envelope) bool {
 		return true
 	}
 	return c.write(uint64(env.Seq), data)
+}
+
+// uncork sends what a corked transport holds, within WriteTimeout; a
+// client that cannot take it in time is cut as too slow.
+func (c *conn) uncork(ck corker) bool {
+	err := ck.uncork(time.Now().Add(time.Duration(c.srv.cfg.WriteTimeout)))
+	if err == nil {
+		return true
+	}
+	// What the client received of the batch is unknown here: it resumes
+	// from its own last seq.
+	c.failReason = reasonPeer
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		c.failReason = reasonSlow
+		c.srv.metrics.slowCount.Add(1)
+		c.t.close(CloseSlowConsumer, "slow consumer; resume from the last seq you received")
+	} else {
+		c.t.close(CloseNormal, "")
+	}
+	return false
 }
 
 // writeBin sends the binary frame that follows an envelope.

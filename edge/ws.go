@@ -7,14 +7,16 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/coder/websocket"
 )
 
 // wsTransport carries HAIP over WebSocket: one envelope per text frame.
 type wsTransport struct {
-	c    *websocket.Conn
-	once sync.Once
+	c      *websocket.Conn
+	corked *corkConn // nil when the socket was not hijacked through smallBuffers
+	once   sync.Once
 }
 
 var _ transport = (*wsTransport)(nil)
@@ -44,6 +46,9 @@ func (w *wsTransport) peerCanSend() bool { return true }
 
 func (w *wsTransport) close(code CloseCode, reason string) {
 	w.once.Do(func() {
+		if w.corked != nil {
+			w.corked.release()
+		}
 		if len(reason) > maxCloseReason {
 			reason = reason[:maxCloseReason]
 		}
@@ -72,7 +77,8 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 			opts.OriginPatterns = s.cfg.CORSOrigins
 		}
 	}
-	wc, err := websocket.Accept(smallBuffers{w}, r, opts)
+	sb := &smallBuffers{ResponseWriter: w}
+	wc, err := websocket.Accept(sb, r, opts)
 	if err != nil {
 		return // Accept has answered the request
 	}
@@ -81,7 +87,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// returns: the socket is hijacked, so the HTTP server's per-request
 	// state (request, headers, buffers) and the handler's deep stack are
 	// not kept for the life of the connection.
-	s.newConn(&wsTransport{c: wc}, a).start()
+	s.newConn(&wsTransport{c: wc, corked: sb.cork}, a).start()
 }
 
 // Buffer sizes of a WebSocket connection, instead of the HTTP server's
@@ -97,13 +103,18 @@ const (
 // smallBuffers hands the WebSocket library a hijacked connection with
 // buffers of wsReadBuffer and wsWriteBuffer bytes. Bytes the HTTP server
 // has already buffered are kept: then its own buffers are handed over.
-type smallBuffers struct{ http.ResponseWriter }
+// Its writes go through a corkConn, so that a batch of frames can leave
+// in one system call.
+type smallBuffers struct {
+	http.ResponseWriter
+	cork *corkConn
+}
 
 // Unwrap gives http.ResponseController the wrapped writer.
-func (w smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+func (w *smallBuffers) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // Hijack implements http.Hijacker.
-func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
+func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	nc, brw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err != nil {
 		return nil, nil, fmt.Errorf("hijack: %w", err)
@@ -112,10 +123,99 @@ func (w smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if br.Buffered() == 0 {
 		br = bufio.NewReaderSize(nc, wsReadBuffer)
 	}
+	w.cork = &corkConn{Conn: nc}
 	if bw.Buffered() == 0 {
-		bw = bufio.NewWriterSize(nc, wsWriteBuffer)
+		bw = bufio.NewWriterSize(w.cork, wsWriteBuffer)
+	} else {
+		w.cork = nil // the server's writer goes straight to the socket
 	}
 	return nc, bufio.NewReadWriter(br, bw), nil
+}
+
+// corkConn is the write side of a WebSocket connection. The WebSocket
+// library flushes after every frame, one system call per message; while
+// corked, those flushes collect here instead, and uncork writes them in
+// one go with its own deadline. The edge corks around a catch-up batch
+// (at most CATCHUP_BYTES), so a client catching up costs one system call
+// per batch rather than per message. Uncorked, writes pass straight
+// through.
+type corkConn struct {
+	net.Conn
+	mu     sync.Mutex
+	corked bool
+	buf    []byte
+}
+
+// maxCork bounds what a corked connection holds before it writes anyway.
+const maxCork = 512 << 10
+
+func (c *corkConn) Write(p []byte) (int, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.corked && len(c.buf)+len(p) <= maxCork {
+		c.buf = append(c.buf, p...)
+		return len(p), nil
+	}
+	if err := c.flushLocked(); err != nil {
+		return 0, err
+	}
+	return c.Conn.Write(p)
+}
+
+func (c *corkConn) flushLocked() error {
+	if len(c.buf) == 0 {
+		return nil
+	}
+	_, err := c.Conn.Write(c.buf)
+	c.buf = c.buf[:0]
+	return err
+}
+
+func (c *corkConn) corkWrites() {
+	c.mu.Lock()
+	c.corked = true
+	c.mu.Unlock()
+}
+
+// uncork writes what was collected, within the deadline, and passes
+// later writes straight through. The buffer is dropped: an idle
+// connection holds none.
+func (c *corkConn) uncork(deadline time.Time) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.corked = false
+	if len(c.buf) == 0 {
+		return nil
+	}
+	_ = c.Conn.SetWriteDeadline(deadline)
+	err := c.flushLocked()
+	_ = c.Conn.SetWriteDeadline(time.Time{})
+	c.buf = nil
+	return err
+}
+
+// release uncorks before a close, so the close frame is not held back.
+func (c *corkConn) release() { _ = c.uncork(time.Now().Add(time.Second)) }
+
+// corker is a transport that can hold its writes and send them at once.
+type corker interface {
+	cork()
+	uncork(deadline time.Time) error
+}
+
+var _ corker = (*wsTransport)(nil)
+
+func (w *wsTransport) cork() {
+	if w.corked != nil {
+		w.corked.corkWrites()
+	}
+}
+
+func (w *wsTransport) uncork(deadline time.Time) error {
+	if w.corked == nil {
+		return nil
+	}
+	return w.corked.uncork(deadline)
 }
 
 // binaryWriter is a transport that can send a binary frame after an
