@@ -485,12 +485,11 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 	_, canBinary := c.t.(binaryWriter)
 	c.binaryOut = canBinary && hello.Binary()
 	c.runLimit = hello.RunLimit()
-	c.sendControl(haip.TypeHAI, c.serverHello())
-	c.initialGrant()
 	if _, ws := c.t.(*wsTransport); !ws {
 		// Flow control the user POSTs for this session reaches its
-		// one-way streams here; subscribed once the writer's credit state
-		// is set, since the handler hands it changes.
+		// one-way streams here. Subscribed once the writer's credit state
+		// is set (the handler hands it changes), and known to the server
+		// (flushed) before the client sees the HAI and may POST.
 		subj, err := streams.FlowSubject(c.session, c.ident.Subject)
 		if err == nil {
 			var sub *nats.Subscription
@@ -501,6 +500,9 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 			})
 			if err == nil {
 				c.unflow = func() { _ = sub.Unsubscribe() }
+				fctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
+				err = c.srv.nc.FlushWithContext(fctx)
+				cancel()
 			}
 		}
 		if err != nil {
@@ -509,6 +511,8 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 			return true
 		}
 	}
+	c.sendControl(haip.TypeHAI, c.serverHello())
+	c.initialGrant()
 	if herr != nil {
 		c.sendError(herr.WithRelated(env.ID))
 	}
