@@ -373,34 +373,22 @@ func (p *pressure) level() float64 {
 	return max(a, d)
 }
 
-// samplePressure keeps the work-queue depth current until ctx ends.
+// samplePressure samples the work-queue depth (one stream-info request
+// per queue).
 func (s *Server) samplePressure(ctx context.Context) {
-	defer close(s.pressureDone)
-	t := time.NewTicker(time.Duration(s.cfg.PressureInterval))
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		var depth int64
-		for _, name := range []string{streams.RunStream, streams.ToolStream} {
-			qctx, cancel := context.WithTimeout(ctx, resolveTimeout)
-			st, err := s.js.Stream(qctx, name)
-			if err == nil {
-				info, ierr := st.Info(qctx)
-				if ierr == nil {
-					depth += int64(info.State.Msgs)
-				}
-				err = ierr
-			}
-			cancel()
-			if err != nil && ctx.Err() == nil {
+	var depth int64
+	for _, name := range []string{streams.RunStream, streams.ToolStream} {
+		qctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+		st, err := s.js.Stream(qctx, name)
+		cancel()
+		if err != nil {
+			if ctx.Err() == nil {
 				s.logger.Debug("sample work-queue depth", slog.String("stream", name), slog.Any(logKeyErr, err))
 			}
+			continue
 		}
-		s.pressure.depth.Store(depth)
-		s.metrics.queueDepth.Set(float64(depth))
+		depth += int64(st.CachedInfo().State.Msgs)
 	}
+	s.pressure.depth.Store(depth)
+	s.metrics.queueDepth.Set(float64(depth))
 }

@@ -246,9 +246,21 @@ func (r *rateSampler) get() (float64, float64) {
 	return r.rateIn, r.rOut
 }
 
-func (s *Server) sampleRates(ctx context.Context) {
-	defer close(s.statsDone)
-	const period = time.Second
+// rateSamplePeriod is how often /stats rates are computed.
+const rateSamplePeriod = time.Second
+
+func (s *Server) sampleRates() {
+	in, out := s.msgsIn.Load(), s.msgsOut.Load()
+	s.rates.mu.Lock()
+	s.rates.rateIn = float64(in-s.rates.lastIn) / rateSamplePeriod.Seconds()
+	s.rates.rOut = float64(out-s.rates.lastOut) / rateSamplePeriod.Seconds()
+	s.rates.lastIn, s.rates.lastOut = in, out
+	s.rates.mu.Unlock()
+}
+
+// every calls fn each period until ctx ends, then closes done.
+func every(ctx context.Context, period time.Duration, done chan<- struct{}, fn func()) {
+	defer close(done)
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
@@ -256,12 +268,7 @@ func (s *Server) sampleRates(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-t.C:
-			in, out := s.msgsIn.Load(), s.msgsOut.Load()
-			s.rates.mu.Lock()
-			s.rates.rateIn = float64(in-s.rates.lastIn) / period.Seconds()
-			s.rates.rOut = float64(out-s.rates.lastOut) / period.Seconds()
-			s.rates.lastIn, s.rates.lastOut = in, out
-			s.rates.mu.Unlock()
+			fn()
 		}
 	}
 }

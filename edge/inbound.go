@@ -133,15 +133,16 @@ func (s *Server) store(ctx context.Context, id auth.Identity, session string, en
 	}
 	stored := *env // the caller's envelope keeps its own seq and ack
 	if bin == nil {
-		haip.NormalizeBinaryAnnouncement(&stored)
-		if stored.BinLen != nil && *stored.BinLen > 0 {
-			return streams.Appended{}, haip.Errorf(haip.CodeProtocolViolation, "bin_len needs a binary frame, which this transport cannot carry: send the bytes base64 in payload.data").WithRelated(env.ID)
-		}
+		// Base64 data (with or without the v1 SDK's bin_len beside it)
+		// becomes the stored binary; a bin_len with no data has no bytes.
 		split, err := haip.SplitBinary(&stored, s.cfg.MaxAudioBytes)
 		if err != nil {
 			return streams.Appended{}, asHAIPError(err)
 		}
 		bin = split
+		if bin == nil && stored.BinLen != nil && *stored.BinLen > 0 {
+			return streams.Appended{}, haip.Errorf(haip.CodeProtocolViolation, "bin_len needs a binary frame, which this transport cannot carry: send the bytes base64 in payload.data").WithRelated(env.ID)
+		}
 	} else if len(bin) > s.cfg.MaxAudioBytes {
 		return streams.Appended{}, haip.Errorf(haip.CodeMessageTooLarge, "binary frame of %d bytes is over the %d allowed", len(bin), s.cfg.MaxAudioBytes).
 			WithRelated(env.ID).WithDetail("max_bytes", s.cfg.MaxAudioBytes)
@@ -160,7 +161,7 @@ func (s *Server) store(ctx context.Context, id auth.Identity, session string, en
 		}
 		textRun = &streams.RunState{RunID: haip.NameUUID("run", session, end.MessageID), Kind: streams.RunKindText,
 			MessageID: end.MessageID, ThreadID: env.ThreadID}
-		existing, herr := s.admitRun(ctx, session, *textRun, runLimit, env.ID)
+		existing, herr := s.admitRun(ctx, session, *textRun, runLimit, env.ID, nil)
 		if herr != nil {
 			return streams.Appended{}, herr
 		}

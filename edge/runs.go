@@ -29,9 +29,9 @@ func (s *Server) runLimit(client int) int {
 
 // admitRun records a run as queued unless the session is at its limit
 // (RUN_LIMIT_EXCEEDED). A run already recorded is returned as existing.
-func (s *Server) admitRun(ctx context.Context, session string, run streams.RunState, clientLimit int, relatedID string) (*streams.RunState, *haip.Error) {
+func (s *Server) admitRun(ctx context.Context, session string, run streams.RunState, clientLimit int, relatedID string, same func(streams.RunState) bool) (*streams.RunState, *haip.Error) {
 	limit := s.runLimit(clientLimit)
-	existing, err := s.runs.Admit(ctx, session, run, limit)
+	existing, err := s.runs.Admit(ctx, session, run, limit, same)
 	switch {
 	case errors.Is(err, streams.ErrRunLimit):
 		s.metrics.runsRefused.Inc()
@@ -65,22 +65,15 @@ func (s *Server) queueAudioRun(ctx context.Context, session string, res streams.
 	if err := stored.DecodePayload(&p); err != nil {
 		return asHAIPError(err)
 	}
-	runs, err := s.runs.Get(ctx, session)
-	if err != nil {
-		return haip.Errorf(haip.CodeInternalError, "run state unavailable; send the chunk again").WithRelated(env.ID)
-	}
-	for _, r := range runs.Active {
-		if r.Kind == streams.RunKindAudio && r.MessageID == p.MessageID {
-			return nil // the utterance's run is on it
-		}
-	}
 	run := streams.RunState{RunID: haip.NameUUID("audio-run", session, env.ID), Kind: streams.RunKindAudio, MessageID: p.MessageID, ThreadID: env.ThreadID}
-	existing, herr := s.admitRun(ctx, session, run, clientLimit, env.ID)
+	existing, herr := s.admitRun(ctx, session, run, clientLimit, env.ID, func(a streams.RunState) bool {
+		return a.Kind == streams.RunKindAudio && a.MessageID == p.MessageID // the utterance's run is on it
+	})
 	if herr != nil {
 		return herr
 	}
-	if existing != nil && existing.Status != streams.RunQueued {
-		return nil
+	if existing != nil && (existing.RunID != run.RunID || existing.Status != streams.RunQueued) {
+		return nil // another chunk's run answers the utterance, or this one is taken
 	}
 	return s.queueRun(ctx, session, streams.RunRequest{
 		RunID: run.RunID, Session: session, ThreadID: env.ThreadID, MessageID: p.MessageID,
@@ -143,11 +136,10 @@ func (s *Server) publishRunCancel(runID string) {
 // serveRuns answers GET /haip/sessions/{session}/runs: the session's
 // active and recent runs.
 func (s *Server) serveRuns(w http.ResponseWriter, r *http.Request) {
-	id, session, ok := s.sessionRequest(w, r)
+	_, session, ok := s.sessionRequest(w, r)
 	if !ok {
 		return
 	}
-	_ = id
 	ctx, cancel := context.WithTimeout(r.Context(), resolveTimeout)
 	defer cancel()
 	runs, err := s.runs.Get(ctx, session)

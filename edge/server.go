@@ -136,8 +136,8 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	}
 	s.pressure.maxInflight = int64(s.cfg.MaxPendingAppends)
 	s.pressure.maxDepth = int64(s.cfg.MaxQueueDepth)
-	go s.sampleRates(statsCtx)
-	go s.samplePressure(statsCtx)
+	go every(statsCtx, rateSamplePeriod, s.statsDone, s.sampleRates)
+	go every(statsCtx, time.Duration(s.cfg.PressureInterval), s.pressureDone, func() { s.samplePressure(statsCtx) })
 	return s, nil
 }
 

@@ -484,14 +484,7 @@ func (c *conn) uncork(ck corker) bool {
 	}
 	// What the client received of the batch is unknown here: it resumes
 	// from its own last seq.
-	c.failReason = reasonPeer
-	if errors.Is(err, os.ErrDeadlineExceeded) {
-		c.failReason = reasonSlow
-		c.srv.metrics.slowCount.Add(1)
-		c.t.close(CloseSlowConsumer, "slow consumer; resume from the last seq you received")
-	} else {
-		c.t.close(CloseNormal, "")
-	}
+	c.cut(errors.Is(err, os.ErrDeadlineExceeded), "resume from the last seq you received")
 	return false
 }
 
@@ -521,17 +514,24 @@ func (c *conn) write(seq uint64, data []byte) bool {
 // writeFailed turns a write's outcome into the connection's fate.
 func (c *conn) writeFailed(err error, timedOut bool) bool {
 	if err != nil {
-		c.failReason = reasonPeer
-		if timedOut {
-			c.failReason = reasonSlow
-			c.srv.metrics.slowCount.Add(1)
-			c.t.close(CloseSlowConsumer, fmt.Sprintf("slow consumer; resume from seq %d", c.delivered.Load()))
-		} else {
-			c.t.close(CloseNormal, "")
-		}
+		c.cut(timedOut, fmt.Sprintf("resume from seq %d", c.delivered.Load()))
 		return false
 	}
 	c.srv.msgsOut.Add(1)
 	c.srv.metrics.msgsOut.Inc()
 	return true
+}
+
+// cut ends the connection after a failed write: as a slow consumer, told
+// where to resume (hint), when the write timed out; quietly otherwise
+// (the peer is gone).
+func (c *conn) cut(timedOut bool, hint string) {
+	c.failReason = reasonPeer
+	if timedOut {
+		c.failReason = reasonSlow
+		c.srv.metrics.slowCount.Add(1)
+		c.t.close(CloseSlowConsumer, "slow consumer; "+hint)
+		return
+	}
+	c.t.close(CloseNormal, "")
 }

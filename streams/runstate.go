@@ -192,10 +192,12 @@ func isWrongLastSequence(err error) bool {
 
 // Admit records a new run as queued, unless the session already has limit
 // active runs (ErrRunLimit; limit <= 0 means no limit). Admitting a run
-// that is already recorded changes nothing and reports it (existing).
+// that is already recorded changes nothing and reports it (existing);
+// same, when not nil, makes an active run for which it holds count as
+// this run too (an utterance's run, whichever chunk started it).
 // Active runs whose heartbeat is older than the stale bound are not
 // counted, and are moved to the recent runs as ERROR.
-func (r *Runs) Admit(ctx context.Context, session string, run RunState, limit int) (existing *RunState, err error) {
+func (r *Runs) Admit(ctx context.Context, session string, run RunState, limit int, same func(RunState) bool) (existing *RunState, err error) {
 	now := r.now().UTC()
 	run.Status = RunQueued
 	if run.Created.IsZero() {
@@ -204,10 +206,11 @@ func (r *Runs) Admit(ctx context.Context, session string, run RunState, limit in
 	run.Beat = now
 	err = r.update(ctx, session, func(s *SessionRuns) (bool, error) {
 		existing = nil
-		if i, ok := s.find(run.RunID); ok {
-			st := s.Active[i]
-			existing = &st
-			return false, nil
+		for _, a := range s.Active {
+			if a.RunID == run.RunID || same != nil && same(a) {
+				existing = &a
+				return false, nil
+			}
 		}
 		if st, ok := s.findRecent(run.RunID); ok {
 			existing = &st

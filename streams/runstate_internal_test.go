@@ -34,14 +34,14 @@ func TestRunStates(t *testing.T) {
 	const s = "session-1"
 
 	for _, id := range []string{"r1", "r2"} {
-		if ex, err := runs.Admit(ctx, s, RunState{RunID: id}, 2); err != nil || ex != nil {
+		if ex, err := runs.Admit(ctx, s, RunState{RunID: id}, 2, nil); err != nil || ex != nil {
 			t.Fatalf("admit %s: %v %v", id, ex, err)
 		}
 	}
-	if _, err := runs.Admit(ctx, s, RunState{RunID: "r3"}, 2); !errors.Is(err, ErrRunLimit) {
+	if _, err := runs.Admit(ctx, s, RunState{RunID: "r3"}, 2, nil); !errors.Is(err, ErrRunLimit) {
 		t.Fatalf("third run: %v, want ErrRunLimit", err)
 	}
-	if ex, err := runs.Admit(ctx, s, RunState{RunID: "r1"}, 2); err != nil || ex == nil || ex.Status != RunQueued {
+	if ex, err := runs.Admit(ctx, s, RunState{RunID: "r1"}, 2, nil); err != nil || ex == nil || ex.Status != RunQueued {
 		t.Fatalf("re-admitting r1: %+v %v", ex, err)
 	}
 	if before, err := runs.Start(ctx, s, RunState{RunID: "r1"}, "agent-a"); err != nil || before.Status != RunQueued {
@@ -69,7 +69,7 @@ func TestRunStates(t *testing.T) {
 	// r2 has waited past the stale bound with no heartbeat: it stops
 	// counting, and is recorded as ERROR.
 	clock = clock.Add(2 * time.Minute)
-	if _, err := runs.Admit(ctx, s, RunState{RunID: "r3"}, 1); err != nil {
+	if _, err := runs.Admit(ctx, s, RunState{RunID: "r3"}, 1, nil); err != nil {
 		t.Fatalf("admit after r2 went stale: %v", err)
 	}
 	if st, err := runs.State(ctx, s, "r2"); err != nil || st.Status != RunError || st.Reason != StaleRunReason {
@@ -106,7 +106,7 @@ func TestRunLimitConcurrent(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for i := range 5 {
-				_, err := runs.Admit(ctx, "busy", RunState{RunID: string(rune('a'+w)) + string(rune('0'+i))}, 3)
+				_, err := runs.Admit(ctx, "busy", RunState{RunID: string(rune('a'+w)) + string(rune('0'+i))}, 3, nil)
 				if err == nil {
 					mu.Lock()
 					admitted++
