@@ -1,14 +1,10 @@
 package edge_test
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
-	"encoding/json"
-	"io"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,7 +14,6 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
-	"github.com/haipfabric/haipfabric/internal/sse"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -113,45 +108,24 @@ func TestAudioOverPostAndSSE(t *testing.T) {
 	f.agent(-1)
 	tok := f.token("alice", auth.RoleUser)
 	session := haip.NewUUID()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.base+"/haip/sse?session="+session+"&token="+tok, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	events := make(chan sse.Event, 64)
-	go func() {
-		defer close(events)
-		rd := sse.NewReader(bufio.NewReader(resp.Body), 1<<20)
-		for {
-			ev, err := rd.Next()
-			if err != nil {
-				return
-			}
-			events <- ev
-		}
-	}()
-	waitEvent(t, events, func(ev sse.Event) bool { return strings.Contains(string(ev.Data), `"type":"HAI"`) })
+	stream := openSSE(t, nil, e.base+"/haip/sse?session="+session+"&token="+tok, nil)
 
 	data := audioBytes(2048, 9)
 	env, _ := haip.New(session, haip.ChannelAudioIn, haip.TypeAudioChunk, haip.AudioChunkPayload{MessageID: haip.NewUUID(), Mime: "audio/wav",
 		Data: base64.StdEncoding.EncodeToString(data)})
 	body, _ := haip.Encode(env)
-	if results := postEnvelopes(t, e, tok, body); results[0].Status != "accepted" {
-		t.Fatalf("POST audio: %+v", results[0])
+	if status, pr := post(t, e.base+"/haip/messages", tok, nil, body); status != http.StatusOK {
+		t.Fatalf("POST audio: %d", status)
+	} else {
+		mustAccept(t, pr, 1)
 	}
-	ev := waitEvent(t, events, func(ev sse.Event) bool { return strings.Contains(string(ev.Data), `"AUDIO_CHUNK"`) })
-	echo, err := haip.Decode(ev.Data)
-	if err != nil {
-		t.Fatal(err)
-	}
+	got := stream.logUntil(20*time.Second, func(e *haip.Envelope) bool { return e.Type == haip.TypeAudioChunk })
+	echo := got[len(got)-1]
 	var p haip.AudioChunkPayload
 	_ = echo.DecodePayload(&p)
-	got, _ := base64.StdEncoding.DecodeString(p.Data)
-	if echo.Channel != haip.ChannelAudioOut || !bytes.Equal(got, data) || p.Mime != "audio/wav" || echo.BinLen != nil {
-		t.Fatalf("echo on SSE: channel %s, %d bytes, equal %v, mime %s", echo.Channel, len(got), bytes.Equal(got, data), p.Mime)
+	echoed, _ := base64.StdEncoding.DecodeString(p.Data)
+	if echo.Channel != haip.ChannelAudioOut || !bytes.Equal(echoed, data) || p.Mime != "audio/wav" || echo.BinLen != nil {
+		t.Fatalf("echo on SSE: channel %s, %d bytes, equal %v, mime %s", echo.Channel, len(echoed), bytes.Equal(echoed, data), p.Mime)
 	}
 }
 
@@ -218,8 +192,9 @@ func TestAudioRefusals(t *testing.T) {
 	n := int64(3)
 	env.BinLen = &n
 	body, _ := haip.Encode(env)
-	if res := postEnvelopes(t, e, tok, body); res[0].Status != "error" || res[0].Error.Code != string(haip.CodeProtocolViolation) {
-		t.Fatalf("POST with bin_len: %+v", res[0])
+	if status, pr := post(t, e.base+"/haip/messages", tok, nil, body); status != http.StatusOK || len(pr.Results) != 1 ||
+		pr.Results[0].Status != "error" || pr.Results[0].Error == nil || pr.Results[0].Error.Code != haip.CodeProtocolViolation {
+		t.Fatalf("POST with bin_len: %d %+v", status, pr)
 	}
 }
 
@@ -236,53 +211,4 @@ func (r *rawWS) pingPongError() haip.ErrorPayload {
 	}
 	r.t.Fatal("no ERROR before the PONG")
 	return haip.ErrorPayload{}
-}
-
-type postResult struct {
-	ID     string `json:"id"`
-	Status string `json:"status"`
-	Error  struct {
-		Code string `json:"code"`
-	} `json:"error"`
-}
-
-func postEnvelopes(t *testing.T, e *testEdge, tok string, body []byte) []postResult {
-	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, e.base+"/haip/messages", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+tok)
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	var out struct {
-		Results []postResult `json:"results"`
-	}
-	if err := json.Unmarshal(b, &out); err != nil || len(out.Results) == 0 {
-		t.Fatalf("POST: %d %s", resp.StatusCode, b)
-	}
-	return out.Results
-}
-
-// The v1 SDK puts both bin_len and base64 data on its AUDIO_CHUNK and
-// sends no binary frame: the data is taken, and nothing waits for a frame.
-func TestAudioSDKBothForms(t *testing.T) {
-	t.Parallel()
-	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	r := rawDial(t, tokenURL(e, f.token("alice", auth.RoleUser)))
-	r.handshake()
-	data := audioBytes(100, 3)
-	env := r.env(haip.ChannelAudioIn, haip.TypeAudioChunk, haip.AudioChunkPayload{MessageID: haip.NewUUID(), Mime: "audio/webm",
-		Data: base64.StdEncoding.EncodeToString(data)})
-	n := int64(len(data))
-	env.BinLen, env.BinMime = &n, "audio/webm"
-	r.sendEnv(env)
-	r.pingPong("stored")
-	entries := logEntries(t, f, r.session, streams.In)
-	if len(entries) != 1 || !bytes.Equal(entries[0].Bin, data) {
-		t.Fatalf("%d entries; want the chunk stored with its bytes", len(entries))
-	}
 }

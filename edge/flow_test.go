@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -267,46 +266,20 @@ func TestSSEPausedByPost(t *testing.T) {
 	e := f.edge(edge.Config{})
 	tok := f.token("alice", auth.RoleUser)
 	session := haip.NewUUID()
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, e.base+"/haip/sse?session="+session+"&last_rx_seq=0&token="+tok, nil)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	events := make(chan sse.Event, 64)
-	go func() {
-		defer close(events)
-		rd := sse.NewReader(bufio.NewReader(resp.Body), 1<<20)
-		for {
-			ev, err := rd.Next()
-			if err != nil {
-				return
-			}
-			events <- ev
-		}
-	}()
+	events := openSSE(t, nil, e.base+"/haip/sse?session="+session+"&last_rx_seq=0&token="+tok, nil).events()
 	// The stream's HAI comes first.
 	waitEvent(t, events, func(ev sse.Event) bool { return strings.Contains(string(ev.Data), `"type":"HAI"`) })
 
-	post := func(typ haip.Type) {
+	control := func(typ haip.Type) {
 		env, _ := haip.New(session, haip.ChannelSystem, typ, haip.ChannelControlPayload{Channel: haip.ChannelAgent})
 		body, _ := haip.Encode(env)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.base+"/haip/messages", bytes.NewReader(body))
-		req.Header.Set("Authorization", "Bearer "+tok)
-		req.Header.Set("Content-Type", "application/json")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
+		status, pr := post(t, e.base+"/haip/messages", tok, nil, body)
+		if status != http.StatusOK {
+			t.Fatalf("POST %s: %d", typ, status)
 		}
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if resp.StatusCode != 200 || !strings.Contains(string(b), `"accepted"`) {
-			t.Fatalf("POST %s: %d %s", typ, resp.StatusCode, b)
-		}
+		mustAccept(t, pr, 1)
 	}
-	post(haip.TypePauseChannel)
+	control(haip.TypePauseChannel)
 	waitFor(t, 10*time.Second, func() bool { return metricValue(t, e, "haip_edge_paused_channels") == 1 }, "pause not applied")
 	agentWrite(t, f.log(), session, haip.ChannelAgent, 5, 10)
 	waitFor(t, 10*time.Second, func() bool { return metricValue(t, e, "haip_edge_credit_waits_total") >= 1 }, "delivery did not wait")
@@ -317,7 +290,7 @@ func TestSSEPausedByPost(t *testing.T) {
 		}
 	default:
 	}
-	post(haip.TypeResumeChannel)
+	control(haip.TypeResumeChannel)
 	for want := 1; want <= 5; want++ {
 		ev := waitEvent(t, events, func(ev sse.Event) bool { return strings.Contains(string(ev.Data), "TEXT_MESSAGE_PART") })
 		if ev.ID != fmt.Sprint(want) {

@@ -20,9 +20,10 @@ type runsBody struct {
 	Recent []streams.RunState `json:"recent"`
 }
 
-func getRuns(t *testing.T, e *testEdge, tok, session string) runsBody {
+// runsCall makes an authenticated request to a session's runs endpoint.
+func runsCall(t *testing.T, e *testEdge, tok, method, path string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodGet, e.base+"/haip/sessions/"+session+"/runs", nil)
+	req, _ := http.NewRequest(method, e.base+"/haip/sessions/"+path, nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -30,8 +31,14 @@ func getRuns(t *testing.T, e *testEdge, tok, session string) runsBody {
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
-	if resp.StatusCode != 200 {
-		t.Fatalf("GET runs: %d %s", resp.StatusCode, b)
+	return resp.StatusCode, b
+}
+
+func getRuns(t *testing.T, e *testEdge, tok, session string) runsBody {
+	t.Helper()
+	status, b := runsCall(t, e, tok, http.MethodGet, session+"/runs")
+	if status != 200 {
+		t.Fatalf("GET runs: %d %s", status, b)
 	}
 	var rb runsBody
 	if err := json.Unmarshal(b, &rb); err != nil {
@@ -42,17 +49,10 @@ func getRuns(t *testing.T, e *testEdge, tok, session string) runsBody {
 
 func postCancel(t *testing.T, e *testEdge, tok, session, runID string) (int, httpErrorBody) {
 	t.Helper()
-	req, _ := http.NewRequest(http.MethodPost, e.base+"/haip/sessions/"+session+"/runs/"+runID+"/cancel", nil)
-	req.Header.Set("Authorization", "Bearer "+tok)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	status, b := runsCall(t, e, tok, http.MethodPost, session+"/runs/"+runID+"/cancel")
 	var eb httpErrorBody
 	_ = json.Unmarshal(b, &eb)
-	return resp.StatusCode, eb
+	return status, eb
 }
 
 // A session may have MAX_CONCURRENT_RUNS runs queued or running; the next

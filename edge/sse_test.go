@@ -64,6 +64,23 @@ func openSSE(t *testing.T, hc *http.Client, url string, hdr http.Header) *sseStr
 
 func (s *sseStream) close() { s.cancel(); s.resp.Body.Close() }
 
+// events reads the stream on a goroutine of its own (ended by close) and
+// hands each event over, for tests that must see that nothing arrived.
+func (s *sseStream) events() <-chan sse.Event {
+	ch := make(chan sse.Event, 64)
+	go func() {
+		defer close(ch)
+		for {
+			ev, err := s.rd.Next()
+			if err != nil {
+				return
+			}
+			ch <- ev
+		}
+	}()
+	return ch
+}
+
 // next returns the next envelope; its event id must be its seq.
 func (s *sseStream) next() *haip.Envelope {
 	s.t.Helper()
