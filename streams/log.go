@@ -113,6 +113,9 @@ type Log struct {
 	cache map[string]Position // subject -> last position this process saw
 	dirty map[string]uint64   // tail key -> seq to remember
 
+	// try bounds each request of a retried operation (attemptTimeout).
+	try time.Duration
+
 	cancel context.CancelFunc
 	done   chan struct{}
 	once   sync.Once
@@ -132,6 +135,7 @@ func OpenLog(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*Log, 
 		seed:   maphash.MakeSeed(),
 		cache:  make(map[string]Position),
 		dirty:  make(map[string]uint64),
+		try:    attemptTimeout,
 		cancel: cancel,
 		done:   make(chan struct{}),
 	}
@@ -139,9 +143,12 @@ func OpenLog(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*Log, 
 	return l, nil
 }
 
-// Close stops the tail flusher after a last flush. It is idempotent.
+// Close stops the tail flusher after a last flush, bounded by ctx (by
+// defaultRequestTimeout when ctx sets no deadline). It is idempotent.
 func (l *Log) Close(ctx context.Context) error {
 	l.once.Do(l.cancel)
+	ctx, cancel := withDefaultTimeout(ctx)
+	defer cancel()
 	select {
 	case <-l.done:
 	case <-ctx.Done():
@@ -170,11 +177,15 @@ func (l *Log) Append(ctx context.Context, session string, d Direction, rec Recor
 	// Transient failures (no stream leader during an election, a timeout)
 	// are retried with backoff for as long as ctx allows: a CAS publish
 	// with a stale position is safe, it only conflicts. Lost races are
-	// bounded by maxAppendAttempts.
+	// bounded by maxAppendAttempts. Each request is bounded by
+	// attemptTimeout on its own: a publish whose ack was lost with a dying
+	// stream leader must not use up all of ctx.
 	backoff := minRetryBackoff
 	pos, ok := l.cached(subj)
 	for !ok {
-		b, err := l.bounds(ctx, session, d, subj)
+		actx, cancel := attempt(ctx, l.try)
+		b, err := l.bounds(actx, session, d, subj)
+		cancel()
 		switch {
 		case err == nil:
 			pos, ok = b.Last, true
@@ -209,10 +220,14 @@ func (l *Log) Append(ctx context.Context, session string, d Direction, rec Recor
 		if msgID != "" {
 			opts = append(opts, jetstream.WithMsgID(msgID))
 		}
-		ack, pubErr := l.js.PublishMsg(ctx, msg, opts...)
+		actx, cancel := attempt(ctx, l.try)
+		ack, pubErr := l.js.PublishMsg(actx, msg, opts...)
+		cancel()
 		if pubErr == nil {
 			if ack.Duplicate {
-				a := l.duplicate(ctx, ack.Sequence)
+				actx, cancel := attempt(ctx, l.try)
+				a := l.duplicate(actx, ack.Sequence)
+				cancel()
 				// After an uncertain try in this call, the stored copy is
 				// most likely that try's: not a resend by the caller.
 				a.Duplicate = !uncertain
@@ -239,10 +254,14 @@ func (l *Log) Append(ctx context.Context, session string, d Direction, rec Recor
 		}
 		// Lost the race, or do not know whether the publish landed: read
 		// the real end of the log. If it is our message, we are done.
-		last, err := l.last(ctx, subj)
+		actx, cancel = attempt(ctx, l.try)
+		last, err := l.last(actx, subj)
+		cancel()
 		switch {
 		case errors.Is(err, errNotFound):
-			b, err := l.bounds(ctx, session, d, subj)
+			actx, cancel := attempt(ctx, l.try)
+			b, err := l.bounds(actx, session, d, subj)
+			cancel()
 			if err == nil {
 				pos = b.Last
 				continue
@@ -278,6 +297,14 @@ const (
 	minRetryBackoff = 20 * time.Millisecond
 	maxRetryBackoff = time.Second
 )
+
+// attemptTimeout bounds one request of a retried operation.
+const attemptTimeout = defaultRequestTimeout
+
+// attempt bounds one request by try, within ctx.
+func attempt(ctx context.Context, try time.Duration) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, try)
+}
 
 // sleepBackoff waits *d (or until ctx ends: false) and doubles *d.
 func sleepBackoff(ctx context.Context, d *time.Duration) bool {

@@ -59,7 +59,7 @@ func PublishRun(ctx context.Context, js jetstream.JetStream, r RunRequest) error
 	if err != nil {
 		return err
 	}
-	if _, err := js.Publish(ctx, subj, data, jetstream.WithMsgID("run-"+r.RunID)); err != nil {
+	if err := publishIdempotent(ctx, js, subj, data, "run-"+r.RunID, attemptTimeout); err != nil {
 		return fmt.Errorf("cannot queue run %s: %w", r.RunID, err)
 	}
 	return nil

@@ -110,7 +110,7 @@ func PublishToolCall(ctx context.Context, js jetstream.JetStream, c ToolCall) er
 	if err != nil {
 		return err
 	}
-	if _, err := js.Publish(ctx, subj, data, jetstream.WithMsgID("call-"+c.CallID)); err != nil {
+	if err := publishIdempotent(ctx, js, subj, data, "call-"+c.CallID, attemptTimeout); err != nil {
 		return fmt.Errorf("cannot queue tool call %s: %w", c.CallID, err)
 	}
 	return nil

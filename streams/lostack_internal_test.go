@@ -1,0 +1,129 @@
+package streams
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/haipfabric/haipfabric/internal/natstest"
+)
+
+// setNoAck makes a stream store publishes without acknowledging them: to
+// the publisher, exactly an ack lost with a dying stream leader.
+func setNoAck(t *testing.T, js jetstream.JetStream, stream string, noAck bool) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := s.CachedInfo().Config
+	cfg.NoAck = noAck
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatalf("set NoAck=%v on %s: %v", noAck, stream, err)
+	}
+}
+
+// An append whose ack never comes is not stuck for all of its ctx: the try
+// times out, the log shows the message stored, and the append reports it
+// stored once.
+func TestAppendSurvivesLostAck(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Server(t)
+	nc := natstest.Conn(t, ns)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := Ensure(ctx, js, Config{}); err != nil {
+		t.Fatal(err)
+	}
+	lg, err := OpenLog(ctx, nc, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = lg.Close(context.Background()) })
+	lg.try = 200 * time.Millisecond
+	const session = "lost-ack"
+	rec := func(id string) Record { return Record{ID: id, Type: "TEXT_MESSAGE_PART"} }
+	body := func(uint64) ([]byte, error) { return []byte(`{}`), nil }
+	if _, err := lg.Append(ctx, session, Out, rec("a"), body); err != nil {
+		t.Fatal(err)
+	}
+
+	setNoAck(t, js, SessionStream, true)
+	actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	began := time.Now()
+	got, err := lg.Append(actx, session, Out, rec("b"), body)
+	if err != nil {
+		t.Fatalf("append with its ack lost: %v after %s", err, time.Since(began))
+	}
+	t.Logf("append with a lost ack took %s", time.Since(began).Round(time.Millisecond))
+	if got.Seq != 2 || got.Duplicate {
+		t.Fatalf("append with a lost ack: %+v, want seq 2, not a duplicate", got)
+	}
+	setNoAck(t, js, SessionStream, false)
+	entries, _, err := lg.Read(ctx, session, Out, 1, 10, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) != 2 || entries[1].MsgID != "b" {
+		t.Fatalf("log holds %d entries, want a and b once each", len(entries))
+	}
+}
+
+// A queued work item whose ack is lost is published again until an ack
+// comes, and stored once.
+func TestPublishIdempotentSurvivesLostAck(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Server(t)
+	js, err := jetstream.New(natstest.Conn(t, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := Ensure(ctx, js, Config{}); err != nil {
+		t.Fatal(err)
+	}
+	subj, err := RunSubject("lost-ack")
+	if err != nil {
+		t.Fatal(err)
+	}
+	setNoAck(t, js, RunStream, true)
+	pctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- publishIdempotent(pctx, js, subj, []byte(`{}`), "run-x", 200*time.Millisecond) }()
+
+	stored := func() uint64 {
+		s, err := js.Stream(ctx, RunStream)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s.CachedInfo().State.Msgs
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for stored() == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the publish was never stored")
+		}
+		time.Sleep(20 * time.Millisecond) // polling interval
+	}
+	select {
+	case err := <-done:
+		t.Fatalf("publish returned %v while no ack could come", err)
+	default:
+	}
+	setNoAck(t, js, RunStream, false)
+	if err := <-done; err != nil {
+		t.Fatalf("publish after the acks came back: %v", err)
+	}
+	if n := stored(); n != 1 {
+		t.Fatalf("%d messages stored, want 1", n)
+	}
+}
