@@ -42,8 +42,12 @@ type transport interface {
 	// now; only then does silence mean a dead peer.
 	peerCanSend() bool
 	// close ends the connection, telling the peer code and reason where
-	// the transport can. It is idempotent and safe from any goroutine.
+	// the transport can. It is idempotent and safe from any goroutine. It
+	// may wait a few seconds for a peer's part of a close handshake.
 	close(code CloseCode, reason string)
+	// abort ends the connection now, without waiting for the peer, even
+	// while a close is under way. Safe from any goroutine.
+	abort()
 }
 
 // Sizes of a connection's internal queues. Control envelopes are few and
@@ -211,10 +215,11 @@ func (c *conn) run() {
 // drain asks the writer to close the connection with a resume hint.
 func (c *conn) drain() { c.drainOne.Do(func() { close(c.drainCh) }) }
 
-// abort ends the connection now.
+// abort ends the connection now: it does not wait for the peer (nor for
+// a close handshake the writer has begun).
 func (c *conn) abort() {
 	c.cancel()
-	c.t.close(CloseGoingAway, "edge shutting down")
+	c.t.abort()
 }
 
 // fatal asks the writer to flush pending control messages, then close.

@@ -2,6 +2,7 @@ package edge_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/http"
@@ -197,6 +198,30 @@ func TestShutdownDrains(t *testing.T) {
 	}
 	rest := readUntil(t, c2, 10*time.Second, isRunFinished)
 	assertDense(t, append(first, rest...), 1)
+}
+
+// Clients that never answer the close frame do not hold a drain past its
+// deadline: Shutdown cuts them when its context ends.
+func TestShutdownCutsStuckPeers(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	e := f.edge(edge.Config{})
+	for range 3 {
+		f.dial(e, client.Options{}) // never read again: no close reply
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	began := time.Now()
+	err := e.srv.Shutdown(ctx)
+	took := time.Since(began)
+	t.Logf("Shutdown returned after %s: %v", took.Round(time.Millisecond), err)
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown with stuck peers: %v, want the deadline", err)
+	}
+	// The WebSocket library waits 5 s for a close reply on its own.
+	if took > 3*time.Second {
+		t.Fatalf("Shutdown took %s with a 1 s budget", took)
+	}
 }
 
 // /health answers 503 while JetStream is unreachable, and 200 again when

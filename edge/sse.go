@@ -92,6 +92,9 @@ func (t *sseTransport) close(code CloseCode, reason string) {
 	t.cancel()
 }
 
+// abort: close never waits for the peer.
+func (t *sseTransport) abort() { t.close(CloseGoingAway, "edge shutting down") }
+
 // serveSSE serves GET /haip/sse, and GET /haip/stream (the official SDK's
 // HTTP-streaming transport reads the same data: lines).
 func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {

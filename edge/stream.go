@@ -101,6 +101,9 @@ func (t *streamTransport) close(CloseCode, string) {
 	t.cancel()
 }
 
+// abort: close never waits for the peer.
+func (t *streamTransport) abort() { t.close(CloseGoingAway, "") }
+
 // serveStream serves POST /haip/stream: full-duplex NDJSON, or, with
 // X-HAIP-Message: true (the official SDK's upstream), one POSTed message.
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {

@@ -15,7 +15,8 @@ import (
 // wsTransport carries HAIP over WebSocket: one envelope per text frame.
 type wsTransport struct {
 	c      *websocket.Conn
-	corked *corkConn // nil when the socket was not hijacked through smallBuffers
+	raw    net.Conn  // the hijacked socket under c
+	corked *corkConn // nil when the server's own writer was handed over
 	once   sync.Once
 }
 
@@ -58,6 +59,10 @@ func (w *wsTransport) close(code CloseCode, reason string) {
 	})
 }
 
+// abort closes the socket under the WebSocket: a close handshake waiting
+// for a stuck peer ends at once.
+func (w *wsTransport) abort() { _ = w.raw.Close() }
+
 // maxCloseReason is the longest close reason a WebSocket close frame holds.
 const maxCloseReason = 123
 
@@ -87,7 +92,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	// returns: the socket is hijacked, so the HTTP server's per-request
 	// state (request, headers, buffers) and the handler's deep stack are
 	// not kept for the life of the connection.
-	s.newConn(&wsTransport{c: wc, corked: sb.cork}, a).start()
+	s.newConn(&wsTransport{c: wc, raw: sb.raw, corked: sb.cork}, a).start()
 }
 
 // Buffer sizes of a WebSocket connection, instead of the HTTP server's
@@ -107,6 +112,7 @@ const (
 // in one system call.
 type smallBuffers struct {
 	http.ResponseWriter
+	raw  net.Conn
 	cork *corkConn
 }
 
@@ -119,6 +125,7 @@ func (w *smallBuffers) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	if err != nil {
 		return nil, nil, fmt.Errorf("hijack: %w", err)
 	}
+	w.raw = nc
 	br, bw := brw.Reader, brw.Writer
 	if br.Buffered() == 0 {
 		br = bufio.NewReaderSize(nc, wsReadBuffer)

@@ -1,6 +1,7 @@
 package main_test
 
 import (
+	"cmp"
 	"os"
 	"os/exec"
 	"regexp"
@@ -30,6 +31,20 @@ func envNames(t *testing.T, pattern string, files ...string) map[string]bool {
 	return names
 }
 
+// envDefault is the envDefault of variable name in a Go file.
+func envDefault(t *testing.T, name, file string) string {
+	t.Helper()
+	b, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := regexp.MustCompile(`env:"` + name + `" envDefault:"([^"]*)"`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("%s has no default for %s", file, name)
+	}
+	return string(m[1])
+}
+
 // docker-compose.yml cannot be run here (no Docker engine); this keeps it
 // correct by construction: every service, entry point, port and variable
 // it names exists in the code and the Dockerfile.
@@ -44,6 +59,7 @@ func TestComposeFileMatchesTheCode(t *testing.T) {
 			Entrypoint  []string          `yaml:"entrypoint"`
 			Environment map[string]string `yaml:"environment"`
 			Ports       []string          `yaml:"ports"`
+			StopGrace   string            `yaml:"stop_grace_period"`
 			Healthcheck *struct {
 				Test []string `yaml:"test"`
 			} `yaml:"healthcheck"`
@@ -60,6 +76,10 @@ func TestComposeFileMatchesTheCode(t *testing.T) {
 	edgeVars := envNames(t, goTags, "run.go", "../../edge/config.go", "../../internal/agentcfg/agentcfg.go")
 	workerVars := envNames(t, goTags, "../toolworker/main.go", "../../internal/agentcfg/agentcfg.go")
 	natsVars := envNames(t, `\$(NATS_[A-Z0-9_]+)`, "../../nats.conf")
+	shutdownDefault := map[string]string{
+		"edge":       envDefault(t, "SHUTDOWN_TIMEOUT", "run.go"),
+		"toolworker": envDefault(t, "SHUTDOWN_TIMEOUT", "../toolworker/main.go"),
+	}
 
 	kinds := map[string]int{}
 	for name, svc := range compose.Services {
@@ -97,6 +117,15 @@ func TestComposeFileMatchesTheCode(t *testing.T) {
 		default:
 			t.Errorf("%s runs unknown binary %s", name, bin)
 			continue
+		}
+		if def, ok := shutdownDefault[bin]; ok {
+			// Docker must not SIGKILL a process still within its drain.
+			drain := cmp.Or(svc.Environment["SHUTDOWN_TIMEOUT"], def)
+			d, derr := time.ParseDuration(drain)
+			g, gerr := time.ParseDuration(svc.StopGrace)
+			if derr != nil || gerr != nil || g <= d {
+				t.Errorf("%s: stop_grace_period %q is not longer than its SHUTDOWN_TIMEOUT %s", name, svc.StopGrace, drain)
+			}
 		}
 		for v := range svc.Environment {
 			if !known[v] {

@@ -295,6 +295,38 @@ func TestProcessSIGTERMDrains(t *testing.T) {
 	checkAnswer(t, all, "drain")
 }
 
+// SIGTERM in the middle of a slow run: the whole drain, the in-process
+// agent's included, fits in SHUTDOWN_TIMEOUT; the run is handed back and
+// finished, once, by the next edge on the same data.
+func TestProcessSIGTERMMidRunWithinShutdownTimeout(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	e := startEdge(t, dir, map[string]string{"DEMO_AGENT_DELAY": "2s", "SHUTDOWN_TIMEOUT": "2s"})
+	c := dial(t, e, client.Options{})
+	if _, err := c.SendText(context.Background(), "stop me"); err != nil {
+		t.Fatal(err)
+	}
+	first, err := readLog(t, c, 20*time.Second, func(env *haip.Envelope) bool { return env.Type == haip.TypeRunStarted })
+	if err != nil {
+		t.Fatal(err)
+	}
+	began := time.Now()
+	e.signal(syscall.SIGTERM)
+	if err := e.wait(12 * time.Second); err != nil {
+		t.Fatalf("exit after SIGTERM: %v", err)
+	}
+	t.Logf("stopped %s after SIGTERM with a run in progress (SHUTDOWN_TIMEOUT=2s)", time.Since(began).Round(time.Millisecond))
+
+	e2 := startEdge(t, dir, map[string]string{"DEMO_AGENT_DELAY": "1ms"})
+	last := uint64(first[len(first)-1].Seq)
+	c2 := dial(t, e2, client.Options{Session: c.Session(), LastRxSeq: &last})
+	rest, err := readLog(t, c2, 60*time.Second, isFinished)
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkAnswer(t, append(first, rest...), "stop me")
+}
+
 // Agent replicas in other processes (cmd/toolworker) take runs from the
 // same queue as the edge's own: every run is answered exactly once.
 func TestAgentReplicasInOtherProcesses(t *testing.T) {

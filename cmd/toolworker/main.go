@@ -41,6 +41,9 @@ type config struct {
 	TopologyWait time.Duration `env:"TOPOLOGY_WAIT" envDefault:"60s"`
 	Agent        agentcfg.Config
 	Tools        agentcfg.Tools
+	// ShutdownTimeout is how long a stopping process waits for its running
+	// runs and calls before handing them back to the queue.
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	// Name identifies this process in the tool registry.
 	Name string `env:"WORKER_NAME" envDefault:"toolworker"`
 	// MCPCommand starts a stdio MCP server whose tools this process
@@ -89,7 +92,7 @@ func run(ctx context.Context) error {
 	defer cancel()
 	var runners []func(context.Context) error
 	if cfg.Agent.Enabled {
-		agent, err := worker.NewAgent(setup, nc, js, cfg.Agent.Handler(), cfg.Agent.AgentConfig(logger.With(slog.String("component", "demo-agent"))))
+		agent, err := worker.NewAgent(setup, nc, js, cfg.Agent.Handler(), cfg.Agent.AgentConfig(logger.With(slog.String("component", "demo-agent")), cfg.ShutdownTimeout))
 		if err != nil {
 			return err
 		}
@@ -113,7 +116,7 @@ func run(ctx context.Context) error {
 		tools = append(tools, bridged...)
 	}
 	if len(tools) > 0 {
-		tw, err := worker.NewToolWorker(setup, nc, js, tools, cfg.Tools.WorkerConfig(cfg.Name, logger.With(slog.String("component", "tools"))))
+		tw, err := worker.NewToolWorker(setup, nc, js, tools, cfg.Tools.WorkerConfig(cfg.Name, logger.With(slog.String("component", "tools")), cfg.ShutdownTimeout))
 		if err != nil {
 			return err
 		}

@@ -30,9 +30,10 @@ type Config struct {
 func (c Config) Handler() *demo.Agent { return &demo.Agent{Delay: c.Delay, Author: c.Author} }
 
 // AgentConfig is the worker configuration of the demo agent's replicas:
-// they all share the durable consumer "demo".
-func (c Config) AgentConfig(logger *slog.Logger) worker.AgentConfig {
-	return worker.AgentConfig{Name: "demo", Concurrency: c.Concurrency, AckWait: c.AckWait, Logger: logger}
+// they all share the durable consumer "demo". drain is how long a stopping
+// replica waits for its running runs (the process's shutdown budget).
+func (c Config) AgentConfig(logger *slog.Logger, drain time.Duration) worker.AgentConfig {
+	return worker.AgentConfig{Name: "demo", Concurrency: c.Concurrency, AckWait: c.AckWait, DrainWait: drain, Logger: logger}
 }
 
 // Tools configures the built-in tools (echo, add, sleep) of a process.
@@ -47,6 +48,8 @@ type Tools struct {
 }
 
 // WorkerConfig is the tool-worker configuration these settings describe.
-func (t Tools) WorkerConfig(name string, logger *slog.Logger) worker.ToolWorkerConfig {
-	return worker.ToolWorkerConfig{Name: name, Concurrency: t.Concurrency, AckWait: t.AckWait, Logger: logger}
+// drain is how long a stopping worker waits for its running calls (the
+// process's shutdown budget).
+func (t Tools) WorkerConfig(name string, logger *slog.Logger, drain time.Duration) worker.ToolWorkerConfig {
+	return worker.ToolWorkerConfig{Name: name, Concurrency: t.Concurrency, AckWait: t.AckWait, DrainWait: drain, Logger: logger}
 }
