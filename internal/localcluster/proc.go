@@ -15,6 +15,10 @@ import (
 // tailLines is how many log lines an error quotes.
 const tailLines = 30
 
+// quitGrace is how long a process that ignored SIGTERM gets to write its
+// goroutine dump after SIGQUIT.
+const quitGrace = 5 * time.Second
+
 // proc is one child process that can be started, stopped and started again.
 // Its stdout and stderr are appended to one log file; each start writes a
 // "=== start" marker first. Safe for concurrent use.
@@ -135,9 +139,22 @@ func (p *proc) stop(sig syscall.Signal, grace time.Duration) error {
 	select {
 	case <-done:
 	case <-timer.C:
-		_ = cmd.Process.Kill()
-		<-done
-		return fmt.Errorf("%s did not stop within %s of %s: killed", p.name, grace, sig)
+		if sig == syscall.SIGKILL {
+			<-done
+			return nil
+		}
+		// A Go process dumps its goroutines on SIGQUIT: say where it hung.
+		p.mu.Lock()
+		from := p.logFrom
+		p.mu.Unlock()
+		_ = cmd.Process.Signal(syscall.SIGQUIT)
+		select {
+		case <-done:
+		case <-time.After(quitGrace):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		return fmt.Errorf("%s did not stop within %s of %s: killed; where it was:\n%s", p.name, grace, sig, stuckGoroutines(p.logPath, from))
 	}
 	if sig == syscall.SIGKILL {
 		return nil
@@ -194,4 +211,51 @@ func TailFile(path string, n int) string {
 		lines = lines[len(lines)-n:]
 	}
 	return "  " + strings.Join(lines, "\n  ")
+}
+
+// stuckGoroutines summarises a Go goroutine dump written to the log at
+// path after offset from: each goroutine's header and its frames in this
+// module, at most maxDumpLines lines.
+func stuckGoroutines(path string, from int64) string {
+	const maxDumpLines = 120
+	f, err := os.Open(path)
+	if err != nil {
+		return "  (" + err.Error() + ")"
+	}
+	defer f.Close()
+	if _, err := f.Seek(from, io.SeekStart); err != nil {
+		return "  (" + err.Error() + ")"
+	}
+	b, _ := io.ReadAll(io.LimitReader(f, 16<<20))
+	text := string(b)
+	i := strings.Index(text, "SIGQUIT")
+	if i < 0 {
+		return "  (no goroutine dump in " + path + ")"
+	}
+	var out []string
+	for _, block := range strings.Split(text[i:], "\n\n") {
+		lines := strings.Split(block, "\n")
+		if !strings.HasPrefix(lines[0], "goroutine ") {
+			continue
+		}
+		var ours []string
+		for _, l := range lines[1:] {
+			if strings.Contains(l, "haipfabric/") && !strings.HasPrefix(l, "\t") {
+				ours = append(ours, "    "+l)
+			}
+		}
+		if len(ours) == 0 {
+			continue
+		}
+		out = append(out, "  "+lines[0])
+		out = append(out, ours...)
+		if len(out) >= maxDumpLines {
+			out = append(out[:maxDumpLines], "  ...")
+			break
+		}
+	}
+	if len(out) == 0 {
+		return "  (no goroutine of this module in the dump in " + path + ")"
+	}
+	return strings.Join(out, "\n")
 }
