@@ -5,8 +5,11 @@
 // module, starts everything, prints the edges' URLs, the NATS URLs, a user
 // token and a haipchat command, and stops everything on SIGINT or SIGTERM.
 //
-//	go run ./cmd/haipcluster [-dir DIR] [-edges 2] [-toolworkers 2]
+//	go run ./cmd/haipcluster [-dir DIR] [-edges 2] [-toolworkers 2] [-port 8081]
 //
+// The edges listen on 127.0.0.1:8081, :8082, … (as docker-compose.yml
+// publishes them), so their URLs stay the same between runs; -port 0
+// picks free ports instead.
 // Run it from the module (it finds go.mod and nats.conf above the working
 // directory). With -dir, data, logs and binaries stay in DIR between runs
 // (and tokens stay valid: the JWT secret is kept there too); without it
@@ -51,6 +54,7 @@ type config struct {
 	dir          string
 	edges        int
 	toolWorkers  int
+	port         int
 	startTimeout time.Duration
 	tokenTTL     time.Duration
 }
@@ -62,6 +66,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.StringVar(&c.dir, "dir", "", "directory for data, logs and binaries, kept between runs (default: a temporary directory removed at exit)")
 	fs.IntVar(&c.edges, "edges", localcluster.DefaultEdges, "number of edges (1-16)")
 	fs.IntVar(&c.toolWorkers, "toolworkers", localcluster.DefaultToolWorkers, "number of tool workers (0-16)")
+	fs.IntVar(&c.port, "port", 8081, "edge 1's port on 127.0.0.1 (edge 2 gets the next one, and so on); 0 picks free ports")
 	fs.DurationVar(&c.startTimeout, "start-timeout", 10*time.Minute, "bound on building and starting everything")
 	fs.DurationVar(&c.tokenTTL, "token-ttl", 24*time.Hour, "lifetime of the printed user token")
 	if err := fs.Parse(args); err != nil {
@@ -79,6 +84,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.toolWorkers < 0 || c.toolWorkers > 16 {
 		errs = append(errs, fmt.Errorf("-toolworkers %d: want 0-16", c.toolWorkers))
+	}
+	if c.port < 0 || c.port+c.edges-1 > 65535 {
+		errs = append(errs, fmt.Errorf("-port %d: want 0 (free ports) or 1-%d", c.port, 65536-c.edges))
 	}
 	if c.startTimeout <= 0 || c.tokenTTL <= 0 {
 		errs = append(errs, errors.New("-start-timeout and -token-ttl must be positive"))
@@ -107,6 +115,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, logger *s
 		Dir:         cfg.dir,
 		Edges:       cfg.edges,
 		ToolWorkers: toolWorkers,
+		EdgePort:    cfg.port,
 		Log:         &logWriter{logger: logger},
 	})
 	if err != nil {

@@ -10,14 +10,14 @@ import (
 
 func TestParseFlags(t *testing.T) {
 	c, err := parseFlags(nil, io.Discard)
-	if err != nil || c.dir != "" || c.edges != 2 || c.toolWorkers != 2 {
+	if err != nil || c.dir != "" || c.edges != 2 || c.toolWorkers != 2 || c.port != 8081 {
 		t.Fatalf("defaults: %+v %v", c, err)
 	}
-	c, err = parseFlags([]string{"-dir", "x", "-edges", "3", "-toolworkers", "0"}, io.Discard)
-	if err != nil || c.dir != "x" || c.edges != 3 || c.toolWorkers != 0 {
+	c, err = parseFlags([]string{"-dir", "x", "-edges", "3", "-toolworkers", "0", "-port", "0"}, io.Discard)
+	if err != nil || c.dir != "x" || c.edges != 3 || c.toolWorkers != 0 || c.port != 0 {
 		t.Fatalf("flags: %+v %v", c, err)
 	}
-	for _, args := range [][]string{{"-edges", "0"}, {"-toolworkers", "-1"}, {"-edges", "17"}, {"extra"}, {"-nope"}, {"-start-timeout", "0s"}} {
+	for _, args := range [][]string{{"-edges", "0"}, {"-toolworkers", "-1"}, {"-edges", "17"}, {"extra"}, {"-nope"}, {"-start-timeout", "0s"}, {"-port", "-1"}, {"-port", "65535"}} {
 		if _, err := parseFlags(args, io.Discard); !errors.Is(err, errUsage) {
 			t.Errorf("%q: %v, want a usage error", args, err)
 		}

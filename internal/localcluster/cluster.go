@@ -72,6 +72,9 @@ type Options struct {
 	// ToolWorkers start none of them.
 	EdgeEnv       map[string]string
 	ToolWorkerEnv map[string]string
+	// EdgePort, when not 0, is edge 1's port on 127.0.0.1 and edge i's is
+	// EdgePort+i-1, the same on every run; 0 = free ports picked at start.
+	EdgePort int
 	// Root is the module root (go.mod and nats.conf); "" = found by
 	// walking up from the working directory.
 	Root string
@@ -220,7 +223,7 @@ func newCluster(s *setup) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("JWT signer: %w", err)
 	}
-	ports, err := freePorts(s.opts.Edges)
+	ports, err := edgePorts(s.opts.EdgePort, s.opts.Edges)
 	if err != nil {
 		return nil, err
 	}

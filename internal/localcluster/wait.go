@@ -61,6 +61,27 @@ func waitFor(ctx context.Context, p *proc, what string, check func(context.Conte
 	}
 }
 
+// edgePorts is first, first+1, … (n ports) when first is set, each
+// checked to be free now; else n free ports.
+func edgePorts(first, n int) ([]int, error) {
+	if first == 0 {
+		return freePorts(n)
+	}
+	if first < 1 || first+n-1 > 65535 {
+		return nil, fmt.Errorf("edge ports %d-%d: want 1-65535", first, first+n-1)
+	}
+	ports := make([]int, n)
+	for i := range ports {
+		ports[i] = first + i
+		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", ports[i]))
+		if err != nil {
+			return nil, fmt.Errorf("edge port %d is not free (choose other edge ports): %w", ports[i], err)
+		}
+		l.Close()
+	}
+	return ports, nil
+}
+
 // freePorts picks n distinct free TCP ports on 127.0.0.1 (free when
 // picked: the processes bind them moments later).
 func freePorts(n int) ([]int, error) {
