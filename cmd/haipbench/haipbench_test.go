@@ -81,9 +81,12 @@ func TestAllScenariosSelf(t *testing.T) {
 	}
 
 	lat := byScenario(t, rs, "latency")
-	positive(t, lat, rowP50, rowP99, rowP999, rowAchievedRate)
+	positive(t, lat, rowP50, rowP99, rowP999, rowAchievedRate, rowAppendP50, rowAppendP99, rowRawP50, rowRawP99, rowRawP999)
 	if p50, p99, p999 := lat.get(rowP50), lat.get(rowP99), lat.get(rowP999); p50 > p99 || p99 > p999 {
 		t.Errorf("percentiles out of order: %v %v %v", p50, p99, p999)
+	}
+	if p50, p99, p999 := lat.get(rowRawP50), lat.get(rowRawP99), lat.get(rowRawP999); p50 > p99 || p99 > p999 {
+		t.Errorf("raw percentiles out of order: %v %v %v", p50, p99, p999)
 	}
 	if got := lat.get("messages received, dense"); got != 100 {
 		t.Errorf("latency received %v, want 100", got)

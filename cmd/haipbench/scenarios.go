@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strconv"
 	"strings"
 	"time"
 
@@ -125,6 +126,11 @@ const (
 	rowP99          = "latency p99"
 	rowP999         = "latency p99.9"
 	rowMax          = "latency max"
+	rowAppendP50    = "of which the Append p50"
+	rowAppendP99    = "of which the Append p99"
+	rowRawP50       = "raw JetStream latency p50"
+	rowRawP99       = "raw JetStream latency p99"
+	rowRawP999      = "raw JetStream latency p99.9"
 	rowAchievedRate = "achieved append rate"
 	rowBacklogFill  = "backlog fill (Append)"
 	rowCatchup      = "catch-up delivered (total)"
@@ -229,7 +235,7 @@ func (b *bench) fanout(ctx context.Context, r *Result) error {
 	}
 	appendDone := make(chan time.Duration, 1)
 	go func() {
-		err := b.agents(ctx, cs, w, m, nil)
+		err := b.agents(ctx, cs, w, m, nil, nil)
 		if err != nil {
 			cancel(err)
 		}
@@ -253,8 +259,9 @@ func (b *bench) fanout(ctx context.Context, r *Result) error {
 
 // agents runs w goroutines appending m messages to each session of cs;
 // goroutine i owns sessions i, i+w, … and appends one message to each per
-// round. pace, if set, is called before each append and may block.
-func (b *bench) agents(ctx context.Context, cs []benchConn, w, m int, pace func(worker int) error) error {
+// round. pace, if set, is called before each append and may block;
+// appended, if set, gets each append's duration (from goroutine i).
+func (b *bench) agents(ctx context.Context, cs []benchConn, w, m int, pace func(worker int) error, appended func(worker int, d time.Duration)) error {
 	errs := make(chan error, w)
 	for i := range w {
 		go func() {
@@ -274,9 +281,13 @@ func (b *bench) agents(ctx context.Context, cs []benchConn, w, m int, pace func(
 							return
 						}
 					}
+					began := time.Now()
 					if err := b.appendPart(ctx, c.Session(), ids[k]); err != nil {
 						errs <- err
 						return
+					}
+					if appended != nil {
+						appended(i, time.Since(began))
 					}
 				}
 			}
@@ -326,36 +337,13 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 			})
 		}()
 	}
-	// Each worker owns ~n/w sessions and paces its share of the rate: it
-	// may append while sent < elapsed × share, and waits for the 1 ms
-	// ticker otherwise.
-	type pacer struct {
-		share float64
-		sent  int
-		tick  *time.Ticker
-	}
-	pacers := make([]*pacer, w)
-	for i := range w {
-		owned := (n - i + w - 1) / w
-		pacers[i] = &pacer{share: float64(rt) * float64(owned) / float64(n), tick: time.NewTicker(time.Millisecond)}
-		defer pacers[i].tick.Stop()
-	}
+	pace, stopPacing := newPacing(ctx, rt, n, w)
+	defer stopPacing()
 	start := time.Now()
-	pace := func(i int) error {
-		p := pacers[i]
-		for float64(p.sent) >= time.Since(start).Seconds()*p.share {
-			select {
-			case <-p.tick.C:
-			case <-ctx.Done():
-				return context.Cause(ctx)
-			}
-		}
-		p.sent++
-		return nil
-	}
+	appendLats := make([][]time.Duration, w)
 	appendDone := make(chan time.Duration, 1)
 	go func() {
-		if err := b.agents(ctx, cs, w, per, pace); err != nil {
+		if err := b.agents(ctx, cs, w, per, pace, func(i int, d time.Duration) { appendLats[i] = append(appendLats[i], d) }); err != nil {
 			cancel(err)
 		}
 		appendDone <- time.Since(start)
@@ -371,6 +359,18 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 		all = append(all, l...)
 	}
 	sortDurations(all)
+	closeAll(cs)
+	var appends []time.Duration
+	for _, l := range appendLats {
+		appends = append(appends, l...)
+	}
+	sortDurations(appends)
+
+	// The same load on raw JetStream, now that the clients are gone.
+	raw, err := b.rawLatency(ctx, n, w, per, rt)
+	if err != nil {
+		return fmt.Errorf("raw JetStream latency: %w", err)
+	}
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	r.add(rowP50, ms(percentile(all, 0.50)), "ms")
 	r.add(rowP99, ms(percentile(all, 0.99)), "ms")
@@ -378,9 +378,146 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 	r.add(rowMax, ms(all[len(all)-1]), "ms")
 	r.add(rowAchievedRate, rate(total, appended), "msg/s")
 	r.add("messages received, dense", float64(len(all)), "msgs")
-	r.note("latency = client receive − start of the agent's Append (CAS round trip, edge hub, WebSocket write, client decode)")
+	r.add(rowAppendP50, ms(percentile(appends, 0.50)), "ms")
+	r.add(rowAppendP99, ms(percentile(appends, 0.99)), "ms")
+	r.add(rowRawP50, ms(percentile(raw, 0.50)), "ms")
+	r.add(rowRawP99, ms(percentile(raw, 0.99)), "ms")
+	r.add(rowRawP999, ms(percentile(raw, 0.999)), "ms")
+	r.note("latency = client receive − start of the agent's Append (CAS round trip, edge hub, WebSocket write, client decode); the Append rows are its compare-and-set round trip alone")
+	r.note("raw = the same rate, writers and sessions on raw JetStream: synchronous publish (no headers, no compare-and-set) → ordered consumer; p99 is %.1f× raw", ms(percentile(all, 0.99))/max(ms(percentile(raw, 0.99)), 1e-9))
 	b.noteSelf(r)
 	return nil
+}
+
+// newPacing paces w goroutines sharing a total rate over n sessions: each
+// owns ~n/w of them and may go on while sent < elapsed × its share, and
+// waits for a 1 ms ticker otherwise. pace(i) blocks goroutine i; stop
+// releases the tickers.
+func newPacing(ctx context.Context, rt, n, w int) (pace func(worker int) error, stop func()) {
+	type pacer struct {
+		share float64
+		sent  int
+		tick  *time.Ticker
+	}
+	pacers := make([]*pacer, w)
+	for i := range w {
+		owned := (n - i + w - 1) / w
+		pacers[i] = &pacer{share: float64(rt) * float64(owned) / float64(n), tick: time.NewTicker(time.Millisecond)}
+	}
+	start := time.Now()
+	pace = func(i int) error {
+		p := pacers[i]
+		for float64(p.sent) >= time.Since(start).Seconds()*p.share {
+			select {
+			case <-p.tick.C:
+			case <-ctx.Done():
+				return context.Cause(ctx)
+			}
+		}
+		p.sent++
+		return nil
+	}
+	stop = func() {
+		for _, p := range pacers {
+			p.tick.Stop()
+		}
+	}
+	return pace, stop
+}
+
+// rawLatency is the latency scenario's load on raw JetStream, in the same
+// run: w goroutines publish synchronously (no headers, no compare-and-set)
+// per messages to each of n subjects of HAIP_SESSIONS, at the same total
+// rate and message size; one ordered consumer on all of them measures
+// publish start → receive. The subjects are purged afterwards.
+func (b *bench) rawLatency(ctx context.Context, n, w, per, rt int) ([]time.Duration, error) {
+	js := b.f.rawJS
+	prefix := "haip.session.bench-rawlat-" + strings.ReplaceAll(haip.NewUUID(), "-", "")[:12] + "."
+	defer func() {
+		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		defer cancel()
+		if s, err := js.Stream(pctx, streams.SessionStream); err == nil {
+			_ = s.Purge(pctx, jetstream.WithPurgeSubject(prefix+"*"))
+		}
+	}()
+	size, err := b.sampleBody()
+	if err != nil {
+		return nil, err
+	}
+	cons, err := js.OrderedConsumer(ctx, streams.SessionStream, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{prefix + "*"}, DeliverPolicy: jetstream.DeliverNewPolicy})
+	if err != nil {
+		return nil, fmt.Errorf("ordered consumer: %w", err)
+	}
+	it, err := cons.Messages()
+	if err != nil {
+		return nil, fmt.Errorf("ordered consumer: %w", err)
+	}
+	defer it.Stop()
+	stopIt := context.AfterFunc(ctx, it.Stop)
+	defer stopIt()
+	total := n * per
+	lats := make([]time.Duration, 0, total)
+	received := make(chan error, 1)
+	go func() {
+		for range total {
+			m, err := it.Next()
+			if err != nil {
+				received <- err
+				return
+			}
+			at := time.Now()
+			ns, err := strconv.ParseInt(string(m.Data()[:19]), 10, 64)
+			if err != nil {
+				received <- fmt.Errorf("raw message without its send time: %w", err)
+				return
+			}
+			lats = append(lats, at.Sub(time.Unix(0, ns)))
+		}
+		received <- nil
+	}()
+
+	pace, stopPacing := newPacing(ctx, rt, n, w)
+	defer stopPacing()
+	published := make(chan error, w)
+	for i := range w {
+		go func() {
+			body := make([]byte, len(size))
+			for k := range body {
+				body[k] = 'x'
+			}
+			for range per {
+				for j := i; j < n; j += w {
+					if err := pace(i); err != nil {
+						published <- err
+						return
+					}
+					copy(body, fmt.Sprintf("%019d", time.Now().UnixNano()))
+					if _, err := js.Publish(ctx, prefix+strconv.Itoa(j), body); err != nil {
+						published <- fmt.Errorf("raw publish: %w", err)
+						return
+					}
+				}
+			}
+			published <- nil
+		}()
+	}
+	var first error
+	for range w {
+		if err := <-published; err != nil && first == nil {
+			first = err
+		}
+	}
+	if first != nil {
+		it.Stop()
+		<-received
+		return nil, first
+	}
+	if err := <-received; err != nil {
+		return nil, fmt.Errorf("ordered consumer: %w", err)
+	}
+	sortDurations(lats)
+	return lats, nil
 }
 
 // resume: one session with a backlog of M messages; K clients dial at once
