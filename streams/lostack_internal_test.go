@@ -127,3 +127,47 @@ func TestPublishIdempotentSurvivesLostAck(t *testing.T) {
 		t.Fatalf("%d messages stored, want 1", n)
 	}
 }
+
+// A run-state write whose ack is lost is retried on the record it left:
+// admission reports the run recorded once, and the next change applies.
+func TestRunStateSurvivesLostAck(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Server(t)
+	js, err := jetstream.New(natstest.Conn(t, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := Ensure(ctx, js, Config{}); err != nil {
+		t.Fatal(err)
+	}
+	runs, err := OpenRuns(ctx, js, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs.try = 200 * time.Millisecond
+	const s = "lost-ack"
+	setNoAck(t, js, "KV_"+RunBucket, true)
+	actx, cancel := context.WithTimeout(ctx, 20*time.Second)
+	defer cancel()
+	began := time.Now()
+	existing, err := runs.Admit(actx, s, RunState{RunID: "r1"}, 2, nil)
+	if err != nil {
+		t.Fatalf("admit with its ack lost: %v after %s", err, time.Since(began))
+	}
+	// The lost write landed: the retry finds it (reported as recorded).
+	if existing == nil || existing.RunID != "r1" || existing.Status != RunQueued {
+		t.Fatalf("admit with its ack lost: existing %+v", existing)
+	}
+	setNoAck(t, js, "KV_"+RunBucket, false)
+	if before, err := runs.Start(ctx, s, RunState{RunID: "r1"}, "agent-a"); err != nil || before.Status != RunQueued {
+		t.Fatalf("start after the lost ack: %+v %v", before, err)
+	}
+	st, err := runs.Get(ctx, s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Active) != 1 || st.Active[0].Status != RunRunning {
+		t.Fatalf("runs after the lost ack: %+v", st)
+	}
+}

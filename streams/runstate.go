@@ -100,6 +100,7 @@ type Runs struct {
 	kv         jetstream.KeyValue
 	staleAfter time.Duration
 	now        func() time.Time
+	try        time.Duration // bounds each request (attemptTimeout)
 }
 
 // OpenRuns binds to the run bucket made by Ensure. staleAfter <= 0 means
@@ -112,7 +113,7 @@ func OpenRuns(ctx context.Context, js jetstream.JetStream, staleAfter time.Durat
 	if staleAfter <= 0 {
 		staleAfter = DefaultRunStaleAfter
 	}
-	return &Runs{kv: kv, staleAfter: staleAfter, now: time.Now}, nil
+	return &Runs{kv: kv, staleAfter: staleAfter, now: time.Now, try: attemptTimeout}, nil
 }
 
 // Get returns a session's runs (empty when it has none).
@@ -155,11 +156,30 @@ func (r *Runs) load(ctx context.Context, session string) (SessionRuns, uint64, e
 }
 
 // update applies fn to a session's runs with compare-and-set, retrying
-// lost races. fn returns false to leave the record as it is.
+// lost races. fn returns false to leave the record as it is. A request
+// whose outcome is unknown (a stream leader election, an ack lost with a
+// dying leader) is retried with backoff for as long as ctx allows
+// (publishTimeout when it sets no deadline), each bounded by r.try: fn
+// then sees the record as the lost write may have left it, so fn must
+// take its own earlier change for done.
 func (r *Runs) update(ctx context.Context, session string, fn func(*SessionRuns) (bool, error)) error {
-	for range maxRunCAS {
-		s, rev, err := r.load(ctx, session)
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, publishTimeout)
+		defer cancel()
+	}
+	backoff := minRetryBackoff
+	retry := func(err error) bool {
+		return isUncertain(err) && ctx.Err() == nil && sleepBackoff(ctx, &backoff)
+	}
+	for conflicts := 0; conflicts < maxRunCAS; {
+		actx, cancel := attempt(ctx, r.try)
+		s, rev, err := r.load(actx, session)
+		cancel()
 		if err != nil {
+			if retry(err) {
+				continue
+			}
 			return err
 		}
 		change, err := fn(&s)
@@ -170,15 +190,20 @@ func (r *Runs) update(ctx context.Context, session string, fn func(*SessionRuns)
 		if err != nil {
 			return err
 		}
+		actx, cancel = attempt(ctx, r.try)
 		if rev == 0 {
-			_, err = r.kv.Create(ctx, session, data)
+			_, err = r.kv.Create(actx, session, data)
 		} else {
-			_, err = r.kv.Update(ctx, session, data, rev)
+			_, err = r.kv.Update(actx, session, data, rev)
 		}
-		if err == nil {
+		cancel()
+		switch {
+		case err == nil:
 			return nil
-		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !isWrongLastSequence(err) {
+		case errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSequence(err):
+			conflicts++
+		case retry(err):
+		default:
 			return fmt.Errorf("cannot update runs of %s: %w", session, err)
 		}
 	}
