@@ -45,7 +45,12 @@ func newFabric(t testing.TB, cfg streams.Config) *fabric {
 
 func newFabricAt(t testing.TB, dir string, cfg streams.Config) *fabric {
 	t.Helper()
-	ns := natstest.ServerAt(t, dir, "")
+	return newFabricOn(t, natstest.ServerAt(t, dir, ""), dir, cfg)
+}
+
+// newFabricOn makes a fabric of the server ns (whose store is in dir).
+func newFabricOn(t testing.TB, ns *server.Server, dir string, cfg streams.Config) *fabric {
+	t.Helper()
 	nc := natstest.Conn(t, ns)
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -102,7 +107,12 @@ type testEdge struct {
 // would have.
 func (f *fabric) edge(cfg edge.Config) *testEdge {
 	f.t.Helper()
-	nc := natstest.Conn(f.t, f.ns)
+	return f.edgeOn(natstest.Conn(f.t, f.ns), cfg)
+}
+
+// edgeOn starts an edge on the NATS connection nc.
+func (f *fabric) edgeOn(nc *nats.Conn, cfg edge.Config) *testEdge {
+	f.t.Helper()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		f.t.Fatal(err)

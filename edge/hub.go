@@ -151,6 +151,20 @@ func (h *hub) dispatch(m *nats.Msg) {
 	}
 }
 
+// resyncAll sends every follower back to catch-up: after the NATS
+// connection was re-established, live messages published while it was
+// down never reached this edge, and nothing else would tell a follower
+// whose session has gone quiet since.
+func (h *hub) resyncAll() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	for _, hs := range h.subs {
+		for c := range hs.listeners {
+			c.onOverflow()
+		}
+	}
+}
+
 // repairDrops sends the followers of every subscription that lost
 // messages back to catch-up: the log has what was dropped.
 func (h *hub) repairDrops() {

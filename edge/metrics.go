@@ -27,6 +27,7 @@ type metrics struct {
 	queueDepth     prometheus.Gauge
 	paused         prometheus.Gauge
 	runsRefused    prometheus.Counter
+	resyncs        prometheus.Counter
 	slowCount      atomic.Uint64
 	catchupN       atomic.Uint64
 }
@@ -63,9 +64,11 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Channels clients have paused (PAUSE_CHANNEL), over all connections."}),
 		runsRefused: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "runs_refused_total",
 			Help: "Runs refused because the session had as many running as allowed (RUN_LIMIT_EXCEEDED)."}),
+		resyncs: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "nats_resyncs_total",
+			Help: "NATS reconnections after which every live connection re-read the log (live messages may have been missed meanwhile)."}),
 	}
 	for _, c := range []prometheus.Collector{m.active, m.accepted, m.refused, m.disconnects, m.msgsIn, m.msgsOut, m.errorsSent, m.appendDur, m.catchups,
-		m.flowViolations, m.grantsDeferred, m.creditWaits, m.queueDepth, m.paused, m.runsRefused} {
+		m.flowViolations, m.grantsDeferred, m.creditWaits, m.queueDepth, m.paused, m.runsRefused, m.resyncs} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

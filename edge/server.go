@@ -70,7 +70,11 @@ type Server struct {
 	stopStats    context.CancelFunc
 	statsDone    chan struct{}
 	pressureDone chan struct{}
-	closeOnce    sync.Once
+	// natsStatus reports the NATS connection's reconnections; resyncDone
+	// is closed when followReconnects has returned.
+	natsStatus chan nats.Status
+	resyncDone chan struct{}
+	closeOnce  sync.Once
 }
 
 // NewServer builds an edge. ctx bounds the start-up calls to JetStream.
@@ -136,9 +140,25 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	}
 	s.pressure.maxInflight = int64(s.cfg.MaxPendingAppends)
 	s.pressure.maxDepth = int64(s.cfg.MaxQueueDepth)
+	s.natsStatus, s.resyncDone = deps.NC.StatusChanged(nats.CONNECTED), make(chan struct{})
+	go s.followReconnects()
 	go every(statsCtx, rateSamplePeriod, s.statsDone, s.sampleRates)
 	go every(statsCtx, time.Duration(s.cfg.PressureInterval), s.pressureDone, func() { s.samplePressure(statsCtx) })
 	return s, nil
+}
+
+// followReconnects re-reads the log for every live connection each time
+// the NATS connection is re-established (until Shutdown removes the
+// listener): the live messages republished while it was down are lost to
+// this edge's subscriptions, and a session that has gone quiet since
+// would otherwise never show its last messages.
+func (s *Server) followReconnects() {
+	defer close(s.resyncDone)
+	for range s.natsStatus {
+		s.metrics.resyncs.Inc()
+		s.logger.Info("NATS connection re-established; live connections re-read the log", slog.String("url", s.nc.ConnectedUrl()))
+		s.hub.resyncAll()
+	}
 }
 
 // Handler returns the HTTP handler of every endpoint:
@@ -206,6 +226,8 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.stopStats()
 		<-s.statsDone
 		<-s.pressureDone
+		s.nc.RemoveStatusListener(s.natsStatus)
+		<-s.resyncDone
 		if cerr := s.log.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
 			err = cerr
 		}

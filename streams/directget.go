@@ -58,7 +58,8 @@ type directRequest struct {
 	MaxBytes int    `json:"max_bytes,omitempty"`
 }
 
-// defaultRequestTimeout bounds a direct get when ctx has no deadline.
+// defaultRequestTimeout bounds each direct get and pull request, and other
+// requests when ctx has no deadline.
 const defaultRequestTimeout = 5 * time.Second
 
 func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
@@ -71,7 +72,9 @@ func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFun
 // directGet fetches one message: by stream seq, the next one on a subject at
 // or after Seq, or the last one on a subject.
 func directGet(ctx context.Context, nc *nats.Conn, stream string, req directRequest) (stored, error) {
-	ctx, cancel := withDefaultTimeout(ctx)
+	// Bounded whatever ctx allows: a request in flight when the connection
+	// drops is never answered.
+	ctx, cancel := attempt(ctx, defaultRequestTimeout)
 	defer cancel()
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -103,7 +106,7 @@ func parseDirect(m *nats.Msg) (stored, error) {
 // pending is how many more matching messages the stream held after the
 // last one returned, as the server saw it.
 func directBatch(ctx context.Context, nc *nats.Conn, stream string, req directRequest) (msgs []stored, pending uint64, err error) {
-	ctx, cancel := withDefaultTimeout(ctx)
+	ctx, cancel := attempt(ctx, defaultRequestTimeout)
 	defer cancel()
 	body, err := json.Marshal(req)
 	if err != nil {
@@ -173,7 +176,7 @@ type pullRequest struct {
 // regenerates its Nats-* headers for every message) and their stream seq
 // in the reply subject.
 func pullBatch(ctx context.Context, nc *nats.Conn, stream, consumer string, req pullRequest) (msgs []stored, pending uint64, err error) {
-	ctx, cancel := withDefaultTimeout(ctx)
+	ctx, cancel := attempt(ctx, defaultRequestTimeout)
 	defer cancel()
 	req.NoWait = true
 	body, err := json.Marshal(req)

@@ -417,22 +417,44 @@ func (r *Run) CallTool(ctx context.Context, tool string, params any) (haip.ToolD
 
 // waitDone waits for a call's TOOL_DONE: in the log after the call's seq,
 // or on sub (the session's live outbound subject, subscribed before the
-// call was made).
+// call was made). While sub is quiet the log is read again every
+// doneRecheck: a TOOL_DONE stored while this process's NATS connection
+// was down never comes on sub, and a read cut by that (it fails) is tried
+// again then.
 func (r *Run) waitDone(ctx context.Context, sub *nats.Subscription, seq uint64, callID string) (haip.ToolDonePayload, error) {
-	if done, ok, err := r.findDone(ctx, seq, callID); err != nil || ok {
-		return done, err
-	}
 	for {
-		m, err := sub.NextMsgWithContext(ctx)
-		if err != nil {
-			return haip.ToolDonePayload{}, err
+		if done, ok, err := r.findDone(ctx, seq, callID); err == nil && ok {
+			return done, nil
+		}
+		done, ok, err := waitLive(ctx, sub, callID)
+		if err != nil || ok {
+			return done, err
+		}
+		// Quiet for doneRecheck: read the log again.
+	}
+}
+
+// waitLive waits on sub for the call's TOOL_DONE until sub has been quiet
+// for doneRecheck (not found, no error) or ctx ends.
+func waitLive(ctx context.Context, sub *nats.Subscription, callID string) (haip.ToolDonePayload, bool, error) {
+	for {
+		wctx, cancel := context.WithTimeout(ctx, doneRecheck)
+		m, err := sub.NextMsgWithContext(wctx)
+		cancel()
+		switch {
+		case ctx.Err() != nil:
+			return haip.ToolDonePayload{}, false, ctx.Err()
+		case errors.Is(err, context.DeadlineExceeded):
+			return haip.ToolDonePayload{}, false, nil
+		case err != nil:
+			return haip.ToolDonePayload{}, false, err
 		}
 		e, err := streams.ParseEntry(m)
 		if err != nil {
 			continue
 		}
 		if done, ok := toolDone(e, callID); ok {
-			return done, nil
+			return done, true, nil
 		}
 	}
 }
@@ -465,6 +487,9 @@ func (r *Run) cancelCalls(ctx context.Context, reason string) {
 		}
 	}
 }
+
+// doneRecheck is how often a quiet wait for a TOOL_DONE reads the log.
+const doneRecheck = 5 * time.Second
 
 // cancelWait bounds how long a cancelled run waits for its tool calls to
 // end before it ends itself.

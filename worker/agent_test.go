@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/haipfabric/haipfabric/haip"
@@ -28,7 +29,12 @@ type env struct {
 
 func setup(t *testing.T) *env {
 	t.Helper()
-	ns := natstest.Server(t)
+	return setupOn(t, natstest.Server(t))
+}
+
+// setupOn is setup on the server ns.
+func setupOn(t *testing.T, ns *server.Server) *env {
+	t.Helper()
 	nc := natstest.Conn(t, ns)
 	js, err := jetstream.New(nc)
 	if err != nil {
@@ -48,7 +54,12 @@ func setup(t *testing.T) *env {
 // replica runs an agent replica on its own connection; stop ends it.
 func (e *env) replica(h worker.RunHandler, cfg worker.AgentConfig) (stop func()) {
 	e.t.Helper()
-	nc := natstest.Conn(e.t, e.ns)
+	return e.replicaOn(natstest.Conn(e.t, e.ns), h, cfg)
+}
+
+// replicaOn runs an agent replica on the connection nc; stop ends it.
+func (e *env) replicaOn(nc *nats.Conn, h worker.RunHandler, cfg worker.AgentConfig) (stop func()) {
+	e.t.Helper()
 	js, _ := jetstream.New(nc)
 	a, err := worker.NewAgent(context.Background(), nc, js, h, cfg)
 	if err != nil {

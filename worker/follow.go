@@ -77,7 +77,16 @@ func (r *Run) Follow(ctx context.Context, fromSeq uint64, idle time.Duration, fn
 			if ctx.Err() != nil {
 				return ctx.Err()
 			}
-			return nil // idle
+			// Quiet for idle: unless the log holds messages that never
+			// came live (this process's NATS connection was down), done.
+			before := next
+			if goOn, err := catchUp(); !goOn || err != nil {
+				return err
+			}
+			if next == before {
+				return nil // idle
+			}
+			continue
 		}
 		e, err := streams.ParseEntry(m)
 		if err != nil || e.Seq < next {
