@@ -69,7 +69,7 @@ func BenchmarkRawPublishAsync(b *testing.B) {
 	_, js := benchSetup(b)
 	b.SetBytes(int64(len(payload256)))
 	for b.Loop() {
-		if _, err := js.PublishAsync("haip.session.raw.out", payload256); err != nil {
+		if _, err := js.PublishAsync("haip.session.raw.out", payload256, jetstream.WithStallWait(time.Minute)); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -237,7 +237,7 @@ func BenchmarkCatchup(b *testing.B) {
 func pubSeq(b *testing.B, js jetstream.JetStream, subj string, seq uint64) {
 	m := &nats.Msg{Subject: subj, Data: payload256, Header: nats.Header{}}
 	m.Header.Set(streams.HeaderSeq, strconv.FormatUint(seq, 10))
-	if _, err := js.PublishMsgAsync(m); err != nil {
+	if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {
 		b.Fatal(err)
 	}
 }

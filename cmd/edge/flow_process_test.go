@@ -134,7 +134,8 @@ func writeBacklog(t *testing.T, ctx context.Context, js jetstream.JetStream, ses
 		m.Header.Set(streams.HeaderSeq, strconv.Itoa(seq))
 		m.Header.Set(streams.HeaderType, string(haip.TypeTextMessagePart))
 		m.Header.Set(streams.HeaderChannel, string(haip.ChannelAgent))
-		if _, err := js.PublishMsgAsync(m); err != nil {
+		// A loaded machine makes the writer wait for acks rather than fail.
+		if _, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute)); err != nil {
 			t.Fatal(err)
 		}
 		if seq%5000 == 0 {
