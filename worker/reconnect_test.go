@@ -84,3 +84,43 @@ func TestToolDoneStoredWhileAgentDisconnected(t *testing.T) {
 		t.Fatalf("tool called %d times", n)
 	}
 }
+
+// A TOOL_CANCEL sent while the tool worker's NATS connection was down
+// never comes on the cancel subject; the worker's heartbeat finds the
+// cancellation mark and the call ends CANCELLED, not at its timeout.
+func TestToolCancelWhileWorkerDisconnected(t *testing.T) {
+	t.Parallel()
+	ns := natstest.ServerAt(t, t.TempDir(), "127.0.0.1:0")
+	e := setupOn(t, ns)
+	proxy := natstest.StartProxy(t, ns)
+	entered := make(chan struct{})
+	workerNC := proxy.Conn(t)
+	e.toolWorkerOn(workerNC, worker.Tool{Name: "wait", Handler: worker.ToolHandlerFunc(func(ctx context.Context, _ *worker.Call) (any, error) {
+		close(entered)
+		<-ctx.Done()
+		return nil, ctx.Err()
+	})}, worker.ToolWorkerConfig{Name: "partitioned", AckWait: 3 * time.Second})
+	const session = "partitioned-worker"
+	callID := e.call(session, "wait", `{}`)
+	select {
+	case <-entered:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the tool was never called")
+	}
+
+	proxy.Cut()
+	waitFor(t, 10*time.Second, func() bool { return !workerNC.IsConnected() }, "the worker's connection did not notice the cut")
+	reg, err := streams.OpenTools(context.Background(), e.js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Cancel(context.Background(), callID, "user asked"); err != nil {
+		t.Fatal(err)
+	}
+	proxy.Resume()
+	began := time.Now()
+	if d := e.done(session); d.Status != haip.ToolDoneCancelled || d.CallID != callID {
+		t.Fatalf("TOOL_DONE %+v %s, want CANCELLED", d, d.Result)
+	}
+	t.Logf("cancelled %s after the reconnect", time.Since(began).Round(time.Millisecond))
+}

@@ -236,7 +236,17 @@ func (w *ToolWorker) handle(ctx context.Context, tool Tool, schema *jsonschema.R
 	}
 	runCtx, stopRun := context.WithTimeoutCause(callCtx, w.cfg.CallTimeout, errTimedOut{after: w.cfg.CallTimeout})
 	defer stopRun()
-	defer keepInProgress(ctx, msg, w.cfg.AckWait/3, nil)()
+	// The heartbeat also reads the cancellation mark: a TOOL_CANCEL sent
+	// while this process's NATS connection was down never comes on the
+	// cancel subject.
+	defer keepInProgress(ctx, msg, w.cfg.AckWait/3, func() {
+		bctx, cancel := context.WithTimeout(ctx, w.cfg.AckWait/3)
+		reason, cancelled, err := w.reg.Cancelled(bctx, req.CallID)
+		cancel()
+		if err == nil && cancelled {
+			cancelCall(errCancelled{reason: reason})
+		}
+	})()
 	if err := call.Progress(runCtx, 0, nil); err != nil && runCtx.Err() == nil {
 		_ = msg.Nak()
 		return

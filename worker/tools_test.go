@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/haipfabric/haipfabric/haip"
@@ -19,7 +20,12 @@ import (
 // toolWorker runs one tool on its own connection; stop ends the worker.
 func (e *env) toolWorker(tool worker.Tool, cfg worker.ToolWorkerConfig) (stop func()) {
 	e.t.Helper()
-	nc := natstest.Conn(e.t, e.ns)
+	return e.toolWorkerOn(natstest.Conn(e.t, e.ns), tool, cfg)
+}
+
+// toolWorkerOn runs one tool on the connection nc; stop ends the worker.
+func (e *env) toolWorkerOn(nc *nats.Conn, tool worker.Tool, cfg worker.ToolWorkerConfig) (stop func()) {
+	e.t.Helper()
 	js, _ := jetstream.New(nc)
 	tw, err := worker.NewToolWorker(context.Background(), nc, js, []worker.Tool{tool}, cfg)
 	if err != nil {
