@@ -19,6 +19,7 @@ const (
 	DefaultClientCredit      = 1000
 	DefaultClientCreditBytes = 1 << 20
 	DefaultCatchupBatch      = 256
+	DefaultCatchupReads      = 64
 	DefaultCatchupBytes      = 256 << 10
 	DefaultLiveBuffer        = 32
 	DefaultMaxUserText       = 64 << 10
@@ -92,6 +93,12 @@ type Config struct {
 	// Zero means DefaultCatchupBatch and DefaultCatchupBytes.
 	CatchupBatch int `env:"CATCHUP_BATCH"`
 	CatchupBytes int `env:"CATCHUP_BYTES"`
+	// CatchupReads caps the catch-up reads this edge has in flight at
+	// once; more connections catching up (many clients resuming together,
+	// or falling behind live together) wait for their turn instead of
+	// piling requests onto JetStream until they time out. Zero means
+	// DefaultCatchupReads.
+	CatchupReads int `env:"CATCHUP_READS"`
 	// LiveBuffer is how many live messages may wait for a connection's
 	// writer; past that the connection falls back to catch-up from the log.
 	// Zero means DefaultLiveBuffer.
@@ -147,6 +154,7 @@ func (c Config) withDefaults() Config {
 	def(&c.ClientCreditBytes, DefaultClientCreditBytes)
 	def(&c.CatchupBatch, DefaultCatchupBatch)
 	def(&c.CatchupBytes, DefaultCatchupBytes)
+	def(&c.CatchupReads, DefaultCatchupReads)
 	def(&c.LiveBuffer, DefaultLiveBuffer)
 	def(&c.MaxUserText, DefaultMaxUserText)
 	def(&c.MaxPendingAppends, DefaultMaxPendingAppends)
@@ -185,6 +193,7 @@ func (c Config) Validate() error {
 	neg("CLIENT_CREDIT_BYTES", int64(c.ClientCreditBytes))
 	neg("CATCHUP_BATCH", int64(c.CatchupBatch))
 	neg("CATCHUP_BYTES", int64(c.CatchupBytes))
+	neg("CATCHUP_READS", int64(c.CatchupReads))
 	neg("LIVE_BUFFER", int64(c.LiveBuffer))
 	neg("MAX_USER_TEXT", int64(c.MaxUserText))
 	neg("BACKPRESSURE_MAX_APPENDS", int64(c.MaxPendingAppends))

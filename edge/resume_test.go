@@ -256,3 +256,57 @@ func waitFor(t testing.TB, within time.Duration, cond func() bool, msg string, d
 		time.Sleep(10 * time.Millisecond) // polling interval
 	}
 }
+
+// Many connections catching up at once share CATCHUP_READS read slots:
+// with a single slot, twenty clients resuming the same 2,000-message
+// backlog in batches of 50 each get all of it, dense and once (a slot
+// kept by any path would stop the rest), after a client that left at
+// once.
+func TestCatchupReadsTakeTurns(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	e := f.edge(edge.Config{CatchupReads: 1, CatchupBatch: 50})
+	owner := f.dial(e, client.Options{})
+	session := owner.Session()
+	const backlog = 2000
+	f.fill(t, session, backlog, 32)
+
+	zero := uint64(0)
+	quitter := f.dial(e, client.Options{Session: session, LastRxSeq: &zero})
+	_ = quitter.CloseNow()
+	const clients = 20
+	errs := make(chan error, clients)
+	for range clients {
+		go func() {
+			c, err := f.tryDial(e, client.Options{Session: session, LastRxSeq: &zero})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer c.CloseNow() //nolint:errcheck
+			ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+			defer cancel()
+			for next := uint64(1); next <= backlog; {
+				env, err := c.Read(ctx)
+				if err != nil {
+					errs <- fmt.Errorf("after seq %d: %w", next-1, err)
+					return
+				}
+				if client.IsControl(env.Type) {
+					continue
+				}
+				if uint64(env.Seq) != next {
+					errs <- fmt.Errorf("seq %d, want %d", env.Seq, next)
+					return
+				}
+				next++
+			}
+			errs <- nil
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+}

@@ -65,6 +65,9 @@ type Server struct {
 	conns map[*conn]struct{}
 	wg    sync.WaitGroup // one per connection
 
+	// catchupSlots holds a token per catch-up read in flight
+	// (CatchupReads).
+	catchupSlots chan struct{}
 	rates        rateSampler
 	pressure     pressure
 	stopStats    context.CancelFunc
@@ -138,6 +141,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		statsDone:    make(chan struct{}),
 		pressureDone: make(chan struct{}),
 	}
+	s.catchupSlots = make(chan struct{}, s.cfg.CatchupReads)
 	s.pressure.maxInflight = int64(s.cfg.MaxPendingAppends)
 	s.pressure.maxDepth = int64(s.cfg.MaxQueueDepth)
 	s.natsStatus, s.resyncDone = deps.NC.StatusChanged(nats.CONNECTED), make(chan struct{})

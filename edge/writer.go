@@ -69,9 +69,7 @@ func (c *conn) writeLoop() string {
 			c.t.close(CloseNormal, "")
 			return reasonPeer
 		case <-c.drainCh:
-			c.flushControl()
-			c.t.close(CloseGoingAway, fmt.Sprintf("edge shutting down; resume from seq %d", c.delivered.Load()))
-			return reasonDrain
+			return c.drainClose()
 		case cr := <-c.closeReq:
 			c.flushControl()
 			c.t.close(cr.code, cr.reason)
@@ -123,6 +121,14 @@ func (c *conn) writeLoop() string {
 			}
 		}
 	}
+}
+
+// drainClose ends the connection for a drain, telling the client where to
+// resume.
+func (c *conn) drainClose() string {
+	c.flushControl()
+	c.t.close(CloseGoingAway, fmt.Sprintf("edge shutting down; resume from seq %d", c.delivered.Load()))
+	return reasonDrain
 }
 
 // handshakeTimedOut ends a connection that sent no HAI in time. (The
@@ -188,9 +194,19 @@ func (c *conn) catchUp(d *delivery) (reason string, ok bool) {
 			}
 		}
 	}
+	// Wait for a read slot: the read's own timeout starts with its turn.
+	select {
+	case c.srv.catchupSlots <- struct{}{}:
+	case <-c.ctx.Done():
+		c.t.close(CloseNormal, "")
+		return reasonPeer, false
+	case <-c.drainCh:
+		return c.drainClose(), false
+	}
 	ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
 	entries, more, err := d.reader.Read(ctx, d.streamSeq, n, c.srv.cfg.CatchupBytes)
 	cancel()
+	<-c.srv.catchupSlots
 	c.srv.metrics.catchups.Inc()
 	c.srv.metrics.catchupN.Add(1)
 	if err != nil {

@@ -61,7 +61,10 @@ type config struct {
 	Sessions int
 	Conns    int
 	Clients  int
-	Rate     int // latency: total msg/s
+	// PerSession is fanout's clients per session (1: each session has its
+	// own reader; more: every appended message goes to that many clients).
+	PerSession int
+	Rate       int // latency: total msg/s
 	Writers  int // agent-side goroutines
 	Size     int // bytes of text per TEXT_MESSAGE_PART
 	JSONFile string
@@ -94,6 +97,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.IntVar(&c.Sessions, "sessions", 100, "fanout, latency: sessions, one WebSocket client each")
 	fs.IntVar(&c.Conns, "conns", 2000, fmt.Sprintf("conns: idle WebSocket connections (max %d, and the open-file limit)", maxConns))
 	fs.IntVar(&c.Clients, "clients", 1, "resume: clients resuming the same backlog at once")
+	fs.IntVar(&c.PerSession, "per-session", 1, "fanout: clients following each session (each appended message is delivered to all of them)")
 	fs.IntVar(&c.Rate, "rate", 10_000, "latency: total appended msg/s across sessions")
 	fs.IntVar(&c.Writers, "writers", 8, "agent-side goroutines appending")
 	fs.IntVar(&c.Size, "size", 256, "bytes of text per TEXT_MESSAGE_PART")
@@ -173,6 +177,10 @@ func (c config) validate() error {
 	rng("-sessions", c.Sessions, 1, maxSessions)
 	rng("-conns", c.Conns, 1, maxConns)
 	rng("-clients", c.Clients, 1, maxClients)
+	rng("-per-session", c.PerSession, 1, maxClients)
+	if c.Sessions*c.PerSession > maxConns {
+		bad("-sessions × -per-session is %d: want at most %d connections", c.Sessions*c.PerSession, maxConns)
+	}
 	rng("-rate", c.Rate, 1, maxRate)
 	rng("-writers", c.Writers, 1, maxWriters)
 	rng("-size", c.Size, 1, maxSize)

@@ -185,7 +185,7 @@ func (f *fabric) startEdge(ctx context.Context, ns *server.Server, cfg config) e
 	if err != nil {
 		return err
 	}
-	ecfg := edge.Config{MaxConnections: max(cfg.Conns, cfg.Sessions, cfg.Clients, cfg.Concurrency) + 16}
+	ecfg := edge.Config{MaxConnections: max(cfg.Conns, cfg.Sessions*cfg.PerSession, cfg.Clients, cfg.Concurrency) + 16}
 	srv, err := edge.NewServer(ctx, ecfg, edge.Deps{NC: enc, JS: ejs, Verifier: v})
 	if err != nil {
 		return err

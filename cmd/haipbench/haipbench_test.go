@@ -138,11 +138,11 @@ func TestTransportsSelf(t *testing.T) {
 	for _, tr := range []string{transportSSE, transportStream, transportStreamHalf} {
 		t.Run(tr, func(t *testing.T) {
 			rs := runJSON(t, "-scenario", "fanout,latency,resume,conns", "-transport", tr, "-sessions", "3", "-messages", "60",
-				"-clients", "2", "-conns", "10", "-baseline-messages", "300", "-rate", "2000", "-writers", "2", "-size", "64", "-duration", "20s")
+				"-per-session", "2", "-clients", "2", "-conns", "10", "-baseline-messages", "300", "-rate", "2000", "-writers", "2", "-size", "64", "-duration", "20s")
 			fan := byScenario(t, rs, "fanout")
 			positive(t, fan, rowDelivered)
-			if got := fan.get("messages delivered, dense"); got != 3*60 {
-				t.Errorf("fanout delivered %v, want 180", got)
+			if got := fan.get("messages delivered, dense"); got != 3*60*2 {
+				t.Errorf("fanout delivered %v, want 360 (two clients per session)", got)
 			}
 			if fan.Params["transport"] != tr {
 				t.Errorf("fanout ran over %v, want %s", fan.Params["transport"], tr)
@@ -233,6 +233,8 @@ func TestFlagsRefused(t *testing.T) {
 		{"bad worker count", []string{"-scenario", "tools", "-toolworkers", "1,0"}, "-toolworkers"},
 		{"too many workers", []string{"-scenario", "tools", "-toolworkers", "65"}, "-toolworkers"},
 		{"no calls", []string{"-scenario", "tools", "-calls", "0"}, "-calls is 0"},
+		{"no readers", []string{"-scenario", "fanout", "-per-session", "0"}, "-per-session is 0"},
+		{"too many readers", []string{"-scenario", "fanout", "-sessions", "1000", "-per-session", "21"}, "at most 20000 connections"},
 		{"spawn and url", []string{"-scenario", "conns", "-spawn", "-url", "ws://127.0.0.1:1/haip/websocket", "-token", "t"}, "exclude each other"},
 		{"spawn and nats", []string{"-scenario", "conns", "-spawn", "-nats", "nats://127.0.0.1:4222"}, "external mode"},
 		{"bin without spawn", []string{"-scenario", "conns", "-edge-bin", "/bin/true"}, "for -spawn"},

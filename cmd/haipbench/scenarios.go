@@ -218,19 +218,32 @@ func (b *bench) fanout(ctx context.Context, r *Result) error {
 	if err := b.f.needNATS(); err != nil {
 		return err
 	}
-	n, m, w := b.cfg.Sessions, b.cfg.messages(defaultFanoutMessages), min(b.cfg.Writers, b.cfg.Sessions)
-	r.Params["sessions"], r.Params["messages_per_session"], r.Params["writers"] = n, m, w
+	n, m, w, k := b.cfg.Sessions, b.cfg.messages(defaultFanoutMessages), min(b.cfg.Writers, b.cfg.Sessions), b.cfg.PerSession
+	r.Params["sessions"], r.Params["messages_per_session"], r.Params["writers"], r.Params["clients_per_session"] = n, m, w, k
 	cs, err := b.dialAll(ctx, n, nil)
 	if err != nil {
 		return err
 	}
 	defer closeAll(cs)
+	// More readers of the same sessions, from now on (all dialled before
+	// the first append).
+	readersOf := cs
+	for range k - 1 {
+		for _, c := range cs {
+			more, err := b.dial.dial(ctx, dialOptions{Session: c.Session()})
+			if err != nil {
+				return fmt.Errorf("dial another client of %s: %w", c.Session(), err)
+			}
+			defer more.Close()
+			readersOf = append(readersOf, more)
+		}
+	}
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
 
 	start := time.Now()
-	readers := make(chan error, n)
-	for _, c := range cs {
+	readers := make(chan error, len(readersOf))
+	for _, c := range readersOf {
 		go func() { readers <- readDense(ctx, c, 1, uint64(m), nil) }()
 	}
 	appendDone := make(chan time.Duration, 1)
@@ -241,16 +254,16 @@ func (b *bench) fanout(ctx context.Context, r *Result) error {
 		}
 		appendDone <- time.Since(start)
 	}()
-	for range n {
+	for range readersOf {
 		if err := <-readers; err != nil {
 			return errors.Join(err, context.Cause(ctx))
 		}
 	}
 	elapsed := time.Since(start)
 	appended := <-appendDone
-	total := n * m
+	total := n * m * k
 	r.addRatio(rowDelivered, rate(total, elapsed), "msg/s", b.baseRead())
-	r.addRatio(rowAppended, rate(total, appended), "msg/s", b.baseRead())
+	r.addRatio(rowAppended, rate(n*m, appended), "msg/s", b.baseRead())
 	r.add("messages delivered, dense", float64(total), "msgs")
 	r.add("elapsed", elapsed.Seconds(), "s")
 	b.noteSelf(r)
