@@ -123,6 +123,65 @@ func (c *conn) writeLoop() string {
 	}
 }
 
+// How long a catch-up read is retried while JetStream is briefly away (a
+// stream leader election, this edge's NATS reconnecting), and the first
+// pause between tries (doubling to a second).
+const (
+	catchupRetry   = 10 * time.Second
+	catchupBackoff = 50 * time.Millisecond
+)
+
+// readBatch reads the next catch-up batch of at most n messages, in its
+// turn (CATCHUP_READS slots per edge: the read's own timeout starts with
+// its turn). A read that fails for a transient reason is tried again for
+// up to catchupRetry, so a leader election is a pause for the client, not
+// a disconnection; after that, or on any other failure, the client is
+// told to resume later.
+func (c *conn) readBatch(d *delivery, n int) (entries []streams.Entry, more bool, reason string, ok bool) {
+	began, backoff := time.Now(), catchupBackoff
+	for {
+		select {
+		case c.srv.catchupSlots <- struct{}{}:
+		case <-c.ctx.Done():
+			c.t.close(CloseNormal, "")
+			return nil, false, reasonPeer, false
+		case <-c.drainCh:
+			return nil, false, c.drainClose(), false
+		}
+		ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
+		entries, more, err := d.reader.Read(ctx, d.streamSeq, n, c.srv.cfg.CatchupBytes)
+		cancel()
+		<-c.srv.catchupSlots
+		c.srv.metrics.catchups.Inc()
+		c.srv.metrics.catchupN.Add(1)
+		switch {
+		case err == nil:
+			return entries, more, "", true
+		case c.ctx.Err() != nil:
+			c.t.close(CloseNormal, "")
+			return nil, false, reasonPeer, false
+		case streams.IsTransient(err) && time.Since(began)+backoff < catchupRetry:
+			c.logger.Debug("catch-up read failed; trying again", slog.Any(logKeyErr, err))
+			t := time.NewTimer(backoff)
+			select {
+			case <-t.C:
+			case <-c.ctx.Done():
+				t.Stop()
+				c.t.close(CloseNormal, "")
+				return nil, false, reasonPeer, false
+			case <-c.drainCh:
+				t.Stop()
+				return nil, false, c.drainClose(), false
+			}
+			backoff = min(2*backoff, time.Second)
+		default:
+			c.logger.Error("catch-up read", slog.Any(logKeyErr, err))
+			c.t.close(CloseTryAgainLater, fmt.Sprintf("session log unavailable; resume from seq %d", c.delivered.Load()))
+			return nil, false, reasonBackend, false
+		}
+	}
+}
+
 // drainClose ends the connection for a drain, telling the client where to
 // resume.
 func (c *conn) drainClose() string {
@@ -194,29 +253,9 @@ func (c *conn) catchUp(d *delivery) (reason string, ok bool) {
 			}
 		}
 	}
-	// Wait for a read slot: the read's own timeout starts with its turn.
-	select {
-	case c.srv.catchupSlots <- struct{}{}:
-	case <-c.ctx.Done():
-		c.t.close(CloseNormal, "")
-		return reasonPeer, false
-	case <-c.drainCh:
-		return c.drainClose(), false
-	}
-	ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
-	entries, more, err := d.reader.Read(ctx, d.streamSeq, n, c.srv.cfg.CatchupBytes)
-	cancel()
-	<-c.srv.catchupSlots
-	c.srv.metrics.catchups.Inc()
-	c.srv.metrics.catchupN.Add(1)
-	if err != nil {
-		if c.ctx.Err() != nil {
-			c.t.close(CloseNormal, "")
-			return reasonPeer, false
-		}
-		c.logger.Error("catch-up read", slog.Any(logKeyErr, err))
-		c.t.close(CloseTryAgainLater, fmt.Sprintf("session log unavailable; resume from seq %d", c.delivered.Load()))
-		return reasonBackend, false
+	entries, more, reason, ok := c.readBatch(d, n)
+	if !ok {
+		return reason, false
 	}
 	if ck, isCorker := c.t.(corker); isCorker && len(entries) > 1 {
 		// The batch leaves in one write (see corkConn), within WRITE_TIMEOUT.

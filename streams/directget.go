@@ -33,8 +33,9 @@ const (
 	hdrMsgID       = "Nats-Msg-Id"
 	hdrTimeStamp   = "Nats-Time-Stamp"
 
-	statusNotFound = "404"
-	statusEOB      = "204"
+	statusNotFound     = "404"
+	statusEOB          = "204"
+	statusNoResponders = "503" // nobody serves the request (yet): transient
 )
 
 // errNotFound is a direct get that found no message.
@@ -89,8 +90,11 @@ func directGet(ctx context.Context, nc *nats.Conn, stream string, req directRequ
 
 func parseDirect(m *nats.Msg) (stored, error) {
 	if st := m.Header.Get(hdrStatus); st != "" {
-		if st == statusNotFound {
+		switch st {
+		case statusNotFound:
 			return stored{}, errNotFound
+		case statusNoResponders:
+			return stored{}, fmt.Errorf("direct get: %w", nats.ErrNoResponders)
 		}
 		return stored{}, fmt.Errorf("direct get: status %s %s", st, m.Header.Get(hdrDescription))
 	}
@@ -136,6 +140,8 @@ func directBatch(ctx context.Context, nc *nats.Conn, stream string, req directRe
 				return nil, 0, nil
 			}
 			return msgs, 0, nil
+		case statusNoResponders:
+			return nil, 0, fmt.Errorf("direct batch: %w", nats.ErrNoResponders)
 		default:
 			return nil, 0, fmt.Errorf("direct batch: status %s %s", m.Header.Get(hdrStatus), m.Header.Get(hdrDescription))
 		}

@@ -817,6 +817,11 @@ func isConflict(err error) bool {
 		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant
 }
 
+// IsTransient reports a failure that may pass on its own: JetStream did
+// not answer in time or nobody served the request (a stream leader
+// election, a NATS reconnection). Worth retrying with backoff.
+func IsTransient(err error) bool { return isUncertain(err) }
+
 // isUncertain reports a publish whose outcome is unknown: it may have been
 // stored.
 func isUncertain(err error) bool {
