@@ -65,11 +65,11 @@ type config struct {
 	// own reader; more: every appended message goes to that many clients).
 	PerSession int
 	Rate       int // latency: total msg/s
-	Writers  int // agent-side goroutines
-	Size     int // bytes of text per TEXT_MESSAGE_PART
-	JSONFile string
-	CPUProf  string // write a CPU profile of the whole run here
-	Quiet    bool   // no progress lines (tests)
+	Writers    int // agent-side goroutines
+	Size       int // bytes of text per TEXT_MESSAGE_PART
+	JSONFile   string
+	CPUProf    string // write a CPU profile of the whole run here
+	Quiet      bool   // no progress lines (tests)
 }
 
 func parseFlags(args []string, errOut io.Writer) (config, error) {
