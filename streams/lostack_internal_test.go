@@ -2,9 +2,12 @@ package streams
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/haipfabric/haipfabric/internal/natstest"
@@ -169,5 +172,26 @@ func TestRunStateSurvivesLostAck(t *testing.T) {
 	}
 	if len(st.Active) != 1 || st.Active[0].Status != RunRunning {
 		t.Fatalf("runs after the lost ack: %+v", st)
+	}
+}
+
+// Errors a starting cluster gives are retried by Ensure; others are not.
+func TestClusterStartingErrors(t *testing.T) {
+	for _, tc := range []struct {
+		err  error
+		want bool
+	}{
+		{&jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement, peer offline"}, true},
+		{fmt.Errorf("cannot ensure: %w", &jetstream.APIError{Code: 503, ErrorCode: 10008}), true},
+		{&jetstream.APIError{Code: 503, ErrorCode: 10004}, true},
+		{context.DeadlineExceeded, true},
+		{nats.ErrNoResponders, true},
+		{&jetstream.APIError{Code: 400, ErrorCode: 10058, Description: "stream name already in use"}, false},
+		{&jetstream.APIError{Code: 500, ErrorCode: 10074}, false},
+		{errors.New("bad config"), false},
+	} {
+		if got := clusterStarting(tc.err); got != tc.want {
+			t.Errorf("clusterStarting(%v) = %v, want %v", tc.err, got, tc.want)
+		}
 	}
 }

@@ -154,19 +154,49 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 const ensureAttempt = 5 * time.Second
 
 // ensureRetrying runs op with a short timeout per attempt until it
-// succeeds, fails for another reason than a timeout or missing
-// responders, or ctx ends.
+// succeeds, fails for another reason than one a starting cluster gives
+// (clusterStarting), or ctx ends.
 func ensureRetrying(ctx context.Context, op func(context.Context) error) error {
 	backoff := minRetryBackoff
 	for {
 		actx, cancel := context.WithTimeout(ctx, ensureAttempt)
 		err := op(actx)
 		cancel()
-		if err == nil || !isUncertain(err) || ctx.Err() != nil {
+		if err == nil || !clusterStarting(err) || ctx.Err() != nil {
 			return err
 		}
 		if !sleepBackoff(ctx, &backoff) {
 			return err
 		}
 	}
+}
+
+// JetStream API errors a cluster gives while its nodes are still finding
+// each other: incomplete results (10004), no suitable peers for placement
+// because a peer is not seen online yet (10005), and the system
+// temporarily unavailable (10008).
+const (
+	errCodeClusterIncomplete = 10004
+	errCodeClusterNoPeers    = 10005
+	errCodeClusterNotAvail   = 10008
+)
+
+// clusterStarting reports a failure that a starting (or restarting)
+// cluster gives and that passes once its nodes see each other: a request
+// unanswered, or one of the errors above. A cluster really too small for
+// the replicas asked keeps answering 10005, and Ensure reports it when
+// its ctx ends.
+func clusterStarting(err error) bool {
+	if isUncertain(err) {
+		return true
+	}
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return false
+	}
+	switch apiErr.ErrorCode {
+	case errCodeClusterIncomplete, errCodeClusterNoPeers, errCodeClusterNotAvail:
+		return true
+	}
+	return false
 }
