@@ -61,7 +61,13 @@ func (w *wsTransport) close(code CloseCode, reason string) {
 
 // abort closes the socket under the WebSocket: a close handshake waiting
 // for a stuck peer ends at once.
-func (w *wsTransport) abort() { _ = w.raw.Close() }
+func (w *wsTransport) abort() {
+	if w.raw == nil { // not hijacked through smallBuffers
+		_ = w.c.CloseNow()
+		return
+	}
+	_ = w.raw.Close()
+}
 
 // maxCloseReason is the longest close reason a WebSocket close frame holds.
 const maxCloseReason = 123
