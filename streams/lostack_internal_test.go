@@ -7,11 +7,28 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/haipfabric/haipfabric/internal/natstest"
 )
+
+// ensured starts a server with the topology ensured, and returns it with
+// a connection and its JetStream context.
+func ensured(t *testing.T) (*server.Server, *nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	ns := natstest.Server(t)
+	nc := natstest.Conn(t, ns)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := Ensure(context.Background(), js, Config{}); err != nil {
+		t.Fatal(err)
+	}
+	return ns, nc, js
+}
 
 // setNoAck makes a stream store publishes without acknowledging them: to
 // the publisher, exactly an ack lost with a dying stream leader.
@@ -35,16 +52,8 @@ func setNoAck(t *testing.T, js jetstream.JetStream, stream string, noAck bool) {
 // stored once.
 func TestAppendSurvivesLostAck(t *testing.T) {
 	t.Parallel()
-	ns := natstest.Server(t)
-	nc := natstest.Conn(t, ns)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, nc, js := ensured(t)
 	ctx := context.Background()
-	if err := Ensure(ctx, js, Config{}); err != nil {
-		t.Fatal(err)
-	}
 	lg, err := OpenLog(ctx, nc, js)
 	if err != nil {
 		t.Fatal(err)
@@ -84,15 +93,8 @@ func TestAppendSurvivesLostAck(t *testing.T) {
 // comes, and stored once.
 func TestPublishIdempotentSurvivesLostAck(t *testing.T) {
 	t.Parallel()
-	ns := natstest.Server(t)
-	js, err := jetstream.New(natstest.Conn(t, ns))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, js := ensured(t)
 	ctx := context.Background()
-	if err := Ensure(ctx, js, Config{}); err != nil {
-		t.Fatal(err)
-	}
 	subj, err := RunSubject("lost-ack")
 	if err != nil {
 		t.Fatal(err)
@@ -135,15 +137,8 @@ func TestPublishIdempotentSurvivesLostAck(t *testing.T) {
 // admission reports the run recorded once, and the next change applies.
 func TestRunStateSurvivesLostAck(t *testing.T) {
 	t.Parallel()
-	ns := natstest.Server(t)
-	js, err := jetstream.New(natstest.Conn(t, ns))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, js := ensured(t)
 	ctx := context.Background()
-	if err := Ensure(ctx, js, Config{}); err != nil {
-		t.Fatal(err)
-	}
 	runs, err := OpenRuns(ctx, js, time.Minute)
 	if err != nil {
 		t.Fatal(err)

@@ -16,15 +16,8 @@ import (
 // cancel, finish, and a stale run no longer counted.
 func TestRunStates(t *testing.T) {
 	t.Parallel()
-	ns := natstest.Server(t)
-	js, err := jetstream.New(natstest.Conn(t, ns))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, js := ensured(t)
 	ctx := context.Background()
-	if err := Ensure(ctx, js, Config{}); err != nil {
-		t.Fatal(err)
-	}
 	runs, err := OpenRuns(ctx, js, time.Minute)
 	if err != nil {
 		t.Fatal(err)
@@ -84,15 +77,8 @@ func TestRunStates(t *testing.T) {
 // Concurrent admissions from several writers never exceed the limit.
 func TestRunLimitConcurrent(t *testing.T) {
 	t.Parallel()
-	ns := natstest.Server(t)
+	ns, _, _ := ensured(t)
 	ctx := context.Background()
-	js, err := jetstream.New(natstest.Conn(t, ns))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := Ensure(ctx, js, Config{}); err != nil {
-		t.Fatal(err)
-	}
 	var wg sync.WaitGroup
 	var mu sync.Mutex
 	admitted := 0
