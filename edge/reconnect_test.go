@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
@@ -12,33 +14,45 @@ import (
 	"github.com/haipfabric/haipfabric/streams"
 )
 
+// behindProxy is an edge whose NATS connection goes through a proxy that
+// can cut it, and a client of it that has received seq 1 of its session.
+type behindProxy struct {
+	f     *fabric
+	proxy *natstest.Proxy
+	nc    *nats.Conn // the edge's
+	e     *testEdge
+	c     *client.Conn
+	first []*haip.Envelope
+}
+
+func newBehindProxy(t *testing.T) *behindProxy {
+	t.Helper()
+	ns := natstest.ServerAt(t, t.TempDir(), "127.0.0.1:0")
+	b := &behindProxy{f: newFabricOn(t, ns, "", streams.Config{}), proxy: natstest.StartProxy(t, ns)}
+	b.nc = b.proxy.Conn(t)
+	b.e = b.f.edgeOn(b.nc, edge.Config{})
+	b.c = b.f.dial(b.e, client.Options{})
+	b.f.fill(t, b.c.Session(), 1, 16)
+	b.first = readUntil(t, b.c, 10*time.Second, func(*haip.Envelope) bool { return b.c.LastSeq() >= 1 })
+	return b
+}
+
 // Live messages stored while an edge's NATS connection was down never
 // reach its subscriptions. After the reconnect the edge re-reads the log
 // for every live connection, so a session that went quiet meanwhile still
 // shows its last messages, in order, once.
 func TestNATSReconnectResyncsLiveConnections(t *testing.T) {
 	t.Parallel()
-	ns := natstest.ServerAt(t, t.TempDir(), "127.0.0.1:0")
-	f := newFabricOn(t, ns, "", streams.Config{})
-	proxy := natstest.StartProxy(t, ns)
-	nc := proxy.Conn(t)
-	e := f.edgeOn(nc, edge.Config{})
-	c := f.dial(e, client.Options{})
-	session := c.Session()
+	b := newBehindProxy(t)
+	b.proxy.Partition()
+	b.f.fill(t, b.c.Session(), 3, 16) // stored and republished while the edge is away
+	b.proxy.Resume()
+	natstest.Eventually(t, 10*time.Second, b.nc.IsConnected, "the edge's NATS connection did not come back")
 
-	f.fill(t, session, 1, 16)
-	first := readUntil(t, c, 10*time.Second, func(*haip.Envelope) bool { return c.LastSeq() >= 1 })
-
-	proxy.Cut()
-	natstest.Eventually(t, 10*time.Second, func() bool { return !nc.IsConnected() }, "the edge's NATS connection did not notice the cut")
-	f.fill(t, session, 3, 16) // stored and republished while the edge is away
-	proxy.Resume()
-	natstest.Eventually(t, 10*time.Second, nc.IsConnected, "the edge's NATS connection did not come back")
-
-	rest := readUntil(t, c, 10*time.Second, func(*haip.Envelope) bool { return c.LastSeq() >= 4 })
-	assertDense(t, append(first, rest...), 1)
-	if len(first)+len(rest) != 4 {
-		t.Fatalf("%d messages, want 4", len(first)+len(rest))
+	rest := readUntil(t, b.c, 10*time.Second, func(*haip.Envelope) bool { return b.c.LastSeq() >= 4 })
+	assertDense(t, append(b.first, rest...), 1)
+	if len(b.first)+len(rest) != 4 {
+		t.Fatalf("%d messages, want 4", len(b.first)+len(rest))
 	}
 }
 
@@ -64,28 +78,18 @@ func setAllowDirect(t *testing.T, f *fabric, on bool) {
 // messages in order, once.
 func TestCatchupRidesOutJetStreamAway(t *testing.T) {
 	t.Parallel()
-	ns := natstest.ServerAt(t, t.TempDir(), "127.0.0.1:0")
-	f := newFabricOn(t, ns, "", streams.Config{})
-	proxy := natstest.StartProxy(t, ns)
-	nc := proxy.Conn(t)
-	e := f.edgeOn(nc, edge.Config{})
-	c := f.dial(e, client.Options{})
-	session := c.Session()
-	f.fill(t, session, 1, 16)
-	first := readUntil(t, c, 10*time.Second, func(*haip.Envelope) bool { return c.LastSeq() >= 1 })
-
+	b := newBehindProxy(t)
 	// Messages the edge misses live, and a log it cannot read for now.
-	proxy.Cut()
-	natstest.Eventually(t, 10*time.Second, func() bool { return !nc.IsConnected() }, "the edge's NATS connection did not notice the cut")
-	f.fill(t, session, 3, 16)
-	setAllowDirect(t, f, false)
-	reads := metricValue(t, e, "haip_edge_catchup_reads_total")
-	proxy.Resume()
+	b.proxy.Partition()
+	b.f.fill(t, b.c.Session(), 3, 16)
+	setAllowDirect(t, b.f, false)
+	reads := metricValue(t, b.e, "haip_edge_catchup_reads_total")
+	b.proxy.Resume()
 	// The reconnect sends the connection to catch-up; two reads fail.
-	natstest.Eventually(t, 10*time.Second, func() bool { return metricValue(t, e, "haip_edge_catchup_reads_total") >= reads+2 },
+	natstest.Eventually(t, 10*time.Second, func() bool { return metricValue(t, b.e, "haip_edge_catchup_reads_total") >= reads+2 },
 		"no catch-up read was tried after the reconnect")
-	setAllowDirect(t, f, true)
+	setAllowDirect(t, b.f, true)
 
-	rest := readUntil(t, c, 15*time.Second, func(*haip.Envelope) bool { return c.LastSeq() >= 4 })
-	assertDense(t, append(first, rest...), 1)
+	rest := readUntil(t, b.c, 15*time.Second, func(*haip.Envelope) bool { return b.c.LastSeq() >= 4 })
+	assertDense(t, append(b.first, rest...), 1)
 }

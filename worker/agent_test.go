@@ -65,9 +65,15 @@ func (e *env) replicaOn(nc *nats.Conn, h worker.RunHandler, cfg worker.AgentConf
 	if err != nil {
 		e.t.Fatal(err)
 	}
+	return e.runUntilStopped(a.Run)
+}
+
+// runUntilStopped runs run on a goroutine until stop (or the test's end)
+// cancels it; stop waits for it to return and may be called again.
+func (e *env) runUntilStopped(run func(context.Context) error) (stop func()) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
-	go func() { defer close(done); _ = a.Run(ctx) }()
+	go func() { defer close(done); _ = run(ctx) }()
 	var once sync.Once
 	stop = func() { once.Do(func() { cancel(); <-done }) }
 	e.t.Cleanup(stop)

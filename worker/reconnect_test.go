@@ -44,8 +44,7 @@ func TestToolDoneStoredWhileAgentDisconnected(t *testing.T) {
 	}, "the gate tool was never advertised")
 
 	var result atomic.Value
-	agentNC := proxy.Conn(t)
-	e.replicaOn(agentNC, worker.RunHandlerFunc(func(ctx context.Context, run *worker.Run) error {
+	e.replicaOn(proxy.Conn(t), worker.RunHandlerFunc(func(ctx context.Context, run *worker.Run) error {
 		done, err := run.CallTool(ctx, "gate", map[string]any{})
 		if err != nil {
 			return err
@@ -61,8 +60,7 @@ func TestToolDoneStoredWhileAgentDisconnected(t *testing.T) {
 		t.Fatal("the tool was never called")
 	}
 
-	proxy.Cut()
-	waitFor(t, 10*time.Second, func() bool { return !agentNC.IsConnected() }, "the agent's connection did not notice the cut")
+	proxy.Partition()
 	close(release)
 	waitFor(t, 10*time.Second, func() bool {
 		for _, env := range e.out(session) {
@@ -94,8 +92,7 @@ func TestToolCancelWhileWorkerDisconnected(t *testing.T) {
 	e := setupOn(t, ns)
 	proxy := natstest.StartProxy(t, ns)
 	entered := make(chan struct{})
-	workerNC := proxy.Conn(t)
-	e.toolWorkerOn(workerNC, worker.Tool{Name: "wait", Handler: worker.ToolHandlerFunc(func(ctx context.Context, _ *worker.Call) (any, error) {
+	e.toolWorkerOn(proxy.Conn(t), worker.Tool{Name: "wait", Handler: worker.ToolHandlerFunc(func(ctx context.Context, _ *worker.Call) (any, error) {
 		close(entered)
 		<-ctx.Done()
 		return nil, ctx.Err()
@@ -108,8 +105,7 @@ func TestToolCancelWhileWorkerDisconnected(t *testing.T) {
 		t.Fatal("the tool was never called")
 	}
 
-	proxy.Cut()
-	waitFor(t, 10*time.Second, func() bool { return !workerNC.IsConnected() }, "the worker's connection did not notice the cut")
+	proxy.Partition()
 	reg, err := streams.OpenTools(context.Background(), e.js)
 	if err != nil {
 		t.Fatal(err)

@@ -31,19 +31,7 @@ func (e *env) toolWorkerOn(nc *nats.Conn, tool worker.Tool, cfg worker.ToolWorke
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = tw.Run(ctx) }()
-	stopped := false
-	stop = func() {
-		if !stopped {
-			stopped = true
-			cancel()
-			<-done
-		}
-	}
-	e.t.Cleanup(stop)
-	return stop
+	return e.runUntilStopped(tw.Run)
 }
 
 func (e *env) call(session, tool, params string) string {

@@ -19,10 +19,11 @@ type Proxy struct {
 	addr   string // where clients connect, the same across Cut and Resume
 	target string
 
-	mu    sync.Mutex
-	ln    net.Listener
-	conns []net.Conn
-	wg    sync.WaitGroup
+	mu      sync.Mutex
+	ln      net.Listener
+	conns   []net.Conn
+	clients []*nats.Conn // made by Conn
+	wg      sync.WaitGroup
 }
 
 // StartProxy forwards to s, which must listen on TCP (ServerAt with a
@@ -59,6 +60,9 @@ func (p *Proxy) Conn(t testing.TB) *nats.Conn {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
+	p.mu.Lock()
+	p.clients = append(p.clients, nc)
+	p.mu.Unlock()
 	return nc
 }
 
@@ -114,6 +118,24 @@ func (p *Proxy) Cut() {
 		c.Close()
 	}
 	p.conns = nil
+}
+
+// Partition cuts, then waits until every client made by Conn has noticed
+// (is no longer connected).
+func (p *Proxy) Partition() {
+	p.t.Helper()
+	p.Cut()
+	p.mu.Lock()
+	clients := p.clients
+	p.mu.Unlock()
+	Eventually(p.t, 10*time.Second, func() bool {
+		for _, nc := range clients {
+			if nc.IsConnected() {
+				return false
+			}
+		}
+		return true
+	}, "a client did not notice the cut")
 }
 
 // Resume accepts again on the same address.
