@@ -160,14 +160,7 @@ func (b *bench) baseline(ctx context.Context, r *Result) error {
 		return err
 	}
 	js := b.f.rawJS
-	defer func() {
-		// Leave nothing behind on an external server.
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if s, err := js.Stream(pctx, streams.SessionStream); err == nil {
-			_ = s.Purge(pctx, jetstream.WithPurgeSubject(subj))
-		}
-	}()
+	defer b.purge(ctx, subj)
 
 	start := time.Now()
 	for i := range n {
@@ -402,6 +395,17 @@ func (b *bench) latency(ctx context.Context, r *Result) error {
 	return nil
 }
 
+// purge removes a raw scenario's messages (subjects matching filter) from
+// the session stream, so that nothing is left behind on an external
+// server; it runs even when ctx has ended.
+func (b *bench) purge(ctx context.Context, filter string) {
+	pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if s, err := b.f.rawJS.Stream(pctx, streams.SessionStream); err == nil {
+		_ = s.Purge(pctx, jetstream.WithPurgeSubject(filter))
+	}
+}
+
 // newPacing paces w goroutines sharing a total rate over n sessions: each
 // owns ~n/w of them and may go on while sent < elapsed × its share, and
 // waits for a 1 ms ticker otherwise. pace(i) blocks goroutine i; stop
@@ -446,13 +450,7 @@ func newPacing(ctx context.Context, rt, n, w int) (pace func(worker int) error, 
 func (b *bench) rawLatency(ctx context.Context, n, w, per, rt int) ([]time.Duration, error) {
 	js := b.f.rawJS
 	prefix := "haip.session.bench-rawlat-" + strings.ReplaceAll(haip.NewUUID(), "-", "")[:12] + "."
-	defer func() {
-		pctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		defer cancel()
-		if s, err := js.Stream(pctx, streams.SessionStream); err == nil {
-			_ = s.Purge(pctx, jetstream.WithPurgeSubject(prefix+"*"))
-		}
-	}()
+	defer b.purge(ctx, prefix+"*")
 	size, err := b.sampleBody()
 	if err != nil {
 		return nil, err
