@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"time"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -25,8 +26,13 @@ type Verifier struct {
 	edKey   ed25519.PublicKey
 	methods []string // algorithms the configured keys allow
 	issuer  string
+	leeway  time.Duration
 	opts    []jwt.ParserOption
 }
+
+// Leeway is the clock skew the verifier allows past a token's "exp": a
+// connection opened with a token lives until exp plus this.
+func (v *Verifier) Leeway() time.Duration { return v.leeway }
 
 // NewVerifier returns a Verifier for cfg. It fails, wrapping
 // [ErrInvalidConfig], when [Config.Validate] does. The secret and key bytes
@@ -35,7 +41,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("cannot create verifier: %w", err)
 	}
-	v := &Verifier{issuer: cfg.Issuer}
+	v := &Verifier{issuer: cfg.Issuer, leeway: cfg.leeway()}
 	if len(cfg.Secret) > 0 {
 		v.secret = slices.Clone(cfg.Secret)
 		v.methods = append(v.methods, "HS256", "HS384", "HS512")

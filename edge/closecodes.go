@@ -28,4 +28,8 @@ const (
 	// CloseHeartbeatTimeout: nothing came from the client for a heartbeat
 	// interval plus timeout.
 	CloseHeartbeatTimeout CloseCode = 4001
+	// CloseTokenExpired: the token the connection was opened with has
+	// expired (its exp plus the verifier's leeway); reconnect with a fresh
+	// token and resume from the last seq received.
+	CloseTokenExpired CloseCode = 4002
 )

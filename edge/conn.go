@@ -86,6 +86,7 @@ type conn struct {
 	// Set by the reader during the handshake, before it sends on started;
 	// the writer reads them only after receiving from started.
 	session  string
+	claim    bool // the session must be claimed by the handshake
 	readDir  streams.Direction
 	accepts  *typeSet // nil until the handshake
 	unfollow func()
@@ -140,6 +141,7 @@ func (s *Server) newConn(t transport, a admission) *conn {
 		t:        t,
 		ident:    a.id,
 		session:  a.session,
+		claim:    a.claim,
 		ctx:      ctx,
 		cancel:   cancel,
 		ctrl:     make(chan *outbound, ctrlQueue),
@@ -447,22 +449,25 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 		c.fatal(ClosePolicyViolation, "session mismatch")
 		return true
 	}
-	if c.session == "" {
+	if c.session == "" || c.claim {
+		// Opened without a session (it binds to the HAI's), or for one
+		// that did not exist when it was admitted: claim it now.
 		ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
-		err := c.srv.authorize(ctx, c.ident, env.Session)
+		_, err := c.srv.authorize(ctx, c.ident, env.Session, openSession)
 		cancel()
-		switch {
-		case errors.Is(err, errForbidden):
-			c.sendErrorAlways(haip.Errorf(haip.CodeSessionForbidden, "session %s is not yours", env.Session).WithRelated(env.ID))
-			c.fatal(ClosePolicyViolation, "forbidden session")
-			return true
-		case err != nil:
-			c.logger.Error("authorize", slog.Any(logKeyErr, err))
-			c.sendErrorAlways(haip.Errorf(haip.CodeInternalError, "session store unavailable; retry").WithRelated(env.ID))
-			c.fatal(CloseTryAgainLater, "session store unavailable")
+		if herr := c.srv.accessError(err, env.Session); herr != nil {
+			c.sendErrorAlways(herr.WithRelated(env.ID))
+			switch herr.Code {
+			case haip.CodeInternalError:
+				c.fatal(CloseTryAgainLater, "session store unavailable")
+			case haip.CodeSessionNotFound:
+				c.fatal(ClosePolicyViolation, "no such session")
+			default:
+				c.fatal(ClosePolicyViolation, "forbidden session")
+			}
 			return true
 		}
-		c.session = env.Session
+		c.session, c.claim = env.Session, false
 	}
 	c.logger = c.logger.With(slog.String(logKeySession, c.session))
 	c.handshaken = true
@@ -633,13 +638,23 @@ func (c *conn) queueControl(t haip.Type, payload any) {
 	c.enqueue(outbound{env: env})
 }
 
-// enqueue hands an item to the writer without blocking the reader: a
-// client that lets control traffic pile up is not reading, and is cut.
+// enqueue hands an item to the writer, in order. When the writer's queue
+// is full the caller waits for room: a client that sends requests (PING,
+// REPLAY_REQUEST, …) faster than the edge answers them is held back by
+// its own socket, since the reader stops reading meanwhile; it is not cut.
+// Only a client that does not read its answers is cut, by the writer's
+// WriteTimeout, which ends c.ctx and so this wait. The writer itself never
+// calls enqueue.
 func (c *conn) enqueue(o outbound) {
 	select {
 	case c.ctrl <- &o:
+		return
 	default:
-		c.fatal(CloseSlowConsumer, "slow consumer: control queue full")
+	}
+	c.srv.metrics.ctrlWaits.Inc()
+	select {
+	case c.ctrl <- &o:
+	case <-c.ctx.Done():
 	}
 }
 
@@ -720,20 +735,21 @@ func containsInt(xs []int, v int) bool {
 	return false
 }
 
-// writerClock is the writer's one timer, in place of a handshake timer
-// and a heartbeat ticker per connection: it fires at the handshake
-// deadline (until the handshake is done) or at the next heartbeat,
-// whichever is first.
+// writerClock is the writer's one timer, in place of a handshake timer,
+// a heartbeat ticker and a credential timer per connection: it fires at
+// the handshake deadline (until the handshake is done), at the next
+// heartbeat, or when the connection's token expires, whichever is first.
 type writerClock struct {
 	t           *time.Timer
 	interval    time.Duration
 	nextBeat    time.Time
 	handshakeBy time.Time // zero once the handshake is done
+	expiresAt   time.Time // zero: the credential does not expire
 }
 
-func newWriterClock(heartbeat, handshake time.Duration) writerClock {
+func newWriterClock(heartbeat, handshake time.Duration, expiresAt time.Time) writerClock {
 	now := time.Now()
-	k := writerClock{interval: heartbeat, nextBeat: now.Add(heartbeat), handshakeBy: now.Add(handshake)}
+	k := writerClock{interval: heartbeat, nextBeat: now.Add(heartbeat), handshakeBy: now.Add(handshake), expiresAt: expiresAt}
 	k.t = time.NewTimer(k.until(now))
 	return k
 }
@@ -747,6 +763,9 @@ func (k *writerClock) until(now time.Time) time.Duration {
 	if !k.handshakeBy.IsZero() && k.handshakeBy.Before(next) {
 		next = k.handshakeBy
 	}
+	if !k.expiresAt.IsZero() && k.expiresAt.Before(next) {
+		next = k.expiresAt
+	}
 	return next.Sub(now)
 }
 
@@ -756,21 +775,29 @@ func (k *writerClock) handshook() {
 	k.t.Reset(k.until(time.Now()))
 }
 
-// fired is called when the timer has fired at now. It reports whether the
-// handshake deadline has passed and whether a heartbeat is due (like a
-// ticker, beats missed while the writer was busy are not made up), and
-// sets the timer again.
-func (k *writerClock) fired(now time.Time) (handshakeExpired, beat bool) {
-	handshakeExpired = !k.handshakeBy.IsZero() && !now.Before(k.handshakeBy)
+// clockEvents is what a firing of the writer's clock found due.
+type clockEvents struct {
+	handshakeExpired bool // no HAI by the handshake deadline
+	beat             bool // a heartbeat is due
+	tokenExpired     bool // the connection's token has expired
+}
+
+// fired is called when the timer has fired at now. It reports what is
+// due (like a ticker, beats missed while the writer was busy are not made
+// up), and sets the timer again.
+func (k *writerClock) fired(now time.Time) clockEvents {
+	var ev clockEvents
+	ev.handshakeExpired = !k.handshakeBy.IsZero() && !now.Before(k.handshakeBy)
+	ev.tokenExpired = !k.expiresAt.IsZero() && !now.Before(k.expiresAt)
 	if !now.Before(k.nextBeat) {
-		beat = true
+		ev.beat = true
 		k.nextBeat = k.nextBeat.Add(k.interval)
 		if !k.nextBeat.After(now) {
 			k.nextBeat = now.Add(k.interval)
 		}
 	}
 	k.t.Reset(k.until(now))
-	return handshakeExpired, beat
+	return ev
 }
 
 func (k *writerClock) stop() { k.t.Stop() }

@@ -67,6 +67,8 @@
 //	      WRITE_TIMEOUT)
 //	4001  heartbeat timeout (silent for            reconnect and resume
 //	      HEARTBEAT_INTERVAL+HEARTBEAT_TIMEOUT)
+//	4002  the token expired (exp plus the          reconnect with a fresh token
+//	      verifier's leeway)                       and resume
 //
 // A client cut while its socket buffers are full may see the connection
 // end without the close frame; its resume works the same.

@@ -3,14 +3,12 @@ package edge
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
-
-	"log/slog"
 
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/haip"
@@ -39,6 +37,36 @@ func writeHTTPError(w http.ResponseWriter, status int, errWord string, code haip
 	_ = json.NewEncoder(w).Encode(httpError{Error: errWord, Code: string(code), Message: msg, Details: details})
 }
 
+// httpStatusOf is the HTTP status and error word of a request refused
+// with a HAIP error of code c.
+func httpStatusOf(c haip.Code) (int, string) {
+	switch c {
+	case haip.CodeSessionForbidden:
+		return http.StatusForbidden, "forbidden"
+	case haip.CodeSessionNotFound, haip.CodeRunNotFound, codeNotFound:
+		return http.StatusNotFound, "not_found"
+	case haip.CodeRateLimited:
+		return http.StatusTooManyRequests, "rate_limited"
+	case haip.CodeMessageTooLarge:
+		return http.StatusRequestEntityTooLarge, "too_large"
+	case haip.CodeAuthenticationFailed:
+		return http.StatusUnauthorized, "unauthorized"
+	case haip.CodeInternalError, haip.CodeServerShutdown, haip.CodeTooManyConnections:
+		return http.StatusServiceUnavailable, "unavailable"
+	}
+	return http.StatusBadRequest, "bad_request"
+}
+
+// writeHAIPError answers a request refused with a HAIP error, with the
+// status its code implies.
+func writeHAIPError(w http.ResponseWriter, e *haip.Error) {
+	status, word := httpStatusOf(e.Code)
+	if ms, ok := e.Detail["retry_after_ms"].(int64); ok && status == http.StatusTooManyRequests {
+		w.Header().Set("Retry-After", strconv.FormatInt(max(1, (ms+999)/1000), 10))
+	}
+	writeHTTPError(w, status, word, e.Code, e.Message, e.Detail)
+}
+
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
@@ -64,6 +92,9 @@ func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, transport 
 type admission struct {
 	id      auth.Identity
 	session string // from ?session=, or "" to bind on the first envelope
+	// claim: the session does not exist yet; the connection creates it
+	// (for its user) when it starts.
+	claim bool
 }
 
 // admit authenticates and authorises a connection request, answering the
@@ -77,34 +108,31 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, transport string)
 	if !ok {
 		return admission{}, false
 	}
-	a := admission{id: id}
-	if sess := r.URL.Query().Get("session"); sess != "" {
-		if err := streams.ValidateSessionID(sess); err != nil {
-			s.metrics.refused.WithLabelValues(transport, "bad_session").Inc()
-			writeHTTPError(w, http.StatusBadRequest, "bad_session_id", haip.CodeProtocolViolation, err.Error(), map[string]any{"field": "session"})
-			return admission{}, false
-		}
-		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
-		err := s.authorize(ctx, id, sess)
-		cancel()
-		switch {
-		case errors.Is(err, errForbidden):
-			s.metrics.refused.WithLabelValues(transport, "forbidden").Inc()
-			writeHTTPError(w, http.StatusForbidden, "forbidden", haip.CodeSessionForbidden, "session "+sess+" is not yours", map[string]any{"session": sess})
-			return admission{}, false
-		case err != nil:
-			s.logger.Error("authorize", slog.Any(logKeyErr, err))
-			writeHTTPError(w, http.StatusServiceUnavailable, "unavailable", haip.CodeInternalError, "session store unavailable; retry", nil)
-			return admission{}, false
-		}
-		a.session = sess
-	}
 	if int(s.active.Load()) >= s.cfg.MaxConnections {
 		s.metrics.refused.WithLabelValues(transport, "too_many").Inc()
 		w.Header().Set("Retry-After", "5")
 		writeHTTPError(w, http.StatusServiceUnavailable, "too_many_connections", haip.CodeTooManyConnections,
 			"edge is at MAX_CONNECTIONS; retry later or use another edge", map[string]any{"max_connections": s.cfg.MaxConnections})
 		return admission{}, false
+	}
+	a := admission{id: id}
+	if sess := r.URL.Query().Get("session"); sess != "" {
+		// Checked, not claimed: a session that does not exist yet is
+		// claimed by the connection's handshake, so a request refused
+		// from here on claims nothing.
+		ctx, cancel := context.WithTimeout(r.Context(), resolveTimeout)
+		exists, err := s.authorize(ctx, id, sess, probeSession)
+		cancel()
+		if herr := s.accessError(err, sess); herr != nil {
+			reason := "forbidden"
+			if herr.Code == haip.CodeProtocolViolation {
+				reason = "bad_session"
+			}
+			s.metrics.refused.WithLabelValues(transport, reason).Inc()
+			writeHAIPError(w, herr)
+			return admission{}, false
+		}
+		a.session, a.claim = sess, !exists
 	}
 	return a, true
 }

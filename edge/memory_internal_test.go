@@ -8,33 +8,44 @@ import (
 )
 
 // The writer's one timer reports the handshake deadline until the
-// handshake is done, and heartbeats at the interval, without making up
-// beats missed while the writer was busy.
+// handshake is done, heartbeats at the interval, without making up beats
+// missed while the writer was busy, and the token's expiry.
 func TestWriterClock(t *testing.T) {
-	k := newWriterClock(time.Hour, 2*time.Hour)
+	k := newWriterClock(time.Hour, 2*time.Hour, time.Time{})
 	defer k.stop()
 	start := k.nextBeat.Add(-time.Hour)
 
-	if exp, beat := k.fired(start.Add(30 * time.Minute)); exp || beat {
-		t.Fatalf("early fire: expired %v, beat %v", exp, beat)
+	if ev := k.fired(start.Add(30 * time.Minute)); ev != (clockEvents{}) {
+		t.Fatalf("early fire: %+v", ev)
 	}
-	if exp, beat := k.fired(start.Add(time.Hour)); exp || !beat {
-		t.Fatalf("at the first beat: expired %v, beat %v", exp, beat)
+	if ev := k.fired(start.Add(time.Hour)); ev != (clockEvents{beat: true}) {
+		t.Fatalf("at the first beat: %+v", ev)
 	}
 	if got := k.until(start.Add(time.Hour)); got != time.Hour {
 		t.Fatalf("next wait %s, want 1h", got)
 	}
-	if exp, beat := k.fired(start.Add(2 * time.Hour)); !exp || !beat {
-		t.Fatalf("at the handshake deadline: expired %v, beat %v", exp, beat)
+	if ev := k.fired(start.Add(2 * time.Hour)); ev != (clockEvents{handshakeExpired: true, beat: true}) {
+		t.Fatalf("at the handshake deadline: %+v", ev)
 	}
 	k.handshook()
 	// Busy for 3.5 intervals: one beat, then the next a whole interval on.
 	now := start.Add(5*time.Hour + 30*time.Minute)
-	if exp, beat := k.fired(now); exp || !beat {
-		t.Fatalf("after the handshake: expired %v, beat %v", exp, beat)
+	if ev := k.fired(now); ev != (clockEvents{beat: true}) {
+		t.Fatalf("after the handshake: %+v", ev)
 	}
 	if got := k.until(now); got != time.Hour {
 		t.Fatalf("next wait after missed beats %s, want 1h", got)
+	}
+
+	// A token that expires before the next beat sets the next wait.
+	now = time.Now()
+	e := newWriterClock(time.Hour, time.Hour, now.Add(10*time.Minute))
+	defer e.stop()
+	if got := e.until(now); got != 10*time.Minute {
+		t.Fatalf("wait with an expiring token %s, want 10m", got)
+	}
+	if ev := e.fired(now.Add(10 * time.Minute)); !ev.tokenExpired || ev.beat || ev.handshakeExpired {
+		t.Fatalf("at the expiry: %+v", ev)
 	}
 }
 

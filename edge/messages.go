@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/ndjson"
 	"github.com/haipfabric/haipfabric/streams"
@@ -155,6 +156,18 @@ func readRecords(body io.Reader, contentType string, max int) ([][]byte, error) 
 	return [][]byte{data}, nil
 }
 
+// storesOrOpens reports whether a POSTed envelope of type t from role is
+// stored in the session log (or, for a HAI, opens a stream of it), as
+// opposed to being answered or passed on without a trace in the log.
+func storesOrOpens(role auth.Role, t haip.Type) bool {
+	switch t {
+	case haip.TypePing, haip.TypePong, haip.TypeError, haip.TypeReplayRequest,
+		haip.TypeFlowUpdate, haip.TypePauseChannel, haip.TypeResumeChannel:
+		return false
+	}
+	return !isToolQuery(role, t)
+}
+
 // post handles one POSTed envelope.
 func (s *Server) post(ctx context.Context, a admission, data []byte, authorized map[string]bool) PostResult {
 	fail := func(id string, e *haip.Error) PostResult {
@@ -172,29 +185,35 @@ func (s *Server) post(ctx context.Context, a admission, data []byte, authorized 
 	if a.session != "" && env.Session != a.session {
 		return fail(env.ID, haip.Errorf(haip.CodeProtocolViolation, "envelope session %q is not the request's session %q", env.Session, a.session).WithRelated(env.ID))
 	}
-	if !authorized[env.Session] {
-		switch err := s.authorize(ctx, a.id, env.Session); {
-		case errors.Is(err, errForbidden):
-			return fail(env.ID, haip.Errorf(haip.CodeSessionForbidden, "session %s is not yours", env.Session).WithRelated(env.ID))
-		case err != nil:
-			s.logger.Error("authorize", slog.Any(logKeyErr, err))
-			return fail(env.ID, haip.Errorf(haip.CodeInternalError, "session store unavailable; retry").WithRelated(env.ID))
-		}
-		authorized[env.Session] = true
-	}
 	if herr := checkInbound(a.id.Role, env); herr != nil {
 		return fail(env.ID, herr)
 	}
-	ok := PostResult{ID: env.ID, Status: "accepted"}
-	switch env.Type {
-	case haip.TypeHAI:
-		var hello haip.HelloPayload
+	var hello haip.HelloPayload
+	if env.Type == haip.TypeHAI {
 		if err := env.DecodePayload(&hello); err != nil {
 			return fail(env.ID, asHAIPError(err))
 		}
 		if !containsInt(hello.AcceptMajor, haip.Major) {
 			return fail(env.ID, haip.Errorf(haip.CodeVersionIncompatible, "no common major version: server speaks %d", haip.Major).WithRelated(env.ID))
 		}
+	}
+	if !authorized[env.Session] {
+		// Only what is stored (and a HAI, which opens a stream) may
+		// create the session; the rest reads, and a read of another
+		// user's session answers as for one that does not exist.
+		acc := openSession
+		if !storesOrOpens(a.id.Role, env.Type) {
+			acc = readSession
+		}
+		_, err := s.authorize(ctx, a.id, env.Session, acc)
+		if herr := s.accessError(err, env.Session); herr != nil {
+			return fail(env.ID, herr.WithRelated(env.ID))
+		}
+		authorized[env.Session] = true
+	}
+	ok := PostResult{ID: env.ID, Status: "accepted"}
+	switch env.Type {
+	case haip.TypeHAI:
 		bound, err := s.bindHello(ctx, a.id.Subject, data)
 		if err != nil {
 			s.logger.Warn("bind HAI", slog.Any(logKeyErr, err))

@@ -28,8 +28,12 @@ type metrics struct {
 	paused         prometheus.Gauge
 	runsRefused    prometheus.Counter
 	resyncs        prometheus.Counter
-	slowCount      atomic.Uint64
-	catchupN       atomic.Uint64
+	// isolation between users
+	ctrlWaits   prometheus.Counter
+	limited     *prometheus.CounterVec
+	replayBytes prometheus.Counter
+	slowCount   atomic.Uint64
+	catchupN    atomic.Uint64
 }
 
 func newMetrics(reg prometheus.Registerer) (*metrics, error) {
@@ -66,9 +70,16 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Runs refused because the session had as many running as allowed (RUN_LIMIT_EXCEEDED)."}),
 		resyncs: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "nats_resyncs_total",
 			Help: "NATS reconnections after which every live connection re-read the log (live messages may have been missed meanwhile)."}),
+		ctrlWaits: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "control_queue_waits_total",
+			Help: "Times a connection's reader waited for its writer to answer earlier requests before reading on (a client sending faster than it reads)."}),
+		limited: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "user_limit_refusals_total",
+			Help: "Requests refused because their user reached a per-user limit, by limit."}, []string{"limit"}),
+		replayBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "replay_bytes_total",
+			Help: "Bytes of log messages resent to clients for REPLAY_REQUEST."}),
 	}
 	for _, c := range []prometheus.Collector{m.active, m.accepted, m.refused, m.disconnects, m.msgsIn, m.msgsOut, m.errorsSent, m.appendDur, m.catchups,
-		m.flowViolations, m.grantsDeferred, m.creditWaits, m.queueDepth, m.paused, m.runsRefused, m.resyncs} {
+		m.flowViolations, m.grantsDeferred, m.creditWaits, m.queueDepth, m.paused, m.runsRefused, m.resyncs,
+		m.ctrlWaits, m.limited, m.replayBytes} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -197,7 +197,8 @@ func (s *Server) serveRunCancel(w http.ResponseWriter, r *http.Request) {
 }
 
 // sessionRequest authenticates a request about one session and checks the
-// caller may open it.
+// caller may use it; the session must exist (a user's foreign session and
+// a free id answer alike: 404 SESSION_NOT_FOUND).
 func (s *Server) sessionRequest(w http.ResponseWriter, r *http.Request) (auth.Identity, string, bool) {
 	id, ok := s.authenticate(w, r, "http")
 	if !ok {
@@ -210,12 +211,10 @@ func (s *Server) sessionRequest(w http.ResponseWriter, r *http.Request) (auth.Id
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), resolveTimeout)
 	defer cancel()
-	switch err := s.authorize(ctx, id, session); {
-	case errors.Is(err, errForbidden):
-		writeHTTPError(w, http.StatusForbidden, "forbidden", haip.CodeSessionForbidden, "session "+session+" is not yours", nil)
-		return id, "", false
-	case err != nil:
-		writeHTTPError(w, http.StatusServiceUnavailable, "unavailable", haip.CodeInternalError, "session store unavailable; retry", nil)
+	// Reads, and a cancel of a run the session must already have: never
+	// a reason to create the session.
+	if _, err := s.authorize(ctx, id, session, readSession); err != nil {
+		writeHAIPError(w, s.accessError(err, session))
 		return id, "", false
 	}
 	return id, session, true

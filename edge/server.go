@@ -16,6 +16,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/haipfabric/haipfabric/auth"
+	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 )
@@ -257,30 +258,89 @@ func (s *Server) unregister(c *conn) {
 	s.wg.Done()
 }
 
-// authorize binds a session to the caller: a new session is created with
-// the caller as owner; an existing one opens only for its owner, or for
-// any agent or admin. The allow-list claim, when present, applies first.
-func (s *Server) authorize(ctx context.Context, id auth.Identity, session string) error {
+// sessionAccess is what a request wants of a session.
+type sessionAccess int
+
+const (
+	// readSession reads what exists and never creates a session. A user
+	// gets the same answer (errNoSession) for another user's session as
+	// for one that does not exist, so reads tell nothing about ids.
+	readSession sessionAccess = iota
+	// probeSession asks, before a connection is upgraded, whether the
+	// caller may open the session, without creating it: a user's session
+	// that does not exist yet is claimed only once the connection is up
+	// (see conn.handshake), so a refused request leaves no trace.
+	probeSession
+	// openSession opens a session to write to it. A user's request
+	// creates a session that does not exist yet, with the user as owner.
+	openSession
+)
+
+// Errors of authorize.
+var (
+	// errForbidden: the session belongs to another user.
+	errForbidden = errors.New("session belongs to another user")
+	// errNoSession: there is no session by this id that the caller may
+	// use: it does not exist (agents and admins reach only sessions a
+	// user has opened), or, on a user's read, it is not theirs.
+	errNoSession = errors.New("no such session")
+)
+
+// authorize checks what the caller may do to a session. A user reaches
+// only sessions they own (and create by opening them); agents and admins
+// reach every session that exists, but never create one: writing into a
+// session nobody has opened would plant messages for its first user. The
+// token's allow-list claim, when present, applies first. exists reports
+// whether the session's record exists (after an openSession, always).
+func (s *Server) authorize(ctx context.Context, id auth.Identity, session string, acc sessionAccess) (exists bool, err error) {
 	if err := streams.ValidateSessionID(session); err != nil {
-		return err
+		return false, err
 	}
 	if !id.AllowsSession(session) {
-		return errForbidden
+		if acc == readSession {
+			return false, errNoSession
+		}
+		return false, errForbidden
 	}
-	if id.MayAccessAnySession() {
-		return nil
+	var rec streams.SessionRecord
+	if acc == openSession && !id.MayAccessAnySession() {
+		rec, _, err = s.sessions.Claim(ctx, session, id.Subject)
+		exists = err == nil
+	} else {
+		rec, exists, err = s.sessions.Get(ctx, session)
 	}
-	rec, _, err := s.sessions.Claim(ctx, session, id.Subject)
-	if err != nil {
-		return err
+	switch {
+	case err != nil:
+		return false, err
+	case !exists && (id.MayAccessAnySession() || acc == readSession):
+		return false, errNoSession
+	case !exists:
+		return false, nil // probe: the caller's to claim
+	case id.MayAccessAnySession() || rec.Owner == id.Subject:
+		return true, nil
+	case acc == readSession:
+		return true, errNoSession
 	}
-	if rec.Owner != id.Subject {
-		return errForbidden
-	}
-	return nil
+	return true, errForbidden
 }
 
-var errForbidden = errors.New("session belongs to another user")
+// accessError is the HAIP error for a refusal by authorize, for every
+// transport and endpoint alike (nil for nil). A store failure is logged
+// here and answered as INTERNAL_ERROR.
+func (s *Server) accessError(err error, session string) *haip.Error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, errForbidden):
+		return haip.Errorf(haip.CodeSessionForbidden, "session %s is not yours", session).WithDetail("session", session)
+	case errors.Is(err, errNoSession):
+		return haip.Errorf(haip.CodeSessionNotFound, "no session %s of yours", session).WithDetail("session", session)
+	case errors.Is(err, streams.ErrInvalidSessionID):
+		return haip.Errorf(haip.CodeProtocolViolation, "%v", err).WithDetail("field", "session")
+	}
+	s.logger.Error("authorize", slog.String(logKeySession, session), slog.Any(logKeyErr, err))
+	return haip.Errorf(haip.CodeInternalError, "session store unavailable; retry")
+}
 
 // Attribute keys for logs.
 const (

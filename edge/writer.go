@@ -22,6 +22,7 @@ const (
 	reasonHandshake = "handshake_timeout"
 	reasonProtocol  = "protocol"
 	reasonBackend   = "backend_error"
+	reasonExpired   = "token_expired"
 )
 
 // delivery is the writer's cursor in the session log.
@@ -43,7 +44,7 @@ type delivery struct {
 // connection ended, after closing the transport.
 func (c *conn) writeLoop() string {
 	cfg := c.srv.cfg
-	clock := newWriterClock(time.Duration(cfg.HeartbeatInterval), time.Duration(cfg.HandshakeTimeout))
+	clock := newWriterClock(time.Duration(cfg.HeartbeatInterval), time.Duration(cfg.HandshakeTimeout), c.validUntil())
 	defer clock.stop()
 
 	var d *delivery
@@ -90,11 +91,14 @@ func (c *conn) writeLoop() string {
 			live = c.live
 			clock.handshook()
 		case now := <-clock.c():
-			expired, beat := clock.fired(now)
-			if expired && d == nil {
+			ev := clock.fired(now)
+			if ev.tokenExpired {
+				return c.tokenExpired(d != nil)
+			}
+			if ev.handshakeExpired && d == nil {
 				return c.handshakeTimedOut()
 			}
-			if beat {
+			if ev.beat {
 				if reason, ok := c.heartbeat(d); !ok {
 					return reason
 				}
@@ -203,6 +207,34 @@ func (c *conn) handshakeTimedOut() string {
 	}
 	c.t.close(ClosePolicyViolation, "handshake timeout: send HAI first")
 	return reasonHandshake
+}
+
+// validUntil is when the connection's token stops being valid: its exp
+// plus the verifier's leeway (zero: it does not expire).
+func (c *conn) validUntil() time.Time {
+	if c.ident.Expires.IsZero() {
+		return time.Time{}
+	}
+	return c.ident.Expires.Add(c.srv.verifier.Leeway())
+}
+
+// tokenExpired ends a connection whose token has expired, telling the
+// client to come back with a fresh token and resume from the last seq it
+// was sent (handshaken: the reader's handshake state may be read).
+func (c *conn) tokenExpired(handshaken bool) string {
+	c.flushControl()
+	herr := haip.Errorf(haip.CodeAuthenticationFailed, "token expired; reconnect with a fresh token and resume from seq %d", c.delivered.Load()).
+		WithDetail("reason", "expired").WithDetail("resume_from", strconv.FormatUint(c.delivered.Load(), 10))
+	if handshaken {
+		c.writeError(herr)
+	} else {
+		c.srv.metrics.errorsSent.WithLabelValues(string(herr.Code)).Inc()
+		if env, err := haip.New(unboundSession, haip.ChannelSystem, haip.TypeError, herr.Payload()); err == nil {
+			c.writeControl(env)
+		}
+	}
+	c.t.close(CloseTokenExpired, fmt.Sprintf("token expired; reconnect with a fresh token and resume from seq %d", c.delivered.Load()))
+	return reasonExpired
 }
 
 // heartbeat drops a peer silent for too long, and otherwise sends the

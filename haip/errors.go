@@ -53,6 +53,15 @@ const (
 	CodeServerShutdown Code = "SERVER_SHUTDOWN"
 	// CodeTooManyConnections: a connection limit was reached.
 	CodeTooManyConnections Code = "TOO_MANY_CONNECTIONS"
+	// CodeSessionNotFound: no session the caller may use has this id (it
+	// does not exist, or, on a read, it is another user's: the two answer
+	// alike).
+	CodeSessionNotFound Code = "SESSION_NOT_FOUND"
+	// CodeRateLimited: the caller went over a per-user limit (messages per
+	// second, runs or tool calls per minute or in flight, connections,
+	// sessions, replay bytes). detail names the limit and, for rates, when
+	// to retry (retry_after_ms).
+	CodeRateLimited Code = "RATE_LIMITED"
 )
 
 // Error is a HAIP protocol error: what goes into an ERROR payload. Every

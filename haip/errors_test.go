@@ -72,9 +72,11 @@ func TestCodes(t *testing.T) {
 		haip.CodeSlowConsumer:         "SLOW_CONSUMER",
 		haip.CodeServerShutdown:       "SERVER_SHUTDOWN",
 		haip.CodeTooManyConnections:   "TOO_MANY_CONNECTIONS",
+		haip.CodeSessionNotFound:      "SESSION_NOT_FOUND",
+		haip.CodeRateLimited:          "RATE_LIMITED",
 	}
-	if len(codes) != 19 {
-		t.Fatalf("%d distinct codes, want 19", len(codes))
+	if len(codes) != 21 {
+		t.Fatalf("%d distinct codes, want 21", len(codes))
 	}
 	for c, want := range codes {
 		if string(c) != want {
