@@ -6,7 +6,10 @@ package edge_test
 
 import (
 	"bufio"
+	"bytes"
 	"context"
+	"encoding/json"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -262,4 +265,205 @@ func TestAttackControlBurst(t *testing.T) {
 	if n := e.srv.Stats(ctx).SlowConsumerDisconnect; n != 1 {
 		t.Fatalf("%d slow-consumer disconnects, want 1 (the client that did not read)", n)
 	}
+}
+
+// fillBig stores n TOOL_DONE envelopes of size bytes each in a session's
+// outbound log, as a user's own large tool results would be.
+func fillBig(t *testing.T, f *fabric, session string, n, size int) {
+	t.Helper()
+	lg := f.log()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	blob, _ := json.Marshal(map[string]string{"echo": strings.Repeat("x", size)})
+	for range n {
+		env, err := haip.New(session, haip.ChannelAgent, haip.TypeToolDone, haip.ToolDonePayload{CallID: haip.NewUUID(), Status: haip.ToolDoneOK, Result: blob})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := lg.AppendEnvelope(ctx, session, streams.Out, env); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// A small REPLAY_REQUEST cannot make the edge build or send more than a
+// bounded amount: a POST of many replays answers at most REPLAY_MAX_BYTES
+// (and says where to go on), and replays over a WebSocket spend the
+// client's byte credit and queue one behind the other.
+func TestAttackReplayAmplification(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	e := f.edge(edge.Config{})
+	tok := f.token("alice", auth.RoleUser)
+	r := rawDial(t, tokenURL(e, tok))
+	r.handshake()
+	const big, n = 500 << 10, 12 // 6 MB of the user's own results
+	fillBig(t, f, r.session, n, big)
+
+	t.Run("POST", func(t *testing.T) {
+		var reqs [][]byte
+		for range 10 {
+			env, _ := haip.New(r.session, haip.ChannelSystem, haip.TypeReplayRequest, haip.ReplayRequestPayload{FromSeq: 1})
+			reqs = append(reqs, encode(t, env))
+		}
+		body := bytes.Join(reqs, []byte("\n"))
+		req, _ := http.NewRequest(http.MethodPost, e.base+"/haip/messages", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/x-ndjson")
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		answer, err := io.ReadAll(io.LimitReader(resp.Body, 64<<20))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Before: 10 × 6 MB. Now: the budget (1 MiB), plus the one
+		// message that may cross it, plus the per-envelope results.
+		if len(answer) > edge.DefaultMaxReplayBytes+2*big {
+			t.Fatalf("%d request bytes answered with %d bytes", len(body), len(answer))
+		}
+		var pr edge.PostResponse
+		if err := json.Unmarshal(answer, &pr); err != nil {
+			t.Fatal(err)
+		}
+		first := pr.Results[0]
+		if first.Status != "accepted" || len(first.Replies) == 0 || first.NextSeq == 0 {
+			t.Fatalf("first replay: %d replies, next_seq %d, status %s", len(first.Replies), first.NextSeq, first.Status)
+		}
+		// The rest of the range is there for the asking, from next_seq.
+		env, _ := haip.New(r.session, haip.ChannelSystem, haip.TypeReplayRequest, haip.ReplayRequestPayload{FromSeq: haip.U64(first.NextSeq)})
+		if _, more := post(t, e.base+"/haip/messages", tok, nil, encode(t, env)); len(more.Results) != 1 || len(more.Results[0].Replies) == 0 {
+			t.Fatalf("asking again from next_seq: %+v", more)
+		}
+	})
+
+	t.Run("WebSocket", func(t *testing.T) {
+		// The client granted 1 MiB of byte credit in its HAI and no more.
+		for range 10 {
+			r.send(haip.ChannelSystem, haip.TypeReplayRequest, haip.ReplayRequestPayload{FromSeq: 1})
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		received, limited := 0, 0
+		for {
+			typ, data, err := r.ws.Read(ctx)
+			if err != nil {
+				break // the quiet period is over
+			}
+			received += len(data)
+			if env := checkStandard(t, typ, data); env.Type == haip.TypeError && errorPayload(t, env).Code == haip.CodeRateLimited {
+				limited++
+			}
+		}
+		// Before: 10 × 6 MB sent at once.
+		if received > 1<<20+big {
+			t.Fatalf("10 replay requests made the edge send %d bytes past the client's credit", received)
+		}
+		if limited == 0 {
+			t.Fatal("no replay was refused for too many waiting")
+		}
+	})
+}
+
+// A user cannot take what the edge has for everyone: connections,
+// sessions, messages, runs and tool calls each have a per-user limit,
+// refused with RATE_LIMITED (HTTP 429), while another user goes on.
+func TestAttackUserLimits(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	e := f.edge(edge.Config{UserMaxConnections: 3, UserSessionsPerMinute: 4, UserMessagesPerSecond: 20,
+		UserRunsPerMinute: 2, UserToolCallsPerMinute: 2})
+	mal, bob := f.token("mallory", auth.RoleUser), f.token("bob", auth.RoleUser)
+
+	t.Run("connections", func(t *testing.T) {
+		var held []*rawWS
+		for range 3 {
+			held = append(held, rawDial(t, tokenURL(e, mal)))
+		}
+		status, body, raw := refusal(t, tokenURL(e, mal), nil)
+		if status != http.StatusTooManyRequests || body.Code != string(haip.CodeRateLimited) {
+			t.Fatalf("4th connection: HTTP %d %s, want 429 RATE_LIMITED", status, raw)
+		}
+		other := rawDial(t, tokenURL(e, bob))
+		other.handshake()
+		for _, h := range held {
+			_ = h.ws.CloseNow()
+		}
+		waitFor(t, 10*time.Second, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			ws, _, err := websocket.Dial(ctx, tokenURL(e, mal), nil)
+			if err == nil {
+				_ = ws.CloseNow()
+			}
+			return err == nil
+		}, "slots not given back when the connections closed")
+	})
+
+	t.Run("sessions, messages, runs, tool calls", func(t *testing.T) {
+		opened := 0
+		for i := range 6 {
+			r := rawDial(t, tokenURL(e, mal))
+			r.send(haip.ChannelSystem, haip.TypeHAI, helloPayload())
+			env, _ := r.expect(10*time.Second, func(e *haip.Envelope) bool { return e.Type == haip.TypeHAI || e.Type == haip.TypeError })
+			if env.Type == haip.TypeHAI {
+				opened++
+				_ = r.ws.CloseNow()
+				continue
+			}
+			if p := errorPayload(t, env); p.Code != haip.CodeRateLimited || i < 4 {
+				t.Fatalf("session %d: %+v", i, p)
+			}
+			_ = r.ws.CloseNow()
+		}
+		if opened != 4 {
+			t.Fatalf("%d new sessions opened in a burst, want 4", opened)
+		}
+
+		// Messages: a burst of 100 stores at most 40 (two seconds' worth).
+		r := rawDial(t, tokenURL(e, f.token("mallory2", auth.RoleUser)))
+		r.handshake()
+		for range 100 {
+			r.send(haip.ChannelUser, haip.TypeTextMessagePart, haip.TextMessagePartPayload{MessageID: haip.NewUUID(), Text: "x"})
+		}
+		r.send(haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: "after the flood"})
+		r.expect(10*time.Second, func(e *haip.Envelope) bool { return e.Type == haip.TypePong })
+		if n := logLen(t, f, r.session, streams.In); n > 45 || n < 20 {
+			t.Fatalf("%d of 100 flooded messages stored, want about 40", n)
+		}
+		// bob is not slowed by mallory's flood.
+		b := rawDial(t, tokenURL(e, bob))
+		b.handshake()
+		b.send(haip.ChannelUser, haip.TypeTextMessagePart, haip.TextMessagePartPayload{MessageID: haip.NewUUID(), Text: "hi"})
+		b.pingPong("bob")
+		if n := logLen(t, f, b.session, streams.In); n != 1 {
+			t.Fatalf("bob's message: %d stored", n)
+		}
+
+		// Runs and tool calls: two each per minute.
+		q := rawDial(t, tokenURL(e, f.token("mallory3", auth.RoleUser)))
+		q.handshake()
+		refused := func(typ haip.Type, payload func() any) int {
+			n := 0
+			for range 3 {
+				env := q.send(haip.ChannelUser, typ, payload())
+				q.send(haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: "p" + env.ID})
+				_, got := q.expect(10*time.Second, func(e *haip.Envelope) bool { return e.Type == haip.TypePong })
+				for _, g := range got {
+					if g.Type == haip.TypeError && errorPayload(t, g).Code == haip.CodeRateLimited {
+						n++
+					}
+				}
+			}
+			return n
+		}
+		if n := refused(haip.TypeTextMessageEnd, func() any { return haip.TextMessageEndPayload{MessageID: haip.NewUUID()} }); n != 1 {
+			t.Fatalf("%d of 3 runs refused, want 1", n)
+		}
+		if n := refused(haip.TypeToolCall, func() any { return haip.ToolCallPayload{CallID: haip.NewUUID(), Tool: "echo"} }); n != 1 {
+			t.Fatalf("%d of 3 tool calls refused, want 1", n)
+		}
+	})
 }

@@ -29,6 +29,14 @@ const (
 	DefaultMaxQueueDepth     = 10_000
 	DefaultMaxConcurrentRuns = 8
 	DefaultMaxAudioBytes     = 256 << 10
+	DefaultMaxReplayBytes    = 1 << 20
+
+	DefaultUserMaxConnections       = 100
+	DefaultUserMessagesPerSecond    = 200
+	DefaultUserSessionsPerMinute    = 60
+	DefaultUserRunsPerMinute        = 120
+	DefaultUserToolCallsPerMinute   = 600
+	DefaultUserReplayBytesPerMinute = 32 << 20
 )
 
 // Duration is a time.Duration read from the environment either as a Go
@@ -136,6 +144,42 @@ type Config struct {
 	// MaxAudioBytes caps the binary data of one AUDIO_CHUNK (bin_len, or
 	// the decoded base64). Zero means DefaultMaxAudioBytes.
 	MaxAudioBytes int `env:"MAX_AUDIO_BYTES"`
+	// MaxReplayBytes caps what one REPLAY_REQUEST resends (all those of
+	// one POST together): past it the replay stops, and says from which
+	// seq to ask again. At least one message is always sent. Zero means
+	// DefaultMaxReplayBytes.
+	MaxReplayBytes int `env:"REPLAY_MAX_BYTES"`
+
+	// Per-user limits, counted by each edge for the users (role user) it
+	// serves; agents and admins are not limited. A request over one gets
+	// RATE_LIMITED (HTTP 429) naming the limit and when to retry. Zero
+	// means the default named beside each; a negative value turns the
+	// limit off.
+	//
+	// UserMaxConnections caps a user's live connections and POSTs in
+	// progress (DefaultUserMaxConnections).
+	UserMaxConnections int `env:"USER_MAX_CONNECTIONS"`
+	// UserMessagesPerSecond caps the envelopes a user stores, with a burst
+	// of two seconds' worth (DefaultUserMessagesPerSecond).
+	UserMessagesPerSecond int `env:"USER_MESSAGES_PER_SECOND"`
+	// UserSessionsPerMinute caps the sessions a user creates
+	// (DefaultUserSessionsPerMinute).
+	UserSessionsPerMinute int `env:"USER_SESSIONS_PER_MINUTE"`
+	// UserRunsPerMinute and UserToolCallsPerMinute cap the runs and tool
+	// calls a user starts (DefaultUserRunsPerMinute,
+	// DefaultUserToolCallsPerMinute).
+	UserRunsPerMinute      int `env:"USER_RUNS_PER_MINUTE"`
+	UserToolCallsPerMinute int `env:"USER_TOOL_CALLS_PER_MINUTE"`
+	// UserReplayBytesPerMinute caps the bytes REPLAY_REQUESTs resend to a
+	// user (DefaultUserReplayBytesPerMinute).
+	UserReplayBytesPerMinute int `env:"USER_REPLAY_BYTES_PER_MINUTE"`
+}
+
+// NoUserLimits turns every per-user limit off (for a load tool whose one
+// token speaks for many simulated users).
+func (c *Config) NoUserLimits() {
+	c.UserMaxConnections, c.UserMessagesPerSecond, c.UserSessionsPerMinute = -1, -1, -1
+	c.UserRunsPerMinute, c.UserToolCallsPerMinute, c.UserReplayBytesPerMinute = -1, -1, -1
 }
 
 func (c Config) withDefaults() Config {
@@ -161,6 +205,18 @@ func (c Config) withDefaults() Config {
 	def(&c.MaxQueueDepth, DefaultMaxQueueDepth)
 	def(&c.MaxConcurrentRuns, DefaultMaxConcurrentRuns)
 	def(&c.MaxAudioBytes, DefaultMaxAudioBytes)
+	def(&c.MaxReplayBytes, DefaultMaxReplayBytes)
+	defLimit := func(v *int, d int) {
+		if *v == 0 {
+			*v = d
+		}
+	}
+	defLimit(&c.UserMaxConnections, DefaultUserMaxConnections)
+	defLimit(&c.UserMessagesPerSecond, DefaultUserMessagesPerSecond)
+	defLimit(&c.UserSessionsPerMinute, DefaultUserSessionsPerMinute)
+	defLimit(&c.UserRunsPerMinute, DefaultUserRunsPerMinute)
+	defLimit(&c.UserToolCallsPerMinute, DefaultUserToolCallsPerMinute)
+	defLimit(&c.UserReplayBytesPerMinute, DefaultUserReplayBytesPerMinute)
 	defD(&c.PressureInterval, DefaultPressureInterval)
 	if c.ServerCredit == "" {
 		c.ServerCredit = CreditAuto
@@ -200,6 +256,7 @@ func (c Config) Validate() error {
 	neg("BACKPRESSURE_MAX_QUEUE", int64(c.MaxQueueDepth))
 	neg("MAX_CONCURRENT_RUNS", int64(c.MaxConcurrentRuns))
 	neg("MAX_AUDIO_BYTES", int64(c.MaxAudioBytes))
+	neg("REPLAY_MAX_BYTES", int64(c.MaxReplayBytes))
 	switch c.ServerCredit {
 	case "", CreditAuto, CreditOn, CreditOff:
 	default:

@@ -70,6 +70,7 @@ type conn struct {
 	srv    *Server
 	t      transport
 	ident  auth.Identity
+	slot   *slot // the user's connection slot, freed when the connection ends
 	logger *slog.Logger
 
 	ctx    context.Context // cancelled when the connection ends
@@ -93,9 +94,10 @@ type conn struct {
 	unflow   func()
 
 	// Writer-only state (out is set by the reader during the handshake).
-	failReason string    // why the last write failed
-	out        outCredit // what the client lets the edge send
-	binaryOut  bool      // the client takes two-frame binary
+	failReason string       // why the last write failed
+	replays    []*replaying // REPLAY_REQUESTs being served, in order
+	out        outCredit    // what the client lets the edge send
+	binaryOut  bool         // the client takes two-frame binary
 
 	// Reader-only state.
 	handshaken bool
@@ -142,6 +144,7 @@ func (s *Server) newConn(t transport, a admission) *conn {
 		ident:    a.id,
 		session:  a.session,
 		claim:    a.claim,
+		slot:     a.slot,
 		ctx:      ctx,
 		cancel:   cancel,
 		ctrl:     make(chan *outbound, ctrlQueue),
@@ -163,6 +166,7 @@ func (s *Server) newConn(t transport, a admission) *conn {
 func (c *conn) serve() {
 	if !c.srv.register(c) {
 		c.t.close(CloseGoingAway, "edge shutting down; connect to another edge")
+		c.slot.free()
 		return
 	}
 	c.run()
@@ -174,6 +178,7 @@ func (c *conn) serve() {
 func (c *conn) start() {
 	if !c.srv.register(c) {
 		c.t.close(CloseGoingAway, "edge shutting down; connect to another edge")
+		c.slot.free()
 		return
 	}
 	go c.run()
@@ -211,6 +216,7 @@ func (c *conn) run() {
 	c.srv.metrics.active.WithLabelValues(kind).Dec()
 	c.srv.metrics.disconnects.WithLabelValues(kind, reason).Inc()
 	c.srv.unregister(c)
+	c.slot.free()
 	c.logger.Debug("connection closed", slog.String(logKeyReason, reason))
 }
 
@@ -462,6 +468,8 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 				c.fatal(CloseTryAgainLater, "session store unavailable")
 			case haip.CodeSessionNotFound:
 				c.fatal(ClosePolicyViolation, "no such session")
+			case haip.CodeRateLimited:
+				c.fatal(CloseTryAgainLater, "too many new sessions; try again later")
 			default:
 				c.fatal(ClosePolicyViolation, "forbidden session")
 			}

@@ -95,6 +95,22 @@ type admission struct {
 	// claim: the session does not exist yet; the connection creates it
 	// (for its user) when it starts.
 	claim bool
+	// slot is the user's connection slot the request holds: freed when
+	// the request (or the connection it became) ends.
+	slot *slot
+}
+
+// slot is a connection slot held by an admitted request. free is
+// idempotent and safe from any goroutine.
+type slot struct {
+	once    sync.Once
+	release func()
+}
+
+func (sl *slot) free() {
+	if sl != nil {
+		sl.once.Do(sl.release)
+	}
 }
 
 // admit authenticates and authorises a connection request, answering the
@@ -115,7 +131,13 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, transport string)
 			"edge is at MAX_CONNECTIONS; retry later or use another edge", map[string]any{"max_connections": s.cfg.MaxConnections})
 		return admission{}, false
 	}
-	a := admission{id: id}
+	if !s.limits.openConn(id) {
+		s.metrics.refused.WithLabelValues(transport, "user_limit").Inc()
+		writeHAIPError(w, s.refuseLimit(limitConnections, "too many connections of this user", 0).
+			WithDetail("max_connections", s.cfg.UserMaxConnections))
+		return admission{}, false
+	}
+	a := admission{id: id, slot: &slot{release: func() { s.limits.closeConn(id) }}}
 	if sess := r.URL.Query().Get("session"); sess != "" {
 		// Checked, not claimed: a session that does not exist yet is
 		// claimed by the connection's handshake, so a request refused
@@ -130,6 +152,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, transport string)
 			}
 			s.metrics.refused.WithLabelValues(transport, reason).Inc()
 			writeHAIPError(w, herr)
+			a.slot.free()
 			return admission{}, false
 		}
 		a.session, a.claim = sess, !exists
@@ -278,6 +301,10 @@ func (r *rateSampler) get() (float64, float64) {
 const rateSamplePeriod = time.Second
 
 func (s *Server) sampleRates() {
+	if now := time.Now(); now.Sub(s.lastSweep) >= userLimitSweep {
+		s.limits.sweep(now)
+		s.lastSweep = now
+	}
 	in, out := s.msgsIn.Load(), s.msgsOut.Load()
 	s.rates.mu.Lock()
 	s.rates.rateIn = float64(in-s.rates.lastIn) / rateSamplePeriod.Seconds()

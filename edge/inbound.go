@@ -147,6 +147,14 @@ func (s *Server) store(ctx context.Context, id auth.Identity, session string, en
 		return streams.Appended{}, haip.Errorf(haip.CodeMessageTooLarge, "binary frame of %d bytes is over the %d allowed", len(bin), s.cfg.MaxAudioBytes).
 			WithRelated(env.ID).WithDetail("max_bytes", s.cfg.MaxAudioBytes)
 	}
+	if ok, wait := s.limits.allow(id, limitMessages, 1); !ok {
+		return streams.Appended{}, s.refuseLimit(limitMessages, "too many messages", wait).WithRelated(env.ID)
+	}
+	if env.Type == haip.TypeToolCall {
+		if ok, wait := s.limits.allow(id, limitToolCalls, 1); !ok {
+			return streams.Appended{}, s.refuseLimit(limitToolCalls, "too many tool calls", wait).WithRelated(env.ID)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 
@@ -158,6 +166,9 @@ func (s *Server) store(ctx context.Context, id auth.Identity, session string, en
 		var end haip.TextMessageEndPayload
 		if err := env.DecodePayload(&end); err != nil {
 			return streams.Appended{}, asHAIPError(err)
+		}
+		if ok, wait := s.limits.allow(id, limitRuns, 1); !ok {
+			return streams.Appended{}, s.refuseLimit(limitRuns, "too many runs started", wait).WithRelated(env.ID)
 		}
 		textRun = &streams.RunState{RunID: haip.NameUUID("run", session, end.MessageID), Kind: streams.RunKindText,
 			MessageID: end.MessageID, ThreadID: env.ThreadID}

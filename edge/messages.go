@@ -43,6 +43,11 @@ type PostResult struct {
 	// Replies are envelopes answering it: PONG for PING, the replayed
 	// messages for REPLAY_REQUEST.
 	Replies []json.RawMessage `json:"replies,omitempty"`
+	// NextSeq (REPLAY_REQUEST only): the replay stopped before this seq,
+	// at the request's byte budget (REPLAY_MAX_BYTES for the whole POST)
+	// or the user's replay allowance; ask again from it. Zero when the
+	// whole range was returned.
+	NextSeq uint64 `json:"next_seq,omitempty,string"`
 	// Error is the HAIP error, with Status "error".
 	Error *haip.ErrorPayload `json:"error,omitempty"`
 }
@@ -67,6 +72,7 @@ func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	defer a.slot.free()
 	if strings.EqualFold(r.Header.Get("X-HAIP-Binary"), "true") {
 		writeHTTPError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", haip.CodeUnsupportedType,
 			"raw binary with no envelope is not accepted: send AUDIO_CHUNK with the bytes base64 in payload.data", nil)
@@ -99,9 +105,10 @@ func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	authorized := make(map[string]bool)
+	replayed := 0
 	resp := PostResponse{Results: make([]PostResult, 0, len(records))}
 	for _, rec := range records {
-		res := s.post(r.Context(), a, rec, authorized)
+		res := s.post(r.Context(), a, rec, authorized, &replayed)
 		if res.Error != nil {
 			s.metrics.errorsSent.WithLabelValues(string(res.Error.Code)).Inc()
 		}
@@ -169,7 +176,8 @@ func storesOrOpens(role auth.Role, t haip.Type) bool {
 }
 
 // post handles one POSTed envelope.
-func (s *Server) post(ctx context.Context, a admission, data []byte, authorized map[string]bool) PostResult {
+// replayed counts the bytes the POST's replays have returned so far.
+func (s *Server) post(ctx context.Context, a admission, data []byte, authorized map[string]bool, replayed *int) PostResult {
 	fail := func(id string, e *haip.Error) PostResult {
 		p := e.Payload()
 		return PostResult{ID: id, Status: "error", Error: &p}
@@ -246,18 +254,14 @@ func (s *Server) post(ctx context.Context, a admission, data []byte, authorized 
 		if err := env.DecodePayload(&p); err != nil {
 			return fail(env.ID, asHAIPError(err))
 		}
-		readDir, _ := directions(a.id.Role)
-		to := uint64(0)
-		if p.ToSeq != nil {
-			to = uint64(*p.ToSeq)
-		}
-		herr := s.replayRange(ctx, env.Session, readDir, uint64(p.FromSeq), to, 0, maxPostReplay, func(e streams.Entry) bool {
-			ok.Replies = append(ok.Replies, inlineEntry(e))
-			return true
-		})
+		replies, next, herr := s.postReplay(ctx, a, env.Session, p, replayed)
 		if herr != nil {
 			return fail(env.ID, herr.WithRelated(env.ID))
 		}
+		for _, b := range replies {
+			ok.Replies = append(ok.Replies, b)
+		}
+		ok.NextSeq = next
 	default:
 		if isToolQuery(a.id.Role, env.Type) {
 			reply, herr := s.answerToolQuery(ctx, env.Session, env)

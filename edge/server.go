@@ -71,6 +71,10 @@ type Server struct {
 	catchupSlots chan struct{}
 	rates        rateSampler
 	pressure     pressure
+	limits       *userLimits
+	// lastSweep is when idle users' counters were last dropped (stats
+	// goroutine only).
+	lastSweep    time.Time
 	stopStats    context.CancelFunc
 	statsDone    chan struct{}
 	pressureDone chan struct{}
@@ -143,6 +147,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		pressureDone: make(chan struct{}),
 	}
 	s.catchupSlots = make(chan struct{}, s.cfg.CatchupReads)
+	s.limits = newUserLimits(s.cfg)
 	s.pressure.maxInflight = int64(s.cfg.MaxPendingAppends)
 	s.pressure.maxDepth = int64(s.cfg.MaxQueueDepth)
 	s.natsStatus, s.resyncDone = deps.NC.StatusChanged(nats.CONNECTED), make(chan struct{})
@@ -302,12 +307,15 @@ func (s *Server) authorize(ctx context.Context, id auth.Identity, session string
 		}
 		return false, errForbidden
 	}
-	var rec streams.SessionRecord
-	if acc == openSession && !id.MayAccessAnySession() {
+	rec, exists, err := s.sessions.Get(ctx, session)
+	if err == nil && !exists && acc == openSession && !id.MayAccessAnySession() {
+		// A new session: the user's allowance of them, then the claim
+		// (of two racing claims, one creates; both see the same owner).
+		if ok, wait := s.limits.allow(id, limitSessions, 1); !ok {
+			return false, &limitError{kind: limitSessions, what: "too many new sessions", retryAfter: wait}
+		}
 		rec, _, err = s.sessions.Claim(ctx, session, id.Subject)
 		exists = err == nil
-	} else {
-		rec, exists, err = s.sessions.Get(ctx, session)
 	}
 	switch {
 	case err != nil:
@@ -328,9 +336,12 @@ func (s *Server) authorize(ctx context.Context, id auth.Identity, session string
 // transport and endpoint alike (nil for nil). A store failure is logged
 // here and answered as INTERNAL_ERROR.
 func (s *Server) accessError(err error, session string) *haip.Error {
+	var le *limitError
 	switch {
 	case err == nil:
 		return nil
+	case errors.As(err, &le):
+		return s.refuseLimit(le.kind, le.what, le.retryAfter)
 	case errors.Is(err, errForbidden):
 		return haip.Errorf(haip.CodeSessionForbidden, "session %s is not yours", session).WithDetail("session", session)
 	case errors.Is(err, errNoSession):

@@ -106,6 +106,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	defer a.slot.free()
 	hello, err := s.newHelloSource(r, a, true)
 	if err != nil {
 		writeHTTPError(w, http.StatusBadRequest, "bad_request", haip.CodeProtocolViolation, err.Error(), nil)

@@ -115,6 +115,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	defer a.slot.free()
 	hello, err := s.newHelloSource(r, a, false)
 	if err != nil {
 		writeHTTPError(w, http.StatusBadRequest, "bad_request", haip.CodeProtocolViolation, err.Error(), nil)

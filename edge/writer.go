@@ -50,6 +50,16 @@ func (c *conn) writeLoop() string {
 	var d *delivery
 	var live <-chan *streams.Entry // nil until the handshake: never drop early entries
 	for {
+		if d != nil && len(c.replays) > 0 && !d.blocked {
+			// A replay goes before further delivery, a batch per turn.
+			if !c.flushControl() {
+				return c.failReason
+			}
+			if reason, ok := c.replayStep(d); !ok {
+				return reason
+			}
+			continue
+		}
 		if d != nil && d.catchingUp && !d.blocked {
 			if !c.flushControl() {
 				return c.failReason
@@ -424,88 +434,6 @@ func (c *conn) writeLog(e streams.Entry) bool {
 	return c.write(e.Seq, inlineEntry(e))
 }
 
-// replay resends a range this connection has already delivered, with the
-// original seqs, for a client that lost part of it (REPLAY_REQUEST).
-// Later messages come by normal delivery, so the range is clamped to what
-// was delivered.
-func (c *conn) replay(rr replayRequest) bool {
-	ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
-	defer cancel()
-	ok := true
-	herr := c.srv.replayRange(ctx, c.session, c.readDir, rr.from, rr.to, c.delivered.Load(), 0, func(e streams.Entry) bool {
-		if e.Type != "" && !c.accepts.has(haip.Type(e.Type)) {
-			return true
-		}
-		ok = c.writeLog(e)
-		return ok
-	})
-	if herr != nil {
-		return c.writeError(herr.WithRelated(rr.relatedID))
-	}
-	return ok
-}
-
-// replayRange calls fn on each message from..to of a session log (to 0:
-// the last), inclusive, in order, never past upTo (0: no bound), until fn
-// returns false. A from past the end is PROTOCOL_VIOLATION; a from that
-// retention dropped is REPLAY_TOO_OLD, and nothing is sent: no partial
-// replays. With max > 0, a range of more than max messages is refused.
-func (s *Server) replayRange(ctx context.Context, session string, dir streams.Direction, from, to, upTo uint64, max int, fn func(streams.Entry) bool) *haip.Error {
-	if from == 0 {
-		from = 1
-	}
-	if to != 0 && to < from {
-		return haip.Errorf(haip.CodeProtocolViolation, "to_seq %d is before from_seq %d", to, from)
-	}
-	b, err := s.log.Bounds(ctx, session, dir)
-	if err != nil {
-		return haip.Errorf(haip.CodeInternalError, "session log unavailable; retry")
-	}
-	switch {
-	case from > b.Last.Seq:
-		return haip.Errorf(haip.CodeProtocolViolation, "from_seq %d is beyond the last seq %d", from, b.Last.Seq).
-			WithDetail("last_seq", strconv.FormatUint(b.Last.Seq, 10))
-	case from < b.First.Seq:
-		return haip.Errorf(haip.CodeReplayTooOld, "from_seq %d is past retention; the oldest kept is %d", from, b.First.Seq).
-			WithDetail("first_available", strconv.FormatUint(b.First.Seq, 10))
-	}
-	end := b.Last.Seq
-	if to != 0 && to < end {
-		end = to
-	}
-	if upTo != 0 && upTo < end {
-		end = upTo
-	}
-	if from > end {
-		return nil
-	}
-	if max > 0 && end-from+1 > uint64(max) {
-		return haip.Errorf(haip.CodeProtocolViolation, "range of %d messages is over the %d one request may return; resume the stream from seq %d instead", end-from+1, max, from-1)
-	}
-	p, err := s.log.Find(ctx, session, dir, from)
-	if errors.Is(err, streams.ErrTooOld) {
-		return haip.Errorf(haip.CodeReplayTooOld, "from_seq %d is past retention", from)
-	}
-	if err != nil {
-		return haip.Errorf(haip.CodeInternalError, "session log unavailable; retry")
-	}
-	for cursor := p.StreamSeq; ; {
-		entries, more, err := s.log.Read(ctx, session, dir, cursor, s.cfg.CatchupBatch, s.cfg.CatchupBytes)
-		if err != nil {
-			return haip.Errorf(haip.CodeInternalError, "replay interrupted; retry")
-		}
-		for _, e := range entries {
-			if e.Seq > end || !fn(e) {
-				return nil
-			}
-			cursor = e.StreamSeq + 1
-		}
-		if !more || len(entries) == 0 {
-			return nil
-		}
-	}
-}
-
 // writeError writes an ERROR at once, from the writer itself (queueing it
 // would put it behind items the writer has not reached yet).
 func (c *conn) writeError(e *haip.Error) bool {
@@ -537,7 +465,7 @@ func (c *conn) flushControl() bool {
 func (c *conn) writeOutbound(o *outbound) bool {
 	switch {
 	case o.replay != nil:
-		return c.replay(*o.replay)
+		return c.queueReplay(*o.replay)
 	case o.flow != nil:
 		c.srv.metrics.paused.Add(float64(c.out.apply(*o.flow, c.srv.cfg.ServerCredit)))
 		return true

@@ -186,6 +186,7 @@ func (f *fabric) startEdge(ctx context.Context, ns *server.Server, cfg config) e
 		return err
 	}
 	ecfg := edge.Config{MaxConnections: max(cfg.Conns, cfg.Sessions*cfg.PerSession, cfg.Clients, cfg.Concurrency) + 16}
+	ecfg.NoUserLimits() // one token speaks for every simulated client
 	srv, err := edge.NewServer(ctx, ecfg, edge.Deps{NC: enc, JS: ejs, Verifier: v})
 	if err != nil {
 		return err

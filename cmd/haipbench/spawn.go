@@ -85,6 +85,9 @@ func (f *fabric) openSpawn(ctx context.Context, cfg config) error {
 		"BUILTIN_TOOLS":   "false",
 		"MAX_CONNECTIONS": strconv.Itoa(maxConns + 16),
 		"LOG_LEVEL":       "warn",
+		// One token speaks for every simulated client: no per-user limits.
+		"USER_MAX_CONNECTIONS": "-1", "USER_MESSAGES_PER_SECOND": "-1", "USER_SESSIONS_PER_MINUTE": "-1",
+		"USER_RUNS_PER_MINUTE": "-1", "USER_TOOL_CALLS_PER_MINUTE": "-1", "USER_REPLAY_BYTES_PER_MINUTE": "-1",
 	}, reEdgeListen)
 	if err != nil {
 		return err

@@ -1,0 +1,255 @@
+package edge
+
+import (
+	"context"
+	"errors"
+	"strconv"
+
+	"github.com/haipfabric/haipfabric/auth"
+	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/streams"
+)
+
+// REPLAY_REQUEST (HAIP §9) resends part of the log a client has already
+// been sent. It is paced like any delivery, so that a small request
+// cannot make the edge send or hold more than it would for the log
+// itself:
+//
+//   - reads take their turn among the edge's CATCHUP_READS;
+//   - on a connection, the writer serves one replay at a time, a batch
+//     per turn, spending the client's credit (a replay waits for credit
+//     like the log does), and at most maxPendingReplays wait behind it;
+//   - one request returns at most REPLAY_MAX_BYTES (all the replays of one
+//     POST together); past that it stops and says from which seq to ask
+//     again (detail next_seq);
+//   - a user's replays spend USER_REPLAY_BYTES_PER_MINUTE.
+
+// maxPendingReplays is how many REPLAY_REQUESTs may wait behind the one a
+// connection's writer is serving; more are refused with RATE_LIMITED.
+const maxPendingReplays = 4
+
+// replaying is one REPLAY_REQUEST the writer is serving. Writer-owned.
+type replaying struct {
+	req     replayRequest
+	started bool   // the range has been checked and located
+	next    uint64 // next seq to resend
+	end     uint64 // last seq to resend
+	cursor  uint64 // stream seq to read from
+	sent    int    // bytes resent so far
+}
+
+// queueReplay adds a replay to those the writer serves.
+func (c *conn) queueReplay(rr replayRequest) bool {
+	if len(c.replays) > maxPendingReplays {
+		return c.writeError(c.srv.refuseLimit(limitReplay, "too many REPLAY_REQUESTs waiting on this connection", 0).
+			WithRelated(rr.relatedID).WithDetail("max_pending", maxPendingReplays))
+	}
+	c.replays = append(c.replays, &replaying{req: rr})
+	return true
+}
+
+// replayDone drops the replay being served, after writing herr (if any).
+func (c *conn) replayDone(herr *haip.Error) (reason string, ok bool) {
+	rp := c.replays[0]
+	c.replays[0] = nil
+	c.replays = c.replays[1:]
+	if herr != nil && !c.writeError(herr.WithRelated(rp.req.relatedID)) {
+		return c.failReason, false
+	}
+	return "", true
+}
+
+// replayStep serves one batch of the replay at the head of the queue: it
+// resends the range with the original seqs, never past what this
+// connection was delivered (later messages come by normal delivery).
+func (c *conn) replayStep(d *delivery) (reason string, ok bool) {
+	rp := c.replays[0]
+	ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
+	defer cancel()
+	if !rp.started {
+		first, end, cursor, herr := c.srv.replayStart(ctx, c.session, c.readDir, rp.req.from, rp.req.to, c.delivered.Load(), 0)
+		if herr != nil || first > end {
+			return c.replayDone(herr)
+		}
+		rp.started, rp.next, rp.end, rp.cursor = true, first, end, cursor
+	}
+	entries, more, err := c.srv.readLog(ctx, c.session, c.readDir, rp.cursor)
+	if err != nil {
+		if c.ctx.Err() != nil {
+			return reasonPeer, false
+		}
+		return c.replayDone(haip.Errorf(haip.CodeInternalError, "replay interrupted at seq %d; ask again from there", rp.next).
+			WithDetail("next_seq", strconv.FormatUint(rp.next, 10)))
+	}
+	for i := range entries {
+		e := &entries[i]
+		if e.Seq < rp.next {
+			rp.cursor = e.StreamSeq + 1
+			continue
+		}
+		if e.Seq > rp.end {
+			return c.replayDone(nil)
+		}
+		if e.Type != "" && !c.accepts.has(haip.Type(e.Type)) {
+			rp.next, rp.cursor = e.Seq+1, e.StreamSeq+1
+			continue
+		}
+		size := entrySize(e)
+		if !c.out.allows(entryChannel(e), size) {
+			c.holdReplay(d, e)
+			return "", true
+		}
+		if herr := c.srv.replayBudget(c.ident, &rp.sent, size, e.Seq); herr != nil {
+			return c.replayDone(herr)
+		}
+		c.out.spend(entryChannel(e), size)
+		if !c.writeLog(*e) {
+			return c.failReason, false
+		}
+		c.srv.metrics.replayBytes.Add(float64(size))
+		rp.next, rp.cursor = e.Seq+1, e.StreamSeq+1
+	}
+	if !more || len(entries) == 0 || rp.next > rp.end {
+		return c.replayDone(nil)
+	}
+	return "", true
+}
+
+// holdReplay stops the writer until the client's credit allows e, which
+// the replay then reads again; the delivery cursor is not moved.
+func (c *conn) holdReplay(d *delivery, e *streams.Entry) {
+	held := *e
+	held.Data = append([]byte(nil), e.Data...)
+	held.Bin = nil
+	if e.Bin != nil {
+		held.Bin = make([]byte, len(e.Bin)) // only its size matters
+	}
+	d.blocked, d.held = true, &held
+	c.srv.metrics.creditWaits.Inc()
+}
+
+// replayBudget spends size bytes of a replay that has sent *sent bytes so
+// far (one request: REPLAY_MAX_BYTES; the user: its bytes per minute).
+// The first message of a request always fits the request's budget. A
+// refusal names the seq to ask again from.
+func (s *Server) replayBudget(id auth.Identity, sent *int, size int, seq uint64) *haip.Error {
+	next := strconv.FormatUint(seq, 10)
+	if *sent > 0 && *sent+size > s.cfg.MaxReplayBytes {
+		return haip.Errorf(haip.CodeMessageTooLarge, "replay stopped after %d bytes (REPLAY_MAX_BYTES %d); ask again from seq %d", *sent, s.cfg.MaxReplayBytes, seq).
+			WithDetail("next_seq", next).WithDetail("max_bytes", s.cfg.MaxReplayBytes)
+	}
+	if ok, wait := s.limits.allow(id, limitReplay, size); !ok {
+		return s.refuseLimit(limitReplay, "replay of seq "+next+" and after", wait).WithDetail("next_seq", next)
+	}
+	*sent += size
+	return nil
+}
+
+// readLog reads one batch of a session log from a stream seq, in its
+// turn among the edge's CATCHUP_READS.
+func (s *Server) readLog(ctx context.Context, session string, dir streams.Direction, cursor uint64) ([]streams.Entry, bool, error) {
+	select {
+	case s.catchupSlots <- struct{}{}:
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+	defer func() { <-s.catchupSlots }()
+	s.metrics.catchups.Inc()
+	s.metrics.catchupN.Add(1)
+	return s.log.Read(ctx, session, dir, cursor, s.cfg.CatchupBatch, s.cfg.CatchupBytes)
+}
+
+// replayStart checks a replay range from..to of a session log (to 0: the
+// last), clamped to upTo (0: no bound), and locates its start. A from
+// past the end is PROTOCOL_VIOLATION; a from that retention dropped is
+// REPLAY_TOO_OLD. With maxMsgs > 0, a range of more messages is refused.
+// first > end means there is nothing to send.
+func (s *Server) replayStart(ctx context.Context, session string, dir streams.Direction, from, to, upTo uint64, maxMsgs int) (first, end, cursor uint64, herr *haip.Error) {
+	if from == 0 {
+		from = 1
+	}
+	if to != 0 && to < from {
+		return 0, 0, 0, haip.Errorf(haip.CodeProtocolViolation, "to_seq %d is before from_seq %d", to, from)
+	}
+	b, err := s.log.Bounds(ctx, session, dir)
+	if err != nil {
+		return 0, 0, 0, haip.Errorf(haip.CodeInternalError, "session log unavailable; retry")
+	}
+	switch {
+	case from > b.Last.Seq:
+		return 0, 0, 0, haip.Errorf(haip.CodeProtocolViolation, "from_seq %d is beyond the last seq %d", from, b.Last.Seq).
+			WithDetail("last_seq", strconv.FormatUint(b.Last.Seq, 10))
+	case from < b.First.Seq:
+		return 0, 0, 0, haip.Errorf(haip.CodeReplayTooOld, "from_seq %d is past retention; the oldest kept is %d", from, b.First.Seq).
+			WithDetail("first_available", strconv.FormatUint(b.First.Seq, 10))
+	}
+	end = b.Last.Seq
+	if to != 0 && to < end {
+		end = to
+	}
+	if upTo != 0 && upTo < end {
+		end = upTo
+	}
+	if from > end {
+		return from, end, 0, nil
+	}
+	if maxMsgs > 0 && end-from+1 > uint64(maxMsgs) {
+		return 0, 0, 0, haip.Errorf(haip.CodeProtocolViolation, "range of %d messages is over the %d one request may return; resume the stream from seq %d instead", end-from+1, maxMsgs, from-1)
+	}
+	p, err := s.log.Find(ctx, session, dir, from)
+	if errors.Is(err, streams.ErrTooOld) {
+		return 0, 0, 0, haip.Errorf(haip.CodeReplayTooOld, "from_seq %d is past retention", from)
+	}
+	if err != nil {
+		return 0, 0, 0, haip.Errorf(haip.CodeInternalError, "session log unavailable; retry")
+	}
+	return from, end, p.StreamSeq, nil
+}
+
+// postReplay answers a POSTed REPLAY_REQUEST: the messages of the range
+// inlined (binary as base64), within what is left of the POST's byte
+// budget (*sent bytes spent by its earlier replays). A replay that stops
+// early returns the seq to ask again from (next, 0 when complete); one
+// that could send nothing at all is refused.
+func (s *Server) postReplay(ctx context.Context, a admission, session string, p haip.ReplayRequestPayload, sent *int) (replies [][]byte, next uint64, herr *haip.Error) {
+	readDir, _ := directions(a.id.Role)
+	to := uint64(0)
+	if p.ToSeq != nil {
+		to = uint64(*p.ToSeq)
+	}
+	first, end, cursor, herr := s.replayStart(ctx, session, readDir, uint64(p.FromSeq), to, 0, maxPostReplay)
+	if herr != nil || first > end {
+		return nil, 0, herr
+	}
+	for want := first; ; {
+		entries, more, err := s.readLog(ctx, session, readDir, cursor)
+		if err != nil {
+			if len(replies) > 0 {
+				return replies, want, nil
+			}
+			return nil, 0, haip.Errorf(haip.CodeInternalError, "replay interrupted; retry")
+		}
+		for _, e := range entries {
+			if e.Seq < want {
+				cursor = e.StreamSeq + 1
+				continue
+			}
+			if e.Seq > end {
+				return replies, 0, nil
+			}
+			b := inlineEntry(e)
+			if herr := s.replayBudget(a.id, sent, len(b), e.Seq); herr != nil {
+				if len(replies) > 0 {
+					return replies, e.Seq, nil
+				}
+				return nil, 0, herr
+			}
+			replies = append(replies, b)
+			s.metrics.replayBytes.Add(float64(len(b)))
+			want, cursor = e.Seq+1, e.StreamSeq+1
+		}
+		if !more || len(entries) == 0 || want > end {
+			return replies, 0, nil
+		}
+	}
+}
