@@ -7,6 +7,7 @@ import (
 	"hash/maphash"
 	"math/bits"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -44,6 +45,8 @@ type Position struct {
 // Entry is one stored message of a session log.
 type Entry struct {
 	Position
+	// MsgID is the id the message was appended with (Record.ID), without
+	// the session scope it is stored under (see Append).
 	MsgID string
 	// Type is the HAIP event type the writer declared (Haip-Type header),
 	// so readers can filter without decoding Data.
@@ -61,7 +64,7 @@ type Entry struct {
 // Record describes a message to Append.
 type Record struct {
 	// ID, when set, makes the append idempotent within the stream's
-	// duplicate window (it becomes the Nats-Msg-Id).
+	// duplicate window for this session and direction (see Append).
 	ID string
 	// Type is stored in the Haip-Type header.
 	Type string
@@ -163,11 +166,19 @@ func (l *Log) Close(ctx context.Context) error {
 // its own seq. A record with an ID is idempotent within the stream's
 // duplicate window: a retried Append with the same id returns the first
 // one's position with Duplicate set.
+//
+// Every session shares one stream, whose de-duplication is by message id
+// across the whole stream; ids are chosen by clients. So the id is stored
+// scoped to its session and direction (logMsgID): the same id in another
+// session, or in the other direction of this one, is another message.
 func (l *Log) Append(ctx context.Context, session string, d Direction, rec Record, build func(seq uint64) ([]byte, error)) (Appended, error) {
-	msgID := rec.ID
 	subj, err := LogSubject(session, d)
 	if err != nil {
 		return Appended{}, err
+	}
+	var msgID string
+	if rec.ID != "" {
+		msgID = logMsgID(session, d, rec.ID)
 	}
 	stripe := &l.locks[maphash.String(l.seed, subj)%writeLockStripes]
 	stripe.Lock()
@@ -283,13 +294,34 @@ func (l *Log) Append(ctx context.Context, session string, d Direction, rec Recor
 			return fail(err)
 		}
 		pos = last.Position
-		if msgID != "" && last.MsgID == msgID {
+		if msgID != "" && last.MsgID == rec.ID {
 			l.remember(subj, tailKey(session, d), pos)
 			// After a conflict the message was stored by an earlier call (a
 			// duplicate); after an uncertain publish, by this one.
 			return Appended{Position: pos, Duplicate: isConflict(pubErr) && !uncertain}, nil
 		}
 	}
+}
+
+// logMsgID is the Nats-Msg-Id under which a message with id id is stored
+// in the log of session in direction d: "<session>.<direction>.<id>".
+// Session ids and directions hold no ".", so no two (session, direction,
+// id) share one.
+func logMsgID(session string, d Direction, id string) string {
+	return session + "." + string(d) + "." + id
+}
+
+// recordID is the id a message was appended with, from its stored
+// Nats-Msg-Id and the subject it was read on: a log subject or its live
+// subject, both ending in "<session>.<direction>". Messages stored before
+// ids were scoped carry the bare id, which is returned as it is.
+func recordID(msgID, subj string) string {
+	i := strings.LastIndexByte(subj, '.')
+	if i <= 0 {
+		return msgID
+	}
+	j := strings.LastIndexByte(subj[:i], '.')
+	return strings.TrimPrefix(msgID, subj[j+1:]+".")
 }
 
 // Backoff between retries of transient failures.
@@ -691,7 +723,7 @@ func toEntry(m stored) (Entry, error) {
 	if err != nil {
 		return Entry{}, fmt.Errorf("message %d has no valid %s header: %w", m.StreamSeq, HeaderSeq, err)
 	}
-	e := Entry{Position: Position{Seq: seq, StreamSeq: m.StreamSeq}, MsgID: m.Header.Get(hdrMsgID),
+	e := Entry{Position: Position{Seq: seq, StreamSeq: m.StreamSeq}, MsgID: recordID(m.Header.Get(hdrMsgID), m.Subject),
 		Type: m.Header.Get(HeaderType), Channel: m.Header.Get(HeaderChannel), Data: m.Data}
 	if h := m.Header.Get(HeaderBinLen); h != "" {
 		n, err := strconv.Atoi(h)

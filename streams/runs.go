@@ -45,8 +45,10 @@ func (r RunRequest) Validate() error {
 	return errors.Join(errs...)
 }
 
-// PublishRun queues a run request. The run id is the message id, so a
-// retried publish queues the run once.
+// PublishRun queues a run request. The session and run id make the
+// message id, so a retried publish queues the run once, and no run of one
+// session can stand in for another's. (The edge derives run ids from the
+// session already; the message id does not rely on that.)
 func PublishRun(ctx context.Context, js jetstream.JetStream, r RunRequest) error {
 	if err := r.Validate(); err != nil {
 		return fmt.Errorf("cannot queue run: %w", err)
@@ -59,7 +61,7 @@ func PublishRun(ctx context.Context, js jetstream.JetStream, r RunRequest) error
 	if err != nil {
 		return err
 	}
-	if err := publishIdempotent(ctx, js, subj, data, "run-"+r.RunID, attemptTimeout); err != nil {
+	if err := publishIdempotent(ctx, js, subj, data, "run."+r.Session+"."+r.RunID, attemptTimeout); err != nil {
 		return fmt.Errorf("cannot queue run %s: %w", r.RunID, err)
 	}
 	return nil

@@ -37,20 +37,47 @@ const (
 
 var callIDPattern = regexp.MustCompile(`^[A-Za-z0-9_-]{1,128}$`)
 
-// CancelSubject is the core-NATS subject on which a call's cancellation
-// reaches the worker running it; CancelWildcard matches every call's.
-func CancelSubject(callID string) (string, error) {
-	if !callIDPattern.MatchString(callID) {
-		return "", fmt.Errorf("invalid call id %q", truncate(callID, 64))
+// Call ids are chosen by clients, so a call is known by its session and
+// its call id together: cancellation subjects, cancellation marks and the
+// work queue's message ids all name both, and one session's call id never
+// reaches another session's call.
+
+// CancelSubject is the core-NATS subject on which the cancellation of a
+// session's call reaches the worker running it; CancelWildcard matches
+// every call's.
+func CancelSubject(session, callID string) (string, error) {
+	key, err := callKey(session, callID)
+	if err != nil {
+		return "", err
 	}
-	return cancelPrefix + callID, nil
+	return cancelPrefix + key, nil
 }
 
 // CancelWildcard is the subject a worker subscribes to for cancellations.
-const CancelWildcard = cancelPrefix + "*"
+const CancelWildcard = cancelPrefix + "*.*"
 
-// CallIDFromCancelSubject returns the call id of a cancellation subject.
-func CallIDFromCancelSubject(subj string) string { return strings.TrimPrefix(subj, cancelPrefix) }
+// CallFromCancelSubject returns the session and call id of a cancellation
+// subject; ok is false for a subject of another form.
+func CallFromCancelSubject(subj string) (session, callID string, ok bool) {
+	rest, ok := strings.CutPrefix(subj, cancelPrefix)
+	if !ok {
+		return "", "", false
+	}
+	return strings.Cut(rest, ".")
+}
+
+// callKey names a session's call in subjects, KV keys and message ids:
+// "<session>.<call id>". Neither part may hold a ".", so no two calls
+// share one.
+func callKey(session, callID string) (string, error) {
+	if err := ValidateSessionID(session); err != nil {
+		return "", err
+	}
+	if !callIDPattern.MatchString(callID) {
+		return "", fmt.Errorf("invalid call id %q", truncate(callID, 64))
+	}
+	return session + "." + callID, nil
+}
 
 // ErrInvalidToolName is wrapped by every refusal of a tool name.
 var ErrInvalidToolName = errors.New("invalid tool name")
@@ -87,8 +114,8 @@ type ToolCall struct {
 // Validate checks what a worker relies on.
 func (c ToolCall) Validate() error {
 	var errs []error
-	if c.CallID == "" {
-		errs = append(errs, errors.New("call_id is empty"))
+	if !callIDPattern.MatchString(c.CallID) {
+		errs = append(errs, fmt.Errorf("invalid call_id %q: want 1-128 characters of [A-Za-z0-9_-]", truncate(c.CallID, 64)))
 	}
 	if err := ValidateToolName(c.Tool); err != nil {
 		errs = append(errs, err)
@@ -99,27 +126,37 @@ func (c ToolCall) Validate() error {
 	return errors.Join(errs...)
 }
 
-// PublishToolCall queues a call. The call id is the message id, so a
-// retried publish queues it once.
+// PublishToolCall queues a call. The session and call id make the message
+// id, so a retried publish queues it once, and the same call id in
+// another session is another call.
 func PublishToolCall(ctx context.Context, js jetstream.JetStream, c ToolCall) error {
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("cannot queue tool call: %w", err)
 	}
 	subj, _ := ToolSubject(c.Tool)
+	key, _ := callKey(c.Session, c.CallID)
 	data, err := json.Marshal(c)
 	if err != nil {
 		return err
 	}
-	if err := publishIdempotent(ctx, js, subj, data, "call-"+c.CallID, attemptTimeout); err != nil {
+	if err := publishIdempotent(ctx, js, subj, data, "call."+key, attemptTimeout); err != nil {
 		return fmt.Errorf("cannot queue tool call %s: %w", c.CallID, err)
 	}
 	return nil
 }
 
-// ToolDoneID is the envelope id of a call's TOOL_DONE, whoever writes it
-// (the worker, or an edge refusing a call no worker serves): the log holds
-// one TOOL_DONE per call even when a call runs twice.
-func ToolDoneID(callID string) string { return haip.NameUUID("tool-done", callID) }
+// ToolDoneID is the envelope id of a session's call's TOOL_DONE, whoever
+// writes it (the worker, or an edge refusing a call no worker serves): the
+// log holds one TOOL_DONE per call even when a call runs twice.
+func ToolDoneID(session, callID string) string { return CallEnvelopeID("tool-done", session, callID) }
+
+// CallEnvelopeID is the id of an envelope the fabric writes about a
+// session's call: the name-based uuid of kind, session, call id and any
+// further parts (a step number). Ids derived from a client's call id name
+// its session too, so that they are unique across sessions.
+func CallEnvelopeID(kind, session, callID string, more ...string) string {
+	return haip.NameUUID(append([]string{kind, session, callID}, more...)...)
+}
 
 // ToolInfo is a tool's registry entry.
 type ToolInfo struct {
@@ -153,30 +190,35 @@ func OpenTools(ctx context.Context, js jetstream.JetStream) (*Tools, error) {
 	return &Tools{js: js, kv: kv, cancels: cancels}, nil
 }
 
-// Cancel marks a call cancelled (for a worker that has not taken it yet)
-// and tells the worker running it, if any.
-func (t *Tools) Cancel(ctx context.Context, callID, reason string) error {
-	subj, err := CancelSubject(callID)
+// Cancel marks a session's call cancelled (for a worker that has not
+// taken it yet, or that misses the message) and tells the worker running
+// it, if any. Only that session's call with that id is touched.
+func (t *Tools) Cancel(ctx context.Context, session, callID, reason string) error {
+	key, err := callKey(session, callID)
 	if err != nil {
-		return err
+		return fmt.Errorf("cannot cancel call: %w", err)
 	}
-	if _, err := t.cancels.Put(ctx, callID, []byte(reason)); err != nil {
-		return fmt.Errorf("cannot cancel call %s: %w", callID, err)
+	if _, err := t.cancels.Put(ctx, key, []byte(reason)); err != nil {
+		return fmt.Errorf("cannot cancel call %s: %w", key, err)
 	}
-	if err := t.js.Conn().Publish(subj, []byte(reason)); err != nil {
-		return fmt.Errorf("cannot cancel call %s: %w", callID, err)
+	if err := t.js.Conn().Publish(cancelPrefix+key, []byte(reason)); err != nil {
+		return fmt.Errorf("cannot cancel call %s: %w", key, err)
 	}
 	return nil
 }
 
-// Cancelled reports whether a call was cancelled, and why.
-func (t *Tools) Cancelled(ctx context.Context, callID string) (reason string, cancelled bool, err error) {
-	e, err := t.cancels.Get(ctx, callID)
+// Cancelled reports whether a session's call was cancelled, and why.
+func (t *Tools) Cancelled(ctx context.Context, session, callID string) (reason string, cancelled bool, err error) {
+	key, err := callKey(session, callID)
+	if err != nil {
+		return "", false, fmt.Errorf("cannot read cancellation: %w", err)
+	}
+	e, err := t.cancels.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return "", false, nil
 	}
 	if err != nil {
-		return "", false, fmt.Errorf("cannot read cancellation of %s: %w", callID, err)
+		return "", false, fmt.Errorf("cannot read cancellation of %s: %w", key, err)
 	}
 	return string(e.Value()), true, nil
 }

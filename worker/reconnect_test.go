@@ -110,7 +110,7 @@ func TestToolCancelWhileWorkerDisconnected(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := reg.Cancel(context.Background(), callID, "user asked"); err != nil {
+	if err := reg.Cancel(context.Background(), session, callID, "user asked"); err != nil {
 		t.Fatal(err)
 	}
 	proxy.Resume()

@@ -40,7 +40,7 @@ func (r *Router) Tools() *streams.Tools { return r.tools }
 func (r *Router) Call(ctx context.Context, session, runID string, call haip.ToolCallPayload) error {
 	fail := func(msg string) error {
 		result, _ := json.Marshal(map[string]string{"error": msg})
-		_, err := emit(ctx, r.log, session, streams.ToolDoneID(call.CallID), runID, "", haip.ChannelAgent, haip.TypeToolDone,
+		_, err := emit(ctx, r.log, session, streams.ToolDoneID(session, call.CallID), runID, "", haip.ChannelAgent, haip.TypeToolDone,
 			haip.ToolDonePayload{CallID: call.CallID, Status: haip.ToolDoneError, Result: result})
 		return err
 	}
@@ -49,7 +49,7 @@ func (r *Router) Call(ctx context.Context, session, runID string, call haip.Tool
 	} else if !found {
 		return fail("no live worker serves tool " + call.Tool)
 	}
-	if _, err := emit(ctx, r.log, session, haip.NameUUID("tool-queued", call.CallID), runID, "", haip.ChannelAgent, haip.TypeToolUpdate,
+	if _, err := emit(ctx, r.log, session, streams.CallEnvelopeID("tool-queued", session, call.CallID), runID, "", haip.ChannelAgent, haip.TypeToolUpdate,
 		haip.ToolUpdatePayload{CallID: call.CallID, Status: haip.ToolStatusQueued}); err != nil {
 		return err
 	}
@@ -63,12 +63,14 @@ func (r *Router) Call(ctx context.Context, session, runID string, call haip.Tool
 }
 
 // Cancel tells the session the call is CANCELLING and the call's worker,
-// wherever it is, to stop; a call still queued is cancelled when a
-// worker takes it. The worker writes TOOL_DONE CANCELLED.
+// wherever it is, to stop; a call still queued, or not yet made, is
+// cancelled when a worker takes it. The worker writes TOOL_DONE CANCELLED.
+// Only the session's own call with that id is cancelled: the same call id
+// in another session is another call.
 func (r *Router) Cancel(ctx context.Context, session, runID, callID, reason string) error {
-	if _, err := emit(ctx, r.log, session, haip.NameUUID("tool-cancelling", callID), runID, "", haip.ChannelAgent, haip.TypeToolUpdate,
+	if _, err := emit(ctx, r.log, session, streams.CallEnvelopeID("tool-cancelling", session, callID), runID, "", haip.ChannelAgent, haip.TypeToolUpdate,
 		haip.ToolUpdatePayload{CallID: callID, Status: haip.ToolStatusCancelling}); err != nil {
 		return err
 	}
-	return r.tools.Cancel(ctx, callID, reason)
+	return r.tools.Cancel(ctx, session, callID, reason)
 }

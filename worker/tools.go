@@ -75,8 +75,12 @@ type ToolWorker struct {
 	cons    []jetstream.Consumer
 	reg     *streams.Tools
 	log     *streams.Log
-	running sync.Map // call id -> context.CancelCauseFunc
+	running sync.Map // callRef -> context.CancelCauseFunc
 }
+
+// callRef names a running call: call ids are chosen by clients, so only
+// the session and the call id together are one call.
+type callRef struct{ session, callID string }
 
 // errTimedOut is the cause of a call's context when CallTimeout passed.
 type errTimedOut struct{ after time.Duration }
@@ -153,7 +157,11 @@ func (w *ToolWorker) Run(ctx context.Context) error {
 	var wg, loops sync.WaitGroup
 	// TOOL_CANCEL reaches the call wherever it runs.
 	sub, err := w.nc.Subscribe(streams.CancelWildcard, func(m *nats.Msg) {
-		if cancel, ok := w.running.Load(streams.CallIDFromCancelSubject(m.Subject)); ok {
+		session, callID, ok := streams.CallFromCancelSubject(m.Subject)
+		if !ok {
+			return
+		}
+		if cancel, ok := w.running.Load(callRef{session: session, callID: callID}); ok {
 			cancel.(context.CancelCauseFunc)(errCancelled{reason: string(m.Data)})
 		}
 	})
@@ -224,9 +232,10 @@ func (w *ToolWorker) handle(ctx context.Context, tool Tool, schema *jsonschema.R
 	// arriving in between is not missed.
 	callCtx, cancelCall := context.WithCancelCause(ctx)
 	defer cancelCall(nil)
-	w.running.Store(req.CallID, cancelCall)
-	defer w.running.Delete(req.CallID)
-	if reason, cancelled, err := w.reg.Cancelled(ctx, req.CallID); err == nil && cancelled {
+	ref := callRef{session: req.Session, callID: req.CallID}
+	w.running.Store(ref, cancelCall)
+	defer w.running.Delete(ref)
+	if reason, cancelled, err := w.reg.Cancelled(ctx, req.Session, req.CallID); err == nil && cancelled {
 		w.finish(ctx, msg, call, haip.ToolDoneCancelled, map[string]any{"reason": reason})
 		return
 	}
@@ -241,7 +250,7 @@ func (w *ToolWorker) handle(ctx context.Context, tool Tool, schema *jsonschema.R
 	// cancel subject.
 	defer keepInProgress(ctx, msg, w.cfg.AckWait/3, func() {
 		bctx, cancel := context.WithTimeout(ctx, w.cfg.AckWait/3)
-		reason, cancelled, err := w.reg.Cancelled(bctx, req.CallID)
+		reason, cancelled, err := w.reg.Cancelled(bctx, req.Session, req.CallID)
 		cancel()
 		if err == nil && cancelled {
 			cancelCall(errCancelled{reason: reason})
@@ -322,7 +331,7 @@ func (c *Call) Progress(ctx context.Context, percent float64, partial any) error
 		}
 		p.Partial = raw
 	}
-	_, err := emit(ctx, c.log, c.Session, haip.NameUUID("tool-update", c.CallID, strconv.Itoa(c.step)), c.RunID, "", haip.ChannelAgent, haip.TypeToolUpdate, p)
+	_, err := emit(ctx, c.log, c.Session, streams.CallEnvelopeID("tool-update", c.Session, c.CallID, strconv.Itoa(c.step)), c.RunID, "", haip.ChannelAgent, haip.TypeToolUpdate, p)
 	return err
 }
 
@@ -338,6 +347,6 @@ func (c *Call) done(ctx context.Context, status haip.ToolDoneStatus, result any)
 		}
 		p.Result = raw
 	}
-	_, err := emit(ctx, c.log, c.Session, streams.ToolDoneID(c.CallID), c.RunID, "", haip.ChannelAgent, haip.TypeToolDone, p)
+	_, err := emit(ctx, c.log, c.Session, streams.ToolDoneID(c.Session, c.CallID), c.RunID, "", haip.ChannelAgent, haip.TypeToolDone, p)
 	return err
 }

@@ -1,6 +1,7 @@
 // Command toolworker runs worker processes of the fabric against an
 // existing NATS (NATS_URL): the built-in tools (echo, add, sleep), the
-// tools of a stdio MCP server (MCP_COMMAND), whose
+// tools of a stdio MCP server (MCP_COMMAND, started with only the
+// environment MCP_ENV names), whose
 // calls come from one JetStream work queue per tool, and replicas of the
 // demo agent, which take agent runs from the run queue. Each call and each
 // run is handled exactly once. Start it as many times as you like, on as
@@ -51,6 +52,11 @@ type config struct {
 	// their names.
 	MCPCommand    string `env:"MCP_COMMAND"`
 	MCPToolPrefix string `env:"MCP_TOOL_PREFIX"`
+	// MCPEnv is the MCP server's whole environment (mcpbridge.Environ):
+	// comma-separated NAME (passed from this process) or NAME=value
+	// entries; "-" means none; the default is mcpbridge.DefaultEnv.
+	// Nothing else of this process's environment reaches the server.
+	MCPEnv string `env:"MCP_ENV" envDefault:"PATH,HOME"`
 }
 
 func main() {
@@ -73,6 +79,10 @@ func run(ctx context.Context) error {
 	}
 	if !cfg.Agent.Enabled && !cfg.Tools.Enabled && cfg.MCPCommand == "" {
 		return errors.New("nothing to run: DEMO_AGENT=false, BUILTIN_TOOLS=false and no MCP_COMMAND")
+	}
+	mcpEnv, err := mcpbridge.Environ(cfg.MCPEnv, os.LookupEnv)
+	if err != nil {
+		return fmt.Errorf("bad configuration: MCP_ENV: %w", err)
 	}
 	nc, err := nats.Connect(cfg.NATSURL, nats.Name("haip-toolworker"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Warn("nats disconnected", slog.Any("err", err)) }),
@@ -103,7 +113,7 @@ func run(ctx context.Context) error {
 		tools = append(tools, builtin.Tools()...)
 	}
 	if words := strings.Fields(cfg.MCPCommand); len(words) > 0 {
-		cs, err := mcpbridge.Connect(setup, words[0], words[1:]...)
+		cs, err := mcpbridge.Connect(setup, mcpbridge.Command{Path: words[0], Args: words[1:], Env: mcpEnv})
 		if err != nil {
 			return err
 		}
@@ -112,7 +122,11 @@ func run(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		logger.Info("bridging MCP tools", slog.String("command", words[0]), slog.Int("tools", len(bridged)))
+		passed := make([]string, len(mcpEnv))
+		for i, kv := range mcpEnv {
+			passed[i], _, _ = strings.Cut(kv, "=")
+		}
+		logger.Info("bridging MCP tools", slog.String("command", words[0]), slog.Int("tools", len(bridged)), slog.Any("env", passed))
 		tools = append(tools, bridged...)
 	}
 	if len(tools) > 0 {

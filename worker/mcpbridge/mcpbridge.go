@@ -3,6 +3,10 @@
 // the MCP tool's input and output schemas, and each call is forwarded with
 // the official Go MCP SDK. cmd/toolworker uses it with MCP_COMMAND to
 // bridge a stdio MCP server.
+//
+// An MCP server is code that users reach with their calls: it gets only
+// the environment its Command names (see Environ), never the worker's own
+// (its NATS credentials, JWT_SECRET and the like).
 package mcpbridge
 
 import (
@@ -11,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"os/exec"
+	"regexp"
 	"strings"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
@@ -19,15 +24,88 @@ import (
 	"github.com/haipfabric/haipfabric/worker"
 )
 
+// Command is an MCP server to start, speaking MCP over stdio.
+type Command struct {
+	// Path is the program (looked up in this process's PATH when it has
+	// no slash).
+	Path string
+	// Args are its arguments.
+	Args []string
+	// Env is the server's entire environment, "NAME=value" each (Environ
+	// builds it from a specification). Nothing of this process's
+	// environment reaches the server unless it is listed here; empty
+	// means an empty environment.
+	Env []string
+}
+
 // Connect starts an MCP server command speaking MCP over stdio and
 // returns the client session; closing it stops the command.
-func Connect(ctx context.Context, command string, args ...string) (*mcp.ClientSession, error) {
+func Connect(ctx context.Context, c Command) (*mcp.ClientSession, error) {
+	cmd := exec.Command(c.Path, c.Args...)
+	// A nil Env would hand the server this process's whole environment.
+	cmd.Env = append([]string{}, c.Env...)
 	client := mcp.NewClient(&mcp.Implementation{Name: "haipfabric-toolworker", Version: "1"}, nil)
-	cs, err := client.Connect(ctx, &mcp.CommandTransport{Command: exec.Command(command, args...)}, nil)
+	cs, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
 	if err != nil {
-		return nil, fmt.Errorf("cannot start MCP server %s: %w", command, err)
+		return nil, fmt.Errorf("cannot start MCP server %s: %w", c.Path, err)
 	}
 	return cs, nil
+}
+
+// DefaultEnv is the environment specification cmd/toolworker gives an
+// MCP server when MCP_ENV is not set: PATH, so that a server started
+// through a launcher (npx, uvx, a #!/usr/bin/env script) finds its
+// interpreter, and HOME, where such launchers keep their caches.
+const DefaultEnv = "PATH,HOME"
+
+// NoEnv is the specification of an empty environment.
+const NoEnv = "-"
+
+// ErrBadEnv is wrapped by every refusal of an environment specification.
+var ErrBadEnv = errors.New("bad environment specification")
+
+var envNamePattern = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Environ builds an environment ("NAME=value" entries) from spec, a
+// comma-separated list of entries: NAME passes this process's value of
+// NAME (looked up with lookup; left out when unset), NAME=value sets NAME
+// to value (which cannot hold a comma). Blanks around entries are
+// ignored. NoEnv ("-") is the empty list. A malformed entry, or a name
+// given twice, is an error wrapping ErrBadEnv that names every one.
+func Environ(spec string, lookup func(name string) (string, bool)) ([]string, error) {
+	if strings.TrimSpace(spec) == NoEnv {
+		return []string{}, nil
+	}
+	env := []string{}
+	seen := map[string]bool{}
+	var errs []error
+	for _, entry := range strings.Split(spec, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		name, value, fixed := strings.Cut(entry, "=")
+		switch {
+		case !envNamePattern.MatchString(name):
+			errs = append(errs, fmt.Errorf("%w: entry %q: want NAME or NAME=value, NAME of [A-Za-z_][A-Za-z0-9_]*", ErrBadEnv, entry))
+			continue
+		case seen[name]:
+			errs = append(errs, fmt.Errorf("%w: %s named twice", ErrBadEnv, name))
+			continue
+		}
+		seen[name] = true
+		if !fixed {
+			var ok bool
+			if value, ok = lookup(name); !ok {
+				continue
+			}
+		}
+		env = append(env, name+"="+value)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return env, nil
 }
 
 // Tools lists the session's tools as fabric tools. Each name gets prefix

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -128,31 +129,115 @@ func TestBridgeThroughTheFabric(t *testing.T) {
 	}
 }
 
-// A real stdio MCP server process (built here with the Go SDK) is bridged
-// through Connect.
-func TestBridgeStdioCommand(t *testing.T) {
-	t.Parallel()
+// buildServer builds the stdio MCP server of testdata and returns its path.
+func buildServer(t *testing.T) string {
+	t.Helper()
 	bin := filepath.Join(t.TempDir(), "mcpserver")
 	build := exec.Command("go", "build", "-o", bin, "./testdata/mcpserver")
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
+	return bin
+}
+
+// call calls the tool named name of tools with params.
+func call(t *testing.T, ctx context.Context, tools []worker.Tool, name, params string) []byte {
+	t.Helper()
+	for _, tool := range tools {
+		if tool.Name != name {
+			continue
+		}
+		got, err := tool.Handler.HandleTool(ctx, &worker.Call{ToolCall: streams.ToolCall{Params: json.RawMessage(params)}})
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		b, _ := json.Marshal(got)
+		return b
+	}
+	t.Fatalf("no tool %s in %v", name, tools)
+	return nil
+}
+
+// A real stdio MCP server process (built here with the Go SDK) is bridged
+// through Connect.
+func TestBridgeStdioCommand(t *testing.T) {
+	t.Parallel()
+	bin := buildServer(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	cs, err := mcpbridge.Connect(ctx, bin)
+	cs, err := mcpbridge.Connect(ctx, mcpbridge.Command{Path: bin})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer cs.Close()
 	tools, err := mcpbridge.Tools(ctx, cs, "")
-	if err != nil || len(tools) != 1 || tools[0].Name != "greet" {
+	if err != nil || len(tools) != 2 {
 		t.Fatalf("tools %v %v", tools, err)
 	}
-	got, err := tools[0].Handler.HandleTool(ctx, &worker.Call{ToolCall: streams.ToolCall{Params: json.RawMessage(`{"name":"Grace"}`)}})
+	if got := call(t, ctx, tools, "greet", `{"name":"Grace"}`); string(got) != `{"greeting":"Hello, Grace"}` {
+		t.Fatalf("stdio greet: %s", got)
+	}
+	// No Env: an empty environment, not this process's.
+	if got := call(t, ctx, tools, "env", `{}`); string(got) != `{"env":[]}` {
+		t.Fatalf("environment of a server started with no Env: %s", got)
+	}
+}
+
+// The MCP server gets the variables its configuration names, and nothing
+// else of the worker's environment: not a secret set there.
+func TestConnectPassesOnlyNamedEnvironment(t *testing.T) {
+	// Not parallel: it sets variables of this process's environment.
+	const secret = "worker-secret-0123456789"
+	t.Setenv("HAIP_TEST_SECRET", secret)
+	t.Setenv("HAIP_TEST_PASSED", "passed")
+	bin := buildServer(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	env, err := mcpbridge.Environ("HAIP_TEST_PASSED, HAIP_TEST_FIXED=fixed=1, HAIP_TEST_UNSET", os.LookupEnv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if b, _ := json.Marshal(got); string(b) != `{"greeting":"Hello, Grace"}` {
-		t.Fatalf("stdio greet: %s", b)
+	cs, err := mcpbridge.Connect(ctx, mcpbridge.Command{Path: bin, Env: env})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cs.Close()
+	tools, err := mcpbridge.Tools(ctx, cs, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := call(t, ctx, tools, "env", `{}`)
+	if string(got) != `{"env":["HAIP_TEST_PASSED=passed","HAIP_TEST_FIXED=fixed=1"]}` || strings.Contains(string(got), secret) {
+		t.Fatalf("the server's environment: %s", got)
+	}
+}
+
+func TestEnviron(t *testing.T) {
+	t.Parallel()
+	worker := map[string]string{"PATH": "/bin", "HOME": "/home/w", "EMPTY": "", "JWT_SECRET": "x"}
+	lookup := func(name string) (string, bool) { v, ok := worker[name]; return v, ok }
+	for _, tc := range []struct {
+		spec string
+		want string // entries joined by ";", or the error's text
+		err  bool
+	}{
+		{spec: mcpbridge.DefaultEnv, want: "PATH=/bin;HOME=/home/w"},
+		{spec: mcpbridge.NoEnv, want: ""},
+		{spec: " - ", want: ""},
+		{spec: "", want: ""},
+		{spec: "EMPTY,UNSET", want: "EMPTY="},
+		{spec: "A=1, B = 2 ,PATH", err: true, want: `entry "B = 2"`},
+		{spec: "PATH=/opt/bin,HOME", want: "PATH=/opt/bin;HOME=/home/w"},
+		{spec: "A=x,y/z", err: true, want: `entry "y/z"`},
+		{spec: "1A,PATH,PATH,=v", err: true, want: `entry "1A"`},
+		{spec: "PATH,PATH", err: true, want: "PATH named twice"},
+	} {
+		got, err := mcpbridge.Environ(tc.spec, lookup)
+		switch {
+		case tc.err && (!errors.Is(err, mcpbridge.ErrBadEnv) || !strings.Contains(err.Error(), tc.want)):
+			t.Errorf("Environ(%q): %v, want an error with %s", tc.spec, err, tc.want)
+		case !tc.err && (err != nil || strings.Join(got, ";") != tc.want || got == nil):
+			t.Errorf("Environ(%q) = %q %v, want %q", tc.spec, got, err, tc.want)
+		}
 	}
 }
