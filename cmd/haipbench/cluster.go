@@ -36,7 +36,7 @@ func (f *fabric) openCluster(ctx context.Context, cfg config) error {
 		Dir:         dir,
 		Edges:       clusterEdges,
 		ToolWorkers: clusterToolWorkers,
-		Env:         map[string]string{"MAX_CONNECTIONS": strconv.Itoa(maxConns + 16)},
+		Env:         withEnv(map[string]string{"MAX_CONNECTIONS": strconv.Itoa(maxConns + 16)}, noUserLimits()),
 		Log:         log,
 	})
 	if err != nil {

@@ -17,7 +17,9 @@ import (
 func runJSON(t *testing.T, args ...string) []*Result {
 	t.Helper()
 	path := filepath.Join(t.TempDir(), "out.json")
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	// The bound includes building the binaries of a cluster run, which a
+	// loaded two-core machine with a cold cache takes minutes over.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
 	var out strings.Builder
 	if err := run(ctx, append(args, "-json", path), &out); err != nil {

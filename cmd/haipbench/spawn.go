@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"maps"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -75,7 +76,7 @@ func (f *fabric) openSpawn(ctx context.Context, cfg config) error {
 		return fmt.Errorf("cannot generate secret: %w", err)
 	}
 	hexSecret := hex.EncodeToString(secret)
-	e, err := f.startChild(ctx, "edge", edgeBin, nil, map[string]string{
+	e, err := f.startChild(ctx, "edge", edgeBin, nil, withEnv(map[string]string{
 		"NATS_URL":        natsURL,
 		"HOST":            "127.0.0.1",
 		"PORT":            "0",
@@ -85,10 +86,7 @@ func (f *fabric) openSpawn(ctx context.Context, cfg config) error {
 		"BUILTIN_TOOLS":   "false",
 		"MAX_CONNECTIONS": strconv.Itoa(maxConns + 16),
 		"LOG_LEVEL":       "warn",
-		// One token speaks for every simulated client: no per-user limits.
-		"USER_MAX_CONNECTIONS": "-1", "USER_MESSAGES_PER_SECOND": "-1", "USER_SESSIONS_PER_MINUTE": "-1",
-		"USER_RUNS_PER_MINUTE": "-1", "USER_TOOL_CALLS_PER_MINUTE": "-1", "USER_REPLAY_BYTES_PER_MINUTE": "-1",
-	}, reEdgeListen)
+	}, noUserLimits()), reEdgeListen)
 	if err != nil {
 		return err
 	}
@@ -224,4 +222,20 @@ func (l *lineLog) tail() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return strings.Join(l.lines, "\n")
+}
+
+// noUserLimits turns an edge process's per-user limits off: the load
+// tool's one token speaks for every simulated client.
+func noUserLimits() map[string]string {
+	return map[string]string{
+		"USER_MAX_CONNECTIONS": "-1", "USER_MESSAGES_PER_SECOND": "-1", "USER_SESSIONS_PER_MINUTE": "-1",
+		"USER_RUNS_PER_MINUTE": "-1", "USER_TOOL_CALLS_PER_MINUTE": "-1", "USER_REPLAY_BYTES_PER_MINUTE": "-1",
+	}
+}
+
+// withEnv returns env with every entry of more added.
+func withEnv(env map[string]string, more map[string]string) map[string]string {
+	out := maps.Clone(env)
+	maps.Copy(out, more)
+	return out
 }
