@@ -200,7 +200,9 @@ func (r *Runs) update(ctx context.Context, session string, fn func(*SessionRuns)
 		switch {
 		case err == nil:
 			return nil
-		case errors.Is(err, jetstream.ErrKeyExists) || isWrongLastSequence(err):
+		case errors.Is(err, jetstream.ErrKeyExists) || isConflict(err):
+			// Lost the race (R1 and R3 say so with different codes): read
+			// the record again and redo the change.
 			conflicts++
 		case retry(err):
 		default:
@@ -210,10 +212,6 @@ func (r *Runs) update(ctx context.Context, session string, fn func(*SessionRuns)
 	return fmt.Errorf("cannot update runs of %s: %w", session, ErrConflictLimit)
 }
 
-func isWrongLastSequence(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence
-}
 
 // Admit records a new run as queued, unless the session already has limit
 // active runs (ErrRunLimit; limit <= 0 means no limit). Admitting a run
