@@ -208,7 +208,12 @@ func (s *Server) Handler() http.Handler {
 // Shutdown drains the edge: new connections are refused, every live
 // connection is told to resume elsewhere (WebSocket close 1001 with the
 // seq to resume from) after the message it is handling is stored, and
-// Shutdown waits for them all or for ctx. It is idempotent.
+// Shutdown waits for them all. A drain still under way shortly before
+// ctx ends (abortGrace) is cut: connections that have not closed are
+// aborted, and Shutdown waits what is left of ctx for what their readers
+// were storing, so that a message read from a client is stored before
+// the edge's NATS connection goes (the rest is redelivered by the client,
+// which got no ack). It returns by the time ctx ends, and is idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
 	s.mu.Lock()
@@ -221,16 +226,18 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.wg.Wait()
 		close(done)
 	}()
+	cutCtx := ctx
+	if deadline, ok := ctx.Deadline(); ok {
+		grace := min(maxAbortGrace, time.Until(deadline)/4)
+		var cancel context.CancelFunc
+		cutCtx, cancel = context.WithDeadline(ctx, deadline.Add(-grace))
+		defer cancel()
+	}
 	var err error
 	select {
 	case <-done:
-	case <-ctx.Done():
-		err = fmt.Errorf("edge shutdown: %w", ctx.Err())
-		s.mu.Lock()
-		for c := range s.conns {
-			c.abort()
-		}
-		s.mu.Unlock()
+	case <-cutCtx.Done():
+		err = s.abortAll(ctx, done)
 	}
 	s.closeOnce.Do(func() {
 		s.stopStats()
@@ -243,6 +250,26 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 	})
 	return err
+}
+
+// maxAbortGrace is the most of a Shutdown's budget kept, after the drain
+// is cut, for the stores that aborted connections were making.
+const maxAbortGrace = 2 * time.Second
+
+// abortAll ends every connection now, then waits (until ctx ends) for
+// them to stop: their readers finish the store in progress first.
+func (s *Server) abortAll(ctx context.Context, done <-chan struct{}) error {
+	s.mu.Lock()
+	for c := range s.conns {
+		c.abort()
+	}
+	s.mu.Unlock()
+	select {
+	case <-done:
+		return fmt.Errorf("edge shutdown: drain cut short: %w", context.DeadlineExceeded)
+	case <-ctx.Done():
+		return fmt.Errorf("edge shutdown: %w", ctx.Err())
+	}
 }
 
 func (s *Server) register(c *conn) bool {

@@ -286,3 +286,44 @@ func TestHealthFollowsJetStream(t *testing.T) {
 	f.ns.WaitForShutdown()
 	waitFor(t, 20*time.Second, func() bool { return status() == http.StatusServiceUnavailable }, "health stayed 200 with JetStream down")
 }
+
+// A message read from a client before a drain is cut is stored before
+// Shutdown returns (and so before the process lets go of NATS): Shutdown
+// aborts connections a little before its deadline and waits for the
+// stores their readers are making.
+func TestShutdownWaitsForStoresOfAbortedConnections(t *testing.T) {
+	t.Parallel()
+	b := newBehindProxy(t)
+	b.f.dial(b.e, client.Options{}) // never reads: holds the drain to its deadline
+	writer := b.f.dial(b.e, client.Options{})
+	b.proxy.Partition() // the edge cannot reach JetStream: a store waits
+	ctx := context.Background()
+	part, err := writer.Send(ctx, haip.ChannelUser, haip.TypeTextMessagePart, haip.TextMessagePartPayload{MessageID: haip.NewUUID(), Text: "in flight"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sctx, cancel := context.WithTimeout(ctx, 4*time.Second)
+	defer cancel()
+	returned := make(chan error, 1)
+	go func() { returned <- b.e.srv.Shutdown(sctx) }()
+	// The drain is cut when the connections that were not storing are
+	// gone; the one storing stays until its store is over.
+	waitFor(t, 10*time.Second, func() bool {
+		// (Stats also counts sessions in JetStream, out of reach here.)
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		defer cancel()
+		return b.e.srv.Stats(qctx).ActiveConnections <= 1
+	}, "drain never cut")
+	select {
+	case err := <-returned:
+		t.Fatalf("Shutdown returned (%v) while a connection was still storing what it read", err)
+	default:
+	}
+	b.proxy.Resume()
+	if err := <-returned; err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if n := logLen(t, b.f, writer.Session(), streams.In); n != 1 {
+		t.Fatalf("%d messages stored when Shutdown returned, want the one read (%s)", n, part.ID)
+	}
+}
