@@ -230,7 +230,9 @@ func (c Config) withDefaults() Config {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
 	if int64(c.MaxAudioBytes) > c.MaxMessageBytes {
-		c.MaxAudioBytes = int(c.MaxMessageBytes) // a binary frame is one frame
+		// Only the default can be larger (Validate refuses a larger
+		// MAX_AUDIO_BYTES): a binary frame is one frame.
+		c.MaxAudioBytes = int(c.MaxMessageBytes)
 	}
 	return c
 }
@@ -262,15 +264,23 @@ func (c Config) Validate() error {
 	default:
 		errs = append(errs, fmt.Errorf("SERVER_CREDIT is %q: want auto, on or off", c.ServerCredit))
 	}
-	for name, d := range map[string]Duration{
-		"HEARTBEAT_INTERVAL": c.HeartbeatInterval, "HEARTBEAT_TIMEOUT": c.HeartbeatTimeout,
-		"HANDSHAKE_TIMEOUT": c.HandshakeTimeout, "WRITE_TIMEOUT": c.WriteTimeout, "POST_TIMEOUT": c.PostTimeout,
-		"PRESSURE_INTERVAL": c.PressureInterval, "RUN_STALE_AFTER": c.RunStaleAfter,
+	// In a fixed order, so that the report reads the same every time.
+	for _, d := range []struct {
+		name string
+		v    Duration
+	}{
+		{"HEARTBEAT_INTERVAL", c.HeartbeatInterval}, {"HEARTBEAT_TIMEOUT", c.HeartbeatTimeout},
+		{"HANDSHAKE_TIMEOUT", c.HandshakeTimeout}, {"WRITE_TIMEOUT", c.WriteTimeout}, {"POST_TIMEOUT", c.PostTimeout},
+		{"PRESSURE_INTERVAL", c.PressureInterval}, {"RUN_STALE_AFTER", c.RunStaleAfter},
 	} {
-		neg(name, int64(d))
+		neg(d.name, int64(d.v))
 	}
-	if d := c.withDefaults(); c.MaxAudioBytes > 0 && int64(d.MaxAudioBytes) > d.MaxMessageBytes {
-		errs = append(errs, fmt.Errorf("MAX_AUDIO_BYTES is %d: want <= MAX_MESSAGE_BYTES", c.MaxAudioBytes))
+	maxMsg := c.MaxMessageBytes
+	if maxMsg <= 0 {
+		maxMsg = DefaultMaxMessageBytes
+	}
+	if c.MaxAudioBytes > 0 && int64(c.MaxAudioBytes) > maxMsg {
+		errs = append(errs, fmt.Errorf("MAX_AUDIO_BYTES is %d: want <= MAX_MESSAGE_BYTES (%d): a binary frame is one frame", c.MaxAudioBytes, maxMsg))
 	}
 	if c.MaxMessageBytes > 64<<20 {
 		errs = append(errs, fmt.Errorf("MAX_MESSAGE_BYTES is %d: want <= 64 MiB", c.MaxMessageBytes))

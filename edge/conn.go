@@ -3,6 +3,7 @@ package edge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strconv"
 	"sync"
@@ -694,14 +695,19 @@ func asHAIPError(err error) *haip.Error {
 // haip.AllTypes, and a map only for names outside them. (A map of the 22
 // names cost about 1.7 KiB per connection.)
 type typeSet struct {
-	known uint32
+	known uint64
 	other map[haip.Type]bool
 }
 
-// typeBits numbers the known event types; it is never changed.
-var typeBits = func() map[haip.Type]uint32 {
+// typeBits numbers the known event types; it is never changed. More
+// known types than bits is a programming error, caught at start (and by
+// TestTypeSet), never a silent drop.
+var typeBits = func() map[haip.Type]uint64 {
 	all := haip.AllTypes()
-	m := make(map[haip.Type]uint32, len(all))
+	if len(all) > 64 {
+		panic(fmt.Sprintf("edge: %d HAIP types do not fit typeSet's 64 bits", len(all)))
+	}
+	m := make(map[haip.Type]uint64, len(all))
 	for i, t := range all {
 		m[t] = 1 << i
 	}

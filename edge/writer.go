@@ -258,10 +258,13 @@ func (c *conn) heartbeat(d *delivery) (reason string, ok bool) {
 	}
 	wctx, cancel := context.WithTimeout(c.ctx, time.Duration(cfg.WriteTimeout))
 	sent, err := c.t.keepalive(wctx)
+	timedOut := errors.Is(wctx.Err(), context.DeadlineExceeded)
 	cancel()
 	if err != nil {
-		c.t.close(CloseSlowConsumer, "keep-alive not taken")
-		return reasonSlow, false
+		// Slow only when the write's own deadline fired; otherwise the
+		// peer is gone.
+		c.cut(timedOut, fmt.Sprintf("keep-alive not taken; resume from seq %d", c.delivered.Load()))
+		return c.failReason, false
 	}
 	if !sent && d != nil && c.accepts.has(haip.TypePing) {
 		env, err := haip.New(c.session, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: haip.NewUUID()})
