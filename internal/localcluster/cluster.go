@@ -208,7 +208,11 @@ func Start(ctx context.Context, o Options) (*Cluster, error) {
 }
 
 func newCluster(s *setup) (*Cluster, error) {
-	n, err := newNATS(s)
+	natsP, ports, err := reservePorts(natsPorts, s.opts.EdgePort, s.opts.Edges)
+	if err != nil {
+		return nil, err
+	}
+	n, err := newNATS(s, natsP)
 	if err != nil {
 		return nil, err
 	}
@@ -222,10 +226,6 @@ func newCluster(s *setup) (*Cluster, error) {
 	signer, err := auth.NewHMACSigner([]byte(secret))
 	if err != nil {
 		return nil, fmt.Errorf("JWT signer: %w", err)
-	}
-	ports, err := edgePorts(s.opts.EdgePort, s.opts.Edges)
-	if err != nil {
-		return nil, err
 	}
 	c := &Cluster{s: s, nats: n, secret: secret, signer: signer}
 	for i := range s.opts.Edges {

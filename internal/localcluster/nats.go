@@ -51,7 +51,11 @@ func StartNATS(ctx context.Context, o Options) (*NATS, error) {
 	if err != nil {
 		return nil, err
 	}
-	n, err := newNATS(s)
+	ports, _, err := reservePorts(natsPorts, 0, 0)
+	if err != nil {
+		return nil, errors.Join(err, s.cleanup())
+	}
+	n, err := newNATS(s, ports)
 	if err != nil {
 		return nil, errors.Join(err, s.cleanup())
 	}
@@ -62,12 +66,13 @@ func StartNATS(ctx context.Context, o Options) (*NATS, error) {
 	return n, nil
 }
 
-// newNATS prepares the nodes of setup s without starting them.
-func newNATS(s *setup) (*NATS, error) {
-	ports, err := freePorts(3 * Size)
-	if err != nil {
-		return nil, err
-	}
+// natsPorts is how many ports the nodes take: client, cluster and
+// monitoring for each.
+const natsPorts = 3 * Size
+
+// newNATS prepares the nodes of setup s, on ports (natsPorts of them),
+// without starting them.
+func newNATS(s *setup, ports []int) (*NATS, error) {
 	n := &NATS{bin: s.bins[natsServerPkg], conf: filepath.Join(s.root, "nats.conf"), timeout: s.opts.ReadyTimeout, logf: s.logf}
 	for i := range n.nodes {
 		name := fmt.Sprintf("nats-%d", i+1)

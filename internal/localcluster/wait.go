@@ -61,44 +61,47 @@ func waitFor(ctx context.Context, p *proc, what string, check func(context.Conte
 	}
 }
 
-// edgePorts is first, first+1, … (n ports) when first is set, each
-// checked to be free now; else n free ports.
-func edgePorts(first, n int) ([]int, error) {
-	if first == 0 {
-		return freePorts(n)
-	}
-	if first < 1 || first+n-1 > 65535 {
-		return nil, fmt.Errorf("edge ports %d-%d: want 1-65535", first, first+n-1)
-	}
-	ports := make([]int, n)
-	for i := range ports {
-		ports[i] = first + i
-		l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", ports[i]))
-		if err != nil {
-			return nil, fmt.Errorf("edge port %d is not free (choose other edge ports): %w", ports[i], err)
-		}
-		l.Close()
-	}
-	return ports, nil
-}
-
-// freePorts picks n distinct free TCP ports on 127.0.0.1 (free when
-// picked: the processes bind them moments later).
-func freePorts(n int) ([]int, error) {
+// reservePorts picks, in one step, nats ports for the NATS nodes and
+// edges ports for the edges: first, first+1, … when first is set (each
+// checked to be free), else free ones. Every port is held open until all
+// are picked, so none is handed out twice (two separate picks could get a
+// port the first had just let go); the processes bind them moments later.
+func reservePorts(nats, first, edges int) (natsPorts, edgePorts []int, err error) {
 	var ls []net.Listener
 	defer func() {
 		for _, l := range ls {
 			l.Close()
 		}
 	}()
-	ports := make([]int, n)
-	for i := range ports {
+	if first != 0 {
+		if first < 1 || first+edges-1 > 65535 {
+			return nil, nil, fmt.Errorf("edge ports %d-%d: want 1-65535", first, first+edges-1)
+		}
+		for i := range edges {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", first+i))
+			if err != nil {
+				return nil, nil, fmt.Errorf("edge port %d is not free (choose other edge ports): %w", first+i, err)
+			}
+			ls = append(ls, l)
+			edgePorts = append(edgePorts, first+i)
+		}
+	}
+	free := nats
+	if first == 0 {
+		free += edges
+	}
+	for range free {
 		l, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return nil, fmt.Errorf("pick a free port: %w", err)
+			return nil, nil, fmt.Errorf("pick a free port: %w", err)
 		}
 		ls = append(ls, l)
-		ports[i] = l.Addr().(*net.TCPAddr).Port
+		port := l.Addr().(*net.TCPAddr).Port
+		if len(natsPorts) < nats {
+			natsPorts = append(natsPorts, port)
+		} else {
+			edgePorts = append(edgePorts, port)
+		}
 	}
-	return ports, nil
+	return natsPorts, edgePorts, nil
 }
