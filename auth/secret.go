@@ -16,38 +16,43 @@ import (
 // holds a few dozen hex digits.
 const maxSecretFileSize = 4 << 10
 
-// LoadOrCreateSecret returns the HMAC secret stored at path as hex text
-// (surrounding whitespace ignored). When no file exists there, it creates
-// [MinSecretLen] random bytes, writes them hex-encoded to a new file with
-// mode 0600 (creating missing parent directories with mode 0700), and
-// returns created=true. A file that exists but is unreadable, not hex, or
-// shorter than MinSecretLen bytes once decoded is an error: it is never
-// replaced. Concurrent callers, even in other processes, agree on one
-// secret: the file appears atomically and only one caller reports created.
+// A secret file holds the HMAC secret as text, read exactly as the
+// JWT_SECRET variable is: its bytes (surrounding whitespace ignored) are
+// the secret, so JWT_SECRET=$(cat FILE) gives another process the same
+// key. A new file holds [MinSecretLen] random bytes written as hex text.
+
+// LoadOrCreateSecret returns the secret stored at path. When no file
+// exists there, it creates one with mode 0600 (creating missing parent
+// directories with mode 0700) and returns created=true. A file that exists
+// but is unreadable, or shorter than MinSecretLen bytes once trimmed, is
+// an error: it is never replaced. Concurrent callers, even in other
+// processes, agree on one secret: the file appears atomically and only one
+// caller reports created.
 func LoadOrCreateSecret(path string) (secret []byte, created bool, err error) {
-	secret, err = readSecret(path)
+	secret, err = LoadSecret(path)
 	if err == nil || !errors.Is(err, fs.ErrNotExist) {
 		return secret, false, err
 	}
-	secret = make([]byte, MinSecretLen)
-	if _, err := rand.Read(secret); err != nil {
+	raw := make([]byte, MinSecretLen)
+	if _, err := rand.Read(raw); err != nil {
 		return nil, false, fmt.Errorf("cannot create secret: %w", err)
 	}
-	created, err = writeNewFile(path, []byte(hex.EncodeToString(secret)+"\n"))
+	secret = []byte(hex.EncodeToString(raw))
+	created, err = writeNewFile(path, append(secret, '\n'))
 	if err != nil {
 		return nil, false, fmt.Errorf("cannot create secret file %s: %w", path, err)
 	}
 	if !created {
 		// Someone else created the file first; theirs is the secret.
-		secret, err = readSecret(path)
+		secret, err = LoadSecret(path)
 		return secret, false, err
 	}
 	return secret, true, nil
 }
 
-// readSecret reads and decodes the secret file at path. A missing file
-// yields an error wrapping fs.ErrNotExist.
-func readSecret(path string) ([]byte, error) {
+// LoadSecret reads the secret file at path and never creates one. A
+// missing file yields an error wrapping fs.ErrNotExist.
+func LoadSecret(path string) ([]byte, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("cannot read secret file: %w", err)
@@ -61,10 +66,7 @@ func readSecret(path string) ([]byte, error) {
 		return nil, fmt.Errorf("cannot load secret from %s: file is larger than %d bytes", path, maxSecretFileSize)
 	}
 	// Never echo the file's content: it is a secret, even when malformed.
-	secret, err := hex.DecodeString(string(bytes.TrimSpace(data)))
-	if err != nil {
-		return nil, fmt.Errorf("cannot load secret from %s: content is not hex text", path)
-	}
+	secret := bytes.TrimSpace(data)
 	if len(secret) < MinSecretLen {
 		return nil, fmt.Errorf("cannot load secret from %s: %d bytes, need at least %d", path, len(secret), MinSecretLen)
 	}

@@ -3,6 +3,8 @@ package auth
 import (
 	"bytes"
 	"encoding/hex"
+	"errors"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -19,8 +21,8 @@ func TestLoadOrCreateSecret(t *testing.T) {
 	if err != nil {
 		t.Fatalf("create: %v", err)
 	}
-	if !created || len(secret) != MinSecretLen {
-		t.Fatalf("create: created=%v len=%d, want true and %d", created, len(secret), MinSecretLen)
+	if !created || len(secret) != 2*MinSecretLen {
+		t.Fatalf("create: created=%v len=%d, want true and %d (hex text of %d random bytes)", created, len(secret), 2*MinSecretLen, MinSecretLen)
 	}
 	if runtime.GOOS != "windows" {
 		fi, err := os.Stat(path)
@@ -42,8 +44,11 @@ func TestLoadOrCreateSecret(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got := strings.TrimSpace(string(data)); got != hex.EncodeToString(secret) {
-		t.Errorf("file holds %q, want the hex secret", got)
+	if got := strings.TrimSpace(string(data)); got != string(secret) {
+		t.Errorf("file holds %q, want the secret as text (what JWT_SECRET takes)", got)
+	}
+	if _, err := hex.DecodeString(string(secret)); err != nil {
+		t.Errorf("a new secret is not hex text: %v", err)
 	}
 	entries, err := os.ReadDir(filepath.Dir(path))
 	if err != nil {
@@ -67,17 +72,15 @@ func TestLoadOrCreateSecret(t *testing.T) {
 
 func TestLoadOrCreateSecretExisting(t *testing.T) {
 	t.Parallel()
-	long := bytes.Repeat([]byte{0xab}, 48)
+	long := strings.Repeat("ab", 24) // 48 bytes of text
 	tests := []struct {
 		name    string
 		content string
 		want    []byte // nil means an error is expected
 	}{
-		{name: "whitespace trimmed", content: "  \n" + hex.EncodeToString(long) + "\r\n\n", want: long},
-		{name: "upper-case hex", content: strings.ToUpper(hex.EncodeToString(long)), want: long},
-		{name: "malformed", content: "this is not hex at all, not at all!"},
-		{name: "odd length", content: hex.EncodeToString(long) + "a"},
-		{name: "short", content: hex.EncodeToString(bytes.Repeat([]byte{1}, MinSecretLen-1))},
+		{name: "whitespace trimmed", content: "  \n" + long + "\r\n\n", want: []byte(long)},
+		{name: "any text, as JWT_SECRET takes it", content: "correct horse battery staple, and then some", want: []byte("correct horse battery staple, and then some")},
+		{name: "short", content: strings.Repeat("x", MinSecretLen-1)},
 		{name: "empty", content: ""},
 		{name: "too large", content: strings.Repeat("ab", maxSecretFileSize)},
 	}
@@ -154,5 +157,25 @@ func TestLoadOrCreateSecretUnreadable(t *testing.T) {
 	path := t.TempDir()
 	if _, created, err := LoadOrCreateSecret(path); err == nil || created {
 		t.Fatalf("LoadOrCreateSecret(dir) = created %v, err %v; want an error", created, err)
+	}
+}
+
+// LoadSecret reads what LoadOrCreateSecret wrote and never creates a file.
+func TestLoadSecretNeverCreates(t *testing.T) {
+	t.Parallel()
+	path := filepath.Join(t.TempDir(), "jwt-secret")
+	if _, err := LoadSecret(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("LoadSecret of a missing file: %v, want fs.ErrNotExist", err)
+	}
+	if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+		t.Fatalf("LoadSecret created %s", path)
+	}
+	made, _, err := LoadOrCreateSecret(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := LoadSecret(path)
+	if err != nil || !bytes.Equal(got, made) {
+		t.Fatalf("LoadSecret = %q, %v; want %q", got, err, made)
 	}
 }

@@ -13,6 +13,7 @@ package main
 import (
 	"context"
 	"errors"
+	"flag"
 	"fmt"
 	"log/slog"
 	"os"
@@ -28,11 +29,14 @@ func main() {
 	case len(os.Args) < 2:
 		err = run(ctx, os.Stdout, os.Stderr)
 	case os.Args[1] == "token":
-		err = runToken(os.Args[2:], os.Stdout)
+		err = runToken(os.Args[2:], os.Stdout, os.Stderr)
 	case os.Args[1] == "health":
 		err = runHealth(ctx, os.Args[2:])
 	default:
 		err = fmt.Errorf("unknown command %q: want none (serve), \"token\" or \"health\"", os.Args[1])
+	}
+	if errors.Is(err, flag.ErrHelp) {
+		return // -h: the usage is printed
 	}
 	if err != nil && !errors.Is(err, context.Canceled) {
 		slog.Error("edge stopped", slog.Any("err", err))

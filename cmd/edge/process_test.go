@@ -63,7 +63,14 @@ type proc struct {
 
 func start(t *testing.T, bin string, env map[string]string, args ...string) *proc {
 	t.Helper()
+	return startIn(t, "", bin, env, args...)
+}
+
+// startIn is start in the working directory dir ("": this one).
+func startIn(t *testing.T, dir, bin string, env map[string]string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(bin, args...)
+	cmd.Dir = dir
 	cmd.Env = append(os.Environ(), "LOG_LEVEL=debug")
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
@@ -393,31 +400,44 @@ func TestAgentReplicasInOtherProcesses(t *testing.T) {
 	}
 }
 
-// `edge token` mints a token the edge accepts.
+// `edge token` mints a token the edge accepts, with the secret the edge
+// made; it never makes one of its own, and -h is help, not an error.
 func TestTokenCommand(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	cmd := exec.Command(bins.edge, "token", "-sub", "bob", "-role", "agent", "-ttl", "1h")
-	cmd.Env = append(os.Environ(), "DATA_DIR="+dir)
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("token: %v", err)
+	token := func(env string, args ...string) ([]byte, error) {
+		cmd := exec.Command(bins.edge, append([]string{"token"}, args...)...)
+		cmd.Env = append(os.Environ(), "DATA_DIR="+dir, env)
+		return cmd.CombinedOutput()
 	}
-	secret, created, err := auth.LoadOrCreateSecret(filepath.Join(dir, "jwt-secret"))
-	if err != nil || created {
-		t.Fatalf("secret: created=%v err=%v", created, err)
+	if out, err := token("", "-sub", "bob"); err == nil || !strings.Contains(string(out), "JWT_SECRET") {
+		t.Fatalf("token with no secret anywhere: %v %s; want a refusal naming JWT_SECRET", err, out)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "jwt-secret")); err == nil {
+		t.Fatal("edge token made a secret of its own")
+	}
+	if out, err := token("", "-h"); err != nil || !strings.Contains(string(out), "usage: edge token") {
+		t.Fatalf("token -h: %v %s; want usage and exit 0", err, out)
+	}
+	secret, _, err := auth.LoadOrCreateSecret(filepath.Join(dir, "jwt-secret")) // as the edge's first start does
+	if err != nil {
+		t.Fatal(err)
 	}
 	v, err := auth.NewVerifier(auth.Config{Secret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := v.Verify(strings.TrimSpace(string(out)))
-	if err != nil || id.Subject != "bob" || id.Role != auth.RoleAgent {
-		t.Fatalf("minted token: %+v %v", id, err)
+	for _, env := range []string{"", "JWT_SECRET=" + string(secret)} {
+		out, err := token(env, "-sub", "bob", "-role", "agent", "-ttl", "1h")
+		if err != nil {
+			t.Fatalf("token (%s): %v %s", env, err, out)
+		}
+		id, err := v.Verify(strings.TrimSpace(string(out)))
+		if err != nil || id.Subject != "bob" || id.Role != auth.RoleAgent {
+			t.Fatalf("minted token: %+v %v", id, err)
+		}
 	}
-	cmd = exec.Command(bins.edge, "token", "-role", "user")
-	cmd.Env = append(os.Environ(), "DATA_DIR="+dir)
-	if err := cmd.Run(); err == nil {
+	if _, err := token("", "-role", "user"); err == nil {
 		t.Fatal("token without -sub succeeded")
 	}
 }

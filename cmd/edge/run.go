@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -130,7 +131,12 @@ func (c config) streams() streams.Config {
 const secretFile = "jwt-secret"
 
 // verifierConfig returns the JWT settings and, when the dev secret is in
-// use, the secret to mint the printed tokens with.
+// use, the secret to mint the printed tokens with. The dev secret is the
+// file DATA_DIR/jwt-secret, read as JWT_SECRET is: a single box creates it
+// on first start; an edge joining another NATS (NATS_URL) uses it only
+// when it exists (started in the first edge's directory) and otherwise
+// refuses to start, so that no edge ever makes up a secret of its own that
+// the others' tokens fail.
 func (c config) verifierConfig() (cfg auth.Config, devSecret []byte, created bool, err error) {
 	cfg = auth.Config{Issuer: c.JWTIssuer, Audience: c.JWTAudience}
 	if c.JWTPublicKeyFile != "" {
@@ -143,8 +149,20 @@ func (c config) verifierConfig() (cfg auth.Config, devSecret []byte, created boo
 	switch {
 	case c.JWTSecret != "":
 		cfg.Secret = []byte(c.JWTSecret)
-	case cfg.PublicKeyPEM == nil:
-		secret, created, err := auth.LoadOrCreateSecret(filepath.Join(c.DataDir, secretFile))
+	case cfg.PublicKeyPEM != nil:
+	case c.NATSURL != "":
+		secret, err := auth.LoadSecret(c.secretPath())
+		if errors.Is(err, fs.ErrNotExist) {
+			return cfg, nil, false, fmt.Errorf("no JWT secret: with NATS_URL set, give the secret every edge of the fabric shares as JWT_SECRET (for one started in %s: JWT_SECRET=$(cat %s)), or JWT_PUBLIC_KEY_FILE",
+				filepath.Dir(c.secretPath()), c.secretPath())
+		}
+		if err != nil {
+			return cfg, nil, false, err
+		}
+		cfg.Secret = secret
+		return cfg, secret, false, nil
+	default:
+		secret, created, err := auth.LoadOrCreateSecret(c.secretPath())
 		if err != nil {
 			return cfg, nil, false, fmt.Errorf("cannot set up the dev secret: %w", err)
 		}
@@ -153,6 +171,9 @@ func (c config) verifierConfig() (cfg auth.Config, devSecret []byte, created boo
 	}
 	return cfg, nil, false, nil
 }
+
+// secretPath is where the dev secret lives.
+func (c config) secretPath() string { return filepath.Join(c.DataDir, secretFile) }
 
 // run serves until ctx is cancelled, then drains: clients are told to
 // resume elsewhere, running agent turns are handed back to the queue, and
@@ -361,7 +382,7 @@ func printBanner(w io.Writer, base string, ns *server.Server, devSecret []byte, 
 		return
 	}
 	if created {
-		fmt.Fprintf(w, "generated a dev JWT secret in %s (set JWT_SECRET in production)\n", filepath.Join(cfg.DataDir, secretFile))
+		fmt.Fprintf(w, "generated a dev JWT secret in %s (set JWT_SECRET in production; other edges: JWT_SECRET=$(cat %s))\n", cfg.secretPath(), cfg.secretPath())
 	}
 	fmt.Fprintf(w, "user token: %s\n", user)
 	fmt.Fprintf(w, "agent token: %s\n", agent)
@@ -369,8 +390,16 @@ func printBanner(w io.Writer, base string, ns *server.Server, devSecret []byte, 
 }
 
 // runToken mints a token: edge token -sub alice [-role user] [-ttl 24h] [-sessions a,b].
-func runToken(args []string, stdout io.Writer) error {
+// It signs with JWT_SECRET, or with the dev secret an edge made in
+// DATA_DIR; it never makes one (its tokens would fail on every edge).
+func runToken(args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("token", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: edge token -sub SUBJECT [-role user|agent|admin] [-ttl 24h] [-sessions a,b]\n"+
+			"Mints a token signed with JWT_SECRET, or with the secret in DATA_DIR (default ./data) made by the edge's first start.\n")
+		fs.PrintDefaults()
+	}
 	sub := fs.String("sub", "", "subject (user id) the token speaks for (required)")
 	role := fs.String("role", "user", "role: user, agent or admin")
 	ttl := fs.Duration("ttl", 24*time.Hour, "lifetime")
@@ -384,9 +413,9 @@ func runToken(args []string, stdout io.Writer) error {
 	}
 	secret := []byte(cfg.JWTSecret)
 	if len(secret) == 0 {
-		secret, _, err = auth.LoadOrCreateSecret(filepath.Join(cfg.DataDir, secretFile))
+		secret, err = auth.LoadSecret(cfg.secretPath())
 		if err != nil {
-			return fmt.Errorf("no JWT_SECRET and no dev secret: %w", err)
+			return fmt.Errorf("no JWT_SECRET, and no secret made by an edge in %s (start the edge there first, or set JWT_SECRET): %w", cfg.DataDir, err)
 		}
 	}
 	signer, err := auth.NewHMACSigner(secret)

@@ -16,7 +16,6 @@ package localcluster
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -222,7 +221,7 @@ func newCluster(s *setup) (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("JWT secret: %w", err)
 	}
-	secret := hex.EncodeToString(raw)
+	secret := string(raw) // the file holds it as JWT_SECRET takes it
 	signer, err := auth.NewHMACSigner([]byte(secret))
 	if err != nil {
 		return nil, fmt.Errorf("JWT signer: %w", err)
