@@ -95,10 +95,11 @@ type conn struct {
 	unflow   func()
 
 	// Writer-only state (out is set by the reader during the handshake).
-	failReason string       // why the last write failed
-	replays    []*replaying // REPLAY_REQUESTs being served, in order
-	out        outCredit    // what the client lets the edge send
-	binaryOut  bool         // the client takes two-frame binary
+	failReason string      // why the last write failed
+	replay     *replaying  // the REPLAY_REQUEST being served (replay.go)
+	behind     []*outbound // control items waiting behind it, in order
+	out        outCredit   // what the client lets the edge send
+	binaryOut  bool        // the client takes two-frame binary
 
 	// Reader-only state.
 	handshaken bool

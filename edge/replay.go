@@ -28,6 +28,11 @@ import (
 // connection's writer is serving; more are refused with RATE_LIMITED.
 const maxPendingReplays = 4
 
+// maxBehindReplay bounds the control items (answers, errors, replays)
+// that wait, in order, behind a replay in progress; past it the replay is
+// cut short (saying where to ask again) so that they go out.
+const maxBehindReplay = 4 * ctrlQueue
+
 // replaying is one REPLAY_REQUEST the writer is serving. Writer-owned.
 type replaying struct {
 	req     replayRequest
@@ -38,32 +43,83 @@ type replaying struct {
 	sent    int    // bytes resent so far
 }
 
-// queueReplay adds a replay to those the writer serves.
-func (c *conn) queueReplay(rr replayRequest) bool {
-	if len(c.replays) > maxPendingReplays {
-		return c.writeError(c.srv.refuseLimit(limitReplay, "too many REPLAY_REQUESTs waiting on this connection", 0).
-			WithRelated(rr.relatedID).WithDetail("max_pending", maxPendingReplays))
+// The writer keeps the client's requests in order around a replay: what
+// it is asked after a REPLAY_REQUEST (a PONG, another replay) goes out
+// after the replay, while flow control takes effect at once (the replay
+// may be waiting for it). replay is the replay in progress (nil: none);
+// behind holds what came after it, in order. Writer-owned.
+
+// queueOutbound takes one control item from the reader: at once when no
+// replay is in progress, else in order behind it.
+func (c *conn) queueOutbound(o *outbound) bool {
+	if c.replay == nil {
+		if o.replay != nil {
+			c.replay = &replaying{req: *o.replay}
+			return true
+		}
+		return c.writeControl(o.env)
 	}
-	c.replays = append(c.replays, &replaying{req: rr})
+	if o.replay != nil && c.pendingReplays() >= maxPendingReplays {
+		// Refused at once (the ERROR names the request it answers), not
+		// after the replays it would have waited for.
+		return c.writeError(c.srv.refuseLimit(limitReplay, "too many REPLAY_REQUESTs waiting on this connection", 0).
+			WithRelated(o.replay.relatedID).WithDetail("max_pending", maxPendingReplays))
+	}
+	c.behind = append(c.behind, o)
+	if len(c.behind) > maxBehindReplay {
+		return c.replayDoneWith(haip.Errorf(haip.CodeRateLimited, "replay cut short: too many requests waiting behind it; ask again from seq %d", c.replay.next).
+			WithDetail("next_seq", strconv.FormatUint(c.replay.next, 10)).WithDetail("limit", string(limitReplay)))
+	}
 	return true
 }
 
-// replayDone drops the replay being served, after writing herr (if any).
+// pendingReplays counts the replays waiting behind the one in progress.
+func (c *conn) pendingReplays() int {
+	n := 0
+	for _, o := range c.behind {
+		if o.replay != nil {
+			n++
+		}
+	}
+	return n
+}
+
+// replayDone ends the replay in progress, after writing herr (if any),
+// and sends what waited behind it up to the next replay, which starts.
 func (c *conn) replayDone(herr *haip.Error) (reason string, ok bool) {
-	rp := c.replays[0]
-	c.replays[0] = nil
-	c.replays = c.replays[1:]
-	if herr != nil && !c.writeError(herr.WithRelated(rp.req.relatedID)) {
+	if !c.replayDoneWith(herr) {
 		return c.failReason, false
 	}
 	return "", true
+}
+
+func (c *conn) replayDoneWith(herr *haip.Error) bool {
+	rp := c.replay
+	c.replay = nil
+	if herr != nil && !c.writeError(herr.WithRelated(rp.req.relatedID)) {
+		return false
+	}
+	for len(c.behind) > 0 {
+		o := c.behind[0]
+		c.behind[0] = nil
+		c.behind = c.behind[1:]
+		if o.replay != nil {
+			c.replay = &replaying{req: *o.replay}
+			return true
+		}
+		if !c.writeControl(o.env) {
+			return false
+		}
+	}
+	c.behind = nil
+	return true
 }
 
 // replayStep serves one batch of the replay at the head of the queue: it
 // resends the range with the original seqs, never past what this
 // connection was delivered (later messages come by normal delivery).
 func (c *conn) replayStep(d *delivery) (reason string, ok bool) {
-	rp := c.replays[0]
+	rp := c.replay
 	ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
 	defer cancel()
 	if !rp.started {

@@ -50,7 +50,7 @@ func (c *conn) writeLoop() string {
 	var d *delivery
 	var live <-chan *streams.Entry // nil until the handshake: never drop early entries
 	for {
-		if d != nil && len(c.replays) > 0 && !d.blocked {
+		if d != nil && c.replay != nil && !d.blocked {
 			// A replay goes before further delivery, a batch per turn.
 			if !c.flushControl() {
 				return c.failReason
@@ -466,14 +466,11 @@ func (c *conn) flushControl() bool {
 }
 
 func (c *conn) writeOutbound(o *outbound) bool {
-	switch {
-	case o.replay != nil:
-		return c.queueReplay(*o.replay)
-	case o.flow != nil:
+	if o.flow != nil {
 		c.srv.metrics.paused.Add(float64(c.out.apply(*o.flow, c.srv.cfg.ServerCredit)))
 		return true
 	}
-	return c.writeControl(o.env)
+	return c.queueOutbound(o)
 }
 
 // writeControl stamps a control envelope with the connection's position

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/natstest"
@@ -31,7 +33,13 @@ const pausedBacklog = 100_000
 func TestPausedClientBoundedEdgeHeap(t *testing.T) {
 	t.Parallel()
 	ns := natstest.ServerAt(t, t.TempDir(), "127.0.0.1:0")
-	e := startEdge(t, t.TempDir(), map[string]string{"NATS_URL": ns.ClientURL(), "DEMO_AGENT": "false", "BUILTIN_TOOLS": "false"})
+	dir := t.TempDir()
+	// The secret a first edge would have made there: an edge joining a
+	// NATS uses it, and prints tokens minted with it.
+	if _, _, err := auth.LoadOrCreateSecret(filepath.Join(dir, "jwt-secret")); err != nil {
+		t.Fatal(err)
+	}
+	e := startEdge(t, dir, map[string]string{"NATS_URL": ns.ClientURL(), "DEMO_AGENT": "false", "BUILTIN_TOOLS": "false"})
 	base := "http" + strings.TrimPrefix(strings.TrimSuffix(e.ws, "/haip/websocket"), "ws")
 
 	c := dial(t, e, client.Options{NoFlowControl: true})
