@@ -113,6 +113,13 @@ func (f *fabric) edge(cfg edge.Config) *testEdge {
 // edgeOn starts an edge on the NATS connection nc.
 func (f *fabric) edgeOn(nc *nats.Conn, cfg edge.Config) *testEdge {
 	f.t.Helper()
+	return f.edgeWith(nc, cfg, nil)
+}
+
+// edgeWith starts an edge on the NATS connection nc, with what deps
+// changes in its Deps (a logger, say) when deps is not nil.
+func (f *fabric) edgeWith(nc *nats.Conn, cfg edge.Config, deps func(*edge.Deps)) *testEdge {
+	f.t.Helper()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		f.t.Fatal(err)
@@ -123,7 +130,11 @@ func (f *fabric) edgeOn(nc *nats.Conn, cfg edge.Config) *testEdge {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	srv, err := edge.NewServer(ctx, cfg, edge.Deps{NC: nc, JS: js, Verifier: v})
+	d := edge.Deps{NC: nc, JS: js, Verifier: v}
+	if deps != nil {
+		deps(&d)
+	}
+	srv, err := edge.NewServer(ctx, cfg, d)
 	if err != nil {
 		f.t.Fatal(err)
 	}

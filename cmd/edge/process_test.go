@@ -420,4 +420,10 @@ func TestTokenCommand(t *testing.T) {
 	if err := cmd.Run(); err == nil {
 		t.Fatal("token without -sub succeeded")
 	}
+	// A token the edge would refuse is not minted.
+	cmd = exec.Command(bins.edge, "token", "-sub", "bob", "-ttl", "8760h")
+	cmd.Env = append(os.Environ(), "DATA_DIR="+dir)
+	if out, err := cmd.CombinedOutput(); err == nil || !strings.Contains(string(out), "JWT_MAX_TTL") {
+		t.Fatalf("token -ttl 8760h: %v %s", err, out)
+	}
 }

@@ -58,7 +58,11 @@ type config struct {
 	JWTPublicKeyFile string `env:"JWT_PUBLIC_KEY_FILE"`
 	JWTIssuer        string `env:"JWT_ISSUER"`
 	JWTAudience      string `env:"JWT_AUDIENCE"`
-	// DevTokenTTL is the lifetime of the tokens printed at start.
+	// JWTMaxTTL is the longest lifetime ("exp" minus "iat") of a token the
+	// edge accepts.
+	JWTMaxTTL time.Duration `env:"JWT_MAX_TTL" envDefault:"720h"`
+	// DevTokenTTL is the lifetime of the tokens printed at start; at most
+	// JWTMaxTTL.
 	DevTokenTTL time.Duration `env:"DEV_TOKEN_TTL" envDefault:"24h"`
 
 	// Replicas is the JetStream replication of every stream: 1 on a
@@ -102,6 +106,11 @@ func loadConfig() (config, error) {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("TLS_CERT_FILE and TLS_KEY_FILE go together"))
 	}
+	if c.JWTMaxTTL <= 0 {
+		errs = append(errs, fmt.Errorf("JWT_MAX_TTL %v: want a positive duration", c.JWTMaxTTL))
+	} else if c.DevTokenTTL > c.JWTMaxTTL {
+		errs = append(errs, fmt.Errorf("DEV_TOKEN_TTL %v is over JWT_MAX_TTL %v: the printed tokens would be refused", c.DevTokenTTL, c.JWTMaxTTL))
+	}
 	if _, err := logging.New(c.LogLevel, c.LogFormat, io.Discard); err != nil {
 		errs = append(errs, err)
 	}
@@ -132,7 +141,7 @@ const secretFile = "jwt-secret"
 // verifierConfig returns the JWT settings and, when the dev secret is in
 // use, the secret to mint the printed tokens with.
 func (c config) verifierConfig() (cfg auth.Config, devSecret []byte, created bool, err error) {
-	cfg = auth.Config{Issuer: c.JWTIssuer, Audience: c.JWTAudience}
+	cfg = auth.Config{Issuer: c.JWTIssuer, Audience: c.JWTAudience, MaxTTL: c.JWTMaxTTL}
 	if c.JWTPublicKeyFile != "" {
 		pem, err := os.ReadFile(c.JWTPublicKeyFile)
 		if err != nil {
@@ -381,6 +390,9 @@ func runToken(args []string, stdout io.Writer) error {
 	cfg, err := loadConfig()
 	if err != nil {
 		return err
+	}
+	if *ttl > cfg.JWTMaxTTL {
+		return fmt.Errorf("cannot mint token: -ttl %v is over JWT_MAX_TTL %v, the edge would refuse it", *ttl, cfg.JWTMaxTTL)
 	}
 	secret := []byte(cfg.JWTSecret)
 	if len(secret) == 0 {
