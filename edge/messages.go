@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/ndjson"
@@ -221,7 +223,7 @@ func (s *Server) post(ctx context.Context, a admission, data []byte, authorized 
 			return fail(env.ID, haip.Errorf(haip.CodeInternalError, "flow control not delivered; send it again").WithRelated(env.ID))
 		}
 	case haip.TypeError:
-		s.logger.Info("client reported an error", slog.String("payload", string(env.Payload)))
+		s.clientError(s.logger, env)
 	case haip.TypeReplayRequest:
 		var p haip.ReplayRequestPayload
 		if err := env.DecodePayload(&p); err != nil {
@@ -256,4 +258,63 @@ func (s *Server) post(ctx context.Context, a admission, data []byte, authorized 
 		ok.Seq, ok.Duplicate = res.Seq, res.Duplicate
 	}
 	return ok
+}
+
+// Client ERROR envelopes are counted, and logged only at debug level,
+// cut short and at most once per clientErrorLogEvery per edge: what a
+// client reports is its own business, and a client must not be able to
+// fill the edge's log (a 10 MB POST of ERRORs was 10 MB of log).
+const (
+	clientErrorLogEvery = time.Second
+	clientErrorLogBytes = 256 // of the message; the code gets a quarter
+)
+
+// clientError takes note of an ERROR a client sent.
+func (s *Server) clientError(logger *slog.Logger, env *haip.Envelope) {
+	s.metrics.clientErrors.Inc()
+	if !logger.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	suppressed, ok := s.clientErrLog.allow(time.Now())
+	if !ok {
+		return
+	}
+	var p haip.ErrorPayload
+	_ = env.DecodePayload(&p)
+	logger.Debug("client reported an error", slog.String("code", truncate(string(p.Code), clientErrorLogBytes/4)),
+		slog.String("message", truncate(p.Message, clientErrorLogBytes)), slog.Int("payload_bytes", len(env.Payload)),
+		slog.Uint64("suppressed", suppressed))
+}
+
+// logLimiter lets one log line through per period and counts the ones it
+// holds back in between. Safe for concurrent use.
+type logLimiter struct {
+	mu         sync.Mutex
+	next       time.Time
+	suppressed uint64
+}
+
+// allow reports whether a line may be logged at now and, if so, how many
+// were held back since the last one.
+func (l *logLimiter) allow(now time.Time) (suppressed uint64, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Before(l.next) {
+		l.suppressed++
+		return 0, false
+	}
+	l.next = now.Add(clientErrorLogEvery)
+	suppressed, l.suppressed = l.suppressed, 0
+	return suppressed, true
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }

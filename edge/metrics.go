@@ -18,8 +18,11 @@ type metrics struct {
 	msgsIn      prometheus.Counter
 	msgsOut     prometheus.Counter
 	errorsSent  *prometheus.CounterVec
-	appendDur   prometheus.Histogram
-	catchups    prometheus.Counter
+	// clientErrors counts ERROR envelopes clients sent (logged only at
+	// debug, rate-limited).
+	clientErrors prometheus.Counter
+	appendDur    prometheus.Histogram
+	catchups     prometheus.Counter
 	// flow control and runs
 	flowViolations prometheus.Counter
 	grantsDeferred prometheus.Counter
@@ -48,6 +51,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Envelopes written to clients."}),
 		errorsSent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "protocol_errors_total",
 			Help: "HAIP ERROR envelopes sent to clients, by code."}, []string{"code"}),
+		clientErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "client_errors_total",
+			Help: "HAIP ERROR envelopes received from clients."}),
 		appendDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metricsNamespace, Name: "append_duration_seconds",
 			Help: "Time to store one client envelope in its session log.", Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14)}),
 		catchups: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "catchup_reads_total",
@@ -67,7 +72,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		resyncs: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "nats_resyncs_total",
 			Help: "NATS reconnections after which every live connection re-read the log (live messages may have been missed meanwhile)."}),
 	}
-	for _, c := range []prometheus.Collector{m.active, m.accepted, m.refused, m.disconnects, m.msgsIn, m.msgsOut, m.errorsSent, m.appendDur, m.catchups,
+	for _, c := range []prometheus.Collector{m.active, m.accepted, m.refused, m.disconnects, m.msgsIn, m.msgsOut, m.errorsSent, m.clientErrors, m.appendDur, m.catchups,
 		m.flowViolations, m.grantsDeferred, m.creditWaits, m.queueDepth, m.paused, m.runsRefused, m.resyncs} {
 		if err := reg.Register(c); err != nil {
 			return nil, err

@@ -69,6 +69,7 @@ type Server struct {
 	// (CatchupReads).
 	catchupSlots chan struct{}
 	rates        rateSampler
+	clientErrLog logLimiter // debug lines about clients' ERRORs
 	pressure     pressure
 	stopStats    context.CancelFunc
 	statsDone    chan struct{}
