@@ -1,12 +1,17 @@
 package edge_test
 
 import (
+	"context"
 	"io"
 	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"github.com/coder/websocket"
 
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/edge"
@@ -14,7 +19,70 @@ import (
 	"github.com/haipfabric/haipfabric/streams"
 )
 
-// Attacks on the edge's limits: logs filled by clients.
+// Attacks on the edge's limits: connections past MAX_CONNECTIONS, logs
+// filled by clients.
+
+// A burst of connections got past MAX_CONNECTIONS (52 of 50): the count
+// was checked at admission but raised later. Now a slot is reserved at
+// admission: at most MAX_CONNECTIONS of a burst are upgraded, the others
+// get 503, and the slots come back when the connections end.
+func TestAttackMaxConnectionsBurst(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	const max, burst = 3, 40
+	e := f.edge(edge.Config{MaxConnections: max})
+	url := tokenURL(e, f.token("alice", auth.RoleUser))
+	var (
+		wg       sync.WaitGroup
+		mu       sync.Mutex
+		open     []*websocket.Conn
+		refused  atomic.Int32
+		failures []string
+	)
+	start := make(chan struct{})
+	for range burst {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+			defer cancel()
+			ws, resp, err := websocket.Dial(ctx, url, nil)
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				open = append(open, ws)
+			case resp != nil && resp.StatusCode == http.StatusServiceUnavailable:
+				refused.Add(1)
+			default:
+				failures = append(failures, err.Error())
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if len(failures) > 0 {
+		t.Fatalf("%d dials failed otherwise: %v", len(failures), failures[0])
+	}
+	if len(open) > max || len(open) == 0 || int(refused.Load()) != burst-len(open) {
+		t.Fatalf("%d of a burst of %d upgraded (%d refused), MAX_CONNECTIONS %d", len(open), burst, refused.Load(), max)
+	}
+	for _, ws := range open {
+		_ = ws.CloseNow()
+	}
+	// Every slot comes back: MAX_CONNECTIONS connections open again.
+	waitFor(t, 10*time.Second, func() bool { return e.srv.Stats(context.Background()).ActiveConnections == 0 }, "connections still active after their clients left")
+	for range max {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ws, _, err := websocket.Dial(ctx, url, nil)
+		cancel()
+		if err != nil {
+			t.Fatalf("a slot was not given back: %v", err)
+		}
+		defer ws.CloseNow()
+	}
+}
 
 // countWriter counts what is written to it.
 type countWriter struct{ n atomic.Int64 }

@@ -67,7 +67,10 @@ type admission struct {
 }
 
 // admit authenticates and authorises a connection request, answering the
-// refusal itself (401, 400, 403, 503) when it fails.
+// refusal itself (401, 400, 403, 503) when it fails. For a connection (any
+// transport but transportPost) it reserves a MaxConnections slot last: the
+// caller must hand it to a connection (newConn and serve or start) or give
+// it back with releaseSlot.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, transport string) (admission, bool) {
 	if s.draining.Load() {
 		writeHTTPError(w, http.StatusServiceUnavailable, "shutting_down", haip.CodeServerShutdown, "edge is shutting down; connect to another edge", nil)
@@ -99,7 +102,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, transport string)
 		}
 		a.session = sess
 	}
-	if int(s.active.Load()) >= s.cfg.MaxConnections {
+	if transport != transportPost && !s.reserveSlot() {
 		s.metrics.refused.WithLabelValues(transport, "too_many").Inc()
 		w.Header().Set("Retry-After", "5")
 		writeHTTPError(w, http.StatusServiceUnavailable, "too_many_connections", haip.CodeTooManyConnections,
@@ -108,6 +111,32 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, transport string)
 	}
 	return a, true
 }
+
+// transportPost names POSTs of envelopes in metrics. A POST is a request,
+// not a connection: it takes no MAX_CONNECTIONS slot (and so the one-way
+// streams of a full edge can still send).
+const transportPost = "post"
+
+// reserveSlot takes one of the MaxConnections slots, or reports that
+// there is none. The slot is taken here, at admission, not when the
+// connection starts running: otherwise a burst of requests all pass the
+// check before any of them is counted. A reserved slot is given back by
+// releaseSlot when the request does not become a connection, and by
+// unregister when the connection ends.
+func (s *Server) reserveSlot() bool {
+	for {
+		n := s.slots.Load()
+		if n >= int64(s.cfg.MaxConnections) {
+			return false
+		}
+		if s.slots.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// releaseSlot gives back a slot reserved by admit.
+func (s *Server) releaseSlot() { s.slots.Add(-1) }
 
 func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
 	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {

@@ -64,7 +64,7 @@ func isMessagePost(r *http.Request) bool {
 // (application/x-ndjson). Each envelope gets its own result, in order;
 // an error in one does not stop the others.
 func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request) {
-	a, ok := s.admit(w, r, "post")
+	a, ok := s.admit(w, r, transportPost)
 	if !ok {
 		return
 	}

@@ -55,7 +55,8 @@ type Server struct {
 	gatherer prometheus.Gatherer
 	started  time.Time
 
-	active   atomic.Int64
+	active   atomic.Int64 // connections running
+	slots    atomic.Int64 // MaxConnections slots reserved: connections running or being set up
 	total    atomic.Uint64
 	msgsIn   atomic.Uint64
 	msgsOut  atomic.Uint64
@@ -240,10 +241,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
+// register adds a connection, which holds the MaxConnections slot admit
+// reserved for it. A draining edge refuses it and takes the slot back.
 func (s *Server) register(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining.Load() {
+		s.releaseSlot()
 		return false
 	}
 	s.conns[c] = struct{}{}
@@ -251,10 +255,12 @@ func (s *Server) register(c *conn) bool {
 	return true
 }
 
+// unregister removes a connection that has ended and frees its slot.
 func (s *Server) unregister(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
+	s.releaseSlot()
 	s.wg.Done()
 }
 

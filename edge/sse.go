@@ -108,6 +108,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	}
 	hello, err := s.newHelloSource(r, a, true)
 	if err != nil {
+		s.releaseSlot()
 		writeHTTPError(w, http.StatusBadRequest, "bad_request", haip.CodeProtocolViolation, err.Error(), nil)
 		return
 	}
@@ -119,6 +120,7 @@ func (s *Server) serveSSE(w http.ResponseWriter, r *http.Request) {
 	t := newSSETransport(kind, w, hello)
 	if err := t.flush(r.Context(), sse.AppendRetry(nil, sseRetry)); err != nil {
 		hello.stop()
+		s.releaseSlot()
 		return
 	}
 	s.newConn(t, a).serve()

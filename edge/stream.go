@@ -117,6 +117,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	}
 	hello, err := s.newHelloSource(r, a, false)
 	if err != nil {
+		s.releaseSlot()
 		writeHTTPError(w, http.StatusBadRequest, "bad_request", haip.CodeProtocolViolation, err.Error(), nil)
 		return
 	}
@@ -128,6 +129,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	w.WriteHeader(http.StatusOK)
 	if err := rc.Flush(); err != nil {
 		hello.stop()
+		s.releaseSlot()
 		return
 	}
 	ctx, cancel := context.WithCancel(context.Background())

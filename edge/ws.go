@@ -91,6 +91,7 @@ func (s *Server) serveWebSocket(w http.ResponseWriter, r *http.Request) {
 	sb := &smallBuffers{ResponseWriter: w}
 	wc, err := websocket.Accept(sb, r, opts)
 	if err != nil {
+		s.releaseSlot()
 		return // Accept has answered the request
 	}
 	wc.SetReadLimit(s.cfg.MaxMessageBytes)
