@@ -1,9 +1,12 @@
 package edge_test
 
 import (
+	"bufio"
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"strings"
 	"sync"
@@ -19,8 +22,8 @@ import (
 	"github.com/haipfabric/haipfabric/streams"
 )
 
-// Attacks on the edge's limits: connections past MAX_CONNECTIONS, logs
-// filled by clients.
+// Attacks on the edge's limits: connections past MAX_CONNECTIONS, slots
+// held by clients long gone, logs filled by clients.
 
 // A burst of connections got past MAX_CONNECTIONS (52 of 50): the count
 // was checked at admission but raised later. Now a slot is reserved at
@@ -82,6 +85,69 @@ func TestAttackMaxConnectionsBurst(t *testing.T) {
 		}
 		defer ws.CloseNow()
 	}
+}
+
+// rawStream opens POST /haip/stream?session=… on a raw TCP connection
+// with the whole body (possibly empty) already sent, and returns the
+// connection once the response has begun.
+func rawStream(t *testing.T, e *testEdge, tok, session string, body []byte) net.Conn {
+	t.Helper()
+	nc, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = nc.Close() })
+	fmt.Fprintf(nc, "POST /haip/stream?session=%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n%s",
+		session, strings.TrimPrefix(e.base, "http://"), tok, len(body), body)
+	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
+	br := bufio.NewReader(nc)
+	status, err := br.ReadString('\n')
+	if err != nil || !strings.Contains(status, " 200 ") {
+		t.Fatalf("stream answer %q: %v", status, err)
+	}
+	for { // up to the server's HAI line (chunked: size line, then the data)
+		line, err := br.ReadString('\n')
+		if err != nil {
+			t.Fatalf("stream: %v", err)
+		}
+		if strings.Contains(line, `"HAI"`) {
+			return nc
+		}
+	}
+}
+
+// A half-duplex stream (its body ended; the client sends by POST) kept
+// its connection slot for about a minute after its client went away:
+// nothing read from the client any more, and writes to a closed socket
+// fail only on the second heartbeat. Now the edge sees the client leave
+// and frees the slot within seconds.
+func TestAttackHalfDuplexStreamKeepsSlot(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	e := f.edge(edge.Config{MaxConnections: 1}) // default heartbeats: 30 s
+	tok := f.token("alice", auth.RoleUser)
+	for _, tc := range []struct {
+		name string
+		body func(session string) []byte
+	}{
+		{"HAI in the body", func(session string) []byte {
+			b, _ := haip.Encode(helloEnvelope(session))
+			return append(b, '\n')
+		}},
+		{"empty body", func(string) []byte { return nil }},
+	} {
+		session := haip.NewUUID()
+		nc := rawStream(t, e, tok, session, tc.body(session))
+		_ = nc.Close()
+		waitFor(t, 5*time.Second, func() bool { return e.srv.Stats(context.Background()).ActiveConnections == 0 },
+			tc.name+": the stream's slot is still held 5 s after its client left")
+	}
+	// The one slot is free again.
+	ws, _, err := websocket.Dial(context.Background(), tokenURL(e, tok), nil)
+	if err != nil {
+		t.Fatalf("slot not free: %v", err)
+	}
+	_ = ws.CloseNow()
 }
 
 // countWriter counts what is written to it.
