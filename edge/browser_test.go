@@ -385,6 +385,7 @@ func (f *fabric) ownedEdge(t *testing.T, addr string, cfg edge.Config) *ownedEdg
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ConnState: func(c net.Conn, s http.ConnState) {
+			srv.ConnState(c, s)
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			switch s {

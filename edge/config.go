@@ -29,6 +29,11 @@ const (
 	DefaultMaxQueueDepth     = 10_000
 	DefaultMaxConcurrentRuns = 8
 	DefaultMaxAudioBytes     = 256 << 10
+	// HTTPConnectionsHeadroom is what the default MaxHTTPConnections
+	// keeps beyond two per connection: health checks, scrapes, and
+	// requests beyond MaxConnections that deserve a 503 rather than a
+	// closed socket.
+	HTTPConnectionsHeadroom = 100
 )
 
 // Duration is a time.Duration read from the environment either as a Go
@@ -58,6 +63,15 @@ type Config struct {
 	// MaxConnections caps live client connections; further ones get 503
 	// before any upgrade. Zero means DefaultMaxConnections.
 	MaxConnections int `env:"MAX_CONNECTIONS"`
+	// MaxHTTPConnections caps the HTTP server's open TCP connections
+	// (SSE and NDJSON streams, requests in flight, idle keep-alives;
+	// WebSocket connections leave the count when upgraded, and count in
+	// MaxConnections): new ones beyond it are closed at once, so idle
+	// sockets cannot take every file descriptor. It applies where
+	// [Server.ConnState] is the http.Server's ConnState. Zero means twice
+	// MaxConnections (a browser's SSE stream and its POSTs may use two)
+	// plus HTTPConnectionsHeadroom.
+	MaxHTTPConnections int `env:"MAX_HTTP_CONNECTIONS"`
 	// HeartbeatInterval is how often the edge sends PING. Zero means
 	// DefaultHeartbeatInterval.
 	HeartbeatInterval Duration `env:"HEARTBEAT_INTERVAL"`
@@ -150,6 +164,7 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	def(&c.MaxConnections, DefaultMaxConnections)
+	def(&c.MaxHTTPConnections, 2*c.MaxConnections+HTTPConnectionsHeadroom)
 	def(&c.ClientCreditMessages, DefaultClientCredit)
 	def(&c.ClientCreditBytes, DefaultClientCreditBytes)
 	def(&c.CatchupBatch, DefaultCatchupBatch)
@@ -188,6 +203,7 @@ func (c Config) Validate() error {
 		}
 	}
 	neg("MAX_CONNECTIONS", int64(c.MaxConnections))
+	neg("MAX_HTTP_CONNECTIONS", int64(c.MaxHTTPConnections))
 	neg("MAX_MESSAGE_BYTES", c.MaxMessageBytes)
 	neg("CLIENT_CREDIT_MESSAGES", int64(c.ClientCreditMessages))
 	neg("CLIENT_CREDIT_BYTES", int64(c.ClientCreditBytes))

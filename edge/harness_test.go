@@ -138,7 +138,9 @@ func (f *fabric) edgeWith(nc *nats.Conn, cfg edge.Config, deps func(*edge.Deps))
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv.Handler())
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.Config.ConnState = srv.ConnState
+	hs.Start()
 	e := &testEdge{srv: srv, http: hs, base: hs.URL, ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/haip/websocket"}
 	f.t.Cleanup(e.stop)
 	return e

@@ -210,6 +210,9 @@ type Stats struct {
 	// CatchupReads counts the bounded batch reads from JetStream of
 	// connections catching up.
 	CatchupReads uint64 `json:"catchupReads"`
+	// HTTPConnections is the HTTP server's open TCP connections, when
+	// Server.ConnState watches them (see MaxHTTPConnections).
+	HTTPConnections int64 `json:"httpConnections"`
 }
 
 // Stats returns the edge's counters now.
@@ -221,7 +224,7 @@ func (s *Server) Stats(ctx context.Context) Stats {
 		TotalMessagesIn: in, TotalMessagesOut: out, TotalMessages: in + out,
 		MessagesInPerSecond: rin, MessagesOutPerSecond: rout, MessagesPerSecond: rin + rout,
 		Uptime: time.Since(s.started).Milliseconds(), SlowConsumerDisconnect: s.metrics.slowCount.Load(),
-		CatchupReads: s.metrics.catchupN.Load(),
+		CatchupReads: s.metrics.catchupN.Load(), HTTPConnections: s.tcpConns.Load(),
 	}
 	if n, err := s.sessions.Count(ctx); err == nil {
 		st.Sessions = n

@@ -12,6 +12,7 @@ const metricsNamespace = "haip_edge"
 // server-chosen sets (transport, reason, code, kind); never a session id.
 type metrics struct {
 	active      *prometheus.GaugeVec
+	httpConns   prometheus.Gauge
 	accepted    *prometheus.CounterVec
 	refused     *prometheus.CounterVec
 	disconnects *prometheus.CounterVec
@@ -39,6 +40,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: "connections_active",
 			Help: "Live client connections."}, []string{"transport"}),
+		httpConns: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: "http_connections_open",
+			Help: "Open TCP connections of the HTTP server (streams, requests, idle keep-alives; not upgraded WebSockets)."}),
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "connections_total",
 			Help: "Client connections accepted."}, []string{"transport"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "connections_refused_total",
@@ -72,7 +75,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		resyncs: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "nats_resyncs_total",
 			Help: "NATS reconnections after which every live connection re-read the log (live messages may have been missed meanwhile)."}),
 	}
-	for _, c := range []prometheus.Collector{m.active, m.accepted, m.refused, m.disconnects, m.msgsIn, m.msgsOut, m.errorsSent, m.clientErrors, m.appendDur, m.catchups,
+	for _, c := range []prometheus.Collector{m.active, m.httpConns, m.accepted, m.refused, m.disconnects, m.msgsIn, m.msgsOut, m.errorsSent, m.clientErrors, m.appendDur, m.catchups,
 		m.flowViolations, m.grantsDeferred, m.creditWaits, m.queueDepth, m.paused, m.runsRefused, m.resyncs} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
@@ -84,5 +87,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.active.WithLabelValues(t)
 		m.accepted.WithLabelValues(t)
 	}
+	m.refused.WithLabelValues(transportTCP, reasonMaxHTTPConnections)
 	return m, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -57,6 +58,7 @@ type Server struct {
 
 	active   atomic.Int64 // connections running
 	slots    atomic.Int64 // MaxConnections slots reserved: connections running or being set up
+	tcpConns atomic.Int64 // the HTTP server's open connections (ConnState)
 	total    atomic.Uint64
 	msgsIn   atomic.Uint64
 	msgsOut  atomic.Uint64
@@ -262,6 +264,32 @@ func (s *Server) unregister(c *conn) {
 	s.mu.Unlock()
 	s.releaseSlot()
 	s.wg.Done()
+}
+
+// Labels of connections refused by ConnState.
+const (
+	transportTCP             = "tcp"
+	reasonMaxHTTPConnections = "max_http_connections"
+)
+
+// ConnState counts the HTTP server's open TCP connections and closes a
+// new one at once when MaxHTTPConnections are open: set it as the
+// http.Server's ConnState. It runs on the server's accept loop, so it
+// does nothing that blocks. A connection closed here gets no answer (the
+// server has not read its request yet); its client sees the connection
+// end and may retry, or go to another edge.
+func (s *Server) ConnState(c net.Conn, state http.ConnState) {
+	switch state {
+	case http.StateNew:
+		s.metrics.httpConns.Inc()
+		if s.tcpConns.Add(1) > int64(s.cfg.MaxHTTPConnections) {
+			s.metrics.refused.WithLabelValues(transportTCP, reasonMaxHTTPConnections).Inc()
+			_ = c.Close() // the server then reports it closed
+		}
+	case http.StateHijacked, http.StateClosed:
+		s.tcpConns.Add(-1)
+		s.metrics.httpConns.Dec()
+	}
 }
 
 // authorize binds a session to the caller: a new session is created with

@@ -79,6 +79,10 @@ type config struct {
 	// Tools configures the built-in tools run in this process (BUILTIN_TOOLS…).
 	Tools agentcfg.Tools
 
+	// HTTPIdleTimeout closes a keep-alive connection that has carried no
+	// request for this long (idle sockets otherwise stay open for ever).
+	HTTPIdleTimeout time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"60s"`
+
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text"`
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
@@ -105,6 +109,9 @@ func loadConfig() (config, error) {
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("TLS_CERT_FILE and TLS_KEY_FILE go together"))
+	}
+	if c.HTTPIdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("HTTP_IDLE_TIMEOUT %v: want a positive duration", c.HTTPIdleTimeout))
 	}
 	if c.JWTMaxTTL <= 0 {
 		errs = append(errs, fmt.Errorf("JWT_MAX_TTL %v: want a positive duration", c.JWTMaxTTL))
@@ -134,6 +141,10 @@ func loadConfig() (config, error) {
 func (c config) streams() streams.Config {
 	return streams.Config{Replicas: c.Replicas, MaxAge: c.RetentionMaxAge, MaxBytes: c.RetentionMaxBytes, DuplicateWindow: c.DuplicateWindow}
 }
+
+// readHeaderTimeout bounds the wait for a request's headers, on a new
+// connection or a kept-alive one.
+const readHeaderTimeout = 10 * time.Second
 
 // secretFile is where the generated dev secret lives inside DATA_DIR.
 const secretFile = "jwt-secret"
@@ -263,7 +274,19 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 		wg.Wait()
 		return fmt.Errorf("cannot listen: %w", err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	// Idle keep-alive connections are closed after HTTP_IDLE_TIMEOUT, and
+	// the edge counts open connections and caps them at
+	// MAX_HTTP_CONNECTIONS (srv.ConnState). There is no ReadTimeout: it
+	// would cut every stream's request body and every WebSocket (a
+	// hijacked connection keeps its deadline); a POST's body has its own
+	// bound, POST_TIMEOUT.
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
+		ConnState:         srv.ConnState,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 	// HTTP/2 lets a browser hold many SSE streams on one connection (the
 	// HTTP/1.1 limit is six per host).
 	var protocols http.Protocols
