@@ -34,6 +34,8 @@ const (
 	// requests beyond MaxConnections that deserve a 503 rather than a
 	// closed socket.
 	HTTPConnectionsHeadroom = 100
+	// MinMetricsTokenLen is the shortest MetricsToken accepted.
+	MinMetricsTokenLen = 32
 )
 
 // Duration is a time.Duration read from the environment either as a Go
@@ -102,6 +104,11 @@ type Config struct {
 	// command reads it from ENABLE_CORS, which defaults to on.
 	EnableCORS  bool     `env:"ENABLE_CORS" envDefault:"true"`
 	CORSOrigins []string `env:"CORS_ORIGINS"`
+	// MetricsToken is a bearer token (in the Authorization header) that
+	// opens /stats and /metrics, for a Prometheus scraper; a JWT with
+	// role admin opens them too. Empty means admin tokens only. At least
+	// MinMetricsTokenLen bytes.
+	MetricsToken string `env:"METRICS_TOKEN"`
 	// CatchupBatch and CatchupBytes bound one catch-up read from
 	// JetStream, and so the edge memory a catching-up connection holds.
 	// Zero means DefaultCatchupBatch and DefaultCatchupBytes.
@@ -230,6 +237,9 @@ func (c Config) Validate() error {
 	}
 	if d := c.withDefaults(); c.MaxAudioBytes > 0 && int64(d.MaxAudioBytes) > d.MaxMessageBytes {
 		errs = append(errs, fmt.Errorf("MAX_AUDIO_BYTES is %d: want <= MAX_MESSAGE_BYTES", c.MaxAudioBytes))
+	}
+	if n := len(c.MetricsToken); n > 0 && n < MinMetricsTokenLen {
+		errs = append(errs, fmt.Errorf("METRICS_TOKEN is %d bytes: want at least %d", n, MinMetricsTokenLen))
 	}
 	if c.MaxMessageBytes > 64<<20 {
 		errs = append(errs, fmt.Errorf("MAX_MESSAGE_BYTES is %d: want <= 64 MiB", c.MaxMessageBytes))

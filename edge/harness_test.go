@@ -3,6 +3,7 @@ package edge_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -204,6 +205,30 @@ func (f *fabric) tryDial(e *testEdge, o client.Options) (*client.Conn, error) {
 }
 
 func u64(v uint64) *uint64 { return &v }
+
+// operatorGet GETs an operator endpoint of the edge at base (/stats,
+// /metrics) with an admin token; the caller closes the body.
+func operatorGet(t testing.TB, base, path string) *http.Response {
+	t.Helper()
+	signer, err := auth.NewHMACSigner(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := signer.Mint(auth.MintOptions{Subject: "operator", Role: auth.RoleAdmin, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodGet, base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
 
 // readUntil reads envelopes until stop says so or the deadline passes,
 // returning the log messages (control messages are skipped).

@@ -2,6 +2,7 @@ package edge
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -17,9 +18,13 @@ import (
 	"github.com/haipfabric/haipfabric/streams"
 )
 
-// codeNotFound is the code of a request for an endpoint that does not
-// exist: not a HAIP protocol error.
-const codeNotFound haip.Code = "NOT_FOUND"
+// Codes of HTTP refusals that are not HAIP protocol errors.
+const (
+	// codeNotFound: a request for an endpoint that does not exist.
+	codeNotFound haip.Code = "NOT_FOUND"
+	// codeForbidden: a valid token whose role may not use the endpoint.
+	codeForbidden haip.Code = "FORBIDDEN"
+)
 
 // httpError is the JSON body of every refused HTTP request.
 type httpError struct {
@@ -237,6 +242,44 @@ func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	writeJSON(w, http.StatusOK, s.Stats(ctx))
 }
+
+// operator guards the operator endpoints (/stats, /metrics): they answer
+// a bearer token in the Authorization header that is either a JWT with
+// role admin or the configured MetricsToken (for a Prometheus scraper,
+// which cannot mint JWTs). Only the header counts: a token in a URL ends
+// up in access logs and browser history. No token, or a refused one, is
+// 401; a valid token of another role is 403.
+func (s *Server) operator(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		token, err := auth.TokenFromHeader(r)
+		if err == nil && s.cfg.MetricsToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.MetricsToken)) == 1 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		var id auth.Identity
+		if err == nil {
+			id, err = s.verifier.Verify(token)
+		}
+		if err != nil {
+			s.metrics.refused.WithLabelValues(transportOperator, "unauthorized").Inc()
+			reason := auth.ReasonOf(err)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="haip-operator"`)
+			writeHTTPError(w, http.StatusUnauthorized, "unauthorized", haip.CodeAuthenticationFailed,
+				"operator endpoint: send Authorization: Bearer with an admin token or METRICS_TOKEN ("+reason+")", map[string]any{"reason": reason})
+			return
+		}
+		if id.Role != auth.RoleAdmin {
+			s.metrics.refused.WithLabelValues(transportOperator, "forbidden").Inc()
+			writeHTTPError(w, http.StatusForbidden, "forbidden", codeForbidden,
+				"operator endpoint: needs role admin, token has role "+string(id.Role), map[string]any{"role": string(id.Role)})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// transportOperator names the operator endpoints in the refused metric.
+const transportOperator = "operator"
 
 // cors answers preflights and sets CORS headers when enabled.
 func (s *Server) cors(next http.Handler) http.Handler {

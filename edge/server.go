@@ -180,8 +180,8 @@ func (s *Server) followReconnects() {
 //	GET /haip/sessions/{session}/runs           the session's active and recent runs
 //	POST /haip/sessions/{session}/runs/{run}/cancel  RUN_CANCEL over HTTP
 //	GET /health                                 JetStream reachable: 200, else 503
-//	GET /stats                                  connection and message counters (JSON)
-//	GET /metrics                                Prometheus metrics
+//	GET /stats                                  connection and message counters (JSON; admin token or MetricsToken)
+//	GET /metrics                                Prometheus metrics (admin token or MetricsToken)
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /haip/websocket", s.serveWebSocket)
@@ -195,8 +195,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /haip/sessions/{session}/runs/{run}/cancel", s.serveRunCancel)
 	mux.HandleFunc("GET /{$}", s.serveRoot)
 	mux.HandleFunc("GET /health", s.serveHealth)
-	mux.HandleFunc("GET /stats", s.serveStats)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	mux.Handle("GET /stats", s.operator(http.HandlerFunc(s.serveStats)))
+	mux.Handle("GET /metrics", s.operator(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, http.StatusNotFound, "not_found", codeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	})
