@@ -9,15 +9,18 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/edge"
+	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
 // The tests named TestAttack… replay attacks on an edge (real
 // nats-server, real loopback sockets) and pin that each is refused; they
 // read as a regression suite, each naming what the attacker did. This file
-// holds those an anonymous client could make.
+// holds those a hostile web page or an anonymous client could make.
 
 // do sends one HTTP request and returns the answer with its body read
 // (at most 64 KiB: a stream that was let through is cut there).
@@ -50,6 +53,124 @@ func header(kv ...string) http.Header {
 		h.Set(kv[i], kv[i+1])
 	}
 	return h
+}
+
+// A page on any origin (or a sandboxed one, Origin: null) was answered
+// with its own origin and Access-Control-Allow-Credentials: true, on
+// every endpoint. By default the edge now answers no CORS headers to a
+// foreign origin and refuses its requests (403), preflights included.
+func TestAttackCORSEchoesAnyOrigin(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	e := f.edge(edge.Config{EnableCORS: true}) // cmd/edge's default: ENABLE_CORS on, no CORS_ORIGINS
+	tok := f.token("alice", auth.RoleUser)
+	session := haip.NewUUID()
+	hello, _ := haip.Encode(helloEnvelope(session))
+	for _, origin := range []string{"http://evil.example", "null"} {
+		for _, tc := range []struct {
+			method, path string
+			hdr          http.Header
+			body         []byte
+		}{
+			{http.MethodOptions, "/haip/messages", header("Access-Control-Request-Method", "POST", "Access-Control-Request-Headers", "authorization, content-type"), nil},
+			{http.MethodPost, "/haip/messages", header("Authorization", "Bearer "+tok, "Content-Type", "application/json"), hello},
+			{http.MethodGet, "/haip/sse?session=" + session + "&token=" + tok, nil, nil},
+			{http.MethodGet, "/stats", nil, nil},
+		} {
+			hdr := tc.hdr.Clone()
+			if hdr == nil {
+				hdr = http.Header{}
+			}
+			hdr.Set("Origin", origin)
+			resp, body := do(t, tc.method, e.base+tc.path, hdr, tc.body)
+			if acao, acac := resp.Header.Get("Access-Control-Allow-Origin"), resp.Header.Get("Access-Control-Allow-Credentials"); acao != "" || acac != "" {
+				t.Errorf("%s %s from %s: Access-Control-Allow-Origin %q, -Credentials %q; want neither", tc.method, tc.path, origin, acao, acac)
+			}
+			if resp.StatusCode != http.StatusForbidden {
+				t.Errorf("%s %s from %s: HTTP %d, want 403", tc.method, tc.path, origin, resp.StatusCode)
+				continue
+			}
+			if b := decodeHTTPError(t, body); b.Code != "ORIGIN_NOT_ALLOWED" || b.Message == "" {
+				t.Errorf("%s %s from %s: body %s", tc.method, tc.path, origin, body)
+			}
+		}
+	}
+}
+
+// A page on any origin opened a WebSocket to the edge (the upgrade
+// skipped the origin check). Now a foreign or null Origin is refused
+// before the upgrade; a client with no Origin, or the edge's own origin,
+// still connects.
+func TestAttackWebSocketFromForeignOrigin(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	e := f.edge(edge.Config{EnableCORS: true})
+	url := tokenURL(e, f.token("alice", auth.RoleUser))
+	for _, origin := range []string{"http://evil.example", "null", "http://127.0.0.1.evil.example"} {
+		status, b, raw := refusal(t, url, header("Origin", origin))
+		if status != http.StatusForbidden || b.Code != "ORIGIN_NOT_ALLOWED" {
+			t.Errorf("Origin %s: HTTP %d %s, want 403 ORIGIN_NOT_ALLOWED", origin, status, raw)
+		}
+	}
+	for _, origin := range []string{"", e.base} {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: header("Origin", origin)})
+		cancel()
+		if err != nil {
+			status := 0
+			if resp != nil {
+				status = resp.StatusCode
+			}
+			t.Fatalf("Origin %q: %v (HTTP %d)", origin, err, status)
+		}
+		_ = ws.CloseNow()
+	}
+}
+
+// Any page could POST envelopes (and stream requests, and run
+// cancellations) with a form's or text/plain content type, which a
+// browser sends cross-origin without a preflight. Now every POST with a
+// body must say JSON or NDJSON (415 otherwise), and nothing is stored.
+func TestAttackPostWithoutJSONContentType(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	e := f.edge(edge.Config{})
+	tok := f.token("alice", auth.RoleUser)
+	session := haip.NewUUID()
+	text := userText(t, session, "forged")
+	runID := haip.NewUUID()
+	for _, ct := range []string{"text/plain;charset=UTF-8", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x", ""} {
+		for _, tc := range []struct {
+			path string
+			hdr  http.Header
+			body []byte
+		}{
+			{"/haip/messages", nil, text[0]},
+			{"/haip/sse", header("X-HAIP-Message", "true"), text[0]},
+			{"/haip/stream?session=" + session, nil, nil},
+			{"/haip/sessions/" + session + "/runs/" + runID + "/cancel", nil, []byte("x")},
+		} {
+			hdr := tc.hdr.Clone()
+			if hdr == nil {
+				hdr = http.Header{}
+			}
+			hdr.Set("Authorization", "Bearer "+tok)
+			if ct != "" {
+				hdr.Set("Content-Type", ct)
+			}
+			resp, body := do(t, http.MethodPost, e.base+tc.path, hdr, tc.body)
+			if resp.StatusCode != http.StatusUnsupportedMediaType {
+				t.Errorf("POST %s as %q: HTTP %d, want 415", tc.path, ct, resp.StatusCode)
+				continue
+			}
+			if b := decodeHTTPError(t, body); b.Code != string(haip.CodeUnsupportedType) || !strings.Contains(b.Message, "application/json") {
+				t.Errorf("POST %s as %q: body %s", tc.path, ct, body)
+			}
+		}
+	}
+	if n := logLen(t, f, session, streams.In); n != 0 {
+		t.Fatalf("%d messages stored from refused POSTs", n)
+	}
 }
 
 // /stats and /metrics answered anyone. Now they need an admin token or

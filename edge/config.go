@@ -98,10 +98,17 @@ type Config struct {
 	// Zero means DefaultClientCredit and DefaultClientCreditBytes.
 	ClientCreditMessages int `env:"CLIENT_CREDIT_MESSAGES"`
 	ClientCreditBytes    int `env:"CLIENT_CREDIT_BYTES"`
-	// EnableCORS lets browser pages on other origins connect. With no
-	// CORSOrigins every origin is allowed. Unlike the fields above, its
-	// zero value (off) is what an embedding program gets; the edge
-	// command reads it from ENABLE_CORS, which defaults to on.
+	// EnableCORS lets browser pages on the origins in CORSOrigins use the
+	// edge (CORS headers, credentials included, and WebSocket upgrades).
+	// Pages on the edge's own origin need neither; pages on any other
+	// origin are refused (403), and so is Origin "null" always. With no
+	// CORSOrigins no other origin is served. Each entry is an exact
+	// origin, "scheme://host[:port]", or "*": any origin (but "null"),
+	// answered with Access-Control-Allow-Origin: * and never credentials.
+	// EnableCORS off serves the edge's own origin only, whatever the list.
+	// Unlike the fields above, its zero value (off) is what an embedding
+	// program gets; the edge command reads it from ENABLE_CORS, which
+	// defaults to on.
 	EnableCORS  bool     `env:"ENABLE_CORS" envDefault:"true"`
 	CORSOrigins []string `env:"CORS_ORIGINS"`
 	// MetricsToken is a bearer token (in the Authorization header) that
@@ -237,6 +244,14 @@ func (c Config) Validate() error {
 	}
 	if d := c.withDefaults(); c.MaxAudioBytes > 0 && int64(d.MaxAudioBytes) > d.MaxMessageBytes {
 		errs = append(errs, fmt.Errorf("MAX_AUDIO_BYTES is %d: want <= MAX_MESSAGE_BYTES", c.MaxAudioBytes))
+	}
+	for _, o := range c.CORSOrigins {
+		if o == "*" {
+			continue
+		}
+		if _, err := normalizeOrigin(o); err != nil {
+			errs = append(errs, fmt.Errorf("CORS_ORIGINS entry %q: %w", o, err))
+		}
 	}
 	if n := len(c.MetricsToken); n > 0 && n < MinMetricsTokenLen {
 		errs = append(errs, fmt.Errorf("METRICS_TOKEN is %d bytes: want at least %d", n, MinMetricsTokenLen))

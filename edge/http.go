@@ -5,8 +5,9 @@ import (
 	"crypto/subtle"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
-	"slices"
+	"net/url"
 	"strings"
 	"sync"
 	"time"
@@ -22,6 +23,9 @@ import (
 const (
 	// codeNotFound: a request for an endpoint that does not exist.
 	codeNotFound haip.Code = "NOT_FOUND"
+	// codeOriginNotAllowed: a browser request from an origin the edge does
+	// not serve (see originPolicy).
+	codeOriginNotAllowed haip.Code = "ORIGIN_NOT_ALLOWED"
 	// codeForbidden: a valid token whose role may not use the endpoint.
 	codeForbidden haip.Code = "FORBIDDEN"
 )
@@ -281,26 +285,125 @@ func (s *Server) operator(next http.Handler) http.Handler {
 // transportOperator names the operator endpoints in the refused metric.
 const transportOperator = "operator"
 
-// cors answers preflights and sets CORS headers when enabled.
-func (s *Server) cors(next http.Handler) http.Handler {
-	if !s.cfg.EnableCORS {
-		return next
+// originPolicy is what the edge answers browser pages, from EnableCORS
+// and CORSOrigins (see Config). A request with no Origin header (any
+// non-browser client, a same-origin GET) is not a browser page's business
+// and passes. A page on the edge's own origin (Origin's host is the
+// request's Host) passes, with no CORS headers: it needs none. A listed
+// origin passes with CORS headers and credentials; with "*" listed, any
+// other origin passes with Access-Control-Allow-Origin: * and never
+// credentials. Anything else, "null" (sandboxed frames, file: pages)
+// always, is refused with 403 before any handler runs: a foreign page
+// cannot read the answer anyway, and must not cause an effect (a stored
+// message, a WebSocket, a cancelled run).
+type originPolicy struct {
+	enabled bool
+	listed  map[string]bool // normalized origins
+	any     bool            // "*" listed
+}
+
+func newOriginPolicy(cfg Config) originPolicy {
+	p := originPolicy{enabled: cfg.EnableCORS, listed: make(map[string]bool)}
+	for _, o := range cfg.CORSOrigins {
+		if o == "*" {
+			p.any = true
+			continue
+		}
+		if n, err := normalizeOrigin(o); err == nil {
+			p.listed[n] = true
+		}
 	}
+	return p
+}
+
+// corsAnswer is what to tell a browser about one request's origin.
+type corsAnswer int
+
+const (
+	corsNone      corsAnswer = iota // no Origin, or the edge's own: no headers
+	corsRefused                     // 403
+	corsAnyOrigin                   // Access-Control-Allow-Origin: *
+	corsWithCreds                   // the origin itself, with credentials
+)
+
+// check decides for a request.
+func (p originPolicy) check(r *http.Request) corsAnswer {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return corsNone
+	}
+	n, err := normalizeOrigin(origin)
+	if err != nil {
+		return corsRefused // "null", or not an origin at all
+	}
+	u, _ := url.Parse(n)
+	if strings.EqualFold(u.Host, r.Host) {
+		return corsNone
+	}
+	switch {
+	case !p.enabled:
+		return corsRefused
+	case p.listed[n]:
+		return corsWithCreds
+	case p.any:
+		return corsAnyOrigin
+	}
+	return corsRefused
+}
+
+// normalizeOrigin returns an http(s) origin ("scheme://host[:port]") in
+// lower case, without a default port or a trailing slash, or an error
+// saying why s is not one.
+func normalizeOrigin(s string) (string, error) {
+	u, err := url.Parse(s)
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("not a URL: %w", err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", errors.New(`want scheme://host[:port] with scheme http or https ("null" never matches)`)
+	case u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
+		return "", errors.New("want scheme://host[:port], nothing more")
+	case strings.ContainsAny(u.Host, "*?"):
+		return "", errors.New(`no wildcards in an origin: list each one, or "*" alone`)
+	}
+	host := strings.ToLower(u.Host)
+	if port := u.Port(); (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
+		host = strings.TrimSuffix(host, ":"+port)
+	}
+	return u.Scheme + "://" + host, nil
+}
+
+// cors applies the origin policy to every request: it refuses foreign
+// origins, answers preflights of allowed ones, and sets CORS headers.
+func (s *Server) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		origin := r.Header.Get("Origin")
-		if origin != "" && (len(s.cfg.CORSOrigins) == 0 || slices.Contains(s.cfg.CORSOrigins, origin)) {
-			h := w.Header()
-			h.Set("Access-Control-Allow-Origin", origin)
-			h.Add("Vary", "Origin")
+		h := w.Header()
+		if s.origins.enabled {
+			h.Add("Vary", "Origin") // the answer depends on it
+		}
+		switch s.origins.check(r) {
+		case corsNone:
+			next.ServeHTTP(w, r)
+			return
+		case corsRefused:
+			s.metrics.refused.WithLabelValues("http", "origin").Inc()
+			writeHTTPError(w, http.StatusForbidden, "origin_not_allowed", codeOriginNotAllowed,
+				"requests from this page's origin are not accepted; the edge serves its own origin and those in CORS_ORIGINS",
+				map[string]any{"origin": truncate(r.Header.Get("Origin"), 256)})
+			return
+		case corsAnyOrigin:
+			h.Set("Access-Control-Allow-Origin", "*")
+		case corsWithCreds:
+			h.Set("Access-Control-Allow-Origin", r.Header.Get("Origin"))
 			h.Set("Access-Control-Allow-Credentials", "true")
-			h.Set("Access-Control-Expose-Headers", "Content-Type")
-			if r.Method == http.MethodOptions {
-				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID, X-HAIP-Message, X-HAIP-Binary")
-				h.Set("Access-Control-Max-Age", "600")
-				w.WriteHeader(http.StatusNoContent)
-				return
-			}
+		}
+		h.Set("Access-Control-Expose-Headers", "Content-Type")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID, X-HAIP-Message, X-HAIP-Binary")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
 		}
 		next.ServeHTTP(w, r)
 	})

@@ -64,13 +64,16 @@ func isMessagePost(r *http.Request) bool {
 // (application/x-ndjson). Each envelope gets its own result, in order;
 // an error in one does not stop the others.
 func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request) {
-	a, ok := s.admit(w, r, transportPost)
-	if !ok {
-		return
-	}
 	if strings.EqualFold(r.Header.Get("X-HAIP-Binary"), "true") {
 		writeHTTPError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", haip.CodeUnsupportedType,
 			"raw binary with no envelope is not accepted: send AUDIO_CHUNK with the bytes base64 in payload.data", nil)
+		return
+	}
+	if !requireJSONBody(w, r, false) {
+		return
+	}
+	a, ok := s.admit(w, r, transportPost)
+	if !ok {
 		return
 	}
 	limit := s.cfg.MaxMessageBytes * postBodyFactor
@@ -111,6 +114,33 @@ func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request) {
 	s.msgsIn.Add(uint64(len(records)))
 	s.metrics.msgsIn.Add(float64(len(records)))
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// jsonBodyTypes are the media types of request bodies the edge reads: an
+// envelope or an array of them (JSON), or envelopes as lines (NDJSON).
+// Requiring one of them keeps pages on other origins out: a browser sends
+// a POST of any of these only after a CORS preflight, which the edge
+// answers for the origins it serves alone, while a form's types and
+// text/plain go without one.
+const jsonBodyTypes = "application/json, application/x-ndjson or application/jsonl"
+
+// requireJSONBody answers 415 unless the request's Content-Type is one of
+// jsonBodyTypes. With bodyless, a request with neither a Content-Type nor
+// a body passes too (an endpoint that reads no body).
+func requireJSONBody(w http.ResponseWriter, r *http.Request, bodyless bool) bool {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" && bodyless && r.ContentLength == 0 {
+		return true
+	}
+	if mt, _, err := mime.ParseMediaType(ct); err == nil {
+		switch mt {
+		case "application/json", "application/x-ndjson", "application/jsonl":
+			return true
+		}
+	}
+	writeHTTPError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", haip.CodeUnsupportedType,
+		"Content-Type must be "+jsonBodyTypes, map[string]any{"content_type": truncate(ct, 128)})
+	return false
 }
 
 // readRecords splits a POST body into envelopes. A nil record stands for

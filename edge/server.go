@@ -53,6 +53,7 @@ type Server struct {
 	verifier *auth.Verifier
 	logger   *slog.Logger
 	metrics  *metrics
+	origins  originPolicy
 	gatherer prometheus.Gatherer
 	started  time.Time
 
@@ -138,6 +139,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		verifier:     deps.Verifier,
 		logger:       logger.With(slog.String(logKeyComponent, "edge")),
 		metrics:      m,
+		origins:      newOriginPolicy(cfg),
 		gatherer:     gath,
 		started:      time.Now(),
 		conns:        make(map[*conn]struct{}),
@@ -182,6 +184,9 @@ func (s *Server) followReconnects() {
 //	GET /health                                 JetStream reachable: 200, else 503
 //	GET /stats                                  connection and message counters (JSON; admin token or MetricsToken)
 //	GET /metrics                                Prometheus metrics (admin token or MetricsToken)
+//
+// Every request from a browser page passes the origin policy first (see
+// Config.CORSOrigins): a foreign origin is refused with 403.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /haip/websocket", s.serveWebSocket)

@@ -119,6 +119,9 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 		s.serveMessages(w, r)
 		return
 	}
+	if !requireJSONBody(w, r, false) {
+		return
+	}
 	a, ok := s.admit(w, r, "stream")
 	if !ok {
 		return
