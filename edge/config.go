@@ -246,7 +246,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("MAX_AUDIO_BYTES is %d: want <= MAX_MESSAGE_BYTES", c.MaxAudioBytes))
 	}
 	for _, o := range c.CORSOrigins {
-		if o == "*" {
+		if strings.TrimSpace(o) == "*" {
 			continue
 		}
 		if _, err := normalizeOrigin(o); err != nil {

@@ -99,6 +99,7 @@ func TestCORSOriginsValidate(t *testing.T) {
 		{"HTTPS://App.Example:443/", true},
 		{"http://[::1]:3000", true},
 		{"*", true},
+		{" https://app.example ", true},
 		{"null", false},
 		{"app.example", false},
 		{"https://app.example/path", false},

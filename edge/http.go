@@ -305,7 +305,7 @@ type originPolicy struct {
 func newOriginPolicy(cfg Config) originPolicy {
 	p := originPolicy{enabled: cfg.EnableCORS, listed: make(map[string]bool)}
 	for _, o := range cfg.CORSOrigins {
-		if o == "*" {
+		if strings.TrimSpace(o) == "*" {
 			p.any = true
 			continue
 		}
@@ -355,7 +355,7 @@ func (p originPolicy) check(r *http.Request) corsAnswer {
 // lower case, without a default port or a trailing slash, or an error
 // saying why s is not one.
 func normalizeOrigin(s string) (string, error) {
-	u, err := url.Parse(s)
+	u, err := url.Parse(strings.TrimSpace(s))
 	switch {
 	case err != nil:
 		return "", fmt.Errorf("not a URL: %w", err)
@@ -378,9 +378,7 @@ func normalizeOrigin(s string) (string, error) {
 func (s *Server) cors(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		h := w.Header()
-		if s.origins.enabled {
-			h.Add("Vary", "Origin") // the answer depends on it
-		}
+		h.Add("Vary", "Origin") // the answer depends on it
 		switch s.origins.check(r) {
 		case corsNone:
 			next.ServeHTTP(w, r)
