@@ -71,6 +71,7 @@ func TestAttackMaxConnectionsBurst(t *testing.T) {
 	if len(open) > max || len(open) == 0 || int(refused.Load()) != burst-len(open) {
 		t.Fatalf("%d of a burst of %d upgraded (%d refused), MAX_CONNECTIONS %d", len(open), burst, refused.Load(), max)
 	}
+	t.Logf("%d of a burst of %d upgraded, %d refused with 503; MAX_CONNECTIONS %d", len(open), burst, refused.Load(), max)
 	for _, ws := range open {
 		_ = ws.CloseNow()
 	}
@@ -190,6 +191,7 @@ func TestAttackClientErrorFloodsLog(t *testing.T) {
 	if info.n.Load() > 4<<10 || debug.n.Load() > 4<<10 {
 		t.Fatalf("a POST of %d MB of client errors made %d bytes of info log and %d of debug log", n*size>>20, info.n.Load(), debug.n.Load())
 	}
+	t.Logf("a POST of %d MB of client errors made %d bytes of info log and %d of debug log", n*size>>20, info.n.Load(), debug.n.Load())
 	for _, e := range []*testEdge{atInfo, atDebug} {
 		if got := metricValue(t, e, "haip_edge_client_errors_total"); got != n {
 			t.Fatalf("haip_edge_client_errors_total %v, want %d", got, n)
