@@ -3,6 +3,9 @@ package auth
 import (
 	"errors"
 	"fmt"
+	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/golang-jwt/jwt/v5"
 )
@@ -30,12 +33,11 @@ func identityFromClaims(claims jwt.MapClaims) (Identity, *TokenError) {
 			return Identity{}, refuse(ReasonClaims, err)
 		}
 	}
-	switch {
-	case sub == "":
+	if sub == "" {
 		return Identity{}, refuse(ReasonNoSubject, errors.New(`no "sub" or "userId" claim`))
-	case len(sub) > MaxSubjectLen:
-		return Identity{}, refuse(ReasonClaims,
-			fmt.Errorf("subject is %d bytes, limit is %d", len(sub), MaxSubjectLen))
+	}
+	if err := checkSubject(sub); err != nil {
+		return Identity{}, refuse(ReasonClaims, err)
 	}
 	id.Subject = sub
 
@@ -65,6 +67,48 @@ func identityFromClaims(claims jwt.MapClaims) (Identity, *TokenError) {
 	}
 	id.Expires = exp.Time
 	return id, nil
+}
+
+// checkSubject refuses a subject longer than MaxSubjectLen, not UTF-8, or
+// holding a control character (NUL, newline, DEL, C1 …): the subject is
+// the owner recorded on sessions and shown in logs, where such bytes cut,
+// hide or forge text.
+func checkSubject(sub string) error {
+	if len(sub) > MaxSubjectLen {
+		return fmt.Errorf("subject is %d bytes, limit is %d", len(sub), MaxSubjectLen)
+	}
+	if !utf8.ValidString(sub) {
+		return errors.New("subject is not valid UTF-8")
+	}
+	for i, r := range sub {
+		if unicode.IsControl(r) {
+			return fmt.Errorf("subject has control character %U at byte %d", r, i)
+		}
+	}
+	return nil
+}
+
+// checkLifetime refuses a token valid for longer than maxTTL: "exp" minus
+// "iat", or, without "iat", "exp" minus now beyond leeway.
+func checkLifetime(claims jwt.MapClaims, maxTTL, leeway time.Duration, now time.Time) *TokenError {
+	exp, err := claims.GetExpirationTime()
+	if err != nil || exp == nil { // jwt has required and checked it already
+		return refuse(ReasonNoExpiry, errors.New(`no usable "exp" claim`))
+	}
+	iat, err := claims.GetIssuedAt()
+	if err != nil {
+		return refuse(ReasonClaims, err)
+	}
+	if iat != nil {
+		if life := exp.Sub(iat.Time); life > maxTTL {
+			return refuse(ReasonLifetime, fmt.Errorf(`"exp" is %v after "iat", limit is %v`, life, maxTTL))
+		}
+		return nil
+	}
+	if left := exp.Sub(now); left > maxTTL+leeway {
+		return refuse(ReasonLifetime, fmt.Errorf(`"exp" is %v from now and there is no "iat", limit is %v`, left.Round(time.Second), maxTTL))
+	}
+	return nil
 }
 
 // stringClaim returns claim name as a string. An absent or null claim is

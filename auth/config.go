@@ -23,6 +23,9 @@ const (
 	// MinRSABits is the smallest RSA modulus, in bits, accepted for a
 	// public or private key.
 	MinRSABits = 2048
+	// DefaultMaxTTL is the longest token lifetime accepted when
+	// [Config.MaxTTL] is zero: 30 days.
+	DefaultMaxTTL = 30 * 24 * time.Hour
 )
 
 // Config says which tokens a [Verifier] accepts. The zero Config is invalid:
@@ -45,6 +48,11 @@ type Config struct {
 	// Leeway is the clock skew allowed when checking "exp", "nbf" and
 	// "iat". Zero means DefaultLeeway; negative is invalid.
 	Leeway time.Duration
+	// MaxTTL is the longest lifetime a token may have: "exp" minus "iat",
+	// or, for a token without "iat", "exp" minus now (beyond the leeway).
+	// A token stolen from a log or a URL is then useful for at most this
+	// long. Zero means DefaultMaxTTL; negative is invalid.
+	MaxTTL time.Duration
 }
 
 // Validate reports every problem with c at once, joined with
@@ -69,6 +77,9 @@ func (c Config) Validate() error {
 	if c.Leeway < 0 {
 		bad("Leeway is %v, must not be negative", c.Leeway)
 	}
+	if c.MaxTTL < 0 {
+		bad("MaxTTL is %v, must not be negative", c.MaxTTL)
+	}
 	return errors.Join(errs...)
 }
 
@@ -78,6 +89,14 @@ func (c Config) leeway() time.Duration {
 		return DefaultLeeway
 	}
 	return c.Leeway
+}
+
+// maxTTL returns the configured maximum lifetime or DefaultMaxTTL.
+func (c Config) maxTTL() time.Duration {
+	if c.MaxTTL == 0 {
+		return DefaultMaxTTL
+	}
+	return c.MaxTTL
 }
 
 // parsePublicKey decodes the first PEM block of data into an *rsa.PublicKey,

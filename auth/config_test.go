@@ -54,9 +54,9 @@ func TestConfigValidate(t *testing.T) {
 		{name: "corrupt DER", cfg: Config{PublicKeyPEM: pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: []byte{1, 2, 3}})}, problems: 1, mention: []string{"cannot parse PUBLIC KEY"}},
 		{
 			name:     "every problem at once",
-			cfg:      Config{Secret: []byte("0123456789"), PublicKeyPEM: []byte("garbage"), Leeway: -time.Second},
-			problems: 3,
-			mention:  []string{"Secret is 10 bytes", "PublicKeyPEM", "Leeway is -1s"},
+			cfg:      Config{Secret: []byte("0123456789"), PublicKeyPEM: []byte("garbage"), Leeway: -time.Second, MaxTTL: -time.Hour},
+			problems: 4,
+			mention:  []string{"Secret is 10 bytes", "PublicKeyPEM", "Leeway is -1s", "MaxTTL is -1h0m0s"},
 		},
 	}
 	for _, tt := range tests {

@@ -37,9 +37,14 @@
 //   - "exp" is required. "exp", "nbf" and "iat" are checked with a clock
 //     skew of [Config.Leeway] ([DefaultLeeway] when zero); an "iat" in the
 //     future counts as not yet valid.
+//   - A token may live at most [Config.MaxTTL] ([DefaultMaxTTL], 30 days,
+//     when zero): "exp" minus "iat", or "exp" minus now when there is no
+//     "iat". Longer ones are refused with [ReasonLifetime].
 //   - "sub" names the subject; when absent, the reference server's
-//     "userId" claim is used instead. It must be a non-empty string of at
-//     most [MaxSubjectLen] bytes.
+//     "userId" claim is used instead. It must be a non-empty UTF-8 string
+//     of at most [MaxSubjectLen] bytes with no control characters (NUL,
+//     newline, DEL, C1): it is recorded as the owner of sessions and
+//     written to logs.
 //   - "role" is "user" (the default when absent), "agent" or "admin".
 //     Agents and admins may reach any session; users only their own.
 //   - "sessions", when present and not null, is an allow-list of session

@@ -49,9 +49,12 @@ const (
 	// ReasonAudience: an audience is configured and "aud" is missing or
 	// does not contain it.
 	ReasonAudience = "bad_audience"
+	// ReasonLifetime: the token is valid for longer than [Config.MaxTTL]
+	// ("exp" minus "iat", or "exp" minus now without "iat").
+	ReasonLifetime = "lifetime_too_long"
 	// ReasonClaims: a claim has the wrong type or an invalid value, for
 	// example "sessions" not being an array of session ids, or a subject
-	// longer than [MaxSubjectLen].
+	// longer than [MaxSubjectLen], not UTF-8, or with a control character.
 	ReasonClaims = "invalid_claims"
 )
 

@@ -18,13 +18,24 @@ const TokenQueryParam = "token"
 // is returned as presented, with surrounding spaces removed; it is not
 // checked.
 func TokenFromRequest(r *http.Request) (string, error) {
-	if token, ok := bearerToken(r.Header.Get("Authorization")); ok {
+	if token, err := TokenFromHeader(r); err == nil {
 		return token, nil
 	}
 	if r.URL != nil {
 		if token := strings.TrimSpace(r.URL.Query().Get(TokenQueryParam)); token != "" {
 			return token, nil
 		}
+	}
+	return "", ErrNoToken
+}
+
+// TokenFromHeader returns the token of r's "Authorization: Bearer
+// <token>" header, and never of the query: for endpoints whose tokens
+// must not travel in URLs, which end up in access logs and browser
+// history. It returns [ErrNoToken] when there is no such header.
+func TokenFromHeader(r *http.Request) (string, error) {
+	if token, ok := bearerToken(r.Header.Get("Authorization")); ok {
+		return token, nil
 	}
 	return "", ErrNoToken
 }

@@ -94,7 +94,8 @@ func checkSigningKey(method jwt.SigningMethod, key any) error {
 
 // MintOptions describe a token to mint.
 type MintOptions struct {
-	// Subject becomes "sub"; required, at most MaxSubjectLen bytes.
+	// Subject becomes "sub"; required, at most MaxSubjectLen bytes of
+	// UTF-8 with no control characters.
 	Subject string
 	// Role becomes "role"; empty means RoleUser.
 	Role Role
@@ -156,11 +157,10 @@ func (s *Signer) Mint(opts MintOptions) (string, error) {
 // validate reports every problem with o at once.
 func (o MintOptions) validate() error {
 	var errs []error
-	switch {
-	case o.Subject == "":
+	if o.Subject == "" {
 		errs = append(errs, errors.New("invalid Subject: empty"))
-	case len(o.Subject) > MaxSubjectLen:
-		errs = append(errs, fmt.Errorf("invalid Subject: %d bytes, limit is %d", len(o.Subject), MaxSubjectLen))
+	} else if err := checkSubject(o.Subject); err != nil {
+		errs = append(errs, fmt.Errorf("invalid Subject: %w", err))
 	}
 	if o.Role != "" && !o.Role.Valid() {
 		errs = append(errs, fmt.Errorf("invalid Role %q: not user, agent or admin", o.Role))

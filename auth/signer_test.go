@@ -165,6 +165,9 @@ func TestMintRefusesBadOptions(t *testing.T) {
 	}{
 		{"empty subject", MintOptions{TTL: time.Minute}},
 		{"long subject", MintOptions{Subject: string(make([]byte, MaxSubjectLen+1)), TTL: time.Minute}},
+		{"NUL in subject", MintOptions{Subject: "a\x00b", TTL: time.Minute}},
+		{"newline in subject", MintOptions{Subject: "a\nb", TTL: time.Minute}},
+		{"subject not UTF-8", MintOptions{Subject: "a\xffb", TTL: time.Minute}},
 		{"zero TTL", MintOptions{Subject: "a"}},
 		{"negative TTL", MintOptions{Subject: "a", TTL: -time.Second}},
 		{"bad role", MintOptions{Subject: "a", TTL: time.Minute, Role: "root"}},

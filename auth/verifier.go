@@ -26,6 +26,7 @@ type Verifier struct {
 	edKey   ed25519.PublicKey
 	methods []string // algorithms the configured keys allow
 	issuer  string
+	maxTTL  time.Duration
 	leeway  time.Duration
 	opts    []jwt.ParserOption
 }
@@ -41,7 +42,7 @@ func NewVerifier(cfg Config) (*Verifier, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("cannot create verifier: %w", err)
 	}
-	v := &Verifier{issuer: cfg.Issuer, leeway: cfg.leeway()}
+	v := &Verifier{issuer: cfg.Issuer, maxTTL: cfg.maxTTL(), leeway: cfg.leeway()}
 	if len(cfg.Secret) > 0 {
 		v.secret = slices.Clone(cfg.Secret)
 		v.methods = append(v.methods, "HS256", "HS384", "HS512")
@@ -103,6 +104,9 @@ func (v *Verifier) Verify(token string) (Identity, error) {
 	// understand none, so such a token cannot be processed as its issuer meant.
 	if _, ok := parsed.Header["crit"]; ok {
 		return Identity{}, refuse(ReasonMalformed, errors.New(`"crit" header is not supported`))
+	}
+	if terr := checkLifetime(claims, v.maxTTL, v.leeway, time.Now()); terr != nil {
+		return Identity{}, terr
 	}
 	id, terr := identityFromClaims(claims)
 	if terr != nil {

@@ -46,6 +46,7 @@ func TestVerify(t *testing.T) {
 	edV := newTestVerifier(t, Config{PublicKeyPEM: edPEM})
 	ecOtherSecretV := newTestVerifier(t, Config{Secret: otherSecret(), PublicKeyPEM: ecPEM})
 	issAudV := newTestVerifier(t, Config{Secret: testSecret(), Issuer: "https://issuer.example", Audience: "edge"})
+	dayV := newTestVerifier(t, Config{Secret: testSecret(), MaxTTL: 24 * time.Hour})
 
 	hs := func(c jwt.MapClaims) string { return sign(t, jwt.SigningMethodHS256, testSecret(), c) }
 	valid := hs(base)
@@ -150,6 +151,23 @@ func TestVerify(t *testing.T) {
 		{name: "sub not a string", v: hmacV, token: hs(with(base, "sub", 42)), wantReason: ReasonClaims},
 		{name: "userId not a string", v: hmacV, token: hs(with(base, "sub", deleteClaim{}, "userId", 42)), wantReason: ReasonClaims},
 		{name: "sub too long", v: hmacV, token: hs(with(base, "sub", strings.Repeat("a", MaxSubjectLen+1))), wantReason: ReasonClaims},
+		{name: "sub of MaxSubjectLen", v: hmacV, token: hs(with(base, "sub", strings.Repeat("a", MaxSubjectLen)))},
+		{name: "sub in other scripts", v: hmacV, token: hs(with(base, "sub", "émilie@例え.jp")),
+			check: func(id Identity) bool { return id.Subject == "émilie@例え.jp" }},
+		{name: "NUL in sub", v: hmacV, token: hs(with(base, "sub", "alice\x00admin")), wantReason: ReasonClaims},
+		{name: "newline in sub", v: hmacV, token: hs(with(base, "sub", "alice\nmsg=forged")), wantReason: ReasonClaims},
+		{name: "tab in sub", v: hmacV, token: hs(with(base, "sub", "a\tb")), wantReason: ReasonClaims},
+		{name: "DEL in sub", v: hmacV, token: hs(with(base, "sub", "a\x7f")), wantReason: ReasonClaims},
+		{name: "C1 control in sub", v: hmacV, token: hs(with(base, "sub", "a\u0085b")), wantReason: ReasonClaims},
+		{name: "escape in userId", v: hmacV, token: hs(with(base, "sub", deleteClaim{}, "userId", "u\x1b[31m")), wantReason: ReasonClaims},
+		{name: "lifetime of DefaultMaxTTL", v: hmacV, token: hs(with(base, "exp", now.Add(DefaultMaxTTL).Unix()))},
+		{name: "lifetime over DefaultMaxTTL", v: hmacV, token: hs(with(base, "exp", now.Add(DefaultMaxTTL+time.Second).Unix())), wantReason: ReasonLifetime},
+		{name: "a century", v: hmacV, token: hs(with(base, "exp", now.AddDate(100, 0, 0).Unix())), wantReason: ReasonLifetime},
+		{name: "a century without iat", v: hmacV, token: hs(with(base, "iat", deleteClaim{}, "exp", now.AddDate(100, 0, 0).Unix())), wantReason: ReasonLifetime},
+		{name: "within MaxTTL without iat", v: hmacV, token: hs(with(base, "iat", deleteClaim{}, "exp", now.Add(DefaultMaxTTL).Unix()))},
+		{name: "old iat, long lifetime, little left", v: hmacV, token: hs(with(base, "iat", now.Add(-DefaultMaxTTL).Unix(), "nbf", deleteClaim{}, "exp", now.Add(time.Hour).Unix())), wantReason: ReasonLifetime},
+		{name: "over a configured MaxTTL", v: dayV, token: hs(with(base, "exp", now.Add(25*time.Hour).Unix())), wantReason: ReasonLifetime},
+		{name: "within a configured MaxTTL", v: dayV, token: hs(with(base, "exp", now.Add(23*time.Hour).Unix()))},
 		{name: "bad role", v: hmacV, token: hs(with(base, "role", "root")), wantReason: ReasonRole},
 		{name: "empty role", v: hmacV, token: hs(with(base, "role", "")), wantReason: ReasonRole},
 		{name: "role with other case", v: hmacV, token: hs(with(base, "role", "Admin")), wantReason: ReasonRole},

@@ -49,9 +49,10 @@ func TestBrowserEventSourceResume(t *testing.T) {
 	// messages still stream live after each reconnection (the edge asks
 	// EventSource to retry after 1 s).
 	f.agent(100 * time.Millisecond)
-	cfg := edge.Config{EnableCORS: true} // the env default; a zero Config has it off
-	e1 := f.ownedEdge(t, "127.0.0.1:0", cfg)
 	p := newPage(t)
+	// The page is on another origin than the edge's: it must be listed.
+	cfg := edge.Config{EnableCORS: true, CORSOrigins: []string{p.srv.URL}}
+	e1 := f.ownedEdge(t, "127.0.0.1:0", cfg)
 	session := haip.NewUUID()
 	token := f.token("alice", auth.RoleUser)
 	start := time.Now()
@@ -125,6 +126,37 @@ func TestBrowserEventSourceResume(t *testing.T) {
 	}
 	t.Logf("%d log messages, %d reconnections, %d error events; done in %s",
 		len(logs), opens-1, count(rs, "error"), time.Since(start).Round(time.Millisecond))
+}
+
+// A page on an origin the edge does not serve, holding a user's token,
+// got everything through a real browser: a no-cors text/plain POST stored
+// its envelope, a JSON POST passed its preflight, a WebSocket and an
+// EventSource opened. Now the edge refuses each (the default: no
+// CORS_ORIGINS), and nothing reaches the session log.
+func TestAttackBrowserForeignPage(t *testing.T) {
+	bin := chromiumPath(t)
+	f := newFabric(t, streams.Config{})
+	e := f.edge(edge.Config{EnableCORS: true}) // cmd/edge's default
+	p := newPage(t)
+	session := haip.NewUUID()
+	q := url.Values{"edge": {e.base}, "token": {f.token("alice", auth.RoleUser)}, "session": {session}}
+	b := startChromium(t, bin, p.srv.URL+"/foreign.html?"+q.Encode())
+	rs := p.wait(b, 60*time.Second, "the page to finish", func(rs []pageReport) bool { return count(rs, "done") == 1 })
+	for _, r := range rs {
+		if r.Kind != "attempt" {
+			continue
+		}
+		t.Logf("%-12s ok=%v status=%d %s", r.Type, r.OK, r.Status, r.Error)
+		if r.OK && r.Type != "post-simple" { // a no-cors request always "succeeds": its answer is opaque
+			t.Errorf("the browser let a foreign page through: %s", r)
+		}
+	}
+	if got := count(rs, "attempt"); got != 4 {
+		t.Fatalf("%d attempts reported, want 4:\n%s", got, summary(rs))
+	}
+	if n := logLen(t, f, session, streams.In); n != 0 {
+		t.Fatalf("a foreign page stored %d messages in the session", n)
+	}
 }
 
 // The page and its reports work without an edge: it loads, and its
@@ -201,10 +233,12 @@ func newPage(t *testing.T) *page {
 	t.Helper()
 	p := &page{t: t, changed: make(chan struct{})}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /eventsource.html", func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Cache-Control", "no-store")
-		http.ServeFile(w, r, "testdata/browser/eventsource.html")
-	})
+	for _, name := range []string{"eventsource.html", "foreign.html"} {
+		mux.HandleFunc("GET /"+name, func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Cache-Control", "no-store")
+			http.ServeFile(w, r, "testdata/browser/"+name)
+		})
+	}
 	mux.HandleFunc("POST /report", func(w http.ResponseWriter, r *http.Request) {
 		var batch []pageReport
 		if err := json.NewDecoder(r.Body).Decode(&batch); err != nil {
@@ -386,6 +420,7 @@ func (f *fabric) ownedEdge(t *testing.T, addr string, cfg edge.Config) *ownedEdg
 		Handler:           srv.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		ConnState: func(c net.Conn, s http.ConnState) {
+			srv.ConnState(c, s)
 			e.mu.Lock()
 			defer e.mu.Unlock()
 			switch s {

@@ -329,19 +329,24 @@ func TestCompatResumeFromTimestamp(t *testing.T) {
 }
 
 // The SDK puts run_id in the RUN_FINISHED payload as well as on the
-// envelope (gap G10): accepted without an error, and stored.
+// envelope (gap G10): from an agent using the SDK, accepted without an
+// error, and stored. (A user may not send RUN_FINISHED at all.)
 func TestCompatRunFinishedPayloadRunID(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
 	e := f.edge(edge.Config{})
-	r := sdkDial(t, e.ws, f.token("alice", auth.RoleUser))
+	r := sdkDial(t, e.ws, f.token("bot", auth.RoleAgent))
+	// An agent speaks only in a session a user has opened.
+	u := rawDial(t, tokenURL(e, f.token("alice", auth.RoleUser)))
+	u.session = r.session
+	u.handshake()
 	r.handshake()
 	runID := haip.NewUUID()
-	env := r.env(haip.ChannelSystem, haip.TypeRunFinished, map[string]any{"run_id": runID, "status": "OK"})
+	env := r.env(haip.ChannelAgent, haip.TypeRunFinished, map[string]any{"run_id": runID, "status": "OK"})
 	env.RunID = runID
 	r.sendEnv(env)
 	r.pingPong("after RUN_FINISHED")
-	entries := logEntries(t, f, r.session, streams.In)
+	entries := logEntries(t, f, r.session, streams.Out)
 	if len(entries) != 1 || entries[0].Type != string(haip.TypeRunFinished) || entries[0].MsgID != env.ID {
 		t.Fatalf("stored %d entries %+v, want the RUN_FINISHED", len(entries), entries)
 	}

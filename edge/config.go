@@ -37,6 +37,13 @@ const (
 	DefaultUserRunsPerMinute        = 120
 	DefaultUserToolCallsPerMinute   = 600
 	DefaultUserReplayBytesPerMinute = 32 << 20
+	// HTTPConnectionsHeadroom is what the default MaxHTTPConnections
+	// keeps beyond two per connection: health checks, scrapes, and
+	// requests beyond MaxConnections that deserve a 503 rather than a
+	// closed socket.
+	HTTPConnectionsHeadroom = 100
+	// MinMetricsTokenLen is the shortest MetricsToken accepted.
+	MinMetricsTokenLen = 32
 )
 
 // Duration is a time.Duration read from the environment either as a Go
@@ -66,6 +73,15 @@ type Config struct {
 	// MaxConnections caps live client connections; further ones get 503
 	// before any upgrade. Zero means DefaultMaxConnections.
 	MaxConnections int `env:"MAX_CONNECTIONS"`
+	// MaxHTTPConnections caps the HTTP server's open TCP connections
+	// (SSE and NDJSON streams, requests in flight, idle keep-alives;
+	// WebSocket connections leave the count when upgraded, and count in
+	// MaxConnections): new ones beyond it are closed at once, so idle
+	// sockets cannot take every file descriptor. It applies where
+	// [Server.ConnState] is the http.Server's ConnState. Zero means twice
+	// MaxConnections (a browser's SSE stream and its POSTs may use two)
+	// plus HTTPConnectionsHeadroom.
+	MaxHTTPConnections int `env:"MAX_HTTP_CONNECTIONS"`
 	// HeartbeatInterval is how often the edge sends PING. Zero means
 	// DefaultHeartbeatInterval.
 	HeartbeatInterval Duration `env:"HEARTBEAT_INTERVAL"`
@@ -90,12 +106,24 @@ type Config struct {
 	// Zero means DefaultClientCredit and DefaultClientCreditBytes.
 	ClientCreditMessages int `env:"CLIENT_CREDIT_MESSAGES"`
 	ClientCreditBytes    int `env:"CLIENT_CREDIT_BYTES"`
-	// EnableCORS lets browser pages on other origins connect. With no
-	// CORSOrigins every origin is allowed. Unlike the fields above, its
-	// zero value (off) is what an embedding program gets; the edge
-	// command reads it from ENABLE_CORS, which defaults to on.
+	// EnableCORS lets browser pages on the origins in CORSOrigins use the
+	// edge (CORS headers, credentials included, and WebSocket upgrades).
+	// Pages on the edge's own origin need neither; pages on any other
+	// origin are refused (403), and so is Origin "null" always. With no
+	// CORSOrigins no other origin is served. Each entry is an exact
+	// origin, "scheme://host[:port]", or "*": any origin (but "null"),
+	// answered with Access-Control-Allow-Origin: * and never credentials.
+	// EnableCORS off serves the edge's own origin only, whatever the list.
+	// Unlike the fields above, its zero value (off) is what an embedding
+	// program gets; the edge command reads it from ENABLE_CORS, which
+	// defaults to on.
 	EnableCORS  bool     `env:"ENABLE_CORS" envDefault:"true"`
 	CORSOrigins []string `env:"CORS_ORIGINS"`
+	// MetricsToken is a bearer token (in the Authorization header) that
+	// opens /stats and /metrics, for a Prometheus scraper; a JWT with
+	// role admin opens them too. Empty means admin tokens only. At least
+	// MinMetricsTokenLen bytes.
+	MetricsToken string `env:"METRICS_TOKEN"`
 	// CatchupBatch and CatchupBytes bound one catch-up read from
 	// JetStream, and so the edge memory a catching-up connection holds.
 	// Zero means DefaultCatchupBatch and DefaultCatchupBytes.
@@ -194,6 +222,7 @@ func (c Config) withDefaults() Config {
 		}
 	}
 	def(&c.MaxConnections, DefaultMaxConnections)
+	def(&c.MaxHTTPConnections, 2*c.MaxConnections+HTTPConnectionsHeadroom)
 	def(&c.ClientCreditMessages, DefaultClientCredit)
 	def(&c.ClientCreditBytes, DefaultClientCreditBytes)
 	def(&c.CatchupBatch, DefaultCatchupBatch)
@@ -246,6 +275,7 @@ func (c Config) Validate() error {
 		}
 	}
 	neg("MAX_CONNECTIONS", int64(c.MaxConnections))
+	neg("MAX_HTTP_CONNECTIONS", int64(c.MaxHTTPConnections))
 	neg("MAX_MESSAGE_BYTES", c.MaxMessageBytes)
 	neg("CLIENT_CREDIT_MESSAGES", int64(c.ClientCreditMessages))
 	neg("CLIENT_CREDIT_BYTES", int64(c.ClientCreditBytes))
@@ -281,6 +311,17 @@ func (c Config) Validate() error {
 	}
 	if c.MaxAudioBytes > 0 && int64(c.MaxAudioBytes) > maxMsg {
 		errs = append(errs, fmt.Errorf("MAX_AUDIO_BYTES is %d: want <= MAX_MESSAGE_BYTES (%d): a binary frame is one frame", c.MaxAudioBytes, maxMsg))
+	}
+	for _, o := range c.CORSOrigins {
+		if strings.TrimSpace(o) == "*" {
+			continue
+		}
+		if _, err := normalizeOrigin(o); err != nil {
+			errs = append(errs, fmt.Errorf("CORS_ORIGINS entry %q: %w", o, err))
+		}
+	}
+	if n := len(c.MetricsToken); n > 0 && n < MinMetricsTokenLen {
+		errs = append(errs, fmt.Errorf("METRICS_TOKEN is %d bytes: want at least %d", n, MinMetricsTokenLen))
 	}
 	if c.MaxMessageBytes > 64<<20 {
 		errs = append(errs, fmt.Errorf("MAX_MESSAGE_BYTES is %d: want <= 64 MiB", c.MaxMessageBytes))

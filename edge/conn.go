@@ -355,7 +355,7 @@ func (c *conn) handle(data []byte) (stop bool) {
 	case haip.TypeFlowUpdate, haip.TypePauseChannel, haip.TypeResumeChannel:
 		c.flowControl(env)
 	case haip.TypeError:
-		c.logger.Info("client reported an error", slog.String("payload", string(env.Payload)))
+		c.srv.clientError(c.logger, env)
 	default:
 		if isToolQuery(c.ident.Role, env.Type) {
 			reply, herr := c.srv.answerToolQuery(c.ctx, c.session, env)

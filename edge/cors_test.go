@@ -7,36 +7,35 @@ import (
 
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/edge"
+	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
-// Browser pages on other origins: preflights for the POST paths allow
-// the headers HAIP clients send, SSE answers carry the origin, and a
-// configured origin list keeps others out.
+// Browser pages: a listed origin gets preflights that allow the headers
+// HAIP clients send, its origin and credentials on every answer (SSE
+// included, or EventSource drops it); "*" lets any origin in without
+// credentials; the edge's own origin needs nothing; the rest is refused
+// (TestAttackCORSEchoesAnyOrigin).
 func TestCORS(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	open := f.edge(edge.Config{EnableCORS: true})
-	listed := f.edge(edge.Config{EnableCORS: true, CORSOrigins: []string{"https://app.example"}})
-	off := f.edge(edge.Config{EnableCORS: false})
+	const app = "https://app.example"
+	listed := f.edge(edge.Config{EnableCORS: true, CORSOrigins: []string{"HTTPS://App.Example:443/", "http://[::1]:3000"}})
+	star := f.edge(edge.Config{EnableCORS: true, CORSOrigins: []string{"*"}})
+	def := f.edge(edge.Config{EnableCORS: true})
+	off := f.edge(edge.Config{EnableCORS: false, CORSOrigins: []string{app}})
 	tok := f.token("alice", auth.RoleUser)
 
 	preflight := func(e *testEdge, path, origin string) *http.Response {
-		req, _ := http.NewRequest(http.MethodOptions, e.base+path, nil)
-		req.Header.Set("Origin", origin)
-		req.Header.Set("Access-Control-Request-Method", "POST")
-		req.Header.Set("Access-Control-Request-Headers", "authorization, content-type, x-haip-message, last-event-id")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		resp.Body.Close()
+		resp, _ := do(t, http.MethodOptions, e.base+path, header("Origin", origin, "Access-Control-Request-Method", "POST",
+			"Access-Control-Request-Headers", "authorization, content-type, x-haip-message, last-event-id"), nil)
 		return resp
 	}
 	for _, path := range []string{"/haip/messages", "/haip/sse", "/haip/stream"} {
-		resp := preflight(open, path, "http://page.example")
+		resp := preflight(listed, path, app)
 		allow := strings.ToLower(resp.Header.Get("Access-Control-Allow-Headers"))
-		if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != "http://page.example" {
+		if resp.StatusCode != http.StatusNoContent || resp.Header.Get("Access-Control-Allow-Origin") != app ||
+			resp.Header.Get("Access-Control-Allow-Credentials") != "true" {
 			t.Fatalf("%s preflight: %d %v", path, resp.StatusCode, resp.Header)
 		}
 		for _, h := range []string{"authorization", "content-type", "last-event-id", "x-haip-message"} {
@@ -45,24 +44,78 @@ func TestCORS(t *testing.T) {
 			}
 		}
 	}
-	if resp := preflight(listed, "/haip/messages", "http://evil.example"); resp.Header.Get("Access-Control-Allow-Origin") != "" {
-		t.Fatalf("unlisted origin allowed: %v", resp.Header)
+	if resp := preflight(listed, "/haip/messages", "http://[::1]:3000"); resp.Header.Get("Access-Control-Allow-Origin") != "http://[::1]:3000" {
+		t.Fatalf("listed IPv6 origin refused: %d %v", resp.StatusCode, resp.Header)
 	}
-	if resp := preflight(listed, "/haip/messages", "https://app.example"); resp.Header.Get("Access-Control-Allow-Origin") != "https://app.example" {
-		t.Fatalf("listed origin refused: %v", resp.Header)
+	for _, e := range []*testEdge{listed, def, off} {
+		if resp := preflight(e, "/haip/messages", "http://evil.example"); resp.StatusCode != http.StatusForbidden || resp.Header.Get("Access-Control-Allow-Origin") != "" {
+			t.Fatalf("unlisted origin: %d %v", resp.StatusCode, resp.Header)
+		}
 	}
-	if resp := preflight(off, "/haip/messages", "http://page.example"); resp.Header.Get("Access-Control-Allow-Origin") != "" {
-		t.Fatalf("CORS off but allowed: %v", resp.Header)
+	if resp := preflight(off, "/haip/messages", app); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("CORS off but a listed origin was served: %d %v", resp.StatusCode, resp.Header)
 	}
+
+	// "*": any origin, never with credentials; never "null".
+	if resp := preflight(star, "/haip/messages", "http://page.example"); resp.StatusCode != http.StatusNoContent ||
+		resp.Header.Get("Access-Control-Allow-Origin") != "*" || resp.Header.Get("Access-Control-Allow-Credentials") != "" {
+		t.Fatalf(`"*" preflight: %d %v`, resp.StatusCode, resp.Header)
+	}
+	if resp := preflight(star, "/haip/messages", "null"); resp.StatusCode != http.StatusForbidden {
+		t.Fatalf(`"*" served Origin null: %d %v`, resp.StatusCode, resp.Header)
+	}
+
 	// The SSE answer itself names the origin, or EventSource drops it.
-	req, _ := http.NewRequest(http.MethodGet, open.base+"/haip/sse?session=cors1&token="+tok, nil)
-	req.Header.Set("Origin", "http://page.example")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
+	session := haip.NewUUID()
+	resp, _ := do(t, http.MethodGet, listed.base+"/haip/sse?session="+session+"&token="+tok, header("Origin", app), nil)
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != app {
+		t.Fatalf("SSE answer to a listed origin: %d %v", resp.StatusCode, resp.Header)
 	}
-	resp.Body.Close()
-	if resp.Header.Get("Access-Control-Allow-Origin") != "http://page.example" {
-		t.Fatalf("SSE answer without CORS header: %v", resp.Header)
+	// A POST from a listed origin, and one from the edge's own origin
+	// (which browsers label with Origin too), are served.
+	for _, tc := range []struct {
+		e      *testEdge
+		origin string
+	}{{listed, app}, {def, def.base}, {off, off.base}} {
+		hello, _ := haip.Encode(helloEnvelope(haip.NewUUID()))
+		resp, body := do(t, http.MethodPost, tc.e.base+"/haip/messages",
+			header("Origin", tc.origin, "Authorization", "Bearer "+tok, "Content-Type", "application/json"), hello)
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("POST from %s: %d %s", tc.origin, resp.StatusCode, body)
+		}
+	}
+}
+
+// CORS_ORIGINS takes exact origins or "*"; anything else is a
+// configuration error, named.
+func TestCORSOriginsValidate(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		origin string
+		ok     bool
+	}{
+		{"https://app.example", true},
+		{"http://127.0.0.1:3000", true},
+		{"HTTPS://App.Example:443/", true},
+		{"http://[::1]:3000", true},
+		{"*", true},
+		{" https://app.example ", true},
+		{"null", false},
+		{"app.example", false},
+		{"https://app.example/path", false},
+		{"https://*.example", false},
+		{"ftp://app.example", false},
+		{"https://user@app.example", false},
+	} {
+		err := edge.Config{EnableCORS: true, CORSOrigins: []string{tc.origin}}.Validate()
+		if (err == nil) != tc.ok {
+			t.Errorf("CORS_ORIGINS %q: Validate() = %v, want ok %v", tc.origin, err, tc.ok)
+		}
+		if err != nil && !strings.Contains(err.Error(), "CORS_ORIGINS") {
+			t.Errorf("CORS_ORIGINS %q: error %q does not name the setting", tc.origin, err)
+		}
+	}
+	if err := (edge.Config{MetricsToken: "short"}).Validate(); err == nil || !strings.Contains(err.Error(), "METRICS_TOKEN") {
+		t.Errorf("a 5-byte METRICS_TOKEN: %v", err)
 	}
 }

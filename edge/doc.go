@@ -14,7 +14,9 @@
 // Authentication and authorisation happen before any upgrade: a bad
 // token is 401, a malformed ?session= is 400, a session of another user is
 // 403, a full edge is 503, each with a JSON body {error, code, message,
-// details}. After the upgrade the client's first envelope must be HAI; it
+// details}. Before those, a browser page on an origin the edge does not
+// serve (its own, or one listed in Config.CORSOrigins) is 403
+// ORIGIN_NOT_ALLOWED, and a POST whose body is not JSON or NDJSON is 415. After the upgrade the client's first envelope must be HAI; it
 // names the session (the official SDK picks its own id), which is created
 // for the caller or must be the caller's (agents and admins may open any).
 //

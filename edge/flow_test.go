@@ -320,10 +320,7 @@ func waitEvent(t *testing.T, events <-chan sse.Event, match func(sse.Event) bool
 // metricValue reads one unlabelled series from the edge's /metrics.
 func metricValue(t *testing.T, e *testEdge, name string) float64 {
 	t.Helper()
-	resp, err := http.Get(e.base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := operatorGet(t, e.base, "/metrics")
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {

@@ -3,6 +3,7 @@ package edge_test
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"net/http/httptest"
 	"strings"
 	"sync"
@@ -113,6 +114,13 @@ func (f *fabric) edge(cfg edge.Config) *testEdge {
 // edgeOn starts an edge on the NATS connection nc.
 func (f *fabric) edgeOn(nc *nats.Conn, cfg edge.Config) *testEdge {
 	f.t.Helper()
+	return f.edgeWith(nc, cfg, nil)
+}
+
+// edgeWith starts an edge on the NATS connection nc, with what deps
+// changes in its Deps (a logger, say) when deps is not nil.
+func (f *fabric) edgeWith(nc *nats.Conn, cfg edge.Config, deps func(*edge.Deps)) *testEdge {
+	f.t.Helper()
 	js, err := jetstream.New(nc)
 	if err != nil {
 		f.t.Fatal(err)
@@ -123,11 +131,17 @@ func (f *fabric) edgeOn(nc *nats.Conn, cfg edge.Config) *testEdge {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	srv, err := edge.NewServer(ctx, cfg, edge.Deps{NC: nc, JS: js, Verifier: v})
+	d := edge.Deps{NC: nc, JS: js, Verifier: v}
+	if deps != nil {
+		deps(&d)
+	}
+	srv, err := edge.NewServer(ctx, cfg, d)
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	hs := httptest.NewServer(srv.Handler())
+	hs := httptest.NewUnstartedServer(srv.Handler())
+	hs.Config.ConnState = srv.ConnState
+	hs.Start()
 	e := &testEdge{srv: srv, http: hs, base: hs.URL, ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/haip/websocket"}
 	f.t.Cleanup(e.stop)
 	return e
@@ -191,6 +205,30 @@ func (f *fabric) tryDial(e *testEdge, o client.Options) (*client.Conn, error) {
 }
 
 func u64(v uint64) *uint64 { return &v }
+
+// operatorGet GETs an operator endpoint of the edge at base (/stats,
+// /metrics) with an admin token; the caller closes the body.
+func operatorGet(t testing.TB, base, path string) *http.Response {
+	t.Helper()
+	signer, err := auth.NewHMACSigner(testSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tok, err := signer.Mint(auth.MintOptions{Subject: "operator", Role: auth.RoleAdmin, TTL: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	req, err := http.NewRequest(http.MethodGet, base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+tok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
 
 // readUntil reads envelopes until stop says so or the deadline passes,
 // returning the log messages (control messages are skipped).

@@ -2,9 +2,12 @@ package edge
 
 import (
 	"context"
+	"crypto/subtle"
 	"encoding/json"
+	"errors"
+	"fmt"
 	"net/http"
-	"slices"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -15,9 +18,16 @@ import (
 	"github.com/haipfabric/haipfabric/streams"
 )
 
-// codeNotFound is the code of a request for an endpoint that does not
-// exist: not a HAIP protocol error.
-const codeNotFound haip.Code = "NOT_FOUND"
+// Codes of HTTP refusals that are not HAIP protocol errors.
+const (
+	// codeNotFound: a request for an endpoint that does not exist.
+	codeNotFound haip.Code = "NOT_FOUND"
+	// codeOriginNotAllowed: a browser request from an origin the edge does
+	// not serve (see originPolicy).
+	codeOriginNotAllowed haip.Code = "ORIGIN_NOT_ALLOWED"
+	// codeForbidden: a valid token whose role may not use the endpoint.
+	codeForbidden haip.Code = "FORBIDDEN"
+)
 
 // httpError is the JSON body of every refused HTTP request.
 type httpError struct {
@@ -114,7 +124,11 @@ func (sl *slot) free() {
 }
 
 // admit authenticates and authorises a connection request, answering the
-// refusal itself (401, 400, 403, 503) when it fails.
+// refusal itself (401, 400, 403, 404, 429, 503) when it fails. It takes
+// the user's connection slot and, for a connection (any transport but
+// transportPost), a MaxConnections slot: a.slot frees both, and the
+// caller must hand it to a connection (newConn and serve or start) or
+// free it.
 func (s *Server) admit(w http.ResponseWriter, r *http.Request, transport string) (admission, bool) {
 	if s.draining.Load() {
 		writeHTTPError(w, http.StatusServiceUnavailable, "shutting_down", haip.CodeServerShutdown, "edge is shutting down; connect to another edge", nil)
@@ -124,7 +138,12 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, transport string)
 	if !ok {
 		return admission{}, false
 	}
-	if int(s.active.Load()) >= s.cfg.MaxConnections {
+	// Both slots are taken here, at admission, not when a connection
+	// starts running: a burst of requests would all pass a check made
+	// before any of them is counted. Whoever ends the request or the
+	// connection it becomes frees them (admission.slot).
+	edgeSlot := transport != transportPost
+	if edgeSlot && !s.reserveSlot() {
 		s.metrics.refused.WithLabelValues(transport, "too_many").Inc()
 		w.Header().Set("Retry-After", "5")
 		writeHTTPError(w, http.StatusServiceUnavailable, "too_many_connections", haip.CodeTooManyConnections,
@@ -132,12 +151,20 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, transport string)
 		return admission{}, false
 	}
 	if !s.limits.openConn(id) {
+		if edgeSlot {
+			s.releaseSlot()
+		}
 		s.metrics.refused.WithLabelValues(transport, "user_limit").Inc()
 		writeHAIPError(w, s.refuseLimit(limitConnections, "too many connections of this user", 0).
 			WithDetail("max_connections", s.cfg.UserMaxConnections))
 		return admission{}, false
 	}
-	a := admission{id: id, slot: &slot{release: func() { s.limits.closeConn(id) }}}
+	a := admission{id: id, slot: &slot{release: func() {
+		s.limits.closeConn(id)
+		if edgeSlot {
+			s.releaseSlot()
+		}
+	}}}
 	if sess := r.URL.Query().Get("session"); sess != "" {
 		// Checked, not claimed: a session that does not exist yet is
 		// claimed by the connection's handshake, so a request refused
@@ -159,6 +186,31 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, transport string)
 	}
 	return a, true
 }
+
+// transportPost names POSTs of envelopes in metrics. A POST is a request,
+// not a connection: it takes no MAX_CONNECTIONS slot (and so the one-way
+// streams of a full edge can still send).
+const transportPost = "post"
+
+// reserveSlot takes one of the MaxConnections slots, or reports that
+// there is none. The slot is taken here, at admission, not when the
+// connection starts running: otherwise a burst of requests all pass the
+// check before any of them is counted. A reserved slot is given back
+// through the admission's slot.
+func (s *Server) reserveSlot() bool {
+	for {
+		n := s.slots.Load()
+		if n >= int64(s.cfg.MaxConnections) {
+			return false
+		}
+		if s.slots.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// releaseSlot gives back a slot reserved by admit.
+func (s *Server) releaseSlot() { s.slots.Add(-1) }
 
 func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
 	if strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
@@ -232,6 +284,9 @@ type Stats struct {
 	// CatchupReads counts the bounded batch reads from JetStream of
 	// connections catching up.
 	CatchupReads uint64 `json:"catchupReads"`
+	// HTTPConnections is the HTTP server's open TCP connections, when
+	// Server.ConnState watches them (see MaxHTTPConnections).
+	HTTPConnections int64 `json:"httpConnections"`
 }
 
 // Stats returns the edge's counters now.
@@ -243,7 +298,7 @@ func (s *Server) Stats(ctx context.Context) Stats {
 		TotalMessagesIn: in, TotalMessagesOut: out, TotalMessages: in + out,
 		MessagesInPerSecond: rin, MessagesOutPerSecond: rout, MessagesPerSecond: rin + rout,
 		Uptime: time.Since(s.started).Milliseconds(), SlowConsumerDisconnect: s.metrics.slowCount.Load(),
-		CatchupReads: s.metrics.catchupN.Load(),
+		CatchupReads: s.metrics.catchupN.Load(), HTTPConnections: s.tcpConns.Load(),
 	}
 	if n, err := s.sessions.Count(ctx); err == nil {
 		st.Sessions = n
@@ -257,26 +312,161 @@ func (s *Server) serveStats(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, s.Stats(ctx))
 }
 
-// cors answers preflights and sets CORS headers when enabled.
-func (s *Server) cors(next http.Handler) http.Handler {
-	if !s.cfg.EnableCORS {
-		return next
-	}
+// operator guards the operator endpoints (/stats, /metrics): they answer
+// a bearer token in the Authorization header that is either a JWT with
+// role admin or the configured MetricsToken (for a Prometheus scraper,
+// which cannot mint JWTs). Only the header counts: a token in a URL ends
+// up in access logs and browser history. No token, or a refused one, is
+// 401; a valid token of another role is 403.
+func (s *Server) operator(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		origin := r.Header.Get("Origin")
-		if origin != "" && (len(s.cfg.CORSOrigins) == 0 || slices.Contains(s.cfg.CORSOrigins, origin)) {
-			h := w.Header()
-			h.Set("Access-Control-Allow-Origin", origin)
-			h.Add("Vary", "Origin")
+		token, err := auth.TokenFromHeader(r)
+		if err == nil && s.cfg.MetricsToken != "" && subtle.ConstantTimeCompare([]byte(token), []byte(s.cfg.MetricsToken)) == 1 {
+			next.ServeHTTP(w, r)
+			return
+		}
+		var id auth.Identity
+		if err == nil {
+			id, err = s.verifier.Verify(token)
+		}
+		if err != nil {
+			s.metrics.refused.WithLabelValues(transportOperator, "unauthorized").Inc()
+			reason := auth.ReasonOf(err)
+			w.Header().Set("WWW-Authenticate", `Bearer realm="haip-operator"`)
+			writeHTTPError(w, http.StatusUnauthorized, "unauthorized", haip.CodeAuthenticationFailed,
+				"operator endpoint: send Authorization: Bearer with an admin token or METRICS_TOKEN ("+reason+")", map[string]any{"reason": reason})
+			return
+		}
+		if id.Role != auth.RoleAdmin {
+			s.metrics.refused.WithLabelValues(transportOperator, "forbidden").Inc()
+			writeHTTPError(w, http.StatusForbidden, "forbidden", codeForbidden,
+				"operator endpoint: needs role admin, token has role "+string(id.Role), map[string]any{"role": string(id.Role)})
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// transportOperator names the operator endpoints in the refused metric.
+const transportOperator = "operator"
+
+// originPolicy is what the edge answers browser pages, from EnableCORS
+// and CORSOrigins (see Config). A request with no Origin header (any
+// non-browser client, a same-origin GET) is not a browser page's business
+// and passes. A page on the edge's own origin (Origin's host is the
+// request's Host) passes, with no CORS headers: it needs none. A listed
+// origin passes with CORS headers and credentials; with "*" listed, any
+// other origin passes with Access-Control-Allow-Origin: * and never
+// credentials. Anything else, "null" (sandboxed frames, file: pages)
+// always, is refused with 403 before any handler runs: a foreign page
+// cannot read the answer anyway, and must not cause an effect (a stored
+// message, a WebSocket, a cancelled run).
+type originPolicy struct {
+	enabled bool
+	listed  map[string]bool // normalized origins
+	any     bool            // "*" listed
+}
+
+func newOriginPolicy(cfg Config) originPolicy {
+	p := originPolicy{enabled: cfg.EnableCORS, listed: make(map[string]bool)}
+	for _, o := range cfg.CORSOrigins {
+		if strings.TrimSpace(o) == "*" {
+			p.any = true
+			continue
+		}
+		if n, err := normalizeOrigin(o); err == nil {
+			p.listed[n] = true
+		}
+	}
+	return p
+}
+
+// corsAnswer is what to tell a browser about one request's origin.
+type corsAnswer int
+
+const (
+	corsNone      corsAnswer = iota // no Origin, or the edge's own: no headers
+	corsRefused                     // 403
+	corsAnyOrigin                   // Access-Control-Allow-Origin: *
+	corsWithCreds                   // the origin itself, with credentials
+)
+
+// check decides for a request.
+func (p originPolicy) check(r *http.Request) corsAnswer {
+	origin := r.Header.Get("Origin")
+	if origin == "" {
+		return corsNone
+	}
+	n, err := normalizeOrigin(origin)
+	if err != nil {
+		return corsRefused // "null", or not an origin at all
+	}
+	u, _ := url.Parse(n)
+	if strings.EqualFold(u.Host, r.Host) {
+		return corsNone
+	}
+	switch {
+	case !p.enabled:
+		return corsRefused
+	case p.listed[n]:
+		return corsWithCreds
+	case p.any:
+		return corsAnyOrigin
+	}
+	return corsRefused
+}
+
+// normalizeOrigin returns an http(s) origin ("scheme://host[:port]") in
+// lower case, without a default port or a trailing slash, or an error
+// saying why s is not one.
+func normalizeOrigin(s string) (string, error) {
+	u, err := url.Parse(strings.TrimSpace(s))
+	switch {
+	case err != nil:
+		return "", fmt.Errorf("not a URL: %w", err)
+	case u.Scheme != "http" && u.Scheme != "https":
+		return "", errors.New(`want scheme://host[:port] with scheme http or https ("null" never matches)`)
+	case u.Host == "" || u.User != nil || (u.Path != "" && u.Path != "/") || u.RawQuery != "" || u.Fragment != "" || u.Opaque != "":
+		return "", errors.New("want scheme://host[:port], nothing more")
+	case strings.ContainsAny(u.Host, "*?"):
+		return "", errors.New(`no wildcards in an origin: list each one, or "*" alone`)
+	}
+	host := strings.ToLower(u.Host)
+	if port := u.Port(); (u.Scheme == "http" && port == "80") || (u.Scheme == "https" && port == "443") {
+		host = strings.TrimSuffix(host, ":"+port)
+	}
+	return u.Scheme + "://" + host, nil
+}
+
+// cors applies the origin policy to every request: it refuses foreign
+// origins, answers preflights of allowed ones, and sets CORS headers.
+func (s *Server) cors(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		h := w.Header()
+		h.Add("Vary", "Origin") // the answer depends on it
+		switch s.origins.check(r) {
+		case corsNone:
+			next.ServeHTTP(w, r)
+			return
+		case corsRefused:
+			s.metrics.refused.WithLabelValues("http", "origin").Inc()
+			writeHTTPError(w, http.StatusForbidden, "origin_not_allowed", codeOriginNotAllowed,
+				"requests from this page's origin are not accepted; the edge serves its own origin and those in CORS_ORIGINS",
+				map[string]any{"origin": truncate(r.Header.Get("Origin"), 256)})
+			return
+		case corsAnyOrigin:
+			h.Set("Access-Control-Allow-Origin", "*")
+		case corsWithCreds:
+			h.Set("Access-Control-Allow-Origin", r.Header.Get("Origin"))
 			h.Set("Access-Control-Allow-Credentials", "true")
-			h.Set("Access-Control-Expose-Headers", "Content-Type")
-			if r.Method == http.MethodOptions {
-				h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
-				h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID, X-HAIP-Message, X-HAIP-Binary")
-				h.Set("Access-Control-Max-Age", "600")
-				w.WriteHeader(http.StatusNoContent)
-				return
-			}
+		}
+		h.Set("Access-Control-Expose-Headers", "Content-Type")
+		if r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != "" {
+			h.Set("Access-Control-Allow-Methods", "GET, POST, OPTIONS")
+			h.Set("Access-Control-Allow-Headers", "Authorization, Content-Type, Last-Event-ID, X-HAIP-Message, X-HAIP-Binary")
+			h.Set("Access-Control-Max-Age", "600")
+			w.WriteHeader(http.StatusNoContent)
+			return
 		}
 		next.ServeHTTP(w, r)
 	})

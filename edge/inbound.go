@@ -17,10 +17,27 @@ import (
 // the run it may start). WebSocket and HTTP-streaming connections and the
 // POST endpoints all go through it.
 
-// inboundAllowed lists what each role may send. (A user's TOOL_LIST and
-// TOOL_SCHEMA are questions, answered from the tool registry; an agent's
-// are announcements, stored like its other messages.)
-func inboundAllowed(_ auth.Role, t haip.Type) bool { return t.Known() }
+// inboundAllowed lists what each role may send: an agent every known
+// type, a user (or admin) every one but the agent's own events. (A user's
+// TOOL_LIST and TOOL_SCHEMA are questions, answered from the tool
+// registry; an agent's are announcements, stored like its other
+// messages.) The edge's HAI lists exactly these as accept_events.
+func inboundAllowed(role auth.Role, t haip.Type) bool {
+	return t.Known() && (role == auth.RoleAgent || !agentOnly(t))
+}
+
+// agentOnly reports the types only the agent side produces (HAIP.md §4,
+// §6, §7): a run's start, end and failure, and a tool call's progress and
+// outcome. From a user they would land in the log agents read and forge
+// a run's end or a tool's result, so they are UNSUPPORTED_TYPE there, on
+// every transport.
+func agentOnly(t haip.Type) bool {
+	switch t {
+	case haip.TypeRunStarted, haip.TypeRunFinished, haip.TypeRunError, haip.TypeToolUpdate, haip.TypeToolDone:
+		return true
+	}
+	return false
+}
 
 // isToolQuery reports a user's question about the tools.
 func isToolQuery(role auth.Role, t haip.Type) bool {

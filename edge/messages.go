@@ -12,7 +12,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/haip"
@@ -68,16 +70,19 @@ func isMessagePost(r *http.Request) bool {
 // (application/x-ndjson). Each envelope gets its own result, in order;
 // an error in one does not stop the others.
 func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request) {
-	a, ok := s.admit(w, r, "post")
-	if !ok {
-		return
-	}
-	defer a.slot.free()
 	if strings.EqualFold(r.Header.Get("X-HAIP-Binary"), "true") {
 		writeHTTPError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", haip.CodeUnsupportedType,
 			"raw binary with no envelope is not accepted: send AUDIO_CHUNK with the bytes base64 in payload.data", nil)
 		return
 	}
+	if !requireJSONBody(w, r, false) {
+		return
+	}
+	a, ok := s.admit(w, r, transportPost)
+	if !ok {
+		return
+	}
+	defer a.slot.free()
 	limit := s.cfg.MaxMessageBytes * postBodyFactor
 	body := http.MaxBytesReader(w, r.Body, limit)
 	_ = http.NewResponseController(w).SetReadDeadline(time.Now().Add(time.Duration(s.cfg.PostTimeout)))
@@ -117,6 +122,33 @@ func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request) {
 	s.msgsIn.Add(uint64(len(records)))
 	s.metrics.msgsIn.Add(float64(len(records)))
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// jsonBodyTypes are the media types of request bodies the edge reads: an
+// envelope or an array of them (JSON), or envelopes as lines (NDJSON).
+// Requiring one of them keeps pages on other origins out: a browser sends
+// a POST of any of these only after a CORS preflight, which the edge
+// answers for the origins it serves alone, while a form's types and
+// text/plain go without one.
+const jsonBodyTypes = "application/json, application/x-ndjson or application/jsonl"
+
+// requireJSONBody answers 415 unless the request's Content-Type is one of
+// jsonBodyTypes. With bodyless, a request with neither a Content-Type nor
+// a body passes too (an endpoint that reads no body).
+func requireJSONBody(w http.ResponseWriter, r *http.Request, bodyless bool) bool {
+	ct := r.Header.Get("Content-Type")
+	if ct == "" && bodyless && r.ContentLength == 0 {
+		return true
+	}
+	if mt, _, err := mime.ParseMediaType(ct); err == nil {
+		switch mt {
+		case "application/json", "application/x-ndjson", "application/jsonl":
+			return true
+		}
+	}
+	writeHTTPError(w, http.StatusUnsupportedMediaType, "unsupported_media_type", haip.CodeUnsupportedType,
+		"Content-Type must be "+jsonBodyTypes, map[string]any{"content_type": truncate(ct, 128)})
+	return false
 }
 
 // readRecords splits a POST body into envelopes. A nil record stands for
@@ -248,7 +280,7 @@ func (s *Server) post(ctx context.Context, a admission, data []byte, authorized 
 			return fail(env.ID, haip.Errorf(haip.CodeInternalError, "flow control not delivered; send it again").WithRelated(env.ID))
 		}
 	case haip.TypeError:
-		s.logger.Info("client reported an error", slog.String("payload", string(env.Payload)))
+		s.clientError(s.logger, env)
 	case haip.TypeReplayRequest:
 		var p haip.ReplayRequestPayload
 		if err := env.DecodePayload(&p); err != nil {
@@ -279,4 +311,63 @@ func (s *Server) post(ctx context.Context, a admission, data []byte, authorized 
 		ok.Seq, ok.Duplicate = res.Seq, res.Duplicate
 	}
 	return ok
+}
+
+// Client ERROR envelopes are counted, and logged only at debug level,
+// cut short and at most once per clientErrorLogEvery per edge: what a
+// client reports is its own business, and a client must not be able to
+// fill the edge's log (a 10 MB POST of ERRORs was 10 MB of log).
+const (
+	clientErrorLogEvery = time.Second
+	clientErrorLogBytes = 256 // of the message; the code gets a quarter
+)
+
+// clientError takes note of an ERROR a client sent.
+func (s *Server) clientError(logger *slog.Logger, env *haip.Envelope) {
+	s.metrics.clientErrors.Inc()
+	if !logger.Enabled(context.Background(), slog.LevelDebug) {
+		return
+	}
+	suppressed, ok := s.clientErrLog.allow(time.Now())
+	if !ok {
+		return
+	}
+	var p haip.ErrorPayload
+	_ = env.DecodePayload(&p)
+	logger.Debug("client reported an error", slog.String("code", truncate(string(p.Code), clientErrorLogBytes/4)),
+		slog.String("message", truncate(p.Message, clientErrorLogBytes)), slog.Int("payload_bytes", len(env.Payload)),
+		slog.Uint64("suppressed", suppressed))
+}
+
+// logLimiter lets one log line through per period and counts the ones it
+// holds back in between. Safe for concurrent use.
+type logLimiter struct {
+	mu         sync.Mutex
+	next       time.Time
+	suppressed uint64
+}
+
+// allow reports whether a line may be logged at now and, if so, how many
+// were held back since the last one.
+func (l *logLimiter) allow(now time.Time) (suppressed uint64, ok bool) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if now.Before(l.next) {
+		l.suppressed++
+		return 0, false
+	}
+	l.next = now.Add(clientErrorLogEvery)
+	suppressed, l.suppressed = l.suppressed, 0
+	return suppressed, true
+}
+
+// truncate cuts s to at most n bytes, on a rune boundary, marking the cut.
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
 }

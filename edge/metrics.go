@@ -12,14 +12,18 @@ const metricsNamespace = "haip_edge"
 // server-chosen sets (transport, reason, code, kind); never a session id.
 type metrics struct {
 	active      *prometheus.GaugeVec
+	httpConns   prometheus.Gauge
 	accepted    *prometheus.CounterVec
 	refused     *prometheus.CounterVec
 	disconnects *prometheus.CounterVec
 	msgsIn      prometheus.Counter
 	msgsOut     prometheus.Counter
 	errorsSent  *prometheus.CounterVec
-	appendDur   prometheus.Histogram
-	catchups    prometheus.Counter
+	// clientErrors counts ERROR envelopes clients sent (logged only at
+	// debug, rate-limited).
+	clientErrors prometheus.Counter
+	appendDur    prometheus.Histogram
+	catchups     prometheus.Counter
 	// flow control and runs
 	flowViolations prometheus.Counter
 	grantsDeferred prometheus.Counter
@@ -40,6 +44,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 	m := &metrics{
 		active: prometheus.NewGaugeVec(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: "connections_active",
 			Help: "Live client connections."}, []string{"transport"}),
+		httpConns: prometheus.NewGauge(prometheus.GaugeOpts{Namespace: metricsNamespace, Name: "http_connections_open",
+			Help: "Open TCP connections of the HTTP server (streams, requests, idle keep-alives; not upgraded WebSockets)."}),
 		accepted: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "connections_total",
 			Help: "Client connections accepted."}, []string{"transport"}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "connections_refused_total",
@@ -52,6 +58,8 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 			Help: "Envelopes written to clients."}),
 		errorsSent: prometheus.NewCounterVec(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "protocol_errors_total",
 			Help: "HAIP ERROR envelopes sent to clients, by code."}, []string{"code"}),
+		clientErrors: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "client_errors_total",
+			Help: "HAIP ERROR envelopes received from clients."}),
 		appendDur: prometheus.NewHistogram(prometheus.HistogramOpts{Namespace: metricsNamespace, Name: "append_duration_seconds",
 			Help: "Time to store one client envelope in its session log.", Buckets: prometheus.ExponentialBuckets(50e-6, 2, 14)}),
 		catchups: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "catchup_reads_total",
@@ -77,7 +85,7 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		replayBytes: prometheus.NewCounter(prometheus.CounterOpts{Namespace: metricsNamespace, Name: "replay_bytes_total",
 			Help: "Bytes of log messages resent to clients for REPLAY_REQUEST."}),
 	}
-	for _, c := range []prometheus.Collector{m.active, m.accepted, m.refused, m.disconnects, m.msgsIn, m.msgsOut, m.errorsSent, m.appendDur, m.catchups,
+	for _, c := range []prometheus.Collector{m.active, m.httpConns, m.accepted, m.refused, m.disconnects, m.msgsIn, m.msgsOut, m.errorsSent, m.clientErrors, m.appendDur, m.catchups,
 		m.flowViolations, m.grantsDeferred, m.creditWaits, m.queueDepth, m.paused, m.runsRefused, m.resyncs,
 		m.ctrlWaits, m.limited, m.replayBytes} {
 		if err := reg.Register(c); err != nil {
@@ -90,5 +98,6 @@ func newMetrics(reg prometheus.Registerer) (*metrics, error) {
 		m.active.WithLabelValues(t)
 		m.accepted.WithLabelValues(t)
 	}
+	m.refused.WithLabelValues(transportTCP, reasonMaxHTTPConnections)
 	return m, nil
 }

@@ -734,10 +734,7 @@ func TestProtocolHTTPEndpoints(t *testing.T) {
 
 	get := func(t *testing.T, path string) (int, http.Header, []byte) {
 		t.Helper()
-		resp, err := http.Get(e.base + path)
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := operatorGet(t, e.base, path) // the operator's token opens every one
 		defer resp.Body.Close()
 		body, err := io.ReadAll(resp.Body)
 		if err != nil {
@@ -788,10 +785,7 @@ func TestProtocolHTTPEndpoints(t *testing.T) {
 	})
 	t.Run("metrics before any connection", func(t *testing.T) {
 		t.Parallel()
-		resp, err := http.Get(fresh.base + "/metrics")
-		if err != nil {
-			t.Fatal(err)
-		}
+		resp := operatorGet(t, fresh.base, "/metrics")
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
 		if !strings.Contains(string(body), "haip_edge_connections_total") {

@@ -159,6 +159,9 @@ func (s *Server) serveRuns(w http.ResponseWriter, r *http.Request) {
 // a client's, so every connection sees it. 202 with the run's state
 // before the cancel; 404 RUN_NOT_FOUND for an unknown run.
 func (s *Server) serveRunCancel(w http.ResponseWriter, r *http.Request) {
+	if !requireJSONBody(w, r, true) {
+		return
+	}
 	id, session, ok := s.sessionRequest(w, r)
 	if !ok {
 		return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -53,10 +54,13 @@ type Server struct {
 	verifier *auth.Verifier
 	logger   *slog.Logger
 	metrics  *metrics
+	origins  originPolicy
 	gatherer prometheus.Gatherer
 	started  time.Time
 
-	active   atomic.Int64
+	active   atomic.Int64 // connections running
+	slots    atomic.Int64 // MaxConnections slots reserved: connections running or being set up
+	tcpConns atomic.Int64 // the HTTP server's open connections (ConnState)
 	total    atomic.Uint64
 	msgsIn   atomic.Uint64
 	msgsOut  atomic.Uint64
@@ -70,6 +74,7 @@ type Server struct {
 	// (CatchupReads).
 	catchupSlots chan struct{}
 	rates        rateSampler
+	clientErrLog logLimiter // debug lines about clients' ERRORs
 	pressure     pressure
 	limits       *userLimits
 	// lastSweep is when idle users' counters were last dropped (stats
@@ -139,6 +144,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		verifier:     deps.Verifier,
 		logger:       logger.With(slog.String(logKeyComponent, "edge")),
 		metrics:      m,
+		origins:      newOriginPolicy(cfg),
 		gatherer:     gath,
 		started:      time.Now(),
 		conns:        make(map[*conn]struct{}),
@@ -182,8 +188,11 @@ func (s *Server) followReconnects() {
 //	GET /haip/sessions/{session}/runs           the session's active and recent runs
 //	POST /haip/sessions/{session}/runs/{run}/cancel  RUN_CANCEL over HTTP
 //	GET /health                                 JetStream reachable: 200, else 503
-//	GET /stats                                  connection and message counters (JSON)
-//	GET /metrics                                Prometheus metrics
+//	GET /stats                                  connection and message counters (JSON; admin token or MetricsToken)
+//	GET /metrics                                Prometheus metrics (admin token or MetricsToken)
+//
+// Every request from a browser page passes the origin policy first (see
+// Config.CORSOrigins): a foreign origin is refused with 403.
 func (s *Server) Handler() http.Handler {
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /haip/websocket", s.serveWebSocket)
@@ -197,8 +206,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /haip/sessions/{session}/runs/{run}/cancel", s.serveRunCancel)
 	mux.HandleFunc("GET /{$}", s.serveRoot)
 	mux.HandleFunc("GET /health", s.serveHealth)
-	mux.HandleFunc("GET /stats", s.serveStats)
-	mux.Handle("GET /metrics", promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{}))
+	mux.Handle("GET /stats", s.operator(http.HandlerFunc(s.serveStats)))
+	mux.Handle("GET /metrics", s.operator(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, http.StatusNotFound, "not_found", codeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, nil)
 	})
@@ -272,22 +281,51 @@ func (s *Server) abortAll(ctx context.Context, done <-chan struct{}) error {
 	}
 }
 
+// register adds a connection, which holds the slots admit reserved for
+// it (freed when it ends). A draining edge refuses it.
 func (s *Server) register(c *conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.draining.Load() {
-		return false
+		return false // the caller frees the connection's slots
 	}
 	s.conns[c] = struct{}{}
 	s.wg.Add(1)
 	return true
 }
 
+// unregister removes a connection that has ended.
 func (s *Server) unregister(c *conn) {
 	s.mu.Lock()
 	delete(s.conns, c)
 	s.mu.Unlock()
 	s.wg.Done()
+}
+
+// Labels of connections refused by ConnState.
+const (
+	transportTCP             = "tcp"
+	reasonMaxHTTPConnections = "max_http_connections"
+)
+
+// ConnState counts the HTTP server's open TCP connections and closes a
+// new one at once when MaxHTTPConnections are open: set it as the
+// http.Server's ConnState. It runs on the server's accept loop, so it
+// does nothing that blocks. A connection closed here gets no answer (the
+// server has not read its request yet); its client sees the connection
+// end and may retry, or go to another edge.
+func (s *Server) ConnState(c net.Conn, state http.ConnState) {
+	switch state {
+	case http.StateNew:
+		s.metrics.httpConns.Inc()
+		if s.tcpConns.Add(1) > int64(s.cfg.MaxHTTPConnections) {
+			s.metrics.refused.WithLabelValues(transportTCP, reasonMaxHTTPConnections).Inc()
+			_ = c.Close() // the server then reports it closed
+		}
+	case http.StateHijacked, http.StateClosed:
+		s.tcpConns.Add(-1)
+		s.metrics.httpConns.Dec()
+	}
 }
 
 // sessionAccess is what a request wants of a session.

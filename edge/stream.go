@@ -61,7 +61,15 @@ func (t *streamTransport) read(ctx context.Context) (frame, error) {
 	ctx, cancel := mergeDone(ctx, t.ctx)
 	defer cancel()
 	if t.lines > 0 {
-		<-ctx.Done() // the body carried the handshake
+		// The body carried the handshake and has ended: the client sends
+		// by POST now, and nothing more is read here. The request ends
+		// when the client goes (the server reads the socket past the
+		// body and cancels the request): then the connection ends at
+		// once, not when writes to the dead socket finally fail.
+		select {
+		case <-ctx.Done():
+		case <-t.hello.done:
+		}
 		return frame{}, context.Canceled
 	}
 	return t.hello.next(ctx)
@@ -109,6 +117,9 @@ func (t *streamTransport) abort() { t.close(CloseGoingAway, "") }
 func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	if isMessagePost(r) {
 		s.serveMessages(w, r)
+		return
+	}
+	if !requireJSONBody(w, r, false) {
 		return
 	}
 	a, ok := s.admit(w, r, "stream")

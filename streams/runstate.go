@@ -212,7 +212,6 @@ func (r *Runs) update(ctx context.Context, session string, fn func(*SessionRuns)
 	return fmt.Errorf("cannot update runs of %s: %w", session, ErrConflictLimit)
 }
 
-
 // Admit records a new run as queued, unless the session already has limit
 // active runs (ErrRunLimit; limit <= 0 means no limit). Admitting a run
 // that is already recorded changes nothing and reports it (existing);

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net/http"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -166,10 +165,7 @@ func writeBacklog(t *testing.T, ctx context.Context, js jetstream.JetStream, ses
 // edgeHeap reads the edge process's Go heap in use from its /metrics.
 func edgeHeap(t *testing.T, base string) float64 {
 	t.Helper()
-	resp, err := http.Get(base + "/metrics")
-	if err != nil {
-		t.Fatal(err)
-	}
+	resp := scrape(t, base, "/metrics")
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {

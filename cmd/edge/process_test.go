@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -165,6 +166,25 @@ var (
 	reNATS   = regexp.MustCompile(`^embedded NATS for workers: (\S+)$`)
 )
 
+// testMetricsToken is the METRICS_TOKEN of every edge startEdge starts.
+const testMetricsToken = "0123456789abcdef0123456789abcdef-metrics"
+
+// scrape GETs an operator endpoint (/metrics, /stats) of the edge at base
+// with its metrics token; the caller closes the body.
+func scrape(t *testing.T, base, path string) *http.Response {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, base+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+testMetricsToken)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
 type edgeProc struct {
 	*proc
 	ws, token string
@@ -172,7 +192,8 @@ type edgeProc struct {
 
 func startEdge(t *testing.T, dataDir string, extra map[string]string) *edgeProc {
 	t.Helper()
-	env := map[string]string{"DATA_DIR": dataDir, "PORT": "0", "HOST": "127.0.0.1", "DEMO_AGENT_DELAY": "20ms", "AGENT_ACK_WAIT": "2s"}
+	env := map[string]string{"DATA_DIR": dataDir, "PORT": "0", "HOST": "127.0.0.1", "DEMO_AGENT_DELAY": "20ms", "AGENT_ACK_WAIT": "2s",
+		"METRICS_TOKEN": testMetricsToken}
 	for k, v := range extra {
 		env[k] = v
 	}
@@ -439,5 +460,9 @@ func TestTokenCommand(t *testing.T) {
 	}
 	if _, err := token("", "-role", "user"); err == nil {
 		t.Fatal("token without -sub succeeded")
+	}
+	// A token the edge would refuse is not minted.
+	if out, err := token("", "-sub", "bob", "-ttl", "8760h"); err == nil || !strings.Contains(string(out), "JWT_MAX_TTL") {
+		t.Fatalf("token -ttl 8760h: %v %s", err, out)
 	}
 }

@@ -59,7 +59,11 @@ type config struct {
 	JWTPublicKeyFile string `env:"JWT_PUBLIC_KEY_FILE"`
 	JWTIssuer        string `env:"JWT_ISSUER"`
 	JWTAudience      string `env:"JWT_AUDIENCE"`
-	// DevTokenTTL is the lifetime of the tokens printed at start.
+	// JWTMaxTTL is the longest lifetime ("exp" minus "iat") of a token the
+	// edge accepts.
+	JWTMaxTTL time.Duration `env:"JWT_MAX_TTL" envDefault:"720h"`
+	// DevTokenTTL is the lifetime of the tokens printed at start; at most
+	// JWTMaxTTL.
 	DevTokenTTL time.Duration `env:"DEV_TOKEN_TTL" envDefault:"24h"`
 
 	// Replicas is the JetStream replication of every stream: 1 on a
@@ -75,6 +79,10 @@ type config struct {
 	Agent agentcfg.Config
 	// Tools configures the built-in tools run in this process (BUILTIN_TOOLS…).
 	Tools agentcfg.Tools
+
+	// HTTPIdleTimeout closes a keep-alive connection that has carried no
+	// request for this long (idle sockets otherwise stay open for ever).
+	HTTPIdleTimeout time.Duration `env:"HTTP_IDLE_TIMEOUT" envDefault:"60s"`
 
 	LogLevel        string        `env:"LOG_LEVEL" envDefault:"info"`
 	LogFormat       string        `env:"LOG_FORMAT" envDefault:"text"`
@@ -103,6 +111,14 @@ func loadConfig() (config, error) {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		errs = append(errs, errors.New("TLS_CERT_FILE and TLS_KEY_FILE go together"))
 	}
+	if c.HTTPIdleTimeout <= 0 {
+		errs = append(errs, fmt.Errorf("HTTP_IDLE_TIMEOUT %v: want a positive duration", c.HTTPIdleTimeout))
+	}
+	if c.JWTMaxTTL <= 0 {
+		errs = append(errs, fmt.Errorf("JWT_MAX_TTL %v: want a positive duration", c.JWTMaxTTL))
+	} else if c.DevTokenTTL > c.JWTMaxTTL {
+		errs = append(errs, fmt.Errorf("DEV_TOKEN_TTL %v is over JWT_MAX_TTL %v: the printed tokens would be refused", c.DevTokenTTL, c.JWTMaxTTL))
+	}
 	if _, err := logging.New(c.LogLevel, c.LogFormat, io.Discard); err != nil {
 		errs = append(errs, err)
 	}
@@ -127,6 +143,10 @@ func (c config) streams() streams.Config {
 	return streams.Config{Replicas: c.Replicas, MaxAge: c.RetentionMaxAge, MaxBytes: c.RetentionMaxBytes, DuplicateWindow: c.DuplicateWindow}
 }
 
+// readHeaderTimeout bounds the wait for a request's headers, on a new
+// connection or a kept-alive one.
+const readHeaderTimeout = 10 * time.Second
+
 // secretFile is where the generated dev secret lives inside DATA_DIR.
 const secretFile = "jwt-secret"
 
@@ -138,7 +158,7 @@ const secretFile = "jwt-secret"
 // refuses to start, so that no edge ever makes up a secret of its own that
 // the others' tokens fail.
 func (c config) verifierConfig() (cfg auth.Config, devSecret []byte, created bool, err error) {
-	cfg = auth.Config{Issuer: c.JWTIssuer, Audience: c.JWTAudience}
+	cfg = auth.Config{Issuer: c.JWTIssuer, Audience: c.JWTAudience, MaxTTL: c.JWTMaxTTL}
 	if c.JWTPublicKeyFile != "" {
 		pem, err := os.ReadFile(c.JWTPublicKeyFile)
 		if err != nil {
@@ -275,7 +295,19 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 		wg.Wait()
 		return fmt.Errorf("cannot listen: %w", err)
 	}
-	hs := &http.Server{Handler: srv.Handler(), ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(logger.Handler(), slog.LevelWarn)}
+	// Idle keep-alive connections are closed after HTTP_IDLE_TIMEOUT, and
+	// the edge counts open connections and caps them at
+	// MAX_HTTP_CONNECTIONS (srv.ConnState). There is no ReadTimeout: it
+	// would cut every stream's request body and every WebSocket (a
+	// hijacked connection keeps its deadline); a POST's body has its own
+	// bound, POST_TIMEOUT.
+	hs := &http.Server{
+		Handler:           srv.Handler(),
+		ReadHeaderTimeout: readHeaderTimeout,
+		IdleTimeout:       cfg.HTTPIdleTimeout,
+		ConnState:         srv.ConnState,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
 	// HTTP/2 lets a browser hold many SSE streams on one connection (the
 	// HTTP/1.1 limit is six per host).
 	var protocols http.Protocols
@@ -410,6 +442,9 @@ func runToken(args []string, stdout, stderr io.Writer) error {
 	cfg, err := loadConfig()
 	if err != nil {
 		return err
+	}
+	if *ttl > cfg.JWTMaxTTL {
+		return fmt.Errorf("cannot mint token: -ttl %v is over JWT_MAX_TTL %v, the edge would refuse it", *ttl, cfg.JWTMaxTTL)
 	}
 	secret := []byte(cfg.JWTSecret)
 	if len(secret) == 0 {

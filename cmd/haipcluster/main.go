@@ -3,7 +3,8 @@
 // (R3 streams), two edges and two tool workers (built-in tools and
 // demo-agent replicas), all on 127.0.0.1. It builds the binaries from the
 // module, starts everything, prints the edges' URLs, the NATS URLs, a user
-// token and a haipchat command, and stops everything on SIGINT or SIGTERM.
+// token, an operator token (for /metrics and /stats) and a haipchat
+// command, and stops everything on SIGINT or SIGTERM.
 //
 //	go run ./cmd/haipcluster [-dir DIR] [-edges 2] [-toolworkers 2] [-port 8081]
 //
@@ -28,6 +29,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/internal/localcluster"
 )
 
@@ -68,7 +70,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.IntVar(&c.toolWorkers, "toolworkers", localcluster.DefaultToolWorkers, "number of tool workers (0-16)")
 	fs.IntVar(&c.port, "port", 8081, "edge 1's port on 127.0.0.1 (edge 2 gets the next one, and so on); 0 picks free ports")
 	fs.DurationVar(&c.startTimeout, "start-timeout", 10*time.Minute, "bound on building and starting everything")
-	fs.DurationVar(&c.tokenTTL, "token-ttl", 24*time.Hour, "lifetime of the printed user token")
+	fs.DurationVar(&c.tokenTTL, "token-ttl", 24*time.Hour, "lifetime of the printed user and operator tokens (at most 720h)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return c, err
@@ -90,6 +92,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.startTimeout <= 0 || c.tokenTTL <= 0 {
 		errs = append(errs, errors.New("-start-timeout and -token-ttl must be positive"))
+	}
+	if c.tokenTTL > auth.DefaultMaxTTL {
+		errs = append(errs, fmt.Errorf("-token-ttl %v: the edges refuse tokens living longer than %v (JWT_MAX_TTL)", c.tokenTTL, auth.DefaultMaxTTL))
 	}
 	if err := errors.Join(errs...); err != nil {
 		fmt.Fprintln(stderr, err)
@@ -126,7 +131,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, logger *s
 	if err != nil {
 		return errors.Join(err, c.Close())
 	}
-	printBanner(stdout, c, token)
+	operator, err := c.Mint(operatorToken(cfg.tokenTTL))
+	if err != nil {
+		return errors.Join(err, c.Close())
+	}
+	printBanner(stdout, c, token, operator)
 	<-ctx.Done()
 	logger.Info("stopping the cluster")
 	if err := c.Close(); err != nil {

@@ -17,7 +17,7 @@ func TestParseFlags(t *testing.T) {
 	if err != nil || c.dir != "x" || c.edges != 3 || c.toolWorkers != 0 || c.port != 0 {
 		t.Fatalf("flags: %+v %v", c, err)
 	}
-	for _, args := range [][]string{{"-edges", "0"}, {"-toolworkers", "-1"}, {"-edges", "17"}, {"extra"}, {"-nope"}, {"-start-timeout", "0s"}, {"-port", "-1"}, {"-port", "65535"}} {
+	for _, args := range [][]string{{"-edges", "0"}, {"-toolworkers", "-1"}, {"-edges", "17"}, {"extra"}, {"-nope"}, {"-start-timeout", "0s"}, {"-token-ttl", "8760h"}, {"-port", "-1"}, {"-port", "65535"}} {
 		if _, err := parseFlags(args, io.Discard); !errors.Is(err, errUsage) {
 			t.Errorf("%q: %v, want a usage error", args, err)
 		}
@@ -44,13 +44,15 @@ func (fakeTopology) Dir() string      { return "/data" }
 
 func TestBanner(t *testing.T) {
 	var b strings.Builder
-	printBanner(&b, fakeTopology{}, "TOKEN")
+	printBanner(&b, fakeTopology{}, "TOKEN", "OPERATOR")
 	out := b.String()
 	for _, want := range []string{
 		"edge 1: http://127.0.0.1:1  websocket: ws://127.0.0.1:1/haip/websocket\n",
 		"edge 2: http://127.0.0.1:2  websocket: ws://127.0.0.1:2/haip/websocket\n",
 		"NATS: nats://127.0.0.1:4,nats://127.0.0.1:5,nats://127.0.0.1:6\n",
 		"user token: TOKEN\n",
+		"operator token: OPERATOR\n",
+		"metrics: curl -H 'Authorization: Bearer OPERATOR' http://127.0.0.1:1/metrics\n",
 		"try: go run ./cmd/haipchat -url ws://127.0.0.1:1/haip/websocket -token TOKEN\n",
 	} {
 		if !strings.Contains(out, want) {
