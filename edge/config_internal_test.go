@@ -44,7 +44,7 @@ func TestConfigValidate(t *testing.T) {
 
 // failingKeepalive is a transport whose keep-alive fails at once, as a
 // write to a peer that has gone does.
-type failingKeepalive struct{ closed CloseCode }
+type failingKeepalive struct{}
 
 func (f *failingKeepalive) kind() string                                { return "test" }
 func (f *failingKeepalive) read(context.Context) (frame, error)         { return frame{}, errors.New("gone") }
@@ -52,9 +52,9 @@ func (f *failingKeepalive) write(context.Context, uint64, []byte) error { return
 func (f *failingKeepalive) keepalive(context.Context) (bool, error) {
 	return false, errors.New("broken pipe")
 }
-func (f *failingKeepalive) peerCanSend() bool                   { return false }
-func (f *failingKeepalive) close(code CloseCode, reason string) { f.closed = code }
-func (f *failingKeepalive) abort()                              {}
+func (f *failingKeepalive) peerCanSend() bool       { return false }
+func (f *failingKeepalive) close(CloseCode, string) {}
+func (f *failingKeepalive) abort()                  {}
 
 // A keep-alive that fails because the peer went is a peer that closed,
 // not a slow consumer.
@@ -68,8 +68,8 @@ func TestKeepaliveFailureIsNotSlow(t *testing.T) {
 	defer cancel()
 	c := &conn{srv: &Server{cfg: Config{}.withDefaults(), metrics: m}, t: tr, ctx: ctx, cancel: cancel}
 	c.lastInbound.Store(time.Now().UnixNano())
-	reason, ok := c.heartbeat(nil)
-	if ok || reason != reasonPeer || m.slowCount.Load() != 0 || tr.closed != CloseNormal {
-		t.Fatalf("heartbeat: reason %q ok %v, slow count %d, close %d; want peer_closed, not slow", reason, ok, m.slowCount.Load(), tr.closed)
+	var d *disconnect
+	if err := c.heartbeat(nil); !errors.As(err, &d) || d.label != labelPeer || d.code != CloseNormal {
+		t.Fatalf("heartbeat: %v; want the peer gone, not a slow consumer", err)
 	}
 }

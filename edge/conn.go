@@ -81,7 +81,7 @@ type conn struct {
 	live     chan *streams.Entry // live log messages from the hub (shared: copy before changing)
 	overflow chan struct{}       // the live queue dropped something
 	started  chan position       // handshake done: where delivery begins
-	closeReq chan closeRequest
+	closeReq chan *disconnect
 	drainCh  chan struct{}
 	drainOne sync.Once
 
@@ -95,7 +95,6 @@ type conn struct {
 	unflow   func()
 
 	// Writer-only state (out is set by the reader during the handshake).
-	failReason string      // why the last write failed
 	replay     *replaying  // the REPLAY_REQUEST being served (replay.go)
 	behind     []*outbound // control items waiting behind it, in order
 	out        outCredit   // what the client lets the edge send
@@ -133,10 +132,6 @@ type replayRequest struct {
 	relatedID string
 }
 
-type closeRequest struct {
-	code   CloseCode
-	reason string
-}
 
 func (s *Server) newConn(t transport, a admission) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -153,7 +148,7 @@ func (s *Server) newConn(t transport, a admission) *conn {
 		live:     make(chan *streams.Entry, s.cfg.LiveBuffer),
 		overflow: make(chan struct{}, 1),
 		started:  make(chan position, 1),
-		closeReq: make(chan closeRequest, 1),
+		closeReq: make(chan *disconnect, 1),
 		drainCh:  make(chan struct{}),
 	}
 	c.logger = s.logger.With(slog.String(logKeyTransport, t.kind()), slog.String(logKeySubject, a.id.Subject))
@@ -203,7 +198,7 @@ func (c *conn) run() {
 		// Otherwise the reader asked for a close (fatal): the writer
 		// flushes the ERROR and closes with its code and reason.
 	}()
-	reason := c.writeLoop()
+	d := c.finish(c.writeLoop())
 	c.cancel()
 	<-readerDone
 	c.stopGrants()
@@ -216,10 +211,26 @@ func (c *conn) run() {
 	}
 	c.srv.active.Add(-1)
 	c.srv.metrics.active.WithLabelValues(kind).Dec()
-	c.srv.metrics.disconnects.WithLabelValues(kind, reason).Inc()
+	c.srv.metrics.disconnects.WithLabelValues(kind, d.label).Inc()
 	c.srv.unregister(c)
 	c.slot.free()
-	c.logger.Debug("connection closed", slog.String(logKeyReason, reason))
+	c.logger.Debug("connection closed", slog.String(logKeyReason, d.label), slog.Int("code", int(d.code)))
+}
+
+// finish closes the transport as the writer's end says, and counts a
+// slow consumer: the one place a connection's end is acted on. (The
+// reader's blocking read ends with the transport.)
+func (c *conn) finish(err error) *disconnect {
+	var d *disconnect
+	if !errors.As(err, &d) {
+		c.logger.Error("writer ended without a disconnect", slog.Any(logKeyErr, err))
+		d = backendClose(CloseInternalError, "internal error; resume from your last seq")
+	}
+	if d.label == labelSlow {
+		c.srv.metrics.slowCount.Add(1)
+	}
+	c.t.close(d.code, d.reason)
+	return d
 }
 
 // drain asks the writer to close the connection with a resume hint.
@@ -232,10 +243,11 @@ func (c *conn) abort() {
 	c.t.abort()
 }
 
-// fatal asks the writer to flush pending control messages, then close.
-func (c *conn) fatal(code CloseCode, reason string) {
+// fatal asks the writer to flush pending control messages, then end the
+// connection as d says.
+func (c *conn) fatal(d *disconnect) {
 	select {
-	case c.closeReq <- closeRequest{code: code, reason: reason}:
+	case c.closeReq <- d:
 	default:
 	}
 }
@@ -383,7 +395,7 @@ func (c *conn) handleBinary(data []byte) (stop bool) {
 	env := c.pendingBin
 	if env == nil {
 		c.sendErrorAlways(haip.Errorf(haip.CodeProtocolViolation, "binary frame without a preceding envelope announcing bin_len"))
-		c.fatal(CloseUnsupportedData, "unexpected binary frame")
+		c.fatal(protocolClose(CloseUnsupportedData, "unexpected binary frame"))
 		return true
 	}
 	c.pendingBin = nil
@@ -449,12 +461,12 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 	if !containsInt(hello.AcceptMajor, haip.Major) {
 		c.sendErrorAlways(haip.Errorf(haip.CodeVersionIncompatible, "no common major version: server speaks %d, client accepts %v", haip.Major, hello.AcceptMajor).
 			WithRelated(env.ID).WithDetail("server_version", haip.Version))
-		c.fatal(ClosePolicyViolation, "version incompatible")
+		c.fatal(protocolClose(ClosePolicyViolation, "version incompatible"))
 		return true
 	}
 	if c.session != "" && env.Session != c.session {
 		c.sendErrorAlways(haip.Errorf(haip.CodeProtocolViolation, "HAI names session %q but the connection was opened for %q", env.Session, c.session).WithRelated(env.ID))
-		c.fatal(ClosePolicyViolation, "session mismatch")
+		c.fatal(protocolClose(ClosePolicyViolation, "session mismatch"))
 		return true
 	}
 	if c.session == "" || c.claim {
@@ -467,13 +479,13 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 			c.sendErrorAlways(herr.WithRelated(env.ID))
 			switch herr.Code {
 			case haip.CodeInternalError:
-				c.fatal(CloseTryAgainLater, "session store unavailable")
+				c.fatal(backendClose(CloseTryAgainLater, "session store unavailable"))
 			case haip.CodeSessionNotFound:
-				c.fatal(ClosePolicyViolation, "no such session")
+				c.fatal(protocolClose(ClosePolicyViolation, "no such session"))
 			case haip.CodeRateLimited:
-				c.fatal(CloseTryAgainLater, "too many new sessions; try again later")
+				c.fatal(protocolClose(CloseTryAgainLater, "too many new sessions; try again later"))
 			default:
-				c.fatal(ClosePolicyViolation, "forbidden session")
+				c.fatal(protocolClose(ClosePolicyViolation, "forbidden session"))
 			}
 			return true
 		}
@@ -488,7 +500,7 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 	unfollow, err := c.srv.hub.follow(c.session, c.readDir, c)
 	if err != nil {
 		c.logger.Error("follow", slog.Any(logKeyErr, err))
-		c.fatal(CloseInternalError, "cannot follow session")
+		c.fatal(backendClose(CloseInternalError, "cannot follow session"))
 		return true
 	}
 	c.unfollow = unfollow
@@ -497,7 +509,7 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 	cancel()
 	if err != nil {
 		c.logger.Error("resume point", slog.Any(logKeyErr, err))
-		c.fatal(CloseTryAgainLater, "session log unavailable")
+		c.fatal(backendClose(CloseTryAgainLater, "session log unavailable"))
 		return true
 	}
 	c.delivered.Store(start.next - 1)
@@ -527,7 +539,7 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 		}
 		if err != nil {
 			c.logger.Error("follow flow control", slog.Any(logKeyErr, err))
-			c.fatal(CloseInternalError, "cannot follow session")
+			c.fatal(backendClose(CloseInternalError, "cannot follow session"))
 			return true
 		}
 	}

@@ -51,11 +51,11 @@ type replaying struct {
 
 // queueOutbound takes one control item from the reader: at once when no
 // replay is in progress, else in order behind it.
-func (c *conn) queueOutbound(o *outbound) bool {
+func (c *conn) queueOutbound(o *outbound) error {
 	if c.replay == nil {
 		if o.replay != nil {
 			c.replay = &replaying{req: *o.replay}
-			return true
+			return nil
 		}
 		return c.writeControl(o.env)
 	}
@@ -67,10 +67,10 @@ func (c *conn) queueOutbound(o *outbound) bool {
 	}
 	c.behind = append(c.behind, o)
 	if len(c.behind) > maxBehindReplay {
-		return c.replayDoneWith(haip.Errorf(haip.CodeRateLimited, "replay cut short: too many requests waiting behind it; ask again from seq %d", c.replay.next).
+		return c.replayDone(haip.Errorf(haip.CodeRateLimited, "replay cut short: too many requests waiting behind it; ask again from seq %d", c.replay.next).
 			WithDetail("next_seq", strconv.FormatUint(c.replay.next, 10)).WithDetail("limit", string(limitReplay)))
 	}
-	return true
+	return nil
 }
 
 // pendingReplays counts the replays waiting behind the one in progress.
@@ -86,18 +86,13 @@ func (c *conn) pendingReplays() int {
 
 // replayDone ends the replay in progress, after writing herr (if any),
 // and sends what waited behind it up to the next replay, which starts.
-func (c *conn) replayDone(herr *haip.Error) (reason string, ok bool) {
-	if !c.replayDoneWith(herr) {
-		return c.failReason, false
-	}
-	return "", true
-}
-
-func (c *conn) replayDoneWith(herr *haip.Error) bool {
+func (c *conn) replayDone(herr *haip.Error) error {
 	rp := c.replay
 	c.replay = nil
-	if herr != nil && !c.writeError(herr.WithRelated(rp.req.relatedID)) {
-		return false
+	if herr != nil {
+		if err := c.writeError(herr.WithRelated(rp.req.relatedID)); err != nil {
+			return err
+		}
 	}
 	for len(c.behind) > 0 {
 		o := c.behind[0]
@@ -105,20 +100,20 @@ func (c *conn) replayDoneWith(herr *haip.Error) bool {
 		c.behind = c.behind[1:]
 		if o.replay != nil {
 			c.replay = &replaying{req: *o.replay}
-			return true
+			return nil
 		}
-		if !c.writeControl(o.env) {
-			return false
+		if err := c.writeControl(o.env); err != nil {
+			return err
 		}
 	}
 	c.behind = nil
-	return true
+	return nil
 }
 
 // replayStep serves one batch of the replay at the head of the queue: it
 // resends the range with the original seqs, never past what this
 // connection was delivered (later messages come by normal delivery).
-func (c *conn) replayStep(d *delivery) (reason string, ok bool) {
+func (c *conn) replayStep(d *delivery) error {
 	rp := c.replay
 	ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
 	defer cancel()
@@ -132,7 +127,7 @@ func (c *conn) replayStep(d *delivery) (reason string, ok bool) {
 	entries, more, err := c.srv.readLog(ctx, c.session, c.readDir, rp.cursor)
 	if err != nil {
 		if c.ctx.Err() != nil {
-			return reasonPeer, false
+			return peerClosed()
 		}
 		return c.replayDone(haip.Errorf(haip.CodeInternalError, "replay interrupted at seq %d; ask again from there", rp.next).
 			WithDetail("next_seq", strconv.FormatUint(rp.next, 10)))
@@ -153,14 +148,14 @@ func (c *conn) replayStep(d *delivery) (reason string, ok bool) {
 		size := entrySize(e)
 		if !c.out.allows(entryChannel(e), size) {
 			c.holdReplay(d, e)
-			return "", true
+			return nil
 		}
 		if herr := c.srv.replayBudget(c.ident, &rp.sent, size, e.Seq); herr != nil {
 			return c.replayDone(herr)
 		}
 		c.out.spend(entryChannel(e), size)
-		if !c.writeLog(*e) {
-			return c.failReason, false
+		if err := c.writeLog(*e); err != nil {
+			return err
 		}
 		c.srv.metrics.replayBytes.Add(float64(size))
 		rp.next, rp.cursor = e.Seq+1, e.StreamSeq+1
@@ -168,7 +163,7 @@ func (c *conn) replayStep(d *delivery) (reason string, ok bool) {
 	if !more || len(entries) == 0 || rp.next > rp.end {
 		return c.replayDone(nil)
 	}
-	return "", true
+	return nil
 }
 
 // holdReplay stops the writer until the client's credit allows e, which

@@ -298,22 +298,28 @@ func TestShutdownWaitsForStoresOfAbortedConnections(t *testing.T) {
 	writer := b.f.dial(b.e, client.Options{})
 	b.proxy.Partition() // the edge cannot reach JetStream: a store waits
 	ctx := context.Background()
+	stats := func() edge.Stats {
+		// (Stats also counts sessions in JetStream, out of reach here.)
+		qctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
+		defer cancel()
+		return b.e.srv.Stats(qctx)
+	}
+	before := stats().TotalMessagesIn
 	part, err := writer.Send(ctx, haip.ChannelUser, haip.TypeTextMessagePart, haip.TextMessagePartPayload{MessageID: haip.NewUUID(), Text: "in flight"})
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Read by the edge (so now being stored), before the drain starts: a
+	// frame still in the socket when the drain closes it is not read,
+	// not acknowledged, and so the client's to send again.
+	waitFor(t, 10*time.Second, func() bool { return stats().TotalMessagesIn > before }, "the edge never read the message")
 	sctx, cancel := context.WithTimeout(ctx, 4*time.Second)
 	defer cancel()
 	returned := make(chan error, 1)
 	go func() { returned <- b.e.srv.Shutdown(sctx) }()
 	// The drain is cut when the connections that were not storing are
 	// gone; the one storing stays until its store is over.
-	waitFor(t, 10*time.Second, func() bool {
-		// (Stats also counts sessions in JetStream, out of reach here.)
-		qctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
-		defer cancel()
-		return b.e.srv.Stats(qctx).ActiveConnections <= 1
-	}, "drain never cut")
+	waitFor(t, 10*time.Second, func() bool { return stats().ActiveConnections <= 1 }, "drain never cut")
 	select {
 	case err := <-returned:
 		t.Fatalf("Shutdown returned (%v) while a connection was still storing what it read", err)

@@ -13,18 +13,6 @@ import (
 	"github.com/haipfabric/haipfabric/streams"
 )
 
-// Disconnect reasons, the label values of haip_edge_disconnects_total.
-const (
-	reasonPeer      = "peer_closed"
-	reasonDrain     = "shutdown"
-	reasonSlow      = "slow_consumer"
-	reasonHeartbeat = "heartbeat_timeout"
-	reasonHandshake = "handshake_timeout"
-	reasonProtocol  = "protocol"
-	reasonBackend   = "backend_error"
-	reasonExpired   = "token_expired"
-)
-
 // delivery is the writer's cursor in the session log.
 type delivery struct {
 	next       uint64 // next seq to write
@@ -40,9 +28,10 @@ type delivery struct {
 	closeReader func()
 }
 
-// writeLoop owns every write to the transport. It returns the reason the
-// connection ended, after closing the transport.
-func (c *conn) writeLoop() string {
+// writeLoop owns every write to the transport. It returns why the
+// connection ends (a *disconnect); the caller closes the transport
+// accordingly.
+func (c *conn) writeLoop() error {
 	cfg := c.srv.cfg
 	clock := newWriterClock(time.Duration(cfg.HeartbeatInterval), time.Duration(cfg.HandshakeTimeout), c.validUntil())
 	defer clock.stop()
@@ -52,20 +41,20 @@ func (c *conn) writeLoop() string {
 	for {
 		if d != nil && c.replay != nil && !d.blocked {
 			// A replay goes before further delivery, a batch per turn.
-			if !c.flushControl() {
-				return c.failReason
+			if err := c.flushControl(); err != nil {
+				return err
 			}
-			if reason, ok := c.replayStep(d); !ok {
-				return reason
+			if err := c.replayStep(d); err != nil {
+				return err
 			}
 			continue
 		}
 		if d != nil && d.catchingUp && !d.blocked {
-			if !c.flushControl() {
-				return c.failReason
+			if err := c.flushControl(); err != nil {
+				return err
 			}
-			if reason, ok := c.catchUp(d); !ok {
-				return reason
+			if err := c.catchUp(d); err != nil {
+				return err
 			}
 			continue
 		}
@@ -77,24 +66,21 @@ func (c *conn) writeLoop() string {
 		}
 		select {
 		case <-c.ctx.Done():
-			c.t.close(CloseNormal, "")
-			return reasonPeer
+			return peerClosed()
 		case <-c.drainCh:
 			return c.drainClose()
-		case cr := <-c.closeReq:
-			c.flushControl()
-			c.t.close(cr.code, cr.reason)
-			if cr.code == CloseSlowConsumer {
-				c.srv.metrics.slowCount.Add(1)
-				return "slow_control"
+		case end := <-c.closeReq:
+			// The reader's ERROR goes out before the close.
+			if err := c.flushControl(); err != nil {
+				return err
 			}
-			return reasonProtocol
+			return end
 		case o := <-c.ctrl:
-			if !c.writeOutbound(o) {
-				return c.failReason
+			if err := c.writeOutbound(o); err != nil {
+				return err
 			}
-			if o.flow != nil && d != nil && !c.unblock(d) {
-				return c.failReason
+			if o.flow != nil && d != nil {
+				c.unblock(d)
 			}
 		case start := <-c.started:
 			d = &delivery{next: start.next, streamSeq: max(start.streamSeq, 1), catchingUp: true}
@@ -109,8 +95,8 @@ func (c *conn) writeLoop() string {
 				return c.handshakeTimedOut()
 			}
 			if ev.beat {
-				if reason, ok := c.heartbeat(d); !ok {
-					return reason
+				if err := c.heartbeat(d); err != nil {
+					return err
 				}
 			}
 		case ep := <-liveCh:
@@ -123,8 +109,8 @@ func (c *conn) writeLoop() string {
 					c.hold(d, &e)
 					continue
 				}
-				if !c.writeEntry(d, e) {
-					return c.failReason
+				if err := c.writeEntry(d, e); err != nil {
+					return err
 				}
 			default:
 				d.catchingUp = true // a gap: the log has what we missed
@@ -151,16 +137,15 @@ const (
 // up to catchupRetry, so a leader election is a pause for the client, not
 // a disconnection; after that, or on any other failure, the client is
 // told to resume later.
-func (c *conn) readBatch(d *delivery, n int) (entries []streams.Entry, more bool, reason string, ok bool) {
+func (c *conn) readBatch(d *delivery, n int) (entries []streams.Entry, more bool, err error) {
 	began, backoff := time.Now(), catchupBackoff
 	for {
 		select {
 		case c.srv.catchupSlots <- struct{}{}:
 		case <-c.ctx.Done():
-			c.t.close(CloseNormal, "")
-			return nil, false, reasonPeer, false
+			return nil, false, peerClosed()
 		case <-c.drainCh:
-			return nil, false, c.drainClose(), false
+			return nil, false, c.drainClose()
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
 		entries, more, err := d.reader.Read(ctx, d.streamSeq, n, c.srv.cfg.CatchupBytes)
@@ -170,10 +155,9 @@ func (c *conn) readBatch(d *delivery, n int) (entries []streams.Entry, more bool
 		c.srv.metrics.catchupN.Add(1)
 		switch {
 		case err == nil:
-			return entries, more, "", true
+			return entries, more, nil
 		case c.ctx.Err() != nil:
-			c.t.close(CloseNormal, "")
-			return nil, false, reasonPeer, false
+			return nil, false, peerClosed()
 		case streams.IsTransient(err) && time.Since(began)+backoff < catchupRetry:
 			c.logger.Debug("catch-up read failed; trying again", slog.Any(logKeyErr, err))
 			t := time.NewTimer(backoff)
@@ -181,42 +165,44 @@ func (c *conn) readBatch(d *delivery, n int) (entries []streams.Entry, more bool
 			case <-t.C:
 			case <-c.ctx.Done():
 				t.Stop()
-				c.t.close(CloseNormal, "")
-				return nil, false, reasonPeer, false
+				return nil, false, peerClosed()
 			case <-c.drainCh:
 				t.Stop()
-				return nil, false, c.drainClose(), false
+				return nil, false, c.drainClose()
 			}
 			backoff = min(2*backoff, time.Second)
 		default:
 			c.logger.Error("catch-up read", slog.Any(logKeyErr, err))
-			c.t.close(CloseTryAgainLater, fmt.Sprintf("session log unavailable; resume from seq %d", c.delivered.Load()))
-			return nil, false, reasonBackend, false
+			return nil, false, logUnavailable(c.delivered.Load())
 		}
 	}
 }
 
 // drainClose ends the connection for a drain, telling the client where to
 // resume.
-func (c *conn) drainClose() string {
-	c.flushControl()
-	c.t.close(CloseGoingAway, fmt.Sprintf("edge shutting down; resume from seq %d", c.delivered.Load()))
-	return reasonDrain
+func (c *conn) drainClose() error {
+	if err := c.flushControl(); err != nil {
+		return err
+	}
+	return drained(c.delivered.Load())
 }
 
 // handshakeTimedOut ends a connection that sent no HAI in time. (The
 // writer's rare branches are methods of their own: the writer's stack
 // frame, held by every idle connection, stays small.)
-func (c *conn) handshakeTimedOut() string {
-	c.flushControl()
+func (c *conn) handshakeTimedOut() error {
+	if err := c.flushControl(); err != nil {
+		return err
+	}
 	// The reader may be mid-handshake: touch none of its state.
 	herr := haip.Errorf(haip.CodeProtocolViolation, "no HAI within %s", time.Duration(c.srv.cfg.HandshakeTimeout))
 	c.srv.metrics.errorsSent.WithLabelValues(string(herr.Code)).Inc()
 	if env, err := haip.New(unboundSession, haip.ChannelSystem, haip.TypeError, herr.Payload()); err == nil {
-		c.writeControl(env)
+		if err := c.writeControl(env); err != nil {
+			return err
+		}
 	}
-	c.t.close(ClosePolicyViolation, "handshake timeout: send HAI first")
-	return reasonHandshake
+	return handshakeLate()
 }
 
 // validUntil is when the connection's token stops being valid: its exp
@@ -231,30 +217,34 @@ func (c *conn) validUntil() time.Time {
 // tokenExpired ends a connection whose token has expired, telling the
 // client to come back with a fresh token and resume from the last seq it
 // was sent (handshaken: the reader's handshake state may be read).
-func (c *conn) tokenExpired(handshaken bool) string {
-	c.flushControl()
+func (c *conn) tokenExpired(handshaken bool) error {
+	if err := c.flushControl(); err != nil {
+		return err
+	}
 	herr := haip.Errorf(haip.CodeAuthenticationFailed, "token expired; reconnect with a fresh token and resume from seq %d", c.delivered.Load()).
 		WithDetail("reason", "expired").WithDetail("resume_from", strconv.FormatUint(c.delivered.Load(), 10))
+	var err error
 	if handshaken {
-		c.writeError(herr)
+		err = c.writeError(herr)
 	} else {
 		c.srv.metrics.errorsSent.WithLabelValues(string(herr.Code)).Inc()
-		if env, err := haip.New(unboundSession, haip.ChannelSystem, haip.TypeError, herr.Payload()); err == nil {
-			c.writeControl(env)
+		if env, eerr := haip.New(unboundSession, haip.ChannelSystem, haip.TypeError, herr.Payload()); eerr == nil {
+			err = c.writeControl(env)
 		}
 	}
-	c.t.close(CloseTokenExpired, fmt.Sprintf("token expired; reconnect with a fresh token and resume from seq %d", c.delivered.Load()))
-	return reasonExpired
+	if err != nil {
+		return err
+	}
+	return tokenExpiredClose(c.delivered.Load())
 }
 
 // heartbeat drops a peer silent for too long, and otherwise sends the
 // transport's keep-alive, or a PING (d nil: before the handshake).
-func (c *conn) heartbeat(d *delivery) (reason string, ok bool) {
+func (c *conn) heartbeat(d *delivery) error {
 	cfg := &c.srv.cfg
 	silent := time.Since(time.Unix(0, c.lastInbound.Load()))
 	if c.t.peerCanSend() && silent > time.Duration(cfg.HeartbeatInterval+cfg.HeartbeatTimeout) {
-		c.t.close(CloseHeartbeatTimeout, fmt.Sprintf("no frames for %s; resume from seq %d", silent.Round(time.Second), c.delivered.Load()))
-		return reasonHeartbeat, false
+		return heartbeatLost(silent, c.delivered.Load())
 	}
 	wctx, cancel := context.WithTimeout(c.ctx, time.Duration(cfg.WriteTimeout))
 	sent, err := c.t.keepalive(wctx)
@@ -263,32 +253,29 @@ func (c *conn) heartbeat(d *delivery) (reason string, ok bool) {
 	if err != nil {
 		// Slow only when the write's own deadline fired; otherwise the
 		// peer is gone.
-		c.cut(timedOut, fmt.Sprintf("keep-alive not taken; resume from seq %d", c.delivered.Load()))
-		return c.failReason, false
+		return c.writeFailed(err, timedOut, fmt.Sprintf("keep-alive not taken; resume from seq %d", c.delivered.Load()))
 	}
 	if !sent && d != nil && c.accepts.has(haip.TypePing) {
-		env, err := haip.New(c.session, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: haip.NewUUID()})
-		if err == nil && !c.writeControl(env) {
-			return c.failReason, false
+		if env, err := haip.New(c.session, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: haip.NewUUID()}); err == nil {
+			return c.writeControl(env)
 		}
 	}
-	return "", true
+	return nil
 }
 
 // catchUp reads one bounded batch of the log from JetStream and writes
 // it. When the batch reaches the end of the log, delivery goes live.
-func (c *conn) catchUp(d *delivery) (reason string, ok bool) {
+func (c *conn) catchUp(d *delivery) (err error) {
 	n := c.out.budget(c.srv.cfg.CatchupBatch)
 	if n == 0 {
 		c.hold(d, nil) // no channel may send: read nothing
-		return "", true
+		return nil
 	}
 	if d.reader == nil {
 		r, err := c.srv.log.NewReader(c.session, c.readDir, streams.ReaderOptions{})
 		if err != nil {
 			c.logger.Error("catch-up reader", slog.Any(logKeyErr, err))
-			c.t.close(CloseTryAgainLater, fmt.Sprintf("session log unavailable; resume from seq %d", c.delivered.Load()))
-			return reasonBackend, false
+			return logUnavailable(c.delivered.Load())
 		}
 		d.reader = r
 		stop := context.AfterFunc(c.ctx, func() { r.Close(c.ctx) })
@@ -298,16 +285,16 @@ func (c *conn) catchUp(d *delivery) (reason string, ok bool) {
 			}
 		}
 	}
-	entries, more, reason, ok := c.readBatch(d, n)
-	if !ok {
-		return reason, false
+	entries, more, err := c.readBatch(d, n)
+	if err != nil {
+		return err
 	}
 	if ck, isCorker := c.t.(corker); isCorker && len(entries) > 1 {
 		// The batch leaves in one write (see corkConn), within WRITE_TIMEOUT.
 		ck.cork()
 		defer func() {
-			if !c.uncork(ck) && ok {
-				reason, ok = c.failReason, false
+			if uerr := c.uncork(ck); err == nil {
+				err = uerr
 			}
 		}()
 	}
@@ -318,9 +305,9 @@ func (c *conn) catchUp(d *delivery) (reason string, ok bool) {
 		}
 		if e.Seq > d.next {
 			// Retention removed messages the client had not seen yet.
-			if !c.writeError(haip.Errorf(haip.CodeReplayTooOld, "messages %d to %d are past retention", d.next, e.Seq-1).
-				WithDetail("first_available", strconv.FormatUint(e.Seq, 10))) {
-				return c.failReason, false
+			if err := c.writeError(haip.Errorf(haip.CodeReplayTooOld, "messages %d to %d are past retention", d.next, e.Seq-1).
+				WithDetail("first_available", strconv.FormatUint(e.Seq, 10))); err != nil {
+				return err
 			}
 			d.next = e.Seq
 		}
@@ -328,10 +315,10 @@ func (c *conn) catchUp(d *delivery) (reason string, ok bool) {
 			// The rest of the batch is dropped: it is read again once
 			// credit comes.
 			c.hold(d, &e)
-			return "", true
+			return nil
 		}
-		if !c.writeEntry(d, e) {
-			return c.failReason, false
+		if err := c.writeEntry(d, e); err != nil {
+			return err
 		}
 	}
 	if !more {
@@ -345,37 +332,37 @@ func (c *conn) catchUp(d *delivery) (reason string, ok bool) {
 			case ep := <-c.live:
 				if e := *ep; e.Seq >= d.next {
 					if e.Seq == d.next && c.out.allows(entryChannel(&e), entrySize(&e)) {
-						if !c.writeEntry(d, e) {
-							return c.failReason, false
+						if err := c.writeEntry(d, e); err != nil {
+							return err
 						}
 						continue
 					}
 					d.catchingUp = true
-					return "", true
+					return nil
 				}
 			default:
-				return "", true
+				return nil
 			}
 		}
 	}
-	return "", true
+	return nil
 }
 
 // writeEntry writes one log message and advances the cursor. Types the
 // client said it does not accept are skipped (their seq with them).
-func (c *conn) writeEntry(d *delivery, e streams.Entry) bool {
+func (c *conn) writeEntry(d *delivery, e streams.Entry) error {
 	d.next = e.Seq + 1
 	d.streamSeq = e.StreamSeq + 1
 	if e.Type != "" && !c.accepts.has(haip.Type(e.Type)) {
 		c.delivered.Store(e.Seq)
-		return true
+		return nil
 	}
 	c.out.spend(entryChannel(&e), entrySize(&e))
-	if !c.writeLog(e) {
-		return false
+	if err := c.writeLog(e); err != nil {
+		return err
 	}
 	c.delivered.Store(e.Seq)
-	return true
+	return nil
 }
 
 // hold stops delivery until the client's credit allows e (nil: until any
@@ -398,15 +385,14 @@ func (c *conn) hold(d *delivery, e *streams.Entry) {
 
 // unblock resumes delivery after a FLOW_UPDATE or RESUME_CHANNEL if the
 // credit now allows the message that waited.
-func (c *conn) unblock(d *delivery) bool {
+func (c *conn) unblock(d *delivery) {
 	if !d.blocked {
-		return true
+		return
 	}
 	if d.held != nil && !c.out.allows(entryChannel(d.held), entrySize(d.held)) {
-		return true
+		return
 	}
 	d.blocked, d.held = false, nil
-	return true
 }
 
 // inlineEntry returns a log message as one envelope, its binary frame (if
@@ -424,13 +410,13 @@ func inlineEntry(e streams.Entry) []byte {
 // writeLog writes one log message. An audio chunk stored with its binary
 // frame goes out as two frames (envelope, then bytes) to a WebSocket
 // client that announced binary_frames, and inline as base64 otherwise.
-func (c *conn) writeLog(e streams.Entry) bool {
+func (c *conn) writeLog(e streams.Entry) error {
 	if e.Bin == nil {
 		return c.write(e.Seq, e.Data)
 	}
 	if bw, ok := c.t.(binaryWriter); ok && c.binaryOut {
-		if !c.write(e.Seq, e.Data) {
-			return false
+		if err := c.write(e.Seq, e.Data); err != nil {
+			return err
 		}
 		return c.writeBin(bw, e)
 	}
@@ -439,36 +425,36 @@ func (c *conn) writeLog(e streams.Entry) bool {
 
 // writeError writes an ERROR at once, from the writer itself (queueing it
 // would put it behind items the writer has not reached yet).
-func (c *conn) writeError(e *haip.Error) bool {
+func (c *conn) writeError(e *haip.Error) error {
 	c.srv.metrics.errorsSent.WithLabelValues(string(e.Code)).Inc()
 	if c.accepts != nil && !c.accepts.has(haip.TypeError) {
-		return true
+		return nil
 	}
 	env, err := haip.New(c.session, haip.ChannelSystem, haip.TypeError, e.Payload())
 	if err != nil {
-		return true
+		return nil
 	}
 	return c.writeControl(env)
 }
 
 // flushControl writes every queued control item.
-func (c *conn) flushControl() bool {
+func (c *conn) flushControl() error {
 	for {
 		select {
 		case o := <-c.ctrl:
-			if !c.writeOutbound(o) {
-				return false
+			if err := c.writeOutbound(o); err != nil {
+				return err
 			}
 		default:
-			return true
+			return nil
 		}
 	}
 }
 
-func (c *conn) writeOutbound(o *outbound) bool {
+func (c *conn) writeOutbound(o *outbound) error {
 	if o.flow != nil {
 		c.srv.metrics.paused.Add(float64(c.out.apply(*o.flow, c.srv.cfg.ServerCredit)))
-		return true
+		return nil
 	}
 	return c.queueOutbound(o)
 }
@@ -476,7 +462,7 @@ func (c *conn) writeOutbound(o *outbound) bool {
 // writeControl stamps a control envelope with the connection's position
 // (seq of the last log message delivered: control messages take no number
 // of their own) and cumulative ack, then writes it.
-func (c *conn) writeControl(env *haip.Envelope) bool {
+func (c *conn) writeControl(env *haip.Envelope) error {
 	env.Seq = haip.U64(c.delivered.Load())
 	if a := c.ack.Load(); a > 0 {
 		ack := haip.U64(a)
@@ -485,36 +471,35 @@ func (c *conn) writeControl(env *haip.Envelope) bool {
 	data, err := haip.Encode(env)
 	if err != nil {
 		c.logger.Error("encode control envelope", slog.Any(logKeyErr, err))
-		return true
+		return nil
 	}
 	return c.write(uint64(env.Seq), data)
 }
 
 // uncork sends what a corked transport holds, within WriteTimeout; a
 // client that cannot take it in time is cut as too slow.
-func (c *conn) uncork(ck corker) bool {
+func (c *conn) uncork(ck corker) error {
 	err := ck.uncork(time.Now().Add(time.Duration(c.srv.cfg.WriteTimeout)))
 	if err == nil {
-		return true
+		return nil
 	}
 	// What the client received of the batch is unknown here: it resumes
 	// from its own last seq.
-	c.cut(errors.Is(err, os.ErrDeadlineExceeded), "resume from the last seq you received")
-	return false
+	return c.writeFailed(err, errors.Is(err, os.ErrDeadlineExceeded), "resume from the last seq you received")
 }
 
 // writeBin sends the binary frame that follows an envelope.
-func (c *conn) writeBin(bw binaryWriter, e streams.Entry) bool {
+func (c *conn) writeBin(bw binaryWriter, e streams.Entry) error {
 	ctx, cancel := context.WithTimeout(c.ctx, time.Duration(c.srv.cfg.WriteTimeout))
 	err := bw.writeBinary(ctx, e.Bin)
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 	cancel()
-	return c.writeFailed(err, timedOut)
+	return c.wrote(err, timedOut)
 }
 
 // write sends one envelope within WriteTimeout. A client that cannot take
 // it in time is cut as too slow; it resumes from its last seq.
-func (c *conn) write(seq uint64, data []byte) bool {
+func (c *conn) write(seq uint64, data []byte) error {
 	ctx, cancel := context.WithTimeout(c.ctx, time.Duration(c.srv.cfg.WriteTimeout))
 	err := c.t.write(ctx, seq, data)
 	// DeadlineExceeded only when the write's own deadline fired; a
@@ -523,30 +508,26 @@ func (c *conn) write(seq uint64, data []byte) bool {
 	// so the connection's context cannot tell the two apart.
 	timedOut := errors.Is(ctx.Err(), context.DeadlineExceeded)
 	cancel()
-	return c.writeFailed(err, timedOut)
+	return c.wrote(err, timedOut)
 }
 
-// writeFailed turns a write's outcome into the connection's fate.
-func (c *conn) writeFailed(err error, timedOut bool) bool {
+// wrote counts a write that went through, or turns one that failed into
+// the connection's end.
+func (c *conn) wrote(err error, timedOut bool) error {
 	if err != nil {
-		c.cut(timedOut, fmt.Sprintf("resume from seq %d", c.delivered.Load()))
-		return false
+		return c.writeFailed(err, timedOut, fmt.Sprintf("resume from seq %d", c.delivered.Load()))
 	}
 	c.srv.msgsOut.Add(1)
 	c.srv.metrics.msgsOut.Inc()
-	return true
+	return nil
 }
 
-// cut ends the connection after a failed write: as a slow consumer, told
-// where to resume (hint), when the write timed out; quietly otherwise
-// (the peer is gone).
-func (c *conn) cut(timedOut bool, hint string) {
-	c.failReason = reasonPeer
+// writeFailed is the end of a connection whose write failed: a slow
+// consumer, told where to resume (hint), when the write's own deadline
+// fired; otherwise the peer is gone.
+func (c *conn) writeFailed(_ error, timedOut bool, hint string) *disconnect {
 	if timedOut {
-		c.failReason = reasonSlow
-		c.srv.metrics.slowCount.Add(1)
-		c.t.close(CloseSlowConsumer, "slow consumer; "+hint)
-		return
+		return slowConsumer(hint)
 	}
-	c.t.close(CloseNormal, "")
+	return peerClosed()
 }
