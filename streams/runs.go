@@ -25,6 +25,11 @@ type RunRequest struct {
 	Kind string `json:"kind,omitempty"`
 	// FromSeq is the inbound-log seq of the message that started the run.
 	FromSeq uint64 `json:"from_seq,omitempty"`
+	// User is who asked: the JWT subject of the message that started the
+	// run. It picks the run's shard of the queue (UserShard), and the
+	// run's tool calls travel under it too. Empty in requests queued
+	// before it existed.
+	User string `json:"user,omitempty"`
 }
 
 // Run kinds.
@@ -45,13 +50,13 @@ func (r RunRequest) Validate() error {
 	return errors.Join(errs...)
 }
 
-// PublishRun queues a run request. The run id is the message id, so a
-// retried publish queues the run once.
+// PublishRun queues a run request in its user's shard. The run id is the
+// message id, so a retried publish queues the run once.
 func PublishRun(ctx context.Context, js jetstream.JetStream, r RunRequest) error {
 	if err := r.Validate(); err != nil {
 		return fmt.Errorf("cannot queue run: %w", err)
 	}
-	subj, err := RunSubject(r.Session)
+	subj, err := RunSubject(r.Session, r.User)
 	if err != nil {
 		return err
 	}

@@ -63,7 +63,7 @@ func TestValidateSessionID(t *testing.T) {
 		if _, err := streams.LiveSubject(id, streams.In); err == nil {
 			t.Errorf("LiveSubject(%q) built a subject", id)
 		}
-		if _, err := streams.RunSubject(id); err == nil {
+		if _, err := streams.RunSubject(id, "someone"); err == nil {
 			t.Errorf("RunSubject(%q) built a subject", id)
 		}
 	}
