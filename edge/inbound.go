@@ -231,13 +231,13 @@ func (s *Server) store(ctx context.Context, id auth.Identity, session string, en
 	}
 	switch {
 	case env.Type == haip.TypeToolCall:
-		return res, s.routeToolCall(ctx, session, env, call)
+		return res, s.routeToolCall(ctx, session, id.Subject, env, call)
 	case env.Type == haip.TypeToolCancel:
 		return res, s.routeToolCancel(ctx, session, env)
 	case textRun != nil:
-		return res, s.queueTextRun(ctx, session, res, *textRun, env)
+		return res, s.queueTextRun(ctx, session, id.Subject, res, *textRun, env)
 	case env.Type == haip.TypeAudioChunk && env.Channel == haip.ChannelAudioIn && id.Role != auth.RoleAgent:
-		return res, s.queueAudioRun(ctx, session, res, env, stored, runLimit)
+		return res, s.queueAudioRun(ctx, session, id.Subject, res, env, stored, runLimit)
 	}
 	return res, nil
 }
@@ -298,9 +298,10 @@ func (s *Server) userText(ctx context.Context, session string, endSeq uint64, me
 }
 
 // routeToolCall and routeToolCancel hand a stored TOOL_CALL or
-// TOOL_CANCEL to the tool workers (see worker.Router).
-func (s *Server) routeToolCall(ctx context.Context, session string, env *haip.Envelope, call haip.ToolCallPayload) *haip.Error {
-	if err := s.router.Call(ctx, session, env.RunID, call); err != nil {
+// TOOL_CANCEL to the tool workers (see worker.Router); user is the
+// caller's JWT subject.
+func (s *Server) routeToolCall(ctx context.Context, session, user string, env *haip.Envelope, call haip.ToolCallPayload) *haip.Error {
+	if err := s.router.Call(ctx, session, env.RunID, user, call); err != nil {
 		s.logger.Error("route tool call", slog.Any(logKeyErr, err))
 		return haip.Errorf(haip.CodeInternalError, "tool call not handled; send it again").WithRelated(env.ID)
 	}

@@ -44,8 +44,9 @@ func (s *Server) admitRun(ctx context.Context, session string, run streams.RunSt
 	return existing, nil
 }
 
-// queueTextRun queues the run that answers a user's finished text.
-func (s *Server) queueTextRun(ctx context.Context, session string, res streams.Appended, run streams.RunState, env *haip.Envelope) *haip.Error {
+// queueTextRun queues the run that answers a user's finished text; user
+// is the sender's JWT subject.
+func (s *Server) queueTextRun(ctx context.Context, session, user string, res streams.Appended, run streams.RunState, env *haip.Envelope) *haip.Error {
 	text, herr := s.userText(ctx, session, res.Seq, run.MessageID)
 	if herr != nil {
 		_ = s.runs.Finish(ctx, session, run.RunID, streams.RunError, herr.Message)
@@ -53,14 +54,15 @@ func (s *Server) queueTextRun(ctx context.Context, session string, res streams.A
 	}
 	return s.queueRun(ctx, session, streams.RunRequest{
 		RunID: run.RunID, Session: session, ThreadID: env.ThreadID, MessageID: run.MessageID,
-		Text: text, Kind: streams.RunKindText, FromSeq: res.Seq, Created: time.Now().UTC(),
+		Text: text, Kind: streams.RunKindText, FromSeq: res.Seq, User: user, Created: time.Now().UTC(),
 	}, env.ID)
 }
 
 // queueAudioRun starts the run that answers an utterance: its first
 // AUDIO_CHUNK (on AUDIO_IN) starts one; the following chunks of the same
-// message_id belong to it while it is active.
-func (s *Server) queueAudioRun(ctx context.Context, session string, res streams.Appended, env *haip.Envelope, stored haip.Envelope, clientLimit int) *haip.Error {
+// message_id belong to it while it is active. user is the sender's JWT
+// subject.
+func (s *Server) queueAudioRun(ctx context.Context, session, user string, res streams.Appended, env *haip.Envelope, stored haip.Envelope, clientLimit int) *haip.Error {
 	var p haip.AudioChunkPayload
 	if err := stored.DecodePayload(&p); err != nil {
 		return asHAIPError(err)
@@ -77,7 +79,7 @@ func (s *Server) queueAudioRun(ctx context.Context, session string, res streams.
 	}
 	return s.queueRun(ctx, session, streams.RunRequest{
 		RunID: run.RunID, Session: session, ThreadID: env.ThreadID, MessageID: p.MessageID,
-		Kind: streams.RunKindAudio, FromSeq: res.Seq, Created: time.Now().UTC(),
+		Kind: streams.RunKindAudio, FromSeq: res.Seq, User: user, Created: time.Now().UTC(),
 	}, env.ID)
 }
 

@@ -10,7 +10,14 @@
 //	haip.session.<session>.in    log of what users send (stream HAIP_SESSIONS)
 //	haip.session.<session>.out   log of what users receive (stream HAIP_SESSIONS)
 //	haip.live.<session>.<dir>    the same messages, republished for live followers
-//	haip.runs.<session>          agent run requests (work-queue stream HAIP_RUNS)
+//	haip.runs.<shard>.<session>  agent run requests (work-queue stream HAIP_RUNS)
+//	haip.tools.<tool>.<shard>    tool calls (work-queue stream HAIP_TOOLS)
+//
+// The work queues are split into QueueShards shards by a hash of the user
+// (UserShard), each with its own durable consumer, so that workers can
+// take work from the shards in turn. Work queued before the shards
+// (haip.runs.<session>, haip.tools.<tool>) is still taken through one
+// more consumer per queue.
 //
 // Buckets: haip_sessions (session records: owner, created) and haip_tails
 // (each log's highest seq, so that numbering survives retention emptying

@@ -95,7 +95,7 @@ func TestPublishIdempotentSurvivesLostAck(t *testing.T) {
 	t.Parallel()
 	_, _, js := ensured(t)
 	ctx := context.Background()
-	subj, err := RunSubject("lost-ack")
+	subj, err := RunSubject("lost-ack", "someone")
 	if err != nil {
 		t.Fatal(err)
 	}

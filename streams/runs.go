@@ -25,6 +25,11 @@ type RunRequest struct {
 	Kind string `json:"kind,omitempty"`
 	// FromSeq is the inbound-log seq of the message that started the run.
 	FromSeq uint64 `json:"from_seq,omitempty"`
+	// User is who asked: the JWT subject of the message that started the
+	// run. It picks the run's shard of the queue (UserShard), and the
+	// run's tool calls travel under it too. Empty in requests queued
+	// before it existed.
+	User string `json:"user,omitempty"`
 }
 
 // Run kinds.
@@ -45,15 +50,15 @@ func (r RunRequest) Validate() error {
 	return errors.Join(errs...)
 }
 
-// PublishRun queues a run request. The session and run id make the
-// message id, so a retried publish queues the run once, and no run of one
-// session can stand in for another's. (The edge derives run ids from the
-// session already; the message id does not rely on that.)
+// PublishRun queues a run request in its user's shard. The session and
+// run id make the message id, so a retried publish queues the run once,
+// and no run of one session can stand in for another's. (The edge derives
+// run ids from the session already; the message id does not rely on that.)
 func PublishRun(ctx context.Context, js jetstream.JetStream, r RunRequest) error {
 	if err := r.Validate(); err != nil {
 		return fmt.Errorf("cannot queue run: %w", err)
 	}
-	subj, err := RunSubject(r.Session)
+	subj, err := RunSubject(r.Session, r.User)
 	if err != nil {
 		return err
 	}

@@ -2,10 +2,12 @@ package streams
 
 import (
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
+	"strconv"
 )
 
 // Names of the JetStream objects the fabric owns. Everything lives under the
@@ -115,8 +117,36 @@ func LiveSubject(session string, d Direction) (string, error) {
 	return livePrefix + session + "." + string(d), nil
 }
 
-// RunSubject is the work-queue subject for run requests of a session.
-func RunSubject(session string) (string, error) {
+// QueueShards is how many shards each work queue (runs, and each tool's
+// calls) is split into. A user's work always lands in the same shard
+// (UserShard), each shard has a durable consumer of its own, and workers
+// take from the shards in turn, so one user's flood waits behind itself
+// rather than in front of everyone. Publishers and workers must agree on
+// it: changing it strands work queued in shards that no longer exist.
+const QueueShards = 16
+
+// UserShard is the shard (0 to QueueShards-1) of a user's work: a hash of
+// the user's JWT subject, which may hold any character a subject token
+// may not. Work queued with no user (an older publisher) is in shard
+// UserShard("").
+func UserShard(user string) int {
+	sum := sha256.Sum256([]byte(user))
+	return int(binary.BigEndian.Uint32(sum[:4]) % QueueShards)
+}
+
+// RunSubject is the work-queue subject of a session's run requests for
+// user: haip.runs.<shard>.<session>.
+func RunSubject(session, user string) (string, error) {
+	if err := ValidateSessionID(session); err != nil {
+		return "", err
+	}
+	return runPrefix + strconv.Itoa(UserShard(user)) + "." + session, nil
+}
+
+// LegacyRunSubject is the subject run requests were queued on before the
+// run queue was sharded (haip.runs.<session>). Nothing publishes there any
+// more; agents still take what an older edge queued there.
+func LegacyRunSubject(session string) (string, error) {
 	if err := ValidateSessionID(session); err != nil {
 		return "", err
 	}

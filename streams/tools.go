@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,9 +16,10 @@ import (
 	"github.com/haipfabric/haipfabric/haip"
 )
 
-// Tool calls travel on a work-queue stream, one subject per tool, so each
-// tool's workers share one durable consumer and scale on their own; live
-// workers advertise their tools in a KV bucket whose entries expire.
+// Tool calls travel on a work-queue stream, one subject per tool and
+// shard of users, so each tool's workers share the tool's durable
+// consumers (ToolConsumerConfigs) and scale on their own; live workers
+// advertise their tools in a KV bucket whose entries expire.
 const (
 	// ToolStream is the work queue of tool calls.
 	ToolStream = "HAIP_TOOLS"
@@ -93,8 +95,19 @@ func ValidateToolName(name string) error {
 	return nil
 }
 
-// ToolSubject is the work-queue subject of a tool's calls.
-func ToolSubject(tool string) (string, error) {
+// ToolSubject is the work-queue subject of a tool's calls for user:
+// haip.tools.<tool>.<shard> (see UserShard).
+func ToolSubject(tool, user string) (string, error) {
+	if err := ValidateToolName(tool); err != nil {
+		return "", err
+	}
+	return toolPrefix + tool + "." + strconv.Itoa(UserShard(user)), nil
+}
+
+// LegacyToolSubject is the subject a tool's calls were queued on before
+// the tool queue was sharded (haip.tools.<tool>). Nothing publishes there
+// any more; workers still take what an older edge queued there.
+func LegacyToolSubject(tool string) (string, error) {
 	if err := ValidateToolName(tool); err != nil {
 		return "", err
 	}
@@ -109,6 +122,11 @@ type ToolCall struct {
 	Session string          `json:"session"`
 	RunID   string          `json:"run_id,omitempty"`
 	Created time.Time       `json:"created"`
+	// User is who made the call: the JWT subject of the TOOL_CALL's
+	// sender, or the user of the run an agent calls it for. It picks the
+	// call's shard of the queue (UserShard). Empty in calls queued before
+	// it existed.
+	User string `json:"user,omitempty"`
 }
 
 // Validate checks what a worker relies on.
@@ -126,14 +144,14 @@ func (c ToolCall) Validate() error {
 	return errors.Join(errs...)
 }
 
-// PublishToolCall queues a call. The session and call id make the message
-// id, so a retried publish queues it once, and the same call id in
-// another session is another call.
+// PublishToolCall queues a call in its user's shard. The session and
+// call id make the message id, so a retried publish queues it once, and
+// the same call id in another session is another call.
 func PublishToolCall(ctx context.Context, js jetstream.JetStream, c ToolCall) error {
 	if err := c.Validate(); err != nil {
 		return fmt.Errorf("cannot queue tool call: %w", err)
 	}
-	subj, _ := ToolSubject(c.Tool)
+	subj, _ := ToolSubject(c.Tool, c.User)
 	key, _ := callKey(c.Session, c.CallID)
 	data, err := json.Marshal(c)
 	if err != nil {

@@ -94,24 +94,28 @@ func (c Config) SessionStreamConfig() jetstream.StreamConfig {
 	}
 }
 
-// RunStreamConfig is the work queue of agent runs.
+// RunStreamConfig is the work queue of agent runs: haip.runs.<shard>.<session>,
+// and haip.runs.<session> for requests queued before the shards.
 func (c Config) RunStreamConfig() jetstream.StreamConfig {
-	return c.workQueue(RunStream, "HAIP agent run requests (work queue)", runPrefix+"*")
+	return c.workQueue(RunStream, "HAIP agent run requests (work queue, one subject per shard of users and session)", runPrefix+"*.*", runPrefix+"*")
 }
 
-// ToolStreamConfig is the work queue of tool calls.
+// ToolStreamConfig is the work queue of tool calls: haip.tools.<tool>.<shard>,
+// and haip.tools.<tool> for calls queued before the shards.
 func (c Config) ToolStreamConfig() jetstream.StreamConfig {
-	return c.workQueue(ToolStream, "HAIP tool calls (work queue, one subject per tool)", toolPrefix+"*")
+	sc := c.workQueue(ToolStream, "HAIP tool calls (work queue, one subject per tool and shard of users)", toolPrefix+"*.*", toolPrefix+"*")
+	sc.MaxConsumers = MaxToolConsumers
+	return sc
 }
 
 // workQueue is a work-queue stream: each message is taken by one worker
 // and leaves the stream when acknowledged.
-func (c Config) workQueue(name, description, subject string) jetstream.StreamConfig {
+func (c Config) workQueue(name, description string, subjects ...string) jetstream.StreamConfig {
 	c = c.withDefaults()
 	return jetstream.StreamConfig{
 		Name:        name,
 		Description: description,
-		Subjects:    []string{subject},
+		Subjects:    subjects,
 		Retention:   jetstream.WorkQueuePolicy,
 		Storage:     jetstream.FileStorage,
 		Replicas:    c.Replicas,

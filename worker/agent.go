@@ -46,6 +46,12 @@ type AgentConfig struct {
 	Name string
 	// Concurrency is how many runs one replica handles at once.
 	Concurrency int
+	// ShardConcurrency is how many runs of one shard of users (a hash of
+	// the user, streams.UserShard) one replica handles at once, so that
+	// one user's long runs cannot take every slot while others wait.
+	// Zero means Concurrency less a quarter of it, which leaves at least
+	// one slot to the other shards when Concurrency is 2 or more.
+	ShardConcurrency int
 	// AckWait is how long a run may go without a progress signal before
 	// JetStream gives it to another replica. The SDK signals every
 	// AckWait/3 while a handler runs, so only a dead replica loses its runs.
@@ -65,6 +71,9 @@ func (c AgentConfig) withDefaults() AgentConfig {
 	}
 	if c.Concurrency <= 0 {
 		c.Concurrency = DefaultConcurrency
+	}
+	if c.ShardConcurrency <= 0 {
+		c.ShardConcurrency = shardShare(c.Concurrency)
 	}
 	if c.AckWait <= 0 {
 		c.AckWait = DefaultAckWait
@@ -88,7 +97,7 @@ type Agent struct {
 	cfg     AgentConfig
 	handler RunHandler
 	nc      *nats.Conn
-	cons    jetstream.Consumer
+	cons    []jetstream.Consumer // the run queue's shards, and the queue before them
 	log     *streams.Log
 	router  *Router
 	runs    *streams.Runs
@@ -101,21 +110,17 @@ type Agent struct {
 // cancelled (RUN_CANCEL from a client, or over HTTP).
 var ErrRunCancelled = errors.New("run cancelled")
 
-// NewAgent binds to the run queue with a durable consumer named cfg.Name
-// (created or updated) and opens the session log for Emit.
+// NewAgent binds to the run queue with the durable consumers of cfg.Name
+// (created or updated: one per shard of users, and cfg.Name itself for
+// runs queued before the shards) and opens the session log for Emit.
 func NewAgent(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h RunHandler, cfg AgentConfig) (*Agent, error) {
 	cfg = cfg.withDefaults()
-	if err := streams.ValidateSessionID(cfg.Name); err != nil {
-		return nil, fmt.Errorf("cannot start agent: name: %w", err)
+	// The extra delivery ends the run.
+	cfgs, err := streams.RunConsumerConfigs(cfg.Name, cfg.AckWait, cfg.MaxDeliver+1)
+	if err != nil {
+		return nil, fmt.Errorf("cannot start agent: %w", err)
 	}
-	cons, err := js.CreateOrUpdateConsumer(ctx, streams.RunStream, jetstream.ConsumerConfig{
-		Durable:       cfg.Name,
-		Description:   "agent run handlers",
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       cfg.AckWait,
-		MaxDeliver:    cfg.MaxDeliver + 1, // the extra delivery ends the run
-		MaxAckPending: -1,
-	})
+	cons, err := streams.EnsureQueueConsumers(ctx, js, streams.RunStream, cfgs)
 	if err != nil {
 		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
 	}
@@ -136,9 +141,11 @@ func NewAgent(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h RunH
 		running: make(map[string]context.CancelCauseFunc)}, nil
 }
 
-// Run takes runs until ctx is cancelled, then stops taking new ones, waits
-// up to DrainWait for the running ones (then cancels them: they are
-// redelivered), and returns.
+// Run takes runs until ctx is cancelled, then stops taking new ones
+// (handing back at once a run taken but not started), waits up to
+// DrainWait for the running ones (then cancels them: they are handed
+// back), and returns. Runs are taken from the shards of users in turn
+// (see ShardConcurrency).
 func (a *Agent) Run(ctx context.Context) error {
 	defer a.log.Close(context.WithoutCancel(ctx)) //nolint:errcheck // best-effort final flush
 	// Cancellations of running runs reach whichever replica runs them.
@@ -149,14 +156,11 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent %s: cannot follow run cancellations: %w", a.cfg.Name, err)
 	}
 	defer cancelSub.Unsubscribe() //nolint:errcheck // best effort at shutdown
-	it, err := a.cons.Messages(jetstream.PullMaxMessages(a.cfg.Concurrency))
-	if err != nil {
-		return fmt.Errorf("agent %s: cannot consume: %w", a.cfg.Name, err)
-	}
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 	var wg sync.WaitGroup
-	consume(ctx, it, a.cfg.Concurrency, &wg, a.cfg.Logger, func(msg jetstream.Msg) { a.handle(handlerCtx, msg) })
+	newDispatcher(a.cfg.Concurrency, a.cfg.ShardConcurrency, a.cfg.AckWait, &wg, a.cfg.Logger,
+		func(msg jetstream.Msg) { a.handle(handlerCtx, msg) }).run(ctx, a.cons)
 	drain(&wg, a.cfg.DrainWait, cancelHandlers)
 	return nil
 }
@@ -402,7 +406,7 @@ func (r *Run) CallTool(ctx context.Context, tool string, params any) (haip.ToolD
 	if err != nil {
 		return haip.ToolDonePayload{}, err
 	}
-	if err := r.router.Call(ctx, r.Request.Session, r.Request.RunID, call); err != nil {
+	if err := r.router.Call(ctx, r.Request.Session, r.Request.RunID, r.Request.User, call); err != nil {
 		return haip.ToolDonePayload{}, fmt.Errorf("cannot call %s: %w: %w", tool, ErrStore, err)
 	}
 	// Kept until the result comes, so that a cancelled run cancels it.

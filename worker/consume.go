@@ -8,35 +8,224 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"golang.org/x/sync/semaphore"
 )
 
-// consume takes messages from it until ctx ends (it is stopped then),
-// running handle for each on a goroutine of its own, at most limit at
-// once; wg counts those goroutines so that the caller can drain them.
-func consume(ctx context.Context, it jetstream.MessagesContext, limit int, wg *sync.WaitGroup, logger *slog.Logger, handle func(jetstream.Msg)) {
-	stop := context.AfterFunc(ctx, it.Stop)
-	defer stop()
-	sem := make(chan struct{}, limit)
+// How a worker takes work. A queue (the runs, or one tool's calls) is
+// split into shards of users, each with a durable consumer of its own
+// (streams.RunConsumerConfigs, streams.ToolConsumerConfigs). A dispatcher
+// polls every shard for one message at a time and hands the handler slots
+// out in the order the shards' messages came to wait for one, so that a
+// shard holding a thousand messages gets a slot no more often than a
+// shard holding one: a user's flood delays the others by a bounded
+// amount. One shard also never holds more than its share of the slots
+// (ShardConcurrency), so that long work from one user cannot take them
+// all while others wait.
+//
+// Nothing is fetched ahead: a message is taken from JetStream only when
+// its shard may run one more, so work this worker cannot start soon stays
+// in the stream for other workers, and a message that waits for a slot is
+// kept from redelivery with InProgress. When the worker stops, a message
+// still waiting for a slot is handed back (Nak) at once.
+
+const (
+	// fetchWait is how long one poll of a shard waits for a message.
+	// An idle worker sends one pull request per shard this often.
+	fetchWait = time.Minute
+	// fetchHeartbeat is how often the server confirms a waiting poll: a
+	// poll lost on the server (a consumer leader moved, the server
+	// restarted) is noticed after two are missed, as the consume loop of
+	// nats.go would with its default 30 s expiry.
+	fetchHeartbeat = 15 * time.Second
+	// Backoff after a failed poll (the consumer gone, JetStream away).
+	minFetchBackoff = 100 * time.Millisecond
+	maxFetchBackoff = 5 * time.Second
+)
+
+// shardShare is the default ShardConcurrency: all of concurrency but a
+// quarter of it, and at least one slot left to the other shards whenever
+// there are two slots or more.
+func shardShare(concurrency int) int {
+	return max(1, concurrency-max(1, concurrency/4))
+}
+
+// dispatcher runs handle for the messages of a queue's consumers, at most
+// slots at once and at most perShard of one consumer's at once. handlers
+// counts the running handlers, so that the caller can drain them.
+type dispatcher struct {
+	slots     *semaphore.Weighted // FIFO: the waiting shards take turns
+	perShard  int
+	keepAlive time.Duration // InProgress period of a message waiting for a slot
+	handlers  *sync.WaitGroup
+	logger    *slog.Logger
+	handle    func(jetstream.Msg)
+}
+
+func newDispatcher(slots, perShard int, ackWait time.Duration, handlers *sync.WaitGroup, logger *slog.Logger, handle func(jetstream.Msg)) *dispatcher {
+	return &dispatcher{slots: semaphore.NewWeighted(int64(slots)), perShard: min(perShard, slots), keepAlive: ackWait / 3,
+		handlers: handlers, logger: logger, handle: handle}
+}
+
+// run polls every consumer until ctx ends and returns once every poll has
+// stopped; handlers started may still be running (see drain).
+func (d *dispatcher) run(ctx context.Context, cons []jetstream.Consumer) {
+	var polls sync.WaitGroup
+	for _, c := range cons {
+		polls.Add(1)
+		go func() {
+			defer polls.Done()
+			d.poll(ctx, c)
+		}()
+	}
+	polls.Wait()
+}
+
+// poll takes one consumer's messages while it has fewer than perShard
+// handlers running: one at a time, waiting for a slot in turn with the
+// other shards, and more at once only into slots no one waits for.
+func (d *dispatcher) poll(ctx context.Context, c jetstream.Consumer) {
+	held := make(chan struct{}, d.perShard) // one token per running handler of this shard
+	backoff, failing := minFetchBackoff, false
 	for {
-		msg, err := it.Next()
-		if err != nil {
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) || ctx.Err() != nil {
+		select {
+		case held <- struct{}{}:
+		case <-ctx.Done():
+			return
+		}
+		msg, err := fetchOne(ctx, c)
+		if msg == nil {
+			<-held
+			if ctx.Err() != nil {
 				return
 			}
-			logger.Warn("next message", slog.Any("err", err))
+			if err != nil {
+				level := slog.LevelWarn
+				if failing {
+					level = slog.LevelDebug // said once until it works again
+				}
+				d.logger.Log(ctx, level, "cannot take work", slog.String("consumer", c.CachedInfo().Name), slog.Any("err", err))
+				failing = true
+				if !sleepCtx(ctx, backoff) {
+					return
+				}
+				backoff = min(2*backoff, maxFetchBackoff)
+			}
 			continue
 		}
-		sem <- struct{}{}
-		wg.Add(1)
-		go func() {
-			defer func() { <-sem; wg.Done() }()
-			handle(msg)
+		backoff, failing = minFetchBackoff, false
+		if !d.acquire(ctx, msg) {
+			_ = msg.Nak() // stopping: another worker takes it now
+			<-held
+			return
+		}
+		d.start(msg, held)
+		if ctx.Err() == nil {
+			d.burst(c, held)
+		}
+	}
+}
+
+// start runs handle for msg, which holds a slot and one of its shard's
+// held tokens; both are released when the handler returns.
+func (d *dispatcher) start(msg jetstream.Msg, held chan struct{}) {
+	d.handlers.Add(1)
+	go func() {
+		defer func() {
+			d.slots.Release(1)
+			<-held
+			d.handlers.Done()
 		}()
+		d.handle(msg)
+	}()
+}
+
+// burst takes more of a shard's messages at once after one came, as many
+// as there are free slots that no other shard waits for (and the shard's
+// share allows), without waiting: a lone user's queue is not taken one
+// round trip at a time, and a waiting shard still gets the next slot.
+func (d *dispatcher) burst(c jetstream.Consumer, held chan struct{}) {
+	n := 0
+	for n < d.perShard && d.reserve(held) {
+		n++
+	}
+	if n == 0 {
+		return
+	}
+	got := 0
+	if batch, err := c.FetchNoWait(n); err == nil {
+		for msg := range batch.Messages() {
+			d.start(msg, held)
+			got++
+		}
+	}
+	if n > got {
+		d.slots.Release(int64(n - got))
+		for range n - got {
+			<-held
+		}
+	}
+}
+
+// reserve takes, without waiting, one of the shard's held tokens and a
+// free slot that no other shard waits for.
+func (d *dispatcher) reserve(held chan struct{}) bool {
+	select {
+	case held <- struct{}{}:
+	default:
+		return false
+	}
+	if !d.slots.TryAcquire(1) {
+		<-held
+		return false
+	}
+	return true
+}
+
+// acquire waits for a handler slot, in turn with the other shards'
+// messages, keeping msg from redelivery meanwhile. It fails when ctx ends
+// first.
+func (d *dispatcher) acquire(ctx context.Context, msg jetstream.Msg) bool {
+	if d.slots.TryAcquire(1) {
+		return true
+	}
+	stop := keepInProgress(ctx, msg, d.keepAlive, nil)
+	defer stop()
+	return d.slots.Acquire(ctx, 1) == nil
+}
+
+// fetchOne waits up to fetchWait for one message of c. A nil message with
+// a nil error means none came (or ctx ended).
+func fetchOne(ctx context.Context, c jetstream.Consumer) (jetstream.Msg, error) {
+	fctx, cancel := context.WithTimeout(ctx, fetchWait)
+	defer cancel()
+	batch, err := c.Fetch(1, jetstream.FetchContext(fctx), jetstream.FetchHeartbeat(fetchHeartbeat))
+	if err != nil {
+		return nil, err
+	}
+	for msg := range batch.Messages() {
+		return msg, nil
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, context.Canceled) {
+		return nil, err
+	}
+	return nil, nil
+}
+
+// sleepCtx waits for d or until ctx ends; it reports whether ctx is still
+// live.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
 // drain waits up to wait for the handlers counted by wg, then cancels
-// them (their work is redelivered) and waits for them to return.
+// them (their work is handed back) and waits for them to return.
 func drain(wg *sync.WaitGroup, wait time.Duration, cancel context.CancelFunc) {
 	done := make(chan struct{})
 	go func() { wg.Wait(); close(done) }()

@@ -4,10 +4,18 @@
 // An [Agent] takes agent runs (one user turn each) from the run queue,
 // exactly one replica per run, and hands each to a [RunHandler], which
 // streams its answer into the session log with [Run.Emit]. Start as many
-// replicas as you like, in as many processes: they share one durable
-// consumer. A replica that dies has its runs redelivered after AckWait; a
+// replicas as you like, in as many processes: they share the same durable
+// consumers. A replica that dies has its runs redelivered after AckWait; a
 // redelivered run that emits the same messages again is stored once,
 // because emitted envelope ids derive from the run id and step.
+//
+// The run queue and each tool's calls are split into shards by a hash of
+// the user who asked (streams.UserShard). A worker takes from the shards
+// in turn, one message at a time per shard, and one shard never holds
+// more than ShardConcurrency of its handler slots, so one user's flood
+// delays other users' work by a bounded amount. A stopping worker hands
+// back at once what it has taken but not started, and what it could not
+// finish within DrainWait.
 //
 // Package demo holds the demo agent that cmd/edge runs in-process.
 package worker

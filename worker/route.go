@@ -36,8 +36,10 @@ func (r *Router) Tools() *streams.Tools { return r.tools }
 // Call queues a TOOL_CALL already stored in the session's log, after
 // telling the session it is QUEUED. A tool with no live worker gets its
 // one TOOL_DONE (ERROR) at once instead of a silent wait. An error means
-// the session could not be told; the caller should report it.
-func (r *Router) Call(ctx context.Context, session, runID string, call haip.ToolCallPayload) error {
+// the session could not be told; the caller should report it. user is
+// who made the call (a JWT subject; for an agent's call, its run's user):
+// it picks the call's shard of the tool's queue.
+func (r *Router) Call(ctx context.Context, session, runID, user string, call haip.ToolCallPayload) error {
 	fail := func(msg string) error {
 		result, _ := json.Marshal(map[string]string{"error": msg})
 		_, err := emit(ctx, r.log, session, streams.ToolDoneID(session, call.CallID), runID, "", haip.ChannelAgent, haip.TypeToolDone,
@@ -54,7 +56,7 @@ func (r *Router) Call(ctx context.Context, session, runID string, call haip.Tool
 		return err
 	}
 	if err := streams.PublishToolCall(ctx, r.js, streams.ToolCall{CallID: call.CallID, Tool: call.Tool, Params: call.Params,
-		Session: session, RunID: runID, Created: time.Now().UTC()}); err != nil {
+		Session: session, RunID: runID, User: user, Created: time.Now().UTC()}); err != nil {
 		if ferr := fail("tool call could not be queued; call again with a new call_id"); ferr != nil {
 			return fmt.Errorf("%w; %w", err, ferr)
 		}

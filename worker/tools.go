@@ -47,6 +47,13 @@ type ToolWorkerConfig struct {
 	Name string
 	// Concurrency is how many calls of each tool this worker runs at once.
 	Concurrency int
+	// ShardConcurrency is how many calls of each tool from one shard of
+	// users (a hash of the user, streams.UserShard) this worker runs at
+	// once, so that one user's long calls cannot take every slot while
+	// others wait. Zero means Concurrency less a quarter of it, which
+	// leaves at least one slot to the other shards when Concurrency is 2
+	// or more.
+	ShardConcurrency int
 	// AckWait: a call silent this long moves to another worker (the SDK
 	// signals every AckWait/3 while a handler runs).
 	AckWait time.Duration
@@ -64,15 +71,16 @@ type ToolWorkerConfig struct {
 // DefaultCallTimeout bounds one tool call when ToolWorkerConfig sets none.
 const DefaultCallTimeout = 5 * time.Minute
 
-// ToolWorker serves tools from the tool work queue: one durable consumer
-// per tool shared by every worker of that tool, so each call is run by
-// one worker, and a worker that dies has its calls redelivered.
+// ToolWorker serves tools from the tool work queue: each tool's durable
+// consumers (one per shard of users) are shared by every worker of that
+// tool, so each call is run by one worker, and a worker that dies has its
+// calls redelivered.
 type ToolWorker struct {
 	cfg     ToolWorkerConfig
 	tools   []Tool
 	schemas []*jsonschema.Resolved // params schema per tool, nil for none
 	nc      *nats.Conn
-	cons    []jetstream.Consumer
+	cons    [][]jetstream.Consumer // per tool: its queue's shards, and the queue before them
 	reg     *streams.Tools
 	log     *streams.Log
 	running sync.Map // callRef -> context.CancelCauseFunc
@@ -94,18 +102,19 @@ func (e errCancelled) Error() string { return "cancelled: " + e.reason }
 
 // NewToolWorker binds each tool's consumer (created or updated).
 func NewToolWorker(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, tools []Tool, cfg ToolWorkerConfig) (*ToolWorker, error) {
-	ac := AgentConfig{Name: cfg.Name, Concurrency: cfg.Concurrency, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver, DrainWait: cfg.DrainWait, Logger: cfg.Logger}.withDefaults()
+	ac := AgentConfig{Name: cfg.Name, Concurrency: cfg.Concurrency, ShardConcurrency: cfg.ShardConcurrency, AckWait: cfg.AckWait, MaxDeliver: cfg.MaxDeliver, DrainWait: cfg.DrainWait, Logger: cfg.Logger}.withDefaults()
 	timeout := cfg.CallTimeout
 	if timeout <= 0 {
 		timeout = DefaultCallTimeout
 	}
-	cfg = ToolWorkerConfig{Name: ac.Name, Concurrency: ac.Concurrency, AckWait: ac.AckWait, MaxDeliver: ac.MaxDeliver, DrainWait: ac.DrainWait, CallTimeout: timeout, Logger: ac.Logger}
+	cfg = ToolWorkerConfig{Name: ac.Name, Concurrency: ac.Concurrency, ShardConcurrency: ac.ShardConcurrency, AckWait: ac.AckWait, MaxDeliver: ac.MaxDeliver, DrainWait: ac.DrainWait, CallTimeout: timeout, Logger: ac.Logger}
 	if len(tools) == 0 {
 		return nil, errors.New("cannot start tool worker: no tools")
 	}
 	w := &ToolWorker{cfg: cfg, tools: tools, nc: nc}
 	for _, t := range tools {
-		subj, err := streams.ToolSubject(t.Name)
+		// The extra delivery ends the call.
+		cfgs, err := streams.ToolConsumerConfigs(t.Name, cfg.AckWait, cfg.MaxDeliver+1)
 		if err != nil {
 			return nil, fmt.Errorf("cannot start tool worker: %w", err)
 		}
@@ -123,15 +132,7 @@ func NewToolWorker(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, t
 			}
 		}
 		w.schemas = append(w.schemas, resolved)
-		c, err := js.CreateOrUpdateConsumer(ctx, streams.ToolStream, jetstream.ConsumerConfig{
-			Durable:       "tool-" + t.Name,
-			Description:   "workers of tool " + t.Name,
-			FilterSubject: subj,
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       cfg.AckWait,
-			MaxDeliver:    cfg.MaxDeliver + 1, // the extra delivery ends the call
-			MaxAckPending: -1,
-		})
+		c, err := streams.EnsureQueueConsumers(ctx, js, streams.ToolStream, cfgs)
 		if err != nil {
 			return nil, fmt.Errorf("cannot start tool worker for %s: %w", t.Name, err)
 		}
@@ -148,8 +149,10 @@ func NewToolWorker(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, t
 }
 
 // Run serves calls until ctx ends, advertising the tools while it does;
-// then it stops taking calls, waits up to DrainWait for running ones
-// (then cancels them: they are redelivered), and returns.
+// then it stops taking calls (handing back at once a call taken but not
+// started), waits up to DrainWait for running ones (then cancels them:
+// they are handed back), and returns. Each tool's calls are taken from
+// the shards of users in turn (see ShardConcurrency).
 func (w *ToolWorker) Run(ctx context.Context) error {
 	defer w.log.Close(context.WithoutCancel(ctx)) //nolint:errcheck // best-effort final flush
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
@@ -169,25 +172,16 @@ func (w *ToolWorker) Run(ctx context.Context) error {
 		return fmt.Errorf("tool worker: cannot follow cancellations: %w", err)
 	}
 	defer sub.Unsubscribe() //nolint:errcheck // the connection's end drops it too
-	// Every iterator first, so that a failure leaves no loop running.
-	its := make([]jetstream.MessagesContext, len(w.tools))
-	for i, t := range w.tools {
-		if its[i], err = w.cons[i].Messages(jetstream.PullMaxMessages(w.cfg.Concurrency)); err != nil {
-			for _, it := range its[:i] {
-				it.Stop()
-			}
-			return fmt.Errorf("tool %s: cannot consume: %w", t.Name, err)
-		}
-	}
 	loops.Add(1)
 	go func() { defer loops.Done(); w.advertise(ctx) }()
 	for i, t := range w.tools {
+		d := newDispatcher(w.cfg.Concurrency, w.cfg.ShardConcurrency, w.cfg.AckWait, &wg, w.cfg.Logger, func(msg jetstream.Msg) {
+			w.handle(handlerCtx, t, w.schemas[i], msg)
+		})
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
-			consume(ctx, its[i], w.cfg.Concurrency, &wg, w.cfg.Logger, func(msg jetstream.Msg) {
-				w.handle(handlerCtx, t, w.schemas[i], msg)
-			})
+			d.run(ctx, w.cons[i])
 		}()
 	}
 	loops.Wait()

@@ -202,9 +202,13 @@ func startEdge(t *testing.T, dataDir string, extra map[string]string) *edgeProc 
 	return &edgeProc{proc: p, ws: ws, token: p.waitLine(reUser, 5*time.Second)}
 }
 
+// dial connects to e as o.Token's user, or as the edge's printed user.
 func dial(t *testing.T, e *edgeProc, o client.Options) *client.Conn {
 	t.Helper()
-	o.URL, o.Token = e.ws, e.token
+	o.URL = e.ws
+	if o.Token == "" {
+		o.Token = e.token
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	c, err := client.Dial(ctx, o)

@@ -337,10 +337,13 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 	logger.Info("draining")
 	// Everything drains at once within SHUTDOWN_TIMEOUT: the clients are
 	// told to resume elsewhere while the in-process agent and tools finish
-	// (or hand back) what they run.
+	// (or hand back) what they run; their drain keeps the end of the
+	// budget for handing back (agentcfg.DrainWithin).
 	shCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), cfg.ShutdownTimeout)
 	defer cancel()
 	stopAgent()
+	workersDone := make(chan struct{})
+	go func() { wg.Wait(); close(workersDone) }()
 	var errs []error
 	// A client that does not finish its close within the budget is cut:
 	// that is the budget working, not a failed stop.
@@ -355,7 +358,13 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 	} else if err != nil {
 		errs = append(errs, fmt.Errorf("http shutdown: %w", err))
 	}
-	wg.Wait()
+	select {
+	case <-workersDone:
+	case <-shCtx.Done():
+		// A handler that ignores its cancellation: what it holds is
+		// redelivered after its ack wait. The budget is kept.
+		logger.Warn("in-process workers outlasted SHUTDOWN_TIMEOUT; stopping without them", slog.Duration("timeout", cfg.ShutdownTimeout))
+	}
 	if err := nc.Drain(); err != nil {
 		errs = append(errs, fmt.Errorf("nats drain: %w", err))
 	}

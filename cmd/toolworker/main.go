@@ -42,8 +42,8 @@ type config struct {
 	TopologyWait time.Duration `env:"TOPOLOGY_WAIT" envDefault:"60s"`
 	Agent        agentcfg.Config
 	Tools        agentcfg.Tools
-	// ShutdownTimeout is how long a stopping process waits for its running
-	// runs and calls before handing them back to the queue.
+	// ShutdownTimeout bounds a stopping process: its running runs and
+	// calls finish or are handed back to the queue within it.
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"20s"`
 	// Name identifies this process in the tool registry.
 	Name string `env:"WORKER_NAME" envDefault:"toolworker"`
@@ -141,9 +141,25 @@ func run(ctx context.Context) error {
 	for _, r := range runners {
 		go func() { errs <- r(ctx) }()
 	}
-	for range runners {
-		if rerr := <-errs; rerr != nil && err == nil {
-			err = rerr
+	// Once stopping, the runners finish or hand back their work within
+	// SHUTDOWN_TIMEOUT (agentcfg.DrainWithin); the process does not wait
+	// longer than that for one whose handler ignores its cancellation.
+	stopping, deadline := ctx.Done(), (<-chan time.Time)(nil)
+	for pending := len(runners); pending > 0; {
+		select {
+		case rerr := <-errs:
+			pending--
+			if rerr != nil && err == nil {
+				err = rerr
+			}
+		case <-stopping:
+			stopping = nil
+			t := time.NewTimer(cfg.ShutdownTimeout)
+			defer t.Stop()
+			deadline = t.C
+		case <-deadline:
+			logger.Warn("workers outlasted SHUTDOWN_TIMEOUT; stopping without them", slog.Duration("timeout", cfg.ShutdownTimeout))
+			pending = 0
 		}
 	}
 	if derr := nc.Drain(); derr != nil && err == nil {
