@@ -171,7 +171,7 @@ func TestAttackClientErrorFloodsLog(t *testing.T) {
 	atInfo := f.edgeWith(f.nc, edge.Config{}, withLog(info, slog.LevelInfo))
 	atDebug := f.edgeWith(f.nc, edge.Config{}, withLog(debug, slog.LevelDebug))
 	tok := f.token("alice", auth.RoleUser)
-	const n, size = 10, 900 << 10 // under MAX_MESSAGE_BYTES each; 9 MB in one POST
+	const n, size = 10, 900 << 10               // under MAX_MESSAGE_BYTES each; 9 MB in one POST
 	opened := rawDial(t, tokenURL(atInfo, tok)) // an ERROR is about a session its user has
 	opened.handshake()
 	session := opened.session

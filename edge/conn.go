@@ -95,10 +95,10 @@ type conn struct {
 	unflow   func()
 
 	// Writer-only state (out is set by the reader during the handshake).
-	replay     *replaying  // the REPLAY_REQUEST being served (replay.go)
-	behind     []*outbound // control items waiting behind it, in order
-	out        outCredit   // what the client lets the edge send
-	binaryOut  bool        // the client takes two-frame binary
+	replay    *replaying  // the REPLAY_REQUEST being served (replay.go)
+	behind    []*outbound // control items waiting behind it, in order
+	out       outCredit   // what the client lets the edge send
+	binaryOut bool        // the client takes two-frame binary
 
 	// Reader-only state.
 	handshaken bool
@@ -131,7 +131,6 @@ type replayRequest struct {
 	from, to  uint64 // to 0 means up to what was delivered
 	relatedID string
 }
-
 
 func (s *Server) newConn(t transport, a admission) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
