@@ -467,3 +467,61 @@ func TestAttackUserLimits(t *testing.T) {
 		}
 	})
 }
+
+// A user's runs and tool calls queued or running at once are capped,
+// over every edge (JetStream counts them in the queues): one user cannot
+// fill the shared queues, nor delay without bound another user who
+// shares its shard.
+func TestAttackUserWorkInFlight(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	cfg := edge.Config{UserMaxRuns: 2, UserMaxToolCalls: 2}
+	e1, e2 := f.edge(cfg), f.edge(cfg)
+	f.agent(time.Second) // a word a second: runs stay running
+	f.toolWorker("tools", 1)
+	mal, bob := f.token("mallory", auth.RoleUser), f.token("bob", auth.RoleUser)
+
+	refused := func(r *rawWS, env *haip.Envelope) bool {
+		t.Helper()
+		r.sendEnv(env)
+		r.send(haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: "after " + env.ID})
+		_, got := r.expect(10*time.Second, func(e *haip.Envelope) bool { return e.Type == haip.TypePong })
+		for _, g := range got {
+			if g.Type == haip.TypeError {
+				p := errorPayload(t, g)
+				if p.Code != haip.CodeRateLimited {
+					t.Fatalf("ERROR %+v", p)
+				}
+				return true
+			}
+		}
+		return false
+	}
+	text := func(r *rawWS) *haip.Envelope {
+		return r.env(haip.ChannelUser, haip.TypeTextMessageEnd, haip.TextMessageEndPayload{MessageID: haip.NewUUID()})
+	}
+	// Two runs through one edge, the third through the other: refused.
+	var rs []*rawWS
+	for i, e := range []*testEdge{e1, e1, e2} {
+		r := rawDial(t, tokenURL(e, mal))
+		r.handshake()
+		rs = append(rs, r)
+		if got := refused(r, text(r)); got != (i == 2) {
+			t.Fatalf("run %d: refused %v", i, got)
+		}
+	}
+	// Tool calls: one running, one queued, the third refused.
+	params, _ := json.Marshal(map[string]int{"ms": 30_000})
+	for i := range 3 {
+		call := rs[0].env(haip.ChannelUser, haip.TypeToolCall, haip.ToolCallPayload{CallID: haip.NewUUID(), Tool: "sleep", Params: params})
+		if got := refused(rs[0], call); got != (i == 2) {
+			t.Fatalf("tool call %d: refused %v", i, got)
+		}
+	}
+	// Another user is not held to mallory's count.
+	b := rawDial(t, tokenURL(e2, bob))
+	b.handshake()
+	if refused(b, text(b)) {
+		t.Fatal("bob's run refused")
+	}
+}

@@ -37,6 +37,8 @@ const (
 	DefaultUserRunsPerMinute        = 120
 	DefaultUserToolCallsPerMinute   = 600
 	DefaultUserReplayBytesPerMinute = 32 << 20
+	DefaultUserMaxRuns              = 16
+	DefaultUserMaxToolCalls         = 64
 	// HTTPConnectionsHeadroom is what the default MaxHTTPConnections
 	// keeps beyond two per connection: health checks, scrapes, and
 	// requests beyond MaxConnections that deserve a 503 rather than a
@@ -201,6 +203,12 @@ type Config struct {
 	// UserReplayBytesPerMinute caps the bytes REPLAY_REQUESTs resend to a
 	// user (DefaultUserReplayBytesPerMinute).
 	UserReplayBytesPerMinute int `env:"USER_REPLAY_BYTES_PER_MINUTE"`
+	// UserMaxRuns and UserMaxToolCalls cap a user's runs and tool calls
+	// queued or running at once, counted by JetStream over every edge
+	// (DefaultUserMaxRuns, DefaultUserMaxToolCalls). They also bound how
+	// far one user's flood can delay a user who shares its queue shard.
+	UserMaxRuns      int `env:"USER_MAX_RUNS"`
+	UserMaxToolCalls int `env:"USER_MAX_TOOL_CALLS"`
 }
 
 // NoUserLimits turns every per-user limit off (for a load tool whose one
@@ -208,6 +216,7 @@ type Config struct {
 func (c *Config) NoUserLimits() {
 	c.UserMaxConnections, c.UserMessagesPerSecond, c.UserSessionsPerMinute = -1, -1, -1
 	c.UserRunsPerMinute, c.UserToolCallsPerMinute, c.UserReplayBytesPerMinute = -1, -1, -1
+	c.UserMaxRuns, c.UserMaxToolCalls = -1, -1
 }
 
 func (c Config) withDefaults() Config {
@@ -246,6 +255,8 @@ func (c Config) withDefaults() Config {
 	defLimit(&c.UserRunsPerMinute, DefaultUserRunsPerMinute)
 	defLimit(&c.UserToolCallsPerMinute, DefaultUserToolCallsPerMinute)
 	defLimit(&c.UserReplayBytesPerMinute, DefaultUserReplayBytesPerMinute)
+	defLimit(&c.UserMaxRuns, DefaultUserMaxRuns)
+	defLimit(&c.UserMaxToolCalls, DefaultUserMaxToolCalls)
 	defD(&c.PressureInterval, DefaultPressureInterval)
 	if c.ServerCredit == "" {
 		c.ServerCredit = CreditAuto

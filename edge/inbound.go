@@ -171,6 +171,9 @@ func (s *Server) store(ctx context.Context, id auth.Identity, session string, en
 		if ok, wait := s.limits.allow(id, limitToolCalls, 1); !ok {
 			return streams.Appended{}, s.refuseLimit(limitToolCalls, "too many tool calls", wait).WithRelated(env.ID)
 		}
+		if herr := s.checkInFlight(ctx, id, limitToolCallsInFlight); herr != nil {
+			return streams.Appended{}, herr.WithRelated(env.ID)
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
@@ -186,6 +189,9 @@ func (s *Server) store(ctx context.Context, id auth.Identity, session string, en
 		}
 		if ok, wait := s.limits.allow(id, limitRuns, 1); !ok {
 			return streams.Appended{}, s.refuseLimit(limitRuns, "too many runs started", wait).WithRelated(env.ID)
+		}
+		if herr := s.checkInFlight(ctx, id, limitRunsInFlight); herr != nil {
+			return streams.Appended{}, herr.WithRelated(env.ID)
 		}
 		textRun = &streams.RunState{RunID: haip.NameUUID("run", session, end.MessageID), Kind: streams.RunKindText,
 			MessageID: end.MessageID, ThreadID: env.ThreadID}

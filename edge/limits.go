@@ -1,6 +1,9 @@
 package edge
 
 import (
+	"context"
+	"fmt"
+	"log/slog"
 	"strconv"
 	"sync"
 	"time"
@@ -29,6 +32,9 @@ const (
 	limitRuns        limit = "runs"
 	limitToolCalls   limit = "tool_calls"
 	limitReplay      limit = "replay_bytes"
+	// in flight: counted by JetStream in the work queues, so across edges
+	limitRunsInFlight      limit = "runs_in_flight"
+	limitToolCallsInFlight limit = "tool_calls_in_flight"
 )
 
 // userState is one user's counters on this edge.
@@ -194,6 +200,37 @@ func rateLimited(kind limit, what string, retryAfter time.Duration) *haip.Error 
 func (s *Server) refuseLimit(kind limit, what string, retryAfter time.Duration) *haip.Error {
 	s.metrics.limited.WithLabelValues(string(kind)).Inc()
 	return rateLimited(kind, what, retryAfter)
+}
+
+// checkInFlight refuses a run or a tool call of a user who has as many
+// queued or running as UserMaxRuns (UserMaxToolCalls) allows. The count
+// is JetStream's (the user's key is in the work-queue subjects), so it
+// holds across every edge; two requests racing at the limit may both
+// pass, a bounded overshoot. A count that cannot be had lets the request
+// through: the per-minute limits still bound it.
+func (s *Server) checkInFlight(ctx context.Context, id auth.Identity, kind limit) *haip.Error {
+	max := s.cfg.UserMaxRuns
+	if kind == limitToolCallsInFlight {
+		max = s.cfg.UserMaxToolCalls
+	}
+	if !limited(id) || max < 0 {
+		return nil
+	}
+	qctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+	runs, calls, err := s.queues.InFlight(qctx, id.Subject)
+	cancel()
+	if err != nil {
+		s.logger.Warn("count work in flight", slog.Any(logKeyErr, err))
+		return nil
+	}
+	n, what := runs, "runs"
+	if kind == limitToolCallsInFlight {
+		n, what = calls, "tool calls"
+	}
+	if n < max {
+		return nil
+	}
+	return s.refuseLimit(kind, fmt.Sprintf("%d %s of this user queued or running", n, what), 0).WithDetail("max_in_flight", max)
 }
 
 // userLimitSweep is how often idle users' counters are dropped.

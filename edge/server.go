@@ -49,6 +49,7 @@ type Server struct {
 	log      *streams.Log
 	sessions *streams.Sessions
 	runs     *streams.Runs
+	queues   *streams.Queues
 	router   *worker.Router
 	hub      *hub
 	verifier *auth.Verifier
@@ -117,6 +118,11 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		_ = lg.Close(ctx)
 		return nil, fmt.Errorf("cannot start edge: %w", err)
 	}
+	queues, err := streams.OpenQueues(ctx, deps.JS)
+	if err != nil {
+		_ = lg.Close(ctx)
+		return nil, fmt.Errorf("cannot start edge: %w", err)
+	}
 	logger := deps.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -139,6 +145,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		log:          lg,
 		sessions:     sess,
 		runs:         runs,
+		queues:       queues,
 		router:       router,
 		hub:          newHub(deps.NC),
 		verifier:     deps.Verifier,

@@ -23,7 +23,7 @@ const MaxToolConsumers = 1000 * (QueueShards + 1)
 // RunConsumerConfigs are the durable consumers through which the agent
 // named name takes runs: first the one for requests queued before the
 // shards (named name, filter haip.runs.<session>), then one per shard
-// (name-s<k>, filter haip.runs.<k>.*). ackWait is how long a delivered run
+// (name-s<k>, filter haip.runs.<k>.*.*). ackWait is how long a delivered run
 // may go without an ack or progress signal; maxDeliver how often one run
 // is delivered at most.
 func RunConsumerConfigs(name string, ackWait time.Duration, maxDeliver int) ([]jetstream.ConsumerConfig, error) {
@@ -33,7 +33,7 @@ func RunConsumerConfigs(name string, ackWait time.Duration, maxDeliver int) ([]j
 	cfgs := []jetstream.ConsumerConfig{queueConsumer(name, "agent run handlers: runs queued before the shards", runPrefix+"*", ackWait, maxDeliver)}
 	for k := range QueueShards {
 		shard := strconv.Itoa(k)
-		cfgs = append(cfgs, queueConsumer(name+"-s"+shard, "agent run handlers: shard "+shard, runPrefix+shard+".*", ackWait, maxDeliver))
+		cfgs = append(cfgs, queueConsumer(name+"-s"+shard, "agent run handlers: shard "+shard, runPrefix+shard+".*.*", ackWait, maxDeliver))
 	}
 	return cfgs, nil
 }
@@ -41,7 +41,7 @@ func RunConsumerConfigs(name string, ackWait time.Duration, maxDeliver int) ([]j
 // ToolConsumerConfigs are the durable consumers through which the workers
 // of tool take its calls: first the one for calls queued before the
 // shards (tool-<tool>, filter haip.tools.<tool>), then one per shard
-// (tool<k>-<tool>, filter haip.tools.<tool>.<k>). The digits keep the
+// (tool<k>-<tool>, filter haip.tools.<tool>.<k>.*). The digits keep the
 // names of two tools apart, whatever their names.
 func ToolConsumerConfigs(tool string, ackWait time.Duration, maxDeliver int) ([]jetstream.ConsumerConfig, error) {
 	legacy, err := LegacyToolSubject(tool)
@@ -51,7 +51,7 @@ func ToolConsumerConfigs(tool string, ackWait time.Duration, maxDeliver int) ([]
 	cfgs := []jetstream.ConsumerConfig{queueConsumer("tool-"+tool, "workers of tool "+tool+": calls queued before the shards", legacy, ackWait, maxDeliver)}
 	for k := range QueueShards {
 		shard := strconv.Itoa(k)
-		cfgs = append(cfgs, queueConsumer("tool"+shard+"-"+tool, "workers of tool "+tool+": shard "+shard, legacy+"."+shard, ackWait, maxDeliver))
+		cfgs = append(cfgs, queueConsumer("tool"+shard+"-"+tool, "workers of tool "+tool+": shard "+shard, legacy+"."+shard+".*", ackWait, maxDeliver))
 	}
 	return cfgs, nil
 }
@@ -88,4 +88,54 @@ func EnsureQueueConsumers(ctx context.Context, js jetstream.JetStream, stream st
 		out = append(out, c)
 	}
 	return out, nil
+}
+
+// Queues counts what users have in the work queues. Safe for concurrent
+// use.
+type Queues struct {
+	runs, tools jetstream.Stream
+}
+
+// OpenQueues binds to the run and tool queues made by Ensure.
+func OpenQueues(ctx context.Context, js jetstream.JetStream) (*Queues, error) {
+	runs, err := js.Stream(ctx, RunStream)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open queue %s: %w", RunStream, err)
+	}
+	tools, err := js.Stream(ctx, ToolStream)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open queue %s: %w", ToolStream, err)
+	}
+	return &Queues{runs: runs, tools: tools}, nil
+}
+
+// InFlight returns how many runs and tool calls of user are queued or
+// being worked on: a work queue keeps a message until its worker acks
+// it, and the user's key is in its subject. It costs one request per
+// queue, answered from the stream's subject index (work queued before
+// the shards existed carries no user and is not counted).
+func (q *Queues) InFlight(ctx context.Context, user string) (runs, calls int, err error) {
+	key := UserKey(user)
+	shard := strconv.Itoa(UserShard(user))
+	if runs, err = countSubjects(ctx, q.runs, runPrefix+shard+"."+key+".*"); err != nil {
+		return 0, 0, err
+	}
+	if calls, err = countSubjects(ctx, q.tools, toolPrefix+"*."+shard+"."+key); err != nil {
+		return 0, 0, err
+	}
+	return runs, calls, nil
+}
+
+// countSubjects adds up the messages on the subjects of s that filter
+// matches.
+func countSubjects(ctx context.Context, s jetstream.Stream, filter string) (int, error) {
+	info, err := s.Info(ctx, jetstream.WithSubjectFilter(filter))
+	if err != nil {
+		return 0, fmt.Errorf("cannot count %s: %w", filter, err)
+	}
+	n := 0
+	for _, c := range info.State.Subjects {
+		n += int(c)
+	}
+	return n, nil
 }

@@ -13,7 +13,8 @@ import (
 )
 
 // Every user lands in a shard, always the same; the shards are all used;
-// the subjects built have their fixed number of tokens whatever the user.
+// the subjects built have their fixed number of tokens whatever the user
+// (haip.runs.<shard>.<user key>.<session>, haip.tools.<tool>.<shard>.<user key>).
 func TestUserShardSubjects(t *testing.T) {
 	t.Parallel()
 	used := map[int]int{}
@@ -23,11 +24,11 @@ func TestUserShardSubjects(t *testing.T) {
 			t.Fatalf("UserShard(%q) = %d", user, k)
 		}
 		run, err := RunSubject("s1", user)
-		if err != nil || len(strings.Split(run, ".")) != 4 || strings.ContainsAny(run, "*> ") {
+		if err != nil || len(strings.Split(run, ".")) != 5 || strings.ContainsAny(run, "*> ") {
 			t.Fatalf("RunSubject(s1, %q) = %q, %v", user, run, err)
 		}
 		tool, err := ToolSubject("echo", user)
-		if err != nil || len(strings.Split(tool, ".")) != 4 || strings.ContainsAny(tool, "*> ") {
+		if err != nil || len(strings.Split(tool, ".")) != 5 || strings.ContainsAny(tool, "*> ") {
 			t.Fatalf("ToolSubject(echo, %q) = %q, %v", user, tool, err)
 		}
 	}
@@ -133,4 +134,57 @@ func fetchOne(t *testing.T, c jetstream.Consumer) string {
 		t.Fatal(err)
 	}
 	return string(msg.Data())
+}
+
+// InFlight counts a user's runs and tool calls until they are acked, and
+// no one else's.
+func TestQueuesInFlight(t *testing.T) {
+	t.Parallel()
+	ns := natstest.Server(t)
+	js, err := jetstream.New(natstest.Conn(t, ns))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := Ensure(ctx, js, Config{}); err != nil {
+		t.Fatal(err)
+	}
+	q, err := OpenQueues(ctx, js)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, user := range []string{"alice", "alice", "alice", "bob"} {
+		id := "r" + string(rune('0'+i))
+		if err := PublishRun(ctx, js, RunRequest{RunID: id, Session: "s" + string(rune('0'+i)), User: user}); err != nil {
+			t.Fatal(err)
+		}
+		if err := PublishToolCall(ctx, js, ToolCall{CallID: "c" + id, Tool: "echo", Session: "s1", User: user}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := PublishToolCall(ctx, js, ToolCall{CallID: "cx", Tool: "sleep", Session: "s1", User: "alice"}); err != nil {
+		t.Fatal(err)
+	}
+	runs, calls, err := q.InFlight(ctx, "alice")
+	if err != nil || runs != 3 || calls != 4 {
+		t.Fatalf("alice: %d runs, %d calls, %v; want 3 and 4", runs, calls, err)
+	}
+	// A taken and acked call leaves the count.
+	cfgs, err := ToolConsumerConfigs("echo", time.Minute, 5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := EnsureQueueConsumers(ctx, js, ToolStream, cfgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fetchOne(t, cons[1+UserShard("alice")])
+	natstest.Eventually(t, 10*time.Second, func() bool {
+		runs, calls, err = q.InFlight(ctx, "alice")
+		return err == nil && runs == 3 && calls == 3
+	}, "an acked call still counted")
+	if runs, calls, err = q.InFlight(ctx, "carol"); err != nil || runs != 0 || calls != 0 {
+		t.Fatalf("carol: %d runs, %d calls, %v; want none", runs, calls, err)
+	}
 }

@@ -134,13 +134,22 @@ func UserShard(user string) int {
 	return int(binary.BigEndian.Uint32(sum[:4]) % QueueShards)
 }
 
+// UserKey is the subject token that names a user's work in the queues:
+// 16 hex digits of a hash of the JWT subject (which may hold any
+// character a token may not). With it in the subject, JetStream itself
+// counts a user's work in flight (Queues.InFlight), on every edge alike.
+func UserKey(user string) string {
+	sum := sha256.Sum256([]byte(user))
+	return hex.EncodeToString(sum[:8])
+}
+
 // RunSubject is the work-queue subject of a session's run requests for
-// user: haip.runs.<shard>.<session>.
+// user: haip.runs.<shard>.<user key>.<session>.
 func RunSubject(session, user string) (string, error) {
 	if err := ValidateSessionID(session); err != nil {
 		return "", err
 	}
-	return runPrefix + strconv.Itoa(UserShard(user)) + "." + session, nil
+	return runPrefix + strconv.Itoa(UserShard(user)) + "." + UserKey(user) + "." + session, nil
 }
 
 // LegacyRunSubject is the subject run requests were queued on before the

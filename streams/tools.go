@@ -96,12 +96,12 @@ func ValidateToolName(name string) error {
 }
 
 // ToolSubject is the work-queue subject of a tool's calls for user:
-// haip.tools.<tool>.<shard> (see UserShard).
+// haip.tools.<tool>.<shard>.<user key> (see UserShard, UserKey).
 func ToolSubject(tool, user string) (string, error) {
 	if err := ValidateToolName(tool); err != nil {
 		return "", err
 	}
-	return toolPrefix + tool + "." + strconv.Itoa(UserShard(user)), nil
+	return toolPrefix + tool + "." + strconv.Itoa(UserShard(user)) + "." + UserKey(user), nil
 }
 
 // LegacyToolSubject is the subject a tool's calls were queued on before

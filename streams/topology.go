@@ -94,16 +94,18 @@ func (c Config) SessionStreamConfig() jetstream.StreamConfig {
 	}
 }
 
-// RunStreamConfig is the work queue of agent runs: haip.runs.<shard>.<session>,
-// and haip.runs.<session> for requests queued before the shards.
+// RunStreamConfig is the work queue of agent runs:
+// haip.runs.<shard>.<user key>.<session>, and haip.runs.<session> for
+// requests queued before the shards.
 func (c Config) RunStreamConfig() jetstream.StreamConfig {
-	return c.workQueue(RunStream, "HAIP agent run requests (work queue, one subject per shard of users and session)", runPrefix+"*.*", runPrefix+"*")
+	return c.workQueue(RunStream, "HAIP agent run requests (work queue, one subject per shard of users, user and session)", runPrefix+"*.*.*", runPrefix+"*")
 }
 
-// ToolStreamConfig is the work queue of tool calls: haip.tools.<tool>.<shard>,
-// and haip.tools.<tool> for calls queued before the shards.
+// ToolStreamConfig is the work queue of tool calls:
+// haip.tools.<tool>.<shard>.<user key>, and haip.tools.<tool> for calls
+// queued before the shards.
 func (c Config) ToolStreamConfig() jetstream.StreamConfig {
-	sc := c.workQueue(ToolStream, "HAIP tool calls (work queue, one subject per tool and shard of users)", toolPrefix+"*.*", toolPrefix+"*")
+	sc := c.workQueue(ToolStream, "HAIP tool calls (work queue, one subject per tool, shard of users and user)", toolPrefix+"*.*.*", toolPrefix+"*")
 	sc.MaxConsumers = MaxToolConsumers
 	return sc
 }

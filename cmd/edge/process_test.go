@@ -192,6 +192,14 @@ type edgeProc struct {
 
 func startEdge(t *testing.T, dataDir string, extra map[string]string) *edgeProc {
 	t.Helper()
+	if extra["NATS_URL"] != "" && extra["JWT_SECRET"] == "" {
+		// An edge joining a NATS uses the secret a first edge made in its
+		// data dir (it never makes one of its own): make it, as that
+		// first edge would have.
+		if _, _, err := auth.LoadOrCreateSecret(filepath.Join(dataDir, "jwt-secret")); err != nil {
+			t.Fatal(err)
+		}
+	}
 	env := map[string]string{"DATA_DIR": dataDir, "PORT": "0", "HOST": "127.0.0.1", "DEMO_AGENT_DELAY": "20ms", "AGENT_ACK_WAIT": "2s",
 		"METRICS_TOKEN": testMetricsToken}
 	for k, v := range extra {

@@ -230,6 +230,7 @@ func noUserLimits() map[string]string {
 	return map[string]string{
 		"USER_MAX_CONNECTIONS": "-1", "USER_MESSAGES_PER_SECOND": "-1", "USER_SESSIONS_PER_MINUTE": "-1",
 		"USER_RUNS_PER_MINUTE": "-1", "USER_TOOL_CALLS_PER_MINUTE": "-1", "USER_REPLAY_BYTES_PER_MINUTE": "-1",
+		"USER_MAX_RUNS": "-1", "USER_MAX_TOOL_CALLS": "-1",
 	}
 }
 
