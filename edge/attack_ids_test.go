@@ -54,11 +54,7 @@ func outLogText(t *testing.T, f *fabric, session string) string {
 // nothing of bob's cancel reaches her log.
 func TestAttackToolCancelOfAnotherSessionsCall(t *testing.T) {
 	t.Parallel()
-	f := newFabric(t, streams.Config{})
-	f.toolWorker("w1", 0)
-	e := f.edge(edge.Config{})
-	alice := f.dial(e, client.Options{Token: f.token("alice", auth.RoleUser)})
-	bob := f.dial(e, client.Options{Token: f.token("bob", auth.RoleUser)})
+	f, alice, bob := twoUsersWithTools(t)
 
 	// Long enough for a cancel to land (on the cancel subject at once, by
 	// the worker's heartbeat within AckWait/3) before it ends by itself.
@@ -86,11 +82,7 @@ func TestAttackToolCancelOfAnotherSessionsCall(t *testing.T) {
 // with it (a cancel may come before its call, within one session).
 func TestAttackPreemptiveToolCancelOfAnotherSessionsCall(t *testing.T) {
 	t.Parallel()
-	f := newFabric(t, streams.Config{})
-	f.toolWorker("w1", 0)
-	e := f.edge(edge.Config{})
-	alice := f.dial(e, client.Options{Token: f.token("alice", auth.RoleUser)})
-	bob := f.dial(e, client.Options{Token: f.token("bob", auth.RoleUser)})
+	f, alice, bob := twoUsersWithTools(t)
 
 	callID := haip.NewUUID()
 	const reason = "poisoned-by-bob"
@@ -114,26 +106,23 @@ func TestAttackPreemptiveToolCancelOfAnotherSessionsCall(t *testing.T) {
 }
 
 // textWithIDs builds a user's text message (START with the text, END) with
-// the envelope ids and message id the client chose.
+// the envelope ids and message id the client chose, numbered 1 and 2.
 func textWithIDs(t *testing.T, session, text, messageID string, ids [2]string) [][]byte {
 	t.Helper()
-	var out [][]byte
-	for i, p := range []struct {
-		typ haip.Type
-		p   any
-	}{
-		{haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: messageID, Text: text}},
-		{haip.TypeTextMessageEnd, haip.TextMessageEndPayload{MessageID: messageID}},
-	} {
-		env, err := haip.New(session, haip.ChannelUser, p.typ, p.p)
-		if err != nil {
-			t.Fatal(err)
-		}
+	return textEnvelopes(t, session, text, messageID, func(i int, env *haip.Envelope) {
 		env.ID = ids[i]
 		env.Seq = haip.U64(uint64(i + 1))
-		out = append(out, encode(t, env))
-	}
-	return out
+	})
+}
+
+// twoUsersWithTools is a fabric with a tool worker and an edge, and alice
+// and bob connected to it, each in a session of their own.
+func twoUsersWithTools(t *testing.T) (f *fabric, alice, bob *client.Conn) {
+	t.Helper()
+	f = newFabric(t, streams.Config{})
+	f.toolWorker("w1", 0)
+	e := f.edge(edge.Config{})
+	return f, f.dial(e, client.Options{Token: f.token("alice", auth.RoleUser)}), f.dial(e, client.Options{Token: f.token("bob", auth.RoleUser)})
 }
 
 // Alice's envelopes with the ids (and message id) bob already used in his
@@ -200,11 +189,7 @@ func TestAttackEnvelopeIDOfAnotherSession(t *testing.T) {
 // TOOL_DONE with her own result.
 func TestAttackToolCallIDOfAnotherSession(t *testing.T) {
 	t.Parallel()
-	f := newFabric(t, streams.Config{})
-	f.toolWorker("w1", 0)
-	e := f.edge(edge.Config{})
-	alice := f.dial(e, client.Options{Token: f.token("alice", auth.RoleUser)})
-	bob := f.dial(e, client.Options{Token: f.token("bob", auth.RoleUser)})
+	_, alice, bob := twoUsersWithTools(t)
 
 	callID := haip.NewUUID()
 	callToolID(t, bob, callID, "echo", map[string]string{"message": "bob"})

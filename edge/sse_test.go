@@ -126,25 +126,33 @@ func helloEnvelope(session string) *haip.Envelope {
 	return env
 }
 
-// userText builds the two envelopes that make the demo agent answer.
+// userText builds the two envelopes that make the demo agent answer,
+// numbered like the official SDK does.
 func userText(t *testing.T, session, text string) [][]byte {
 	t.Helper()
-	mid := haip.NewUUID()
+	return textEnvelopes(t, session, text, haip.NewUUID(), func(i int, env *haip.Envelope) {
+		env.Seq = haip.U64(time.Now().UnixMilli() + int64(i)) // the SDK's timestamp seqs
+	})
+}
+
+// textEnvelopes builds a user's text message, START with the text then
+// END, each passed to edit (with its index) before it is encoded.
+func textEnvelopes(t *testing.T, session, text, messageID string, edit func(i int, env *haip.Envelope)) [][]byte {
+	t.Helper()
 	var out [][]byte
-	for i, e := range []struct {
+	for i, p := range []struct {
 		typ haip.Type
 		p   any
 	}{
-		{haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: mid, Text: text}},
-		{haip.TypeTextMessageEnd, haip.TextMessageEndPayload{MessageID: mid}},
+		{haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: messageID, Text: text}},
+		{haip.TypeTextMessageEnd, haip.TextMessageEndPayload{MessageID: messageID}},
 	} {
-		env, err := haip.New(session, haip.ChannelUser, e.typ, e.p)
+		env, err := haip.New(session, haip.ChannelUser, p.typ, p.p)
 		if err != nil {
 			t.Fatal(err)
 		}
-		env.Seq = haip.U64(time.Now().UnixMilli() + int64(i)) // the SDK's timestamp seqs
-		b, _ := haip.Encode(env)
-		out = append(out, b)
+		edit(i, env)
+		out = append(out, encode(t, env))
 	}
 	return out
 }

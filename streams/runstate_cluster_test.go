@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/haipfabric/haipfabric/internal/clustertest"
 	"github.com/haipfabric/haipfabric/streams"
 )
@@ -21,16 +18,7 @@ func TestRunStateConcurrentUpdatesR3(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts a 3-node cluster of processes")
 	}
-	cl := clustertest.Start(t)
-	nc, err := nats.Connect(cl.ClientURLs(), nats.MaxReconnects(-1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, js := clustertest.Start(t).Connect()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	if err := streams.Ensure(ctx, js, streams.Config{Replicas: 3}); err != nil {

@@ -15,6 +15,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/haipfabric/haipfabric/internal/localcluster"
 )
 
@@ -110,6 +113,22 @@ func (c *Cluster) ctx() (context.Context, context.CancelFunc) {
 
 // NATS is the underlying harness, for what this wrapper does not offer.
 func (c *Cluster) NATS() *localcluster.NATS { return c.n }
+
+// Connect opens a client to every node (it reconnects for ever), closed
+// when the test ends, and its JetStream context.
+func (c *Cluster) Connect() (*nats.Conn, jetstream.JetStream) {
+	c.t.Helper()
+	nc, err := nats.Connect(c.ClientURLs(), nats.MaxReconnects(-1))
+	if err != nil {
+		c.t.Fatalf("connect to the cluster: %v", err)
+	}
+	c.t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	return nc, js
+}
 
 // ClientURLs is every node's client URL, comma-separated (for NATS_URL).
 func (c *Cluster) ClientURLs() string { return c.n.URLs() }
