@@ -324,6 +324,7 @@ func TestAttackReplayAmplification(t *testing.T) {
 		if len(answer) > edge.DefaultMaxReplayBytes+2*big {
 			t.Fatalf("%d request bytes answered with %d bytes", len(body), len(answer))
 		}
+		t.Logf("a POST of %d bytes (10 replays of a %d-byte log) answered with %d bytes", len(body), n*big, len(answer))
 		var pr edge.PostResponse
 		if err := json.Unmarshal(answer, &pr); err != nil {
 			t.Fatal(err)
@@ -364,6 +365,7 @@ func TestAttackReplayAmplification(t *testing.T) {
 		if limited == 0 {
 			t.Fatal("no replay was refused for too many waiting")
 		}
+		t.Logf("10 replay requests over a WebSocket: %d bytes sent in 3 s, %d refused for too many waiting", received, limited)
 	})
 }
 
