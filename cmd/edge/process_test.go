@@ -373,7 +373,9 @@ func TestAgentReplicasInOtherProcesses(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	common := map[string]string{"AGENT_CONCURRENCY": "1", "DEMO_AGENT_DELAY": "5ms"}
-	edgeEnv := map[string]string{"NATS_LISTEN": "127.0.0.1:0", "DEMO_AGENT_AUTHOR": "edge"}
+	// One user asks all 24 at once: more runs in flight than a user's
+	// default allowance (USER_MAX_RUNS).
+	edgeEnv := map[string]string{"NATS_LISTEN": "127.0.0.1:0", "DEMO_AGENT_AUTHOR": "edge", "USER_MAX_RUNS": "32"}
 	for k, v := range common {
 		edgeEnv[k] = v
 	}
