@@ -50,7 +50,9 @@
 //
 // If the context of a Read ends while it waits, the connection is closed
 // (as package websocket does): a half-read frame cannot be resumed. A
-// send's context bounds that send.
+// send's context bounds that send; on WebSocket and the full-duplex stream
+// a send cut short by it closes the connection too (half a frame may have
+// gone), while a POST cut short leaves the stream as it is.
 //
 // # Who closes what
 //

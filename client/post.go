@@ -134,6 +134,15 @@ func (o *oneway) start(next func() (frame, error)) {
 var errClosed = errors.New("connection closed by the client")
 
 func (o *oneway) write(ctx context.Context, batch []outgoing) error {
+	// POSTs need no stream, but a connection that has ended sends nothing,
+	// as on the other transports.
+	select {
+	case <-o.stop:
+		return errClosed
+	case <-o.done:
+		return fmt.Errorf("connection ended: %w", o.err)
+	default:
+	}
 	results, err := o.post.post(ctx, batch)
 	if err != nil {
 		return err

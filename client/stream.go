@@ -129,12 +129,17 @@ func nextLine(rd *ndjson.Reader) (*haip.Envelope, error) {
 	return env, nil
 }
 
-func (t *streamTransport) write(_ context.Context, batch []outgoing) error {
+func (t *streamTransport) write(ctx context.Context, batch []outgoing) error {
 	t.buf = t.buf[:0]
 	for _, o := range batch {
 		t.buf = append(append(t.buf, o.data...), '\n')
 	}
-	if _, err := t.pw.Write(t.buf); err != nil {
+	// A pipe write waits for the HTTP client to take the bytes, which
+	// only the request's end interrupts.
+	stop := context.AfterFunc(ctx, t.cancel)
+	_, err := t.pw.Write(t.buf)
+	stop()
+	if err != nil {
 		return fmt.Errorf("cannot send %s: %w", batch[0].typ, err)
 	}
 	return nil
