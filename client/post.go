@@ -75,59 +75,99 @@ func (p *poster) post(ctx context.Context, batch []outgoing) ([]postResult, erro
 }
 
 // oneway is the part of the SSE and half-duplex stream transports that
-// is the same for both: a goroutine reads the response stream into in,
-// and what the edge answers to POSTs (refusals as ERROR, PONG, TOOL_LIST
-// and TOOL_SCHEMA answers, replayed messages) is queued in replies; read
-// takes replies first, then the stream.
+// is the same for both. A goroutine reads the response stream and queues
+// its frames, undecoded; what the edge answers to POSTs (refusals as
+// ERROR, PONG, TOOL_LIST and TOOL_SCHEMA answers, replayed messages) joins
+// the same queue, in the order it arrives. read takes from the queue and
+// decodes, so the decoding is the reader's work and the stream goroutine
+// runs ahead (at most onewayBuffer frames) with little to do.
 //
-// The reader goroutine is the transport's: it starts in start and ends
+// The stream goroutine is the transport's: it starts in start and ends
 // when the request does (close), which waits for it.
 type oneway struct {
 	session string
 	post    *poster
 	resp    *http.Response
 	cancel  context.CancelFunc // ends the request
+	decode  func(frame) (*haip.Envelope, error)
 
-	in   chan frame    // from the reader goroutine; closed when it ends
-	stop chan struct{} // closed by close: the reader stops handing over
-	done chan struct{} // closed when the reader goroutine has returned
-	err  error         // why the stream ended; written before in is closed
+	stop chan struct{} // closed by close
+	done chan struct{} // closed when the stream goroutine has returned
 
 	mu      sync.Mutex
-	replies []frame       // POST answers not yet read, in order
-	notify  chan struct{} // one token: replies has something
+	queue   []frame // frames not yet read, queue[head:]
+	head    int
+	ended   bool          // the stream has ended: err says why
+	err     error         // under mu
+	waiting bool          // the stream goroutine waits for room
+	notify  chan struct{} // one token: the queue grew or the stream ended
+	room    chan struct{} // one token: the queue is down to half, after waiting
 	once    sync.Once
 }
 
-// onewayBuffer is how many frames the reader goroutine may read ahead of
-// Read; the edge's credit and the socket bound the rest.
+// onewayBuffer is how many stream frames the stream goroutine may read
+// ahead of Read; the edge's credit and the socket bound the rest.
 const onewayBuffer = 64
 
 func newOneway(session string, p *poster, resp *http.Response, cancel context.CancelFunc) *oneway {
 	return &oneway{session: session, post: p, resp: resp, cancel: cancel,
-		in: make(chan frame, onewayBuffer), stop: make(chan struct{}), done: make(chan struct{}), notify: make(chan struct{}, 1)}
+		stop: make(chan struct{}), done: make(chan struct{}), notify: make(chan struct{}, 1), room: make(chan struct{}, 1)}
 }
 
-// start runs next on the reader goroutine until it fails; end turns that
-// failure into the stream's error.
-func (o *oneway) start(next func() (frame, error)) {
+// signal leaves a token in ch unless one is there.
+func signal(ch chan struct{}) {
+	select {
+	case ch <- struct{}{}:
+	default:
+	}
+}
+
+// start reads the stream with next on a goroutine of its own until next
+// fails, and decode turns each frame read into an envelope (on the
+// reader's side).
+func (o *oneway) start(next func() (frame, error), decode func(frame) (*haip.Envelope, error)) {
+	o.decode = decode
 	go func() {
 		defer close(o.done)
-		defer close(o.in)
 		for {
 			f, err := next()
+			o.mu.Lock()
 			if err != nil {
-				o.err = err
+				o.ended, o.err = true, err
+				o.mu.Unlock()
+				signal(o.notify)
 				return
 			}
-			select {
-			case o.in <- f:
-			case <-o.stop:
-				o.err = errClosed
+			o.queue = append(o.queue, f)
+			o.mu.Unlock()
+			signal(o.notify)
+			if !o.waitRoom() {
 				return
 			}
 		}
 	}()
+}
+
+// waitRoom holds the stream goroutine while the queue is full, until
+// read has taken half of it (so that the two goroutines do not wake each
+// other for every frame); false means the connection was closed meanwhile.
+func (o *oneway) waitRoom() bool {
+	o.mu.Lock()
+	if len(o.queue)-o.head < onewayBuffer {
+		o.mu.Unlock()
+		return true
+	}
+	o.waiting = true
+	o.mu.Unlock()
+	select {
+	case <-o.room:
+		return true
+	case <-o.stop:
+		o.mu.Lock()
+		o.ended, o.err = true, errClosed
+		o.mu.Unlock()
+		return false
+	}
 }
 
 // errClosed is what reads return once the client closed the connection.
@@ -136,12 +176,11 @@ var errClosed = errors.New("connection closed by the client")
 func (o *oneway) write(ctx context.Context, batch []outgoing) error {
 	// POSTs need no stream, but a connection that has ended sends nothing,
 	// as on the other transports.
-	select {
-	case <-o.stop:
-		return errClosed
-	case <-o.done:
-		return fmt.Errorf("connection ended: %w", o.err)
-	default:
+	o.mu.Lock()
+	ended, why := o.ended, o.err
+	o.mu.Unlock()
+	if ended {
+		return fmt.Errorf("connection ended: %w", why)
 	}
 	results, err := o.post.post(ctx, batch)
 	if err != nil {
@@ -170,43 +209,56 @@ func (o *oneway) write(ctx context.Context, batch []outgoing) error {
 	}
 	if len(got) > 0 {
 		o.mu.Lock()
-		o.replies = append(o.replies, got...)
+		o.queue = append(o.queue, got...)
 		o.mu.Unlock()
-		select {
-		case o.notify <- struct{}{}:
-		default:
-		}
+		signal(o.notify)
 	}
 	return nil
-}
-
-func (o *oneway) writeBinary(context.Context, []byte, []byte) error {
-	return errors.New("binary frames need the websocket transport")
 }
 
 func (o *oneway) read(ctx context.Context) (frame, error) {
 	for {
 		o.mu.Lock()
-		if len(o.replies) > 0 {
-			f := o.replies[0]
-			o.replies[0] = frame{}
-			o.replies = o.replies[1:]
+		if o.head < len(o.queue) {
+			f := o.queue[o.head]
+			o.queue[o.head] = frame{}
+			if o.head++; o.head == len(o.queue) {
+				o.queue, o.head = o.queue[:0], 0
+			}
+			wake := o.waiting && len(o.queue)-o.head <= onewayBuffer/2
+			if wake {
+				o.waiting = false
+			}
 			o.mu.Unlock()
-			return f, nil
-		}
-		o.mu.Unlock()
-		select {
-		case f, ok := <-o.in:
-			if !ok {
-				return frame{}, o.err
+			if wake {
+				o.room <- struct{}{} // the one token of this wait
+			}
+			if f.env == nil {
+				env, err := o.decode(f)
+				if err != nil {
+					_ = o.closeNow()
+					return frame{}, err
+				}
+				f.env = env
 			}
 			return f, nil
+		}
+		ended, err := o.ended, o.err
+		o.mu.Unlock()
+		if ended {
+			return frame{}, err
+		}
+		select {
 		case <-o.notify:
 		case <-ctx.Done():
 			_ = o.closeNow()
 			return frame{}, ctx.Err()
 		}
 	}
+}
+
+func (o *oneway) writeBinary(context.Context, []byte, []byte) error {
+	return errors.New("binary frames need the websocket transport")
 }
 
 func (o *oneway) readBinary(context.Context) ([]byte, error) {

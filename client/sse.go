@@ -53,14 +53,20 @@ func dialSSE(ctx context.Context, o *Options) (*oneway, error) {
 			}
 			return frame{}, fmt.Errorf("event stream ended: %w", err)
 		}
-		env, err := haip.Decode(ev.Data)
-		if err != nil {
-			return frame{}, fmt.Errorf("bad envelope in event %q: %w", ev.ID, err)
-		}
-		if ev.HasID && !IsControl(env.Type) && ev.ID != strconv.FormatUint(uint64(env.Seq), 10) {
-			return frame{}, fmt.Errorf("event id %q is not the seq %d of its envelope", ev.ID, env.Seq)
-		}
-		return frame{env: env}, nil
-	})
+		return frame{data: ev.Data, eventID: ev.ID, hasEventID: ev.HasID}, nil
+	}, decodeEvent)
 	return t, nil
+}
+
+// decodeEvent decodes an SSE event's envelope; a log message's event id
+// must be its seq (what Last-Event-ID resumes from).
+func decodeEvent(f frame) (*haip.Envelope, error) {
+	env, err := haip.Decode(f.data)
+	if err != nil {
+		return nil, fmt.Errorf("bad envelope in event %q: %w", f.eventID, err)
+	}
+	if f.hasEventID && !IsControl(env.Type) && f.eventID != strconv.FormatUint(uint64(env.Seq), 10) {
+		return nil, fmt.Errorf("event id %q is not the seq %d of its envelope", f.eventID, env.Seq)
+	}
+	return env, nil
 }

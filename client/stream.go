@@ -104,16 +104,29 @@ func dialStreamHalf(ctx context.Context, o *Options, hello []byte) (*oneway, err
 	}
 	t := newOneway(o.Session, p, resp, cancel)
 	rd := ndjson.NewReader(resp.Body, int(o.readLimit()))
-	var last *haip.Envelope // the reader goroutine's
+	var last []byte // the last line read (the stream goroutine's)
 	t.start(func() (frame, error) {
-		env, err := nextLine(rd)
+		line, err := rd.Next()
 		if err != nil {
-			return frame{}, streamEnd(last, err)
+			var env *haip.Envelope
+			if last != nil {
+				env, _ = haip.Decode(last)
+			}
+			return frame{}, streamEnd(env, fmt.Errorf("stream ended: %w", err))
 		}
-		last = env
-		return frame{env: env}, nil
-	})
+		last = append([]byte(nil), line...)
+		return frame{data: last}, nil
+	}, decodeLine)
 	return t, nil
+}
+
+// decodeLine decodes an NDJSON line's envelope.
+func decodeLine(f frame) (*haip.Envelope, error) {
+	env, err := haip.Decode(f.data)
+	if err != nil {
+		return nil, fmt.Errorf("bad envelope in a line: %w", err)
+	}
+	return env, nil
 }
 
 // nextLine reads and decodes the next NDJSON line.

@@ -55,6 +55,9 @@ type frame struct {
 	env *haip.Envelope
 	// binary marks a WebSocket binary frame.
 	binary bool
+	// eventID is an SSE event's id, when hasEventID.
+	eventID    string
+	hasEventID bool
 	// local marks a connection-scoped envelope that came in a POST's
 	// answer (PONG, TOOL_LIST, an ERROR the client builds from a refused
 	// envelope): Conn stamps it with the last log seq, as the edge stamps
