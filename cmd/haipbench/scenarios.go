@@ -11,6 +11,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/streams"
 )
@@ -649,7 +650,7 @@ func readDense(ctx context.Context, c benchConn, next, last uint64, on func(*hai
 			return fmt.Errorf("session %s: read after seq %d of %d: %w", c.Session(), next-1, last, err)
 		}
 		at := time.Now()
-		if isControl(env.Type) {
+		if client.IsControl(env.Type) {
 			continue
 		}
 		if uint64(env.Seq) != next {

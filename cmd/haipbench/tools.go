@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
@@ -53,7 +54,7 @@ func (b *bench) tools(ctx context.Context, r *Result) error {
 	r.Params["calls"], r.Params["concurrency"], r.Params["toolworkers"] = n, conc, b.cfg.ToolWorkers
 	pool := &wsPool{}
 	for _, ep := range b.f.eps {
-		pool.ds = append(pool.ds, wsDialer{ep: ep})
+		pool.ds = append(pool.ds, clientDialer{ep: ep, transport: client.TransportWebSocket, hc: b.f.hc})
 	}
 	for _, k := range b.cfg.ToolWorkers {
 		if err := b.toolRound(ctx, r, pool, k); err != nil {
@@ -180,7 +181,7 @@ func waitUntil(ctx context.Context, within time.Duration, cond func(context.Cont
 // TOOL_DONE.
 func toolPhase(ctx context.Context, pool *wsPool, conc, n int) ([]time.Duration, time.Duration, error) {
 	zero := uint64(0)
-	cs, err := dialMany[*wsConn](ctx, pool, conc, &zero)
+	cs, err := dialMany[*clientConn](ctx, pool, conc, &zero)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -248,7 +249,7 @@ func toolPhase(ctx context.Context, pool *wsPool, conc, n int) ([]time.Duration,
 // toolCaller makes calls on one session, one at a time, and checks that
 // the session's log messages arrive densely.
 type toolCaller struct {
-	c    *wsConn
+	c    *clientConn
 	next uint64 // the seq the next log message must have
 }
 
@@ -262,7 +263,7 @@ func (t *toolCaller) call(ctx context.Context) (time.Duration, error) {
 		return 0, err
 	}
 	start := time.Now()
-	if err := t.c.Send(ctx, haip.ChannelUser, haip.TypeToolCall, haip.ToolCallPayload{CallID: id, Tool: "echo", Params: params}); err != nil {
+	if _, err := t.c.Send(ctx, haip.ChannelUser, haip.TypeToolCall, haip.ToolCallPayload{CallID: id, Tool: "echo", Params: params}); err != nil {
 		return 0, fmt.Errorf("session %s: send TOOL_CALL: %w", t.c.Session(), err)
 	}
 	for {
@@ -271,7 +272,7 @@ func (t *toolCaller) call(ctx context.Context) (time.Duration, error) {
 			return 0, fmt.Errorf("session %s: waiting for TOOL_DONE of %s: %w", t.c.Session(), id, err)
 		}
 		at := time.Now()
-		if isControl(env.Type) {
+		if client.IsControl(env.Type) {
 			continue
 		}
 		if uint64(env.Seq) != t.next {
@@ -301,10 +302,10 @@ func (t *toolCaller) call(ctx context.Context) (time.Duration, error) {
 // wsPool dials WebSocket connections round robin over edges.
 type wsPool struct {
 	next atomic.Uint64
-	ds   []wsDialer
+	ds   []clientDialer
 }
 
-func (p *wsPool) dial(ctx context.Context, o dialOptions) (*wsConn, error) {
+func (p *wsPool) dial(ctx context.Context, o dialOptions) (*clientConn, error) {
 	d := p.ds[(p.next.Add(1)-1)%uint64(len(p.ds))]
-	return d.dialWS(ctx, o)
+	return d.dialConn(ctx, o)
 }

@@ -3,36 +3,57 @@ package main
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/haip"
 )
 
-// Transports of -transport.
+// Transports of -transport, and the client transport each one is.
 const (
 	transportWS         = "ws"          // GET /haip/websocket
 	transportSSE        = "sse"         // GET /haip/sse
 	transportStream     = "stream"      // POST /haip/stream, NDJSON both ways (full duplex)
-	transportStreamHalf = "stream-half" // POST /haip/stream?session=…, empty body (half duplex)
+	transportStreamHalf = "stream-half" // POST /haip/stream?session=…, HAI only in the body (half duplex)
 )
 
 var transports = []string{transportWS, transportSSE, transportStream, transportStreamHalf}
 
+// clientTransport is the client's name of a -transport.
+func clientTransport(t string) (string, error) {
+	switch t {
+	case transportWS:
+		return client.TransportWebSocket, nil
+	case transportSSE:
+		return client.TransportSSE, nil
+	case transportStream:
+		return client.TransportStream, nil
+	case transportStreamHalf:
+		return client.TransportStreamHalf, nil
+	}
+	return "", fmt.Errorf("unknown transport %q", t)
+}
+
 // benchConn is one handshaken client connection of any transport: the
 // scenarios only read from it. Read returns every envelope the edge sends,
-// control messages included (see isControl); a transport that can answer
-// the edge's PING does so before returning it. Read is called from one
+// control messages included (see client.IsControl); the client answers
+// the edge's PING where the edge listens for PONG. Read is called from one
 // goroutine; Close may be called from any, more than once.
 type benchConn interface {
 	Session() string
 	Read(ctx context.Context) (*haip.Envelope, error)
 	Close() error
 }
+
+// clientConn is a client connection whose Close drops it without a close
+// handshake (a run closes thousands at once).
+type clientConn struct{ *client.Conn }
+
+func (c clientConn) Close() error { return c.CloseNow() }
 
 // dialOptions says where a connection starts.
 type dialOptions struct {
@@ -75,21 +96,41 @@ func baseFromWS(raw string) (string, error) {
 	return u.Scheme + "://" + u.Host, nil
 }
 
+// clientDialer opens client connections of one transport to one edge.
+// They advertise no flow control, so the edge does not pace the bench by
+// credit.
+type clientDialer struct {
+	ep        endpoint
+	transport string // a client transport name
+	hc        *http.Client
+}
+
+func (d clientDialer) dial(ctx context.Context, o dialOptions) (benchConn, error) {
+	c, err := d.dialConn(ctx, o)
+	if err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+func (d clientDialer) dialConn(ctx context.Context, o dialOptions) (*clientConn, error) {
+	c, err := client.Dial(ctx, client.Options{URL: d.ep.base, Transport: d.transport, HTTPClient: d.hc, Token: d.ep.token,
+		Session: o.Session, LastRxSeq: o.LastRx, NoFlowControl: true})
+	if err != nil {
+		return nil, fmt.Errorf("%s dial: %w", d.transport, err)
+	}
+	return &clientConn{c}, nil
+}
+
 // newDialer returns the dialer of transport for the edge at ep. hc carries
 // the HTTP transports (SSE, stream); every such connection holds its own
 // TCP connection.
 func newDialer(transport string, ep endpoint, hc *http.Client) (dialer, error) {
-	switch transport {
-	case transportWS:
-		return wsDialer{ep: ep}, nil
-	case transportSSE:
-		return sseDialer{ep: ep, hc: hc}, nil
-	case transportStream:
-		return streamDialer{ep: ep, hc: hc, half: false}, nil
-	case transportStreamHalf:
-		return streamDialer{ep: ep, hc: hc, half: true}, nil
+	t, err := clientTransport(transport)
+	if err != nil {
+		return nil, err
 	}
-	return nil, fmt.Errorf("unknown transport %q", transport)
+	return clientDialer{ep: ep, transport: t, hc: hc}, nil
 }
 
 // newHTTPClient is the HTTP client of one run: no connection limit per
@@ -116,85 +157,4 @@ func (m *multiDialer) dial(ctx context.Context, o dialOptions) (benchConn, error
 	m.next++
 	m.mu.Unlock()
 	return d.dial(ctx, o)
-}
-
-// isControl reports the connection-scoped types the edge sends outside
-// the session log; they repeat the last log seq instead of taking one.
-func isControl(t haip.Type) bool {
-	switch t {
-	case haip.TypeHAI, haip.TypePing, haip.TypePong, haip.TypeError, haip.TypeFlowUpdate,
-		haip.TypePauseChannel, haip.TypeResumeChannel, haip.TypeReplayRequest:
-		return true
-	}
-	return false
-}
-
-// helloEnvelope is the bench clients' HAI. It advertises no flow_control,
-// so the edge does not pace the bench by credit.
-func helloEnvelope(session string, lastRx *uint64) ([]byte, error) {
-	hello := haip.HelloPayload{HaipVersion: haip.Version, AcceptMajor: []int{haip.Major}, AcceptEvents: haip.AllTypes()}
-	if lastRx != nil {
-		hello.LastRxSeq = fmt.Sprint(*lastRx)
-	}
-	env, err := haip.New(session, haip.ChannelSystem, haip.TypeHAI, hello)
-	if err != nil {
-		return nil, err
-	}
-	env.Seq = 1
-	return haip.Encode(env)
-}
-
-// pongFor answers a PING envelope; seq is the sender's own numbering.
-func pongFor(session string, ping *haip.Envelope, seq uint64) ([]byte, error) {
-	var p haip.PingPayload
-	_ = ping.DecodePayload(&p)
-	env, err := haip.New(session, haip.ChannelSystem, haip.TypePong, haip.PongPayload{Nonce: p.Nonce})
-	if err != nil {
-		return nil, err
-	}
-	env.Seq = haip.U64(seq)
-	return haip.Encode(env)
-}
-
-// handshakeError turns an ERROR in place of the edge's HAI into an error.
-func handshakeError(env *haip.Envelope) error {
-	var p haip.ErrorPayload
-	_ = env.DecodePayload(&p)
-	return &haip.Error{Code: p.Code, Message: p.Message, Detail: p.Detail}
-}
-
-// httpRefusal reads a refused request's status and (bounded) body.
-func httpRefusal(resp *http.Response) error {
-	body, _ := io.ReadAll(io.LimitReader(resp.Body, 4096))
-	_ = resp.Body.Close()
-	return fmt.Errorf("refused with HTTP %d: %s", resp.StatusCode, strings.TrimSpace(string(body)))
-}
-
-// watchCtx ties a blocking body read to the context of the current Read:
-// when it ends, cancel aborts the request. It re-arms only when the
-// context changes, so a read loop on one context pays once. Only the
-// reading goroutine uses it; a registration left when the connection
-// closes ends with its context.
-type watchCtx struct {
-	ctx  context.Context
-	stop func() bool
-}
-
-func (w *watchCtx) watch(ctx context.Context, cancel func()) {
-	if ctx == w.ctx {
-		return
-	}
-	if w.stop != nil {
-		w.stop()
-	}
-	w.ctx, w.stop = ctx, context.AfterFunc(ctx, cancel)
-}
-
-// readErr prefers the context's error when the read failed because it
-// ended.
-func readErr(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("%w (%w)", context.Cause(ctx), err)
-	}
-	return err
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -134,6 +135,10 @@ type recordingWriter struct {
 	h *hijacked
 }
 
+// Unwrap gives http.ResponseController the writer underneath, which the
+// streaming transports flush and switch to full duplex.
+func (w *recordingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
 func (w *recordingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
 	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
 	if err == nil {
@@ -181,10 +186,24 @@ func start(t *testing.T, args ...string) *session {
 	return s
 }
 
+// send types a line. If run has returned, nobody reads stdin: the test
+// fails with run's error instead of waiting forever.
 func (s *session) send(line string) {
 	s.t.Helper()
-	if _, err := io.WriteString(s.in, line+"\n"); err != nil {
-		s.t.Fatalf("write %q: %v", line, err)
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := io.WriteString(s.in, line+"\n")
+		wrote <- err
+	}()
+	select {
+	case err := <-wrote:
+		if err != nil {
+			s.t.Fatalf("write %q: %v", line, err)
+		}
+	case err := <-s.done:
+		_ = s.in.CloseWithError(errors.New("run returned"))
+		<-wrote
+		s.t.Fatalf("run returned (%v) before reading %q; stdout:\n%s\nstderr:\n%s", err, line, s.out, s.err)
 	}
 }
 
@@ -234,46 +253,51 @@ func assertDense(t *testing.T, seqs []uint64, out string) {
 	}
 }
 
-// The user chats, resumes by hand, chats again and quits: every log seq
-// is printed once, in order across the resume, and the exit line names
-// the last one.
+// The user chats, resumes by hand, chats again and quits, over each
+// transport: every log seq is printed once, in order across the resume,
+// and the exit line names the last one.
 func TestChatResumeQuit(t *testing.T) {
 	t.Parallel()
 	e := newTestEdge(t, -1)
-	s := start(t, "-url", e.ws, "-token", e.token("alice"))
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			s := start(t, "-url", e.ws, "-token", e.token("alice"), "-transport", tr)
 
-	s.send("hello")
-	s.waitOut("first answer", func(out string) bool {
-		return strings.Contains(out, demo.Answer("hello")) && strings.Contains(out, "RUN_FINISHED")
-	})
-	firstLast := printedSeqs(t, s.out.String())
-	s.send("/resume")
-	s.send("again")
-	s.waitOut("second answer", func(out string) bool {
-		return strings.Contains(out, demo.Answer("again")) && strings.Count(out, "RUN_FINISHED") == 2
-	})
-	s.send("/quit")
-	if err := s.wait(); err != nil {
-		t.Fatalf("run: %v\n%s", err, s.out)
-	}
+			s.send("hello")
+			s.waitOut("first answer", func(out string) bool {
+				return strings.Contains(out, demo.Answer("hello")) && strings.Contains(out, "RUN_FINISHED")
+			})
+			firstLast := printedSeqs(t, s.out.String())
+			s.send("/resume")
+			s.send("again")
+			s.waitOut("second answer", func(out string) bool {
+				return strings.Contains(out, demo.Answer("again")) && strings.Count(out, "RUN_FINISHED") == 2
+			})
+			s.send("/quit")
+			if err := s.wait(); err != nil {
+				t.Fatalf("run: %v\n%s", err, s.out)
+			}
 
-	out := s.out.String()
-	session := regexp.MustCompile(`(?m)^session (\S+)$`).FindStringSubmatch(out)
-	if session == nil {
-		t.Fatalf("no session line:\n%s", out)
-	}
-	if want := fmt.Sprintf("resuming from seq %d\n", len(firstLast)); !strings.Contains(out, want) {
-		t.Fatalf("no %q:\n%s", want, out)
-	}
-	seqs := printedSeqs(t, out)
-	assertDense(t, seqs, out)
-	if len(seqs) <= len(firstLast) {
-		t.Fatalf("nothing printed after the resume:\n%s", out)
-	}
-	last := seqs[len(seqs)-1]
-	lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
-	if got, want := lines[len(lines)-1], fmt.Sprintf("last seq %d (resume with -session %s -last-seq %d)", last, session[1], last); got != want {
-		t.Fatalf("last line %q, want %q", got, want)
+			out := s.out.String()
+			session := regexp.MustCompile(`(?m)^session (\S+)$`).FindStringSubmatch(out)
+			if session == nil {
+				t.Fatalf("no session line:\n%s", out)
+			}
+			if want := fmt.Sprintf("resuming from seq %d\n", len(firstLast)); !strings.Contains(out, want) {
+				t.Fatalf("no %q:\n%s", want, out)
+			}
+			seqs := printedSeqs(t, out)
+			assertDense(t, seqs, out)
+			if len(seqs) <= len(firstLast) {
+				t.Fatalf("nothing printed after the resume:\n%s", out)
+			}
+			last := seqs[len(seqs)-1]
+			lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+			if got, want := lines[len(lines)-1], fmt.Sprintf("last seq %d (resume with -session %s -last-seq %d)", last, session[1], last); got != want {
+				t.Fatalf("last line %q, want %q", got, want)
+			}
+		})
 	}
 }
 
@@ -304,8 +328,8 @@ func TestQuietAutoResumeMidAnswer(t *testing.T) {
 	}
 }
 
-// Refusals before the upgrade are final: run fails at once, naming the
-// HTTP status, without retrying.
+// Refusals before the stream starts are final, on every transport: run
+// fails at once, naming the HTTP status, without retrying.
 func TestRefused(t *testing.T) {
 	t.Parallel()
 	e := newTestEdge(t, -1)
@@ -328,18 +352,20 @@ func TestRefused(t *testing.T) {
 		{name: "foreign session", args: []string{"-token", e.token("bob"), "-session", c.Session()}, want: "403"},
 	}
 	for _, tc := range cases {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			began := time.Now()
-			s := start(t, append([]string{"-url", e.ws}, tc.args...)...)
-			err := s.wait()
-			if err == nil || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("run: %v, want an error naming %s", err, tc.want)
-			}
-			if d := time.Since(began); d > 2*time.Second {
-				t.Fatalf("took %s", d)
-			}
-		})
+		for _, tr := range client.Transports() {
+			t.Run(tc.name+"/"+tr, func(t *testing.T) {
+				t.Parallel()
+				began := time.Now()
+				s := start(t, append([]string{"-url", e.ws, "-transport", tr}, tc.args...)...)
+				err := s.wait()
+				if err == nil || !strings.Contains(err.Error(), tc.want) {
+					t.Fatalf("run: %v, want an error naming %s", err, tc.want)
+				}
+				if d := time.Since(began); d > 2*time.Second {
+					t.Fatalf("took %s", d)
+				}
+			})
+		}
 	}
 }
 
@@ -352,6 +378,9 @@ func TestFlags(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"-token", "x", "-last-seq", "3"}, io.Discard); err == nil || !strings.Contains(err.Error(), "needs -session") {
 		t.Fatalf("err %v", err)
+	}
+	if _, err := parseFlags([]string{"-token", "x", "-transport", "carrier-pigeon"}, io.Discard); err == nil || !strings.Contains(err.Error(), "-transport") {
+		t.Fatalf("err %v, want -transport named", err)
 	}
 	cfg, err := parseFlags([]string{"-token", "x", "-session", "s1", "-last-seq", "0"}, io.Discard)
 	if err != nil || cfg.LastSeq == nil || *cfg.LastSeq != 0 {

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -49,8 +50,11 @@ var errUsage = errors.New("usage")
 
 // config is the command line.
 type config struct {
-	// URL is the edge's WebSocket endpoint.
+	// URL is the edge: its WebSocket endpoint, or any URL of it (see
+	// client.Options.URL).
 	URL string
+	// Transport is the client transport (client.Transports).
+	Transport string
 	// Token is the JWT; empty means $HAIP_TOKEN.
 	Token string
 	// Session is the session to join; empty means a new one.
@@ -69,7 +73,8 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("haipchat", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&c.URL, "url", defaultURL, "edge WebSocket `URL`")
+	fs.StringVar(&c.URL, "url", defaultURL, "edge `URL`: its WebSocket endpoint, or http(s)://HOST:PORT (every transport finds its path from it)")
+	fs.StringVar(&c.Transport, "transport", client.TransportWebSocket, "client transport: "+strings.Join(client.Transports(), ", "))
 	fs.StringVar(&c.Token, "token", "", "JWT to present (default $"+tokenEnv+")")
 	fs.StringVar(&c.Session, "session", "", "session `id` to join (default: a new session)")
 	fs.Func("last-seq", "resume the session after seq `N` (needs -session)", func(s string) error {
@@ -83,7 +88,7 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	fs.BoolVar(&c.Quiet, "quiet", false, "print only the agent's streamed text and errors")
 	fs.BoolVar(&c.Verbose, "v", false, "also print control messages (PING, PONG, FLOW_UPDATE, HAI)")
 	fs.Usage = func() {
-		fmt.Fprintln(fs.Output(), "usage: haipchat -url URL -token JWT [-session ID] [-last-seq N] [-quiet] [-v]")
+		fmt.Fprintln(fs.Output(), "usage: haipchat -url URL -token JWT [-transport T] [-session ID] [-last-seq N] [-quiet] [-v]")
 		fs.PrintDefaults()
 		fmt.Fprint(fs.Output(), "\nThen type messages, or /help for commands.\n")
 	}
@@ -105,6 +110,9 @@ func parseFlags(args []string, stderr io.Writer) (config, error) {
 	}
 	if c.Session != "" && !haip.ValidSessionID(c.Session) {
 		errs = append(errs, fmt.Errorf("-session %q: want 1-128 of [A-Za-z0-9_-]", c.Session))
+	}
+	if !slices.Contains(client.Transports(), c.Transport) {
+		errs = append(errs, fmt.Errorf("-transport %q: want one of %s", c.Transport, strings.Join(client.Transports(), ", ")))
 	}
 	if c.LastSeq != nil && c.Session == "" {
 		errs = append(errs, fmt.Errorf("-last-seq %d needs -session: a new session has no seqs yet", *c.LastSeq))
@@ -179,8 +187,8 @@ type feed struct {
 func (c *chat) connect(ctx context.Context) error {
 	// The token goes in a header, where it stays out of URLs and so out
 	// of dial errors and proxy logs; the session in the query lets the
-	// edge refuse a foreign session with 403 before the upgrade.
-	o := client.Options{URL: c.cfg.URL, Token: c.cfg.Token, TokenInHeader: true, Session: c.session, SessionInQuery: true}
+	// edge refuse a foreign session with 403 before the stream starts.
+	o := client.Options{URL: c.cfg.URL, Transport: c.cfg.Transport, Token: c.cfg.Token, TokenInHeader: true, Session: c.session, SessionInQuery: true}
 	if c.havePos {
 		p := c.pos
 		o.LastRxSeq = &p

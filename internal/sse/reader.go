@@ -97,7 +97,16 @@ type Reader struct {
 	bomDone  bool  // the start of the stream has been checked for a BOM
 	skipLF   bool  // the last line ended in \r: a \n next belongs to it
 	sticky   error // returned by every Next once set
+
+	onComment func(text []byte) // see OnComment; nil skips comments
 }
+
+// OnComment has Next call fn with the text of each comment line (a line
+// starting with ':'), without the colon and one space after it, in stream
+// order. Comments carry no event; servers use them as keep-alives and to
+// say why a stream ends. The slice is valid only during the call. A nil fn
+// (the default) skips comments.
+func (r *Reader) OnComment(fn func(text []byte)) { r.onComment = fn }
 
 // NewReader returns a Reader of the event stream r. maxEventBytes bounds
 // one event's data and one line's field value (a line may hold a few more
@@ -141,6 +150,13 @@ func (r *Reader) Next() (Event, error) {
 			continue
 		}
 		if line[0] == ':' {
+			if r.onComment != nil {
+				text := line[1:]
+				if len(text) > 0 && text[0] == ' ' {
+					text = text[1:]
+				}
+				r.onComment(text)
+			}
 			continue // a comment
 		}
 		field, value := line, line[len(line):]

@@ -441,3 +441,26 @@ func BenchmarkReaderNext(b *testing.B) {
 		}
 	}
 }
+
+// Comments reach OnComment in stream order, between the events around
+// them, without the colon and one space; they dispatch nothing.
+func TestReaderOnComment(t *testing.T) {
+	in := ": ping\n\ndata: a\n\n:close 1001 edge shutting down; resume from seq 7\n:  two spaces\n\n"
+	rd := NewReader(iotest.OneByteReader(strings.NewReader(in)), 0)
+	var got []string
+	rd.OnComment(func(text []byte) { got = append(got, string(text)) })
+	e, err := rd.Next()
+	if err != nil || string(e.Data) != "a" {
+		t.Fatalf("first event %q, %v", e.Data, err)
+	}
+	if len(got) != 1 || got[0] != "ping" {
+		t.Fatalf("comments before the event: %q", got)
+	}
+	if _, err := rd.Next(); !errors.Is(err, io.EOF) {
+		t.Fatalf("after the last event: %v, want EOF", err)
+	}
+	want := []string{"ping", "close 1001 edge shutting down; resume from seq 7", " two spaces"}
+	if strings.Join(got, "|") != strings.Join(want, "|") {
+		t.Fatalf("comments %q, want %q", got, want)
+	}
+}
