@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
@@ -525,5 +526,33 @@ func TestAttackUserWorkInFlight(t *testing.T) {
 	b.handshake()
 	if refused(b, text(b)) {
 		t.Fatal("bob's run refused")
+	}
+}
+
+// A refused full-duplex stream request is answered at once, though its
+// body never ends (the client gets its 401 instead of a hang).
+func TestStreamRefusalDoesNotWaitForTheBody(t *testing.T) {
+	t.Parallel()
+	f := newFabric(t, streams.Config{})
+	e := f.edge(edge.Config{})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(10 * time.Second))
+	// Headers, then one chunk of a body that never ends.
+	req := "POST /haip/stream HTTP/1.1\r\nHost: edge\r\nAuthorization: Bearer not-a-token\r\n" +
+		"Content-Type: application/x-ndjson\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{}\n\n\r\n"
+	if _, err := conn.Write([]byte(req)); err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+	if err != nil {
+		t.Fatalf("no answer while the body was still open: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("HTTP %d, want 401", resp.StatusCode)
 	}
 }

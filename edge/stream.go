@@ -119,6 +119,10 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 		s.serveMessages(w, r)
 		return
 	}
+	// A refusal ends the connection: the server would otherwise read the
+	// rest of the request body before answering, and a stream's body
+	// does not end (HTTP/1.1; HTTP/2 ignores the header).
+	w.Header().Set("Connection", "close")
 	if !requireJSONBody(w, r, false) {
 		return
 	}
@@ -126,6 +130,7 @@ func (s *Server) serveStream(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	w.Header().Del("Connection")
 	defer a.slot.free()
 	hello, err := s.newHelloSource(r, a, false)
 	if err != nil {
