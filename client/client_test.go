@@ -246,11 +246,10 @@ func testFlowControl(t *testing.T, e *testEdge, tok, tr string) {
 	}
 }
 
-// A drain (Server.Shutdown) ends every connection; the close code and
-// reason say so where the transport can carry them: 1001 with the seq to
-// resume from over WebSocket and SSE. NDJSON streams carry no close reason
-// and the edge sends no ERROR before a drain, so there CloseStatus has
-// nothing to report.
+// A drain (Server.Shutdown) ends every connection with 1001 and the seq
+// to resume from, on every transport: the WebSocket close frame, the SSE
+// close comment, and on NDJSON streams (which carry no close reason) the
+// SERVER_SHUTDOWN ERROR the edge sends before it closes.
 func TestDrainCloseReason(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t)
@@ -260,8 +259,8 @@ func TestDrainCloseReason(t *testing.T) {
 	want := map[string]websocket.StatusCode{
 		client.TransportWebSocket:  websocket.StatusGoingAway,
 		client.TransportSSE:        websocket.StatusGoingAway,
-		client.TransportStream:     -1,
-		client.TransportStreamHalf: -1,
+		client.TransportStream:     websocket.StatusGoingAway,
+		client.TransportStreamHalf: websocket.StatusGoingAway,
 	}
 	conns := map[string]*client.Conn{}
 	for _, tr := range client.Transports() {

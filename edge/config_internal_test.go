@@ -55,6 +55,7 @@ func (f *failingKeepalive) keepalive(context.Context) (bool, error) {
 func (f *failingKeepalive) peerCanSend() bool       { return false }
 func (f *failingKeepalive) close(CloseCode, string) {}
 func (f *failingKeepalive) abort()                  {}
+func (f *failingKeepalive) tellsCloseReason() bool  { return true }
 
 // A keep-alive that fails because the peer went is a peer that closed,
 // not a slow consumer.

@@ -42,6 +42,11 @@ type transport interface {
 	// peerCanSend reports whether the peer can send on this connection
 	// now; only then does silence mean a dead peer.
 	peerCanSend() bool
+	// tellsCloseReason reports whether close can tell the peer its code
+	// and reason (a WebSocket close frame, an SSE comment). Where it
+	// cannot (an NDJSON stream), the writer sends an ERROR saying why
+	// before it closes.
+	tellsCloseReason() bool
 	// close ends the connection, telling the peer code and reason where
 	// the transport can. It is idempotent and safe from any goroutine. It
 	// may wait a few seconds for a peer's part of a close handshake.

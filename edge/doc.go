@@ -77,6 +77,8 @@
 //
 // SSE and HTTP streams have no close frame: an SSE stream ends with a
 // comment ": close <code> <reason>" (the same codes), an NDJSON stream
-// after the ERROR that explains it, if any. A browser EventSource then
-// reconnects by itself with Last-Event-ID.
+// after the ERROR that explains it (SERVER_SHUTDOWN with the seq to resume
+// from for a drain, AUTHENTICATION_FAILED for an expired token), if the
+// stream can still take one. A browser EventSource then reconnects by
+// itself with Last-Event-ID.
 package edge

@@ -65,6 +65,8 @@ func (t *sseTransport) keepalive(ctx context.Context) (bool, error) {
 // The client cannot send on an SSE stream: a quiet client is not dead.
 func (t *sseTransport) peerCanSend() bool { return false }
 
+func (t *sseTransport) tellsCloseReason() bool { return true }
+
 func (t *sseTransport) flush(ctx context.Context, b []byte) error {
 	if t.closed.Load() {
 		return errors.New("sse: closed")

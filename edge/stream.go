@@ -99,6 +99,8 @@ func (t *streamTransport) keepalive(context.Context) (bool, error) { return fals
 
 func (t *streamTransport) peerCanSend() bool { return !t.eof.Load() }
 
+func (t *streamTransport) tellsCloseReason() bool { return false }
+
 func (t *streamTransport) close(CloseCode, string) {
 	if !t.closed.CompareAndSwap(false, true) {
 		return

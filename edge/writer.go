@@ -68,7 +68,7 @@ func (c *conn) writeLoop() error {
 		case <-c.ctx.Done():
 			return peerClosed()
 		case <-c.drainCh:
-			return c.drainClose()
+			return c.drainClose(d != nil)
 		case end := <-c.closeReq:
 			// The reader's ERROR goes out before the close.
 			if err := c.flushControl(); err != nil {
@@ -145,7 +145,7 @@ func (c *conn) readBatch(d *delivery, n int) (entries []streams.Entry, more bool
 		case <-c.ctx.Done():
 			return nil, false, peerClosed()
 		case <-c.drainCh:
-			return nil, false, c.drainClose()
+			return nil, false, c.drainClose(true)
 		}
 		ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
 		entries, more, err := d.reader.Read(ctx, d.streamSeq, n, c.srv.cfg.CatchupBytes)
@@ -168,7 +168,7 @@ func (c *conn) readBatch(d *delivery, n int) (entries []streams.Entry, more bool
 				return nil, false, peerClosed()
 			case <-c.drainCh:
 				t.Stop()
-				return nil, false, c.drainClose()
+				return nil, false, c.drainClose(true)
 			}
 			backoff = min(2*backoff, time.Second)
 		default:
@@ -180,11 +180,20 @@ func (c *conn) readBatch(d *delivery, n int) (entries []streams.Entry, more bool
 
 // drainClose ends the connection for a drain, telling the client where to
 // resume.
-func (c *conn) drainClose() error {
+func (c *conn) drainClose(handshaken bool) error {
 	if err := c.flushControl(); err != nil {
 		return err
 	}
-	return drained(c.delivered.Load())
+	seq := c.delivered.Load()
+	if !c.t.tellsCloseReason() && handshaken {
+		// No close frame to say it: an ERROR does (after the handshake,
+		// when the reader's state may be read).
+		if err := c.writeError(haip.Errorf(haip.CodeServerShutdown, "edge shutting down; resume from seq %d", seq).
+			WithDetail("resume_from", strconv.FormatUint(seq, 10))); err != nil {
+			return err
+		}
+	}
+	return drained(seq)
 }
 
 // handshakeTimedOut ends a connection that sent no HAI in time. (The

@@ -45,6 +45,8 @@ func (w *wsTransport) keepalive(context.Context) (bool, error) { return false, n
 
 func (w *wsTransport) peerCanSend() bool { return true }
 
+func (w *wsTransport) tellsCloseReason() bool { return true }
+
 func (w *wsTransport) close(code CloseCode, reason string) {
 	w.once.Do(func() {
 		if w.corked != nil {
