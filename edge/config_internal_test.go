@@ -74,3 +74,4 @@ func TestKeepaliveFailureIsNotSlow(t *testing.T) {
 		t.Fatalf("heartbeat: %v; want the peer gone, not a slow consumer", err)
 	}
 }
+func (f *failingKeepalive) postedFlow() bool { return false }

@@ -47,6 +47,10 @@ type transport interface {
 	// cannot (an NDJSON stream), the writer sends an ERROR saying why
 	// before it closes.
 	tellsCloseReason() bool
+	// postedFlow reports whether the client may POST flow control for
+	// this connection (SSE and HTTP streams, whose other half is POSTs):
+	// the connection then follows it over NATS, from any edge.
+	postedFlow() bool
 	// close ends the connection, telling the peer code and reason where
 	// the transport can. It is idempotent and safe from any goroutine. It
 	// may wait a few seconds for a peer's part of a close handshake.
@@ -100,7 +104,7 @@ type conn struct {
 	unflow   func()
 
 	// Writer-only state (out is set by the reader during the handshake).
-	replay    *replaying  // the REPLAY_REQUEST being served (replay.go)
+	inReplay  *replaying  // the REPLAY_REQUEST being served (replay.go)
 	behind    []*outbound // control items waiting behind it, in order
 	out       outCredit   // what the client lets the edge send
 	binaryOut bool        // the client takes two-frame binary
@@ -354,39 +358,16 @@ func (c *conn) handle(data []byte) (stop bool) {
 		return false
 	}
 
-	switch env.Type {
-	case haip.TypeHAI:
-		c.sendError(haip.Errorf(haip.CodeProtocolViolation, "duplicate HAI: the handshake is done").WithRelated(env.ID))
-	case haip.TypePing:
-		var p haip.PingPayload
-		if err := env.DecodePayload(&p); err != nil {
-			c.sendError(asHAIPError(err))
-			return false
-		}
-		c.sendControl(haip.TypePong, haip.PongPayload{Nonce: p.Nonce})
-	case haip.TypePong:
-		// Liveness only: lastInbound is already updated.
-	case haip.TypeReplayRequest:
-		c.requestReplay(env)
-	case haip.TypeFlowUpdate, haip.TypePauseChannel, haip.TypeResumeChannel:
-		c.flowControl(env)
-	case haip.TypeError:
-		c.srv.clientError(c.logger, env)
-	default:
-		if isToolQuery(c.ident.Role, env.Type) {
-			reply, herr := c.srv.answerToolQuery(c.ctx, c.session, env)
-			if herr != nil {
-				c.sendError(herr)
-			} else {
-				c.enqueue(outbound{env: reply})
-			}
-			return false
-		}
-		if _, herr := c.srv.store(c.ctx, c.ident, c.session, env, nil, c.runLimit); herr != nil {
-			c.sendError(herr)
-		}
+	if herr := c.srv.dispatch(c.ctx, c.inbound(env, data, nil), c); herr != nil {
+		c.sendError(herr)
 	}
 	return false
+}
+
+// inbound is what the dispatcher needs of an envelope this connection
+// read.
+func (c *conn) inbound(env *haip.Envelope, data, bin []byte) inbound {
+	return inbound{id: c.ident, session: c.session, env: env, data: data, bin: bin, runLimit: c.runLimit}
 }
 
 // handleBinary takes the binary frame announced by the envelope before it
@@ -410,45 +391,21 @@ func (c *conn) handleBinary(data []byte) (stop bool) {
 	}
 	c.srv.msgsIn.Add(1)
 	c.srv.metrics.msgsIn.Inc()
-	if _, herr := c.srv.store(c.ctx, c.ident, c.session, env, data, c.runLimit); herr != nil {
+	if herr := c.srv.dispatch(c.ctx, c.inbound(env, nil, data), c); herr != nil {
 		c.sendError(herr)
 	}
 	return false
 }
 
-// flowControl passes a client's FLOW_UPDATE, PAUSE_CHANNEL or
-// RESUME_CHANNEL to the writer, in order with what it queued before.
+// flowControl passes a FLOW_UPDATE, PAUSE_CHANNEL or RESUME_CHANNEL the
+// user POSTed for this one-way stream (on any edge) to the writer, in
+// order with what it queued before.
 func (c *conn) flowControl(env *haip.Envelope) {
-	f := flowMsg{typ: env.Type}
-	var ch haip.Channel
-	if env.Type == haip.TypeFlowUpdate {
-		var p haip.FlowUpdatePayload
-		if err := env.DecodePayload(&p); err != nil {
-			c.sendError(asHAIPError(err))
-			return
-		}
-		ch = p.Channel
-		if p.AddMessages != nil {
-			f.msgs = *p.AddMessages
-		}
-		if p.AddBytes != nil {
-			f.byts = *p.AddBytes
-		}
-	} else {
-		var p haip.ChannelControlPayload
-		if err := env.DecodePayload(&p); err != nil {
-			c.sendError(asHAIPError(err))
-			return
-		}
-		ch = p.Channel
-	}
-	i, ok := channelIndex(ch)
-	if !ok {
-		c.sendError(haip.Errorf(haip.CodeProtocolViolation, "unknown channel %q: want one of USER, AGENT, SYSTEM, AUDIO_IN, AUDIO_OUT", ch).
-			WithRelated(env.ID).WithDetail("channel", string(ch)))
+	f, herr := parseFlow(env)
+	if herr != nil {
+		c.sendError(herr)
 		return
 	}
-	f.ch = i
 	c.enqueue(outbound{flow: &f})
 }
 
@@ -521,7 +478,7 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 	_, canBinary := c.t.(binaryWriter)
 	c.binaryOut = canBinary && hello.Binary()
 	c.runLimit = hello.RunLimit()
-	if _, ws := c.t.(*wsTransport); !ws {
+	if c.t.postedFlow() {
 		// Flow control the user POSTs for this session reaches its
 		// one-way streams here. Subscribed once the writer's credit state
 		// is set (the handler hands it changes), and known to the server
@@ -608,19 +565,6 @@ func (c *conn) serverHello() haip.HelloPayload {
 			SignedEnvelopes:   &signed,
 		},
 	}
-}
-
-func (c *conn) requestReplay(env *haip.Envelope) {
-	var p haip.ReplayRequestPayload
-	if err := env.DecodePayload(&p); err != nil {
-		c.sendError(asHAIPError(err))
-		return
-	}
-	rr := replayRequest{from: uint64(p.FromSeq), relatedID: env.ID}
-	if p.ToSeq != nil {
-		rr.to = uint64(*p.ToSeq)
-	}
-	c.enqueue(outbound{replay: &rr})
 }
 
 // onLive runs on the hub's goroutine: enqueue or note the overflow. e is

@@ -16,10 +16,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/ndjson"
-	"github.com/haipfabric/haipfabric/streams"
 )
 
 // Bounds of one POST of envelopes.
@@ -195,18 +193,6 @@ func readRecords(body io.Reader, contentType string, max int) ([][]byte, error) 
 	return [][]byte{data}, nil
 }
 
-// storesOrOpens reports whether a POSTed envelope of type t from role is
-// stored in the session log (or, for a HAI, opens a stream of it), as
-// opposed to being answered or passed on without a trace in the log.
-func storesOrOpens(role auth.Role, t haip.Type) bool {
-	switch t {
-	case haip.TypePing, haip.TypePong, haip.TypeError, haip.TypeReplayRequest,
-		haip.TypeFlowUpdate, haip.TypePauseChannel, haip.TypeResumeChannel:
-		return false
-	}
-	return !isToolQuery(role, t)
-}
-
 // post handles one POSTed envelope.
 // replayed counts the bytes the POST's replays have returned so far.
 func (s *Server) post(ctx context.Context, a admission, data []byte, authorized map[string]bool, replayed *int) PostResult {
@@ -242,7 +228,7 @@ func (s *Server) post(ctx context.Context, a admission, data []byte, authorized 
 		// create the session; the rest reads, and a read of another
 		// user's session answers as for one that does not exist.
 		acc := openSession
-		if !storesOrOpens(a.id.Role, env.Type) {
+		if readsOnly(a.id.Role, env.Type) {
 			acc = readSession
 		}
 		_, err := s.authorize(ctx, a.id, env.Session, acc)
@@ -251,66 +237,12 @@ func (s *Server) post(ctx context.Context, a admission, data []byte, authorized 
 		}
 		authorized[env.Session] = true
 	}
-	ok := PostResult{ID: env.ID, Status: "accepted"}
-	switch env.Type {
-	case haip.TypeHAI:
-		bound, err := s.bindHello(ctx, a.id.Subject, data)
-		if err != nil {
-			s.logger.Warn("bind HAI", slog.Any(logKeyErr, err))
-		}
-		ok.Bound = &bound
-	case haip.TypePing:
-		var p haip.PingPayload
-		_ = env.DecodePayload(&p)
-		pong, err := haip.New(env.Session, haip.ChannelSystem, haip.TypePong, haip.PongPayload{Nonce: p.Nonce})
-		if err != nil {
-			return fail(env.ID, haip.Errorf(haip.CodeInternalError, "cannot answer: %v", err))
-		}
-		b, _ := haip.Encode(pong)
-		ok.Replies = []json.RawMessage{b}
-	case haip.TypePong:
-		// Liveness of a connection: nothing to do without one.
-	case haip.TypeFlowUpdate, haip.TypePauseChannel, haip.TypeResumeChannel:
-		// For the caller's one-way streams of the session, on any edge.
-		subj, err := streams.FlowSubject(env.Session, a.id.Subject)
-		if err == nil {
-			err = s.nc.Publish(subj, data)
-		}
-		if err != nil {
-			return fail(env.ID, haip.Errorf(haip.CodeInternalError, "flow control not delivered; send it again").WithRelated(env.ID))
-		}
-	case haip.TypeError:
-		s.clientError(s.logger, env)
-	case haip.TypeReplayRequest:
-		var p haip.ReplayRequestPayload
-		if err := env.DecodePayload(&p); err != nil {
-			return fail(env.ID, asHAIPError(err))
-		}
-		replies, next, herr := s.postReplay(ctx, a, env.Session, p, replayed)
-		if herr != nil {
-			return fail(env.ID, herr.WithRelated(env.ID))
-		}
-		for _, b := range replies {
-			ok.Replies = append(ok.Replies, b)
-		}
-		ok.NextSeq = next
-	default:
-		if isToolQuery(a.id.Role, env.Type) {
-			reply, herr := s.answerToolQuery(ctx, env.Session, env)
-			if herr != nil {
-				return fail(env.ID, herr)
-			}
-			b, _ := haip.Encode(reply)
-			ok.Replies = []json.RawMessage{b}
-			return ok
-		}
-		res, herr := s.store(ctx, a.id, env.Session, env, nil, 0)
-		if herr != nil {
-			return fail(env.ID, herr)
-		}
-		ok.Seq, ok.Duplicate = res.Seq, res.Duplicate
+	res := PostResult{ID: env.ID, Status: "accepted"}
+	in := inbound{id: a.id, session: env.Session, env: env, data: data}
+	if herr := s.dispatch(ctx, in, &postCarrier{s: s, a: a, res: &res, replayed: replayed}); herr != nil {
+		return fail(env.ID, herr.WithRelated(env.ID))
 	}
-	return ok
+	return res
 }
 
 // Client ERROR envelopes are counted, and logged only at debug level,

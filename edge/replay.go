@@ -52,9 +52,9 @@ type replaying struct {
 // queueOutbound takes one control item from the reader: at once when no
 // replay is in progress, else in order behind it.
 func (c *conn) queueOutbound(o *outbound) error {
-	if c.replay == nil {
+	if c.inReplay == nil {
 		if o.replay != nil {
-			c.replay = &replaying{req: *o.replay}
+			c.inReplay = &replaying{req: *o.replay}
 			return nil
 		}
 		return c.writeControl(o.env)
@@ -67,8 +67,8 @@ func (c *conn) queueOutbound(o *outbound) error {
 	}
 	c.behind = append(c.behind, o)
 	if len(c.behind) > maxBehindReplay {
-		return c.replayDone(haip.Errorf(haip.CodeRateLimited, "replay cut short: too many requests waiting behind it; ask again from seq %d", c.replay.next).
-			WithDetail("next_seq", strconv.FormatUint(c.replay.next, 10)).WithDetail("limit", string(limitReplay)))
+		return c.replayDone(haip.Errorf(haip.CodeRateLimited, "replay cut short: too many requests waiting behind it; ask again from seq %d", c.inReplay.next).
+			WithDetail("next_seq", strconv.FormatUint(c.inReplay.next, 10)).WithDetail("limit", string(limitReplay)))
 	}
 	return nil
 }
@@ -87,8 +87,8 @@ func (c *conn) pendingReplays() int {
 // replayDone ends the replay in progress, after writing herr (if any),
 // and sends what waited behind it up to the next replay, which starts.
 func (c *conn) replayDone(herr *haip.Error) error {
-	rp := c.replay
-	c.replay = nil
+	rp := c.inReplay
+	c.inReplay = nil
 	if herr != nil {
 		if err := c.writeError(herr.WithRelated(rp.req.relatedID)); err != nil {
 			return err
@@ -99,7 +99,7 @@ func (c *conn) replayDone(herr *haip.Error) error {
 		c.behind[0] = nil
 		c.behind = c.behind[1:]
 		if o.replay != nil {
-			c.replay = &replaying{req: *o.replay}
+			c.inReplay = &replaying{req: *o.replay}
 			return nil
 		}
 		if err := c.writeControl(o.env); err != nil {
@@ -114,7 +114,7 @@ func (c *conn) replayDone(herr *haip.Error) error {
 // resends the range with the original seqs, never past what this
 // connection was delivered (later messages come by normal delivery).
 func (c *conn) replayStep(d *delivery) error {
-	rp := c.replay
+	rp := c.inReplay
 	ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
 	defer cancel()
 	if !rp.started {

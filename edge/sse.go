@@ -67,6 +67,8 @@ func (t *sseTransport) peerCanSend() bool { return false }
 
 func (t *sseTransport) tellsCloseReason() bool { return true }
 
+func (t *sseTransport) postedFlow() bool { return true }
+
 func (t *sseTransport) flush(ctx context.Context, b []byte) error {
 	if t.closed.Load() {
 		return errors.New("sse: closed")

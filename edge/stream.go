@@ -101,6 +101,8 @@ func (t *streamTransport) peerCanSend() bool { return !t.eof.Load() }
 
 func (t *streamTransport) tellsCloseReason() bool { return false }
 
+func (t *streamTransport) postedFlow() bool { return true }
+
 func (t *streamTransport) close(CloseCode, string) {
 	if !t.closed.CompareAndSwap(false, true) {
 		return

@@ -39,7 +39,7 @@ func (c *conn) writeLoop() error {
 	var d *delivery
 	var live <-chan *streams.Entry // nil until the handshake: never drop early entries
 	for {
-		if d != nil && c.replay != nil && !d.blocked {
+		if d != nil && c.inReplay != nil && !d.blocked {
 			// A replay goes before further delivery, a batch per turn.
 			if err := c.flushControl(); err != nil {
 				return err

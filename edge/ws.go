@@ -47,6 +47,8 @@ func (w *wsTransport) peerCanSend() bool { return true }
 
 func (w *wsTransport) tellsCloseReason() bool { return true }
 
+func (w *wsTransport) postedFlow() bool { return false }
+
 func (w *wsTransport) close(code CloseCode, reason string) {
 	w.once.Do(func() {
 		if w.corked != nil {
