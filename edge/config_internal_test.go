@@ -70,7 +70,7 @@ func TestKeepaliveFailureIsNotSlow(t *testing.T) {
 	c := &conn{srv: &Server{cfg: Config{}.withDefaults(), metrics: m}, t: tr, ctx: ctx, cancel: cancel}
 	c.lastInbound.Store(time.Now().UnixNano())
 	var d *disconnect
-	if err := c.heartbeat(nil); !errors.As(err, &d) || d.label != labelPeer || d.code != CloseNormal {
+	if err := c.heartbeat(false); !errors.As(err, &d) || d.label != labelPeer || d.code != CloseNormal {
 		t.Fatalf("heartbeat: %v; want the peer gone, not a slow consumer", err)
 	}
 }

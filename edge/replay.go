@@ -147,7 +147,8 @@ func (c *conn) replayStep(d *delivery) error {
 		}
 		size := entrySize(e)
 		if !c.out.allows(entryChannel(e), size) {
-			c.holdReplay(d, e)
+			d.holdFor(e) // the replay reads it again once credit comes
+			c.srv.metrics.creditWaits.Inc()
 			return nil
 		}
 		if herr := c.srv.replayBudget(c.ident, &rp.sent, size, e.Seq); herr != nil {
@@ -164,19 +165,6 @@ func (c *conn) replayStep(d *delivery) error {
 		return c.replayDone(nil)
 	}
 	return nil
-}
-
-// holdReplay stops the writer until the client's credit allows e, which
-// the replay then reads again; the delivery cursor is not moved.
-func (c *conn) holdReplay(d *delivery, e *streams.Entry) {
-	held := *e
-	held.Data = append([]byte(nil), e.Data...)
-	held.Bin = nil
-	if e.Bin != nil {
-		held.Bin = make([]byte, len(e.Bin)) // only its size matters
-	}
-	d.blocked, d.held = true, &held
-	c.srv.metrics.creditWaits.Inc()
 }
 
 // replayBudget spends size bytes of a replay that has sent *sent bytes so

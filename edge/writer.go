@@ -13,21 +13,6 @@ import (
 	"github.com/haipfabric/haipfabric/streams"
 )
 
-// delivery is the writer's cursor in the session log.
-type delivery struct {
-	next       uint64 // next seq to write
-	streamSeq  uint64 // where in the stream to look for it
-	catchingUp bool
-	// blocked: the client's credit stops delivery. held is the message
-	// that waits for credit (nil when no channel had any: nothing read).
-	blocked bool
-	held    *streams.Entry
-	// reader serves the catch-up in progress (nil when live); closeReader
-	// deletes its consumer, also when the connection ends first.
-	reader      *streams.Reader
-	closeReader func()
-}
-
 // writeLoop owns every write to the transport. It returns why the
 // connection ends (a *disconnect); the caller closes the transport
 // accordingly.
@@ -36,10 +21,17 @@ func (c *conn) writeLoop() error {
 	clock := newWriterClock(time.Duration(cfg.HeartbeatInterval), time.Duration(cfg.HandshakeTimeout), c.validUntil())
 	defer clock.stop()
 
-	var d *delivery
-	var live <-chan *streams.Entry // nil until the handshake: never drop early entries
+	d := &delivery{credit: &c.out}
+	defer func() {
+		// The catch-up read in progress, if any, ends with the connection.
+		ctx, cancel := context.WithTimeout(context.WithoutCancel(c.ctx), resolveTimeout)
+		d.closeReader(ctx)
+		cancel()
+	}()
 	for {
-		if d != nil && c.inReplay != nil && !d.blocked {
+		switch {
+		case d.state == handshaking, d.state == blocked:
+		case c.inReplay != nil:
 			// A replay goes before further delivery, a batch per turn.
 			if err := c.flushControl(); err != nil {
 				return err
@@ -48,8 +40,7 @@ func (c *conn) writeLoop() error {
 				return err
 			}
 			continue
-		}
-		if d != nil && d.catchingUp && !d.blocked {
+		case d.state == catchingUp:
 			if err := c.flushControl(); err != nil {
 				return err
 			}
@@ -58,17 +49,17 @@ func (c *conn) writeLoop() error {
 			}
 			continue
 		}
-		liveCh := live
-		if d != nil && d.blocked {
-			// Waiting for credit: take nothing, not even live messages.
-			// The hub's queue overflows and the log keeps the backlog.
-			liveCh = nil
+		var liveCh <-chan *streams.Entry // nil until the handshake: never drop early entries
+		if d.state == live {
+			// Blocked, nothing is taken, not even live messages: the
+			// hub's queue overflows and the log keeps the backlog.
+			liveCh = c.live
 		}
 		select {
 		case <-c.ctx.Done():
 			return peerClosed()
 		case <-c.drainCh:
-			return c.drainClose(d != nil)
+			return c.drainClose(d.state != handshaking)
 		case end := <-c.closeReq:
 			// The reader's ERROR goes out before the close.
 			if err := c.flushControl(); err != nil {
@@ -79,46 +70,38 @@ func (c *conn) writeLoop() error {
 			if err := c.writeOutbound(o); err != nil {
 				return err
 			}
-			if o.flow != nil && d != nil {
-				c.unblock(d)
+			if o.flow != nil {
+				d.credited()
 			}
 		case start := <-c.started:
-			d = &delivery{next: start.next, streamSeq: max(start.streamSeq, 1), catchingUp: true}
-			live = c.live
+			d.accept = func(typ string) bool { return c.accepts.has(haip.Type(typ)) }
+			d.start(start)
 			clock.handshook()
 		case now := <-clock.c():
 			ev := clock.fired(now)
 			if ev.tokenExpired {
-				return c.tokenExpired(d != nil)
+				return c.tokenExpired(d.state != handshaking)
 			}
-			if ev.handshakeExpired && d == nil {
+			if ev.handshakeExpired && d.state == handshaking {
 				return c.handshakeTimedOut()
 			}
 			if ev.beat {
-				if err := c.heartbeat(d); err != nil {
+				if err := c.heartbeat(d.state != handshaking); err != nil {
 					return err
 				}
 			}
 		case ep := <-liveCh:
-			e := *ep // shared with the session's other connections
-			switch {
-			case e.Seq < d.next:
-				// Already delivered by catch-up.
-			case e.Seq == d.next:
-				if !c.out.allows(entryChannel(&e), entrySize(&e)) {
-					c.hold(d, &e)
-					continue
-				}
-				if err := c.writeEntry(d, e); err != nil {
+			// *ep is shared with the session's other connections.
+			st, ok := d.offer(*ep)
+			if ok {
+				if err := c.carryOut(st); err != nil {
 					return err
 				}
-			default:
-				d.catchingUp = true // a gap: the log has what we missed
+			} else if d.state == blocked {
+				c.srv.metrics.creditWaits.Inc()
 			}
 		case <-c.overflow:
-			if d != nil {
-				d.catchingUp = true
-			}
+			d.overflow()
 		}
 	}
 }
@@ -249,7 +232,7 @@ func (c *conn) tokenExpired(handshaken bool) error {
 
 // heartbeat drops a peer silent for too long, and otherwise sends the
 // transport's keep-alive, or a PING (d nil: before the handshake).
-func (c *conn) heartbeat(d *delivery) error {
+func (c *conn) heartbeat(handshaken bool) error {
 	cfg := &c.srv.cfg
 	silent := time.Since(time.Unix(0, c.lastInbound.Load()))
 	if c.t.peerCanSend() && silent > time.Duration(cfg.HeartbeatInterval+cfg.HeartbeatTimeout) {
@@ -264,7 +247,7 @@ func (c *conn) heartbeat(d *delivery) error {
 		// peer is gone.
 		return c.writeFailed(err, timedOut, fmt.Sprintf("keep-alive not taken; resume from seq %d", c.delivered.Load()))
 	}
-	if !sent && d != nil && c.accepts.has(haip.TypePing) {
+	if !sent && handshaken && c.accepts.has(haip.TypePing) {
 		if env, err := haip.New(c.session, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: haip.NewUUID()}); err == nil {
 			return c.writeControl(env)
 		}
@@ -273,11 +256,12 @@ func (c *conn) heartbeat(d *delivery) error {
 }
 
 // catchUp reads one bounded batch of the log from JetStream and writes
-// it. When the batch reaches the end of the log, delivery goes live.
+// what delivery plans of it. When the batch reaches the end of the log,
+// delivery goes live.
 func (c *conn) catchUp(d *delivery) (err error) {
-	n := c.out.budget(c.srv.cfg.CatchupBatch)
+	n := d.batchSize(c.srv.cfg.CatchupBatch)
 	if n == 0 {
-		c.hold(d, nil) // no channel may send: read nothing
+		c.srv.metrics.creditWaits.Inc() // no channel may send: read nothing
 		return nil
 	}
 	if d.reader == nil {
@@ -287,12 +271,6 @@ func (c *conn) catchUp(d *delivery) (err error) {
 			return logUnavailable(c.delivered.Load())
 		}
 		d.reader = r
-		stop := context.AfterFunc(c.ctx, func() { r.Close(c.ctx) })
-		d.closeReader = func() {
-			if stop() {
-				r.Close(c.ctx)
-			}
-		}
 	}
 	entries, more, err := c.readBatch(d, n)
 	if err != nil {
@@ -307,47 +285,27 @@ func (c *conn) catchUp(d *delivery) (err error) {
 			}
 		}()
 	}
-	for _, e := range entries {
-		if e.Seq < d.next {
-			d.streamSeq = e.StreamSeq + 1
-			continue
-		}
-		if e.Seq > d.next {
-			// Retention removed messages the client had not seen yet.
-			if err := c.writeError(haip.Errorf(haip.CodeReplayTooOld, "messages %d to %d are past retention", d.next, e.Seq-1).
-				WithDetail("first_available", strconv.FormatUint(e.Seq, 10))); err != nil {
-				return err
-			}
-			d.next = e.Seq
-		}
-		if !c.out.allows(entryChannel(&e), entrySize(&e)) {
-			// The rest of the batch is dropped: it is read again once
-			// credit comes.
-			c.hold(d, &e)
-			return nil
-		}
-		if err := c.writeEntry(d, e); err != nil {
+	for _, st := range d.take(entries, more) {
+		if err := c.carryOut(st); err != nil {
 			return err
 		}
 	}
-	if !more {
-		d.catchingUp = false
-		d.closeReader()
-		d.reader, d.closeReader = nil, nil
+	switch d.state {
+	case blocked:
+		c.srv.metrics.creditWaits.Inc()
+	case live:
+		ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
+		d.closeReader(ctx)
+		cancel()
 		// Drop what the live queue holds from before this point; anything
-		// newer is handled by the live branch, with its gap check.
-		for {
+		// newer goes through the live branch, with its gap check.
+		for d.state == live {
 			select {
 			case ep := <-c.live:
-				if e := *ep; e.Seq >= d.next {
-					if e.Seq == d.next && c.out.allows(entryChannel(&e), entrySize(&e)) {
-						if err := c.writeEntry(d, e); err != nil {
-							return err
-						}
-						continue
+				if st, ok := d.offer(*ep); ok {
+					if err := c.carryOut(st); err != nil {
+						return err
 					}
-					d.catchingUp = true
-					return nil
 				}
 			default:
 				return nil
@@ -357,51 +315,20 @@ func (c *conn) catchUp(d *delivery) (err error) {
 	return nil
 }
 
-// writeEntry writes one log message and advances the cursor. Types the
-// client said it does not accept are skipped (their seq with them).
-func (c *conn) writeEntry(d *delivery, e streams.Entry) error {
-	d.next = e.Seq + 1
-	d.streamSeq = e.StreamSeq + 1
-	if e.Type != "" && !c.accepts.has(haip.Type(e.Type)) {
-		c.delivered.Store(e.Seq)
-		return nil
-	}
-	c.out.spend(entryChannel(&e), entrySize(&e))
-	if err := c.writeLog(e); err != nil {
-		return err
-	}
-	c.delivered.Store(e.Seq)
-	return nil
-}
-
-// hold stops delivery until the client's credit allows e (nil: until any
-// credit arrives). Delivery resumes from e, read again from the log.
-func (c *conn) hold(d *delivery, e *streams.Entry) {
-	d.blocked, d.catchingUp = true, true
-	d.held = nil
-	if e != nil {
-		held := *e
-		held.Data = append([]byte(nil), e.Data...) // not the whole batch's buffer
-		held.Bin = nil
-		if e.Bin != nil {
-			held.Bin = make([]byte, len(e.Bin)) // only its size matters
+// carryOut writes what delivery decided for one message.
+func (c *conn) carryOut(st step) error {
+	switch st.kind {
+	case stepLost:
+		// Retention removed messages the client had not seen yet.
+		return c.writeError(haip.Errorf(haip.CodeReplayTooOld, "messages %d to %d are past retention", st.lostFrom, st.entry.Seq-1).
+			WithDetail("first_available", strconv.FormatUint(st.entry.Seq, 10)))
+	case stepSend:
+		if err := c.writeLog(st.entry); err != nil {
+			return err
 		}
-		d.held = &held
-		d.next, d.streamSeq = e.Seq, e.StreamSeq
 	}
-	c.srv.metrics.creditWaits.Inc()
-}
-
-// unblock resumes delivery after a FLOW_UPDATE or RESUME_CHANNEL if the
-// credit now allows the message that waited.
-func (c *conn) unblock(d *delivery) {
-	if !d.blocked {
-		return
-	}
-	if d.held != nil && !c.out.allows(entryChannel(d.held), entrySize(d.held)) {
-		return
-	}
-	d.blocked, d.held = false, nil
+	c.delivered.Store(st.entry.Seq)
+	return nil
 }
 
 // inlineEntry returns a log message as one envelope, its binary frame (if
