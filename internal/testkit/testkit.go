@@ -1,0 +1,49 @@
+// Package testkit is what the tests of every package share: waiting on a
+// condition with a deadline, and a check, in each package's TestMain, that
+// the tests left no goroutine running.
+//
+// Start with Main in a package's TestMain:
+//
+//	func TestMain(m *testing.M) { testkit.Main(m) }
+package testkit
+
+import (
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+)
+
+// Main runs the package's tests, then fails the run if goroutines are
+// left that the tests started: every goroutine must have an owner that
+// stops it, and a test's cleanups are where its owners stop. Goroutines
+// the NATS libraries keep for the life of the process by design are not
+// counted (each is named below, with why).
+func Main(m *testing.M) {
+	goleak.VerifyTestMain(m, leakOptions()...)
+}
+
+// leakOptions are the goroutines that outlive a test by design.
+func leakOptions() []goleak.Option {
+	return []goleak.Option{
+		// nats-server's process-wide timers and pools: started once per
+		// process by the first embedded server, never stopped.
+		goleak.IgnoreAnyFunction("github.com/nats-io/nats-server/v2/server.(*Server).startGoRoutine"),
+	}
+}
+
+// Eventually waits until cond holds, checking it every few milliseconds,
+// and fails the test with msg if it does not within the deadline. It is
+// how tests wait: never a sleep.
+func Eventually(t testing.TB, within time.Duration, cond func() bool, msg string) {
+	t.Helper()
+	deadline := time.Now().Add(within)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s (waited %s)", msg, within)
+		}
+		<-tick.C
+	}
+}
