@@ -163,7 +163,7 @@ const ensureAttempt = 5 * time.Second
 // succeeds, fails for another reason than one a starting cluster gives
 // (clusterStarting), or ctx ends.
 func ensureRetrying(ctx context.Context, op func(context.Context) error) error {
-	backoff := minRetryBackoff
+	var backoff Backoff
 	for {
 		actx, cancel := context.WithTimeout(ctx, ensureAttempt)
 		err := op(actx)
@@ -171,7 +171,7 @@ func ensureRetrying(ctx context.Context, op func(context.Context) error) error {
 		if err == nil || !clusterStarting(err) || ctx.Err() != nil {
 			return err
 		}
-		if !sleepBackoff(ctx, &backoff) {
+		if !backoff.Wait(ctx) {
 			return err
 		}
 	}
