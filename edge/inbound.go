@@ -304,7 +304,7 @@ func (s *Server) userText(ctx context.Context, session string, endSeq uint64, me
 }
 
 // routeToolCall and routeToolCancel hand a stored TOOL_CALL or
-// TOOL_CANCEL to the tool workers (see worker.Router); user is the
+// TOOL_CANCEL to the tool workers (see streams.Router); user is the
 // caller's JWT subject.
 func (s *Server) routeToolCall(ctx context.Context, session, user string, env *haip.Envelope, call haip.ToolCallPayload) *haip.Error {
 	if err := s.router.Call(ctx, session, env.RunID, user, call); err != nil {

@@ -98,8 +98,9 @@ type Agent struct {
 	handler RunHandler
 	nc      *nats.Conn
 	cons    []jetstream.Consumer // the run queue's shards, and the queue before them
+	fabric  *streams.Fabric
 	log     *streams.Log
-	router  *Router
+	router  *streams.Router
 	runs    *streams.Runs
 
 	mu      sync.Mutex
@@ -124,20 +125,11 @@ func NewAgent(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h RunH
 	if err != nil {
 		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
 	}
-	runs, err := streams.OpenRuns(ctx, js, 0)
+	fab, err := streams.Open(ctx, nc, js, nil)
 	if err != nil {
 		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
 	}
-	lg, err := streams.OpenLog(ctx, nc, js)
-	if err != nil {
-		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
-	}
-	router, err := NewRouter(ctx, js, lg)
-	if err != nil {
-		_ = lg.Close(ctx)
-		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
-	}
-	return &Agent{cfg: cfg, handler: h, nc: nc, cons: cons, log: lg, router: router, runs: runs,
+	return &Agent{cfg: cfg, handler: h, nc: nc, cons: cons, fabric: fab, log: fab.Log(), router: fab.Router(), runs: fab.Runs(),
 		running: make(map[string]context.CancelCauseFunc)}, nil
 }
 
@@ -147,7 +139,7 @@ func NewAgent(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h RunH
 // back), and returns. Runs are taken from the shards of users in turn
 // (see ShardConcurrency).
 func (a *Agent) Run(ctx context.Context) error {
-	defer a.log.Close(context.WithoutCancel(ctx)) //nolint:errcheck // best-effort final flush
+	defer a.fabric.Close(context.WithoutCancel(ctx)) //nolint:errcheck // best-effort final flush
 	// Cancellations of running runs reach whichever replica runs them.
 	cancelSub, err := a.nc.Subscribe(streams.RunCancelWildcard, func(m *nats.Msg) {
 		a.stopRun(streams.RunIDFromCancelSubject(m.Subject))
@@ -255,7 +247,7 @@ func (a *Agent) handle(ctx context.Context, msg jetstream.Msg) {
 		// far is de-duplicated by message id when the run is replayed.
 		_ = msg.Nak()
 		return
-	case errors.Is(runErr, ErrStore):
+	case errors.Is(runErr, streams.ErrStore):
 		// The session log was unavailable (say, a stream leader election
 		// outlasted the retries): hand the run back rather than end it.
 		logger.Warn("agent: run interrupted by the session log; handing it back", slog.Any("err", runErr))
@@ -334,7 +326,7 @@ type Run struct {
 
 	log      *streams.Log
 	nc       *nats.Conn
-	router   *Router
+	router   *streams.Router
 	step     int
 	started  bool
 	errored  bool // RUN_ERROR was emitted
@@ -358,7 +350,7 @@ func (r *Run) Emit(ctx context.Context, ch haip.Channel, t haip.Type, payload an
 		return 0, nil
 	}
 	r.step++
-	seq, err := emit(ctx, r.log, r.Request.Session, haip.NameUUID("run-msg", r.Request.RunID, strconv.Itoa(r.step)),
+	seq, err := r.log.Emit(ctx, r.Request.Session, haip.NameUUID("run-msg", r.Request.RunID, strconv.Itoa(r.step)),
 		r.Request.RunID, r.Request.ThreadID, ch, t, payload)
 	if err != nil {
 		return 0, err
@@ -407,7 +399,7 @@ func (r *Run) CallTool(ctx context.Context, tool string, params any) (haip.ToolD
 		return haip.ToolDonePayload{}, err
 	}
 	if err := r.router.Call(ctx, r.Request.Session, r.Request.RunID, r.Request.User, call); err != nil {
-		return haip.ToolDonePayload{}, fmt.Errorf("cannot call %s: %w: %w", tool, ErrStore, err)
+		return haip.ToolDonePayload{}, fmt.Errorf("cannot call %s: %w: %w", tool, streams.ErrStore, err)
 	}
 	// Kept until the result comes, so that a cancelled run cancels it.
 	r.calls[call.CallID] = seq

@@ -18,7 +18,7 @@ func (r *Run) EmitAudio(ctx context.Context, ch haip.Channel, p haip.AudioChunkP
 		data = []byte{}
 	}
 	r.step++
-	return emitBinary(ctx, r.log, r.Request.Session, haip.NameUUID("run-msg", r.Request.RunID, fmt.Sprint(r.step)),
+	return r.log.EmitBinary(ctx, r.Request.Session, haip.NameUUID("run-msg", r.Request.RunID, fmt.Sprint(r.step)),
 		r.Request.RunID, r.Request.ThreadID, ch, haip.TypeAudioChunk, p, data)
 }
 
