@@ -206,3 +206,24 @@ func clusterStarting(err error) bool {
 	}
 	return false
 }
+
+// WaitEnsured waits until Ensure has made the topology (a process started
+// before any edge waits for one), retrying by the fabric's retry policy
+// until ctx ends, and calls onWait, when set, with each failure before
+// waiting. It returns nil once the topology is there, else the last
+// failure wrapped with ctx's error.
+func WaitEnsured(ctx context.Context, js jetstream.JetStream, onWait func(error)) error {
+	var backoff Backoff
+	for {
+		_, err := js.Stream(ctx, RunStream)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() == nil && onWait != nil {
+			onWait(err)
+		}
+		if ctx.Err() != nil || !backoff.Wait(ctx) {
+			return fmt.Errorf("cannot find stream %s: %w: %w", RunStream, ctx.Err(), err)
+		}
+	}
+}
