@@ -211,10 +211,11 @@ func (l *Log) AppendBinary(ctx context.Context, session string, d Direction, env
 
 // duplicate resolves the position of an already-stored message.
 func (l *Log) duplicate(ctx context.Context, streamSeq uint64) Appended {
-	m, err := directGet(ctx, l.nc, SessionStream, directRequest{Seq: streamSeq})
+	e, err := l.get(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return l.stream.GetMsg(ctx, streamSeq)
+	})
 	if err != nil {
 		return Appended{Position: Position{StreamSeq: streamSeq}, Duplicate: true}
 	}
-	e, _ := toEntry(m)
 	return Appended{Position: e.Position, Duplicate: true}
 }

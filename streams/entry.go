@@ -2,26 +2,44 @@ package streams
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
+// last returns the last message of subj (errNotFound: none), with one
+// direct get.
 func (l *Log) last(ctx context.Context, subj string) (Entry, error) {
-	m, err := directGet(ctx, l.nc, SessionStream, directRequest{LastFor: subj})
-	if err != nil {
-		return Entry{}, err
-	}
-	return toEntry(m)
+	return l.get(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return l.stream.GetLastMsgForSubject(ctx, subj)
+	})
 }
 
+// next returns the first message of subj at or after stream seq from
+// (errNotFound: none), with one direct get.
 func (l *Log) next(ctx context.Context, subj string, from uint64) (Entry, error) {
-	m, err := directGet(ctx, l.nc, SessionStream, directRequest{Seq: from, NextFor: subj})
-	if err != nil {
-		return Entry{}, err
+	return l.get(ctx, func(ctx context.Context) (*jetstream.RawStreamMsg, error) {
+		return l.stream.GetMsg(ctx, from, jetstream.WithGetMsgSubject(subj))
+	})
+}
+
+// get runs one of nats.go's single-message direct gets, bounded by
+// defaultRequestTimeout whatever ctx allows (a request in flight when the
+// connection drops is never answered), and parses its message.
+func (l *Log) get(ctx context.Context, op func(context.Context) (*jetstream.RawStreamMsg, error)) (Entry, error) {
+	ctx, cancel := attempt(ctx, defaultRequestTimeout)
+	defer cancel()
+	m, err := op(ctx)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return Entry{}, errNotFound
 	}
-	return toEntry(m)
+	if err != nil {
+		return Entry{}, fmt.Errorf("direct get: %w", err)
+	}
+	return toEntry(stored{Subject: m.Subject, StreamSeq: m.Sequence, Header: m.Header, Data: m.Data})
 }
 
 // ParseEntry reads a message republished on a live subject (or any message

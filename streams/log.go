@@ -102,6 +102,9 @@ type Log struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
 	tails jetstream.KeyValue
+	// stream is the session stream, for nats.go's single-message direct
+	// gets; batches use directBatch.
+	stream jetstream.Stream
 	seed  maphash.Seed
 
 	locks [writeLockStripes]sync.Mutex
@@ -125,11 +128,16 @@ func OpenLog(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*Log, 
 	if err != nil {
 		return nil, fmt.Errorf("cannot open log: bucket %s: %w", TailBucket, err)
 	}
+	stream, err := js.Stream(ctx, SessionStream)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open log: stream %s: %w", SessionStream, err)
+	}
 	runCtx, cancel := context.WithCancel(context.Background())
 	l := &Log{
 		nc:     nc,
 		js:     js,
 		tails:  tails,
+		stream: stream,
 		seed:   maphash.MakeSeed(),
 		cache:  make(map[string]Position),
 		dirty:  make(map[string]uint64),
