@@ -105,7 +105,7 @@ type Log struct {
 	// stream is the session stream, for nats.go's single-message direct
 	// gets; batches use directBatch.
 	stream jetstream.Stream
-	seed  maphash.Seed
+	seed   maphash.Seed
 
 	locks [writeLockStripes]sync.Mutex
 
