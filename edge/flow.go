@@ -376,18 +376,9 @@ func (p *pressure) level() float64 {
 // samplePressure samples the work-queue depth (one stream-info request
 // per queue).
 func (s *Server) samplePressure(ctx context.Context) {
-	var depth int64
-	for _, name := range []string{streams.RunStream, streams.ToolStream} {
-		qctx, cancel := context.WithTimeout(ctx, resolveTimeout)
-		st, err := s.js.Stream(qctx, name)
-		cancel()
-		if err != nil {
-			if ctx.Err() == nil {
-				s.logger.Debug("sample work-queue depth", slog.String("stream", name), slog.Any(logKeyErr, err))
-			}
-			continue
-		}
-		depth += int64(st.CachedInfo().State.Msgs)
+	depth, err := s.queues.Depth(ctx, resolveTimeout)
+	if err != nil && ctx.Err() == nil {
+		s.logger.Debug("sample work-queue depth", slog.Any(logKeyErr, err))
 	}
 	s.pressure.depth.Store(depth)
 	s.metrics.queueDepth.Set(float64(depth))

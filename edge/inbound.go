@@ -257,54 +257,44 @@ func (s *Server) userText(ctx context.Context, session string, endSeq uint64, me
 	if endSeq > userTextWindow {
 		from = endSeq - userTextWindow
 	}
-	p, err := s.log.Find(ctx, session, streams.In, from)
-	if errors.Is(err, streams.ErrTooOld) {
-		var b streams.Bounds
-		if b, err = s.log.Bounds(ctx, session, streams.In); err == nil {
-			p = b.First
+	var text []byte
+	var herr *haip.Error
+	err := s.log.Scan(ctx, session, streams.In, from, streams.ScanOptions{Batch: s.cfg.CatchupBatch, MaxBytes: s.cfg.CatchupBytes, Oldest: true}, func(e streams.Entry) bool {
+		if e.Seq >= endSeq {
+			return false
 		}
-	}
+		if e.Type != string(haip.TypeTextMessageStart) && e.Type != string(haip.TypeTextMessagePart) {
+			return true
+		}
+		var part struct {
+			Channel haip.Channel `json:"channel"`
+			Payload struct {
+				MessageID string `json:"message_id"`
+				Text      string `json:"text"`
+			} `json:"payload"`
+		}
+		if json.Unmarshal(e.Data, &part) != nil || part.Payload.MessageID != messageID || part.Channel != haip.ChannelUser {
+			return true
+		}
+		if len(text)+len(part.Payload.Text) > s.cfg.MaxUserText {
+			herr = haip.Errorf(haip.CodeMessageTooLarge, "text message longer than %d bytes; no run started", s.cfg.MaxUserText).
+				WithDetail("max_bytes", s.cfg.MaxUserText)
+			return false
+		}
+		text = append(text, part.Payload.Text...)
+		return true
+	})
 	if err != nil {
 		return "", haip.Errorf(haip.CodeInternalError, "cannot read the message back: %v", err)
 	}
-	var text []byte
-	for cursor := p.StreamSeq; ; {
-		entries, more, err := s.log.Read(ctx, session, streams.In, cursor, s.cfg.CatchupBatch, s.cfg.CatchupBytes)
-		if err != nil {
-			return "", haip.Errorf(haip.CodeInternalError, "cannot read the message back: %v", err)
-		}
-		for _, e := range entries {
-			if e.Seq >= endSeq {
-				return string(text), nil
-			}
-			cursor = e.StreamSeq + 1
-			if e.Type != string(haip.TypeTextMessageStart) && e.Type != string(haip.TypeTextMessagePart) {
-				continue
-			}
-			var part struct {
-				Channel haip.Channel `json:"channel"`
-				Payload struct {
-					MessageID string `json:"message_id"`
-					Text      string `json:"text"`
-				} `json:"payload"`
-			}
-			if json.Unmarshal(e.Data, &part) != nil || part.Payload.MessageID != messageID || part.Channel != haip.ChannelUser {
-				continue
-			}
-			if len(text)+len(part.Payload.Text) > s.cfg.MaxUserText {
-				return "", haip.Errorf(haip.CodeMessageTooLarge, "text message longer than %d bytes; no run started", s.cfg.MaxUserText).
-					WithDetail("max_bytes", s.cfg.MaxUserText)
-			}
-			text = append(text, part.Payload.Text...)
-		}
-		if !more || len(entries) == 0 {
-			return string(text), nil
-		}
+	if herr != nil {
+		return "", herr
 	}
+	return string(text), nil
 }
 
 // routeToolCall and routeToolCancel hand a stored TOOL_CALL or
-// TOOL_CANCEL to the tool workers (see worker.Router); user is the
+// TOOL_CANCEL to the tool workers (see streams.Router); user is the
 // caller's JWT subject.
 func (s *Server) routeToolCall(ctx context.Context, session, user string, env *haip.Envelope, call haip.ToolCallPayload) *haip.Error {
 	if err := s.router.Call(ctx, session, env.RunID, user, call); err != nil {

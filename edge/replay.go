@@ -260,35 +260,33 @@ func (s *Server) postReplay(ctx context.Context, a admission, session string, p 
 	if herr != nil || first > end {
 		return nil, 0, herr
 	}
-	for want := first; ; {
-		entries, more, err := s.readLog(ctx, session, readDir, cursor)
-		if err != nil {
-			if len(replies) > 0 {
-				return replies, want, nil
-			}
-			return nil, 0, haip.Errorf(haip.CodeInternalError, "replay interrupted; retry")
-		}
-		for _, e := range entries {
-			if e.Seq < want {
-				cursor = e.StreamSeq + 1
-				continue
-			}
-			if e.Seq > end {
-				return replies, 0, nil
-			}
-			b := inlineEntry(e)
-			if herr := s.replayBudget(a.id, sent, len(b), e.Seq); herr != nil {
-				if len(replies) > 0 {
-					return replies, e.Seq, nil
-				}
-				return nil, 0, herr
-			}
-			replies = append(replies, b)
-			s.metrics.replayBytes.Add(float64(len(b)))
-			want, cursor = e.Seq+1, e.StreamSeq+1
-		}
-		if !more || len(entries) == 0 || want > end {
-			return replies, 0, nil
-		}
+	// want is the next seq to send; stop, a refusal of the budget at want.
+	want := first
+	var stop *haip.Error
+	paced := func(ctx context.Context, cursor uint64) ([]streams.Entry, bool, error) {
+		return s.readLog(ctx, session, readDir, cursor)
 	}
+	err := s.log.Scan(ctx, session, readDir, first, streams.ScanOptions{Start: streams.Position{Seq: first, StreamSeq: cursor}, Read: paced}, func(e streams.Entry) bool {
+		if e.Seq > end {
+			return false
+		}
+		b := inlineEntry(e)
+		if herr := s.replayBudget(a.id, sent, len(b), e.Seq); herr != nil {
+			want, stop = e.Seq, herr
+			return false
+		}
+		replies = append(replies, b)
+		s.metrics.replayBytes.Add(float64(len(b)))
+		want = e.Seq + 1
+		return want <= end
+	})
+	switch {
+	case (stop != nil || err != nil) && len(replies) > 0:
+		return replies, want, nil
+	case stop != nil:
+		return nil, 0, stop
+	case err != nil:
+		return nil, 0, haip.Errorf(haip.CodeInternalError, "replay interrupted; retry")
+	}
+	return replies, 0, nil
 }

@@ -19,7 +19,6 @@ import (
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/streams"
-	"github.com/haipfabric/haipfabric/worker"
 )
 
 // Deps are the parts an edge is built from. NC, JS and Verifier are
@@ -46,11 +45,12 @@ type Server struct {
 	cfg      Config
 	nc       *nats.Conn
 	js       jetstream.JetStream
+	fabric   *streams.Fabric
 	log      *streams.Log
 	sessions *streams.Sessions
 	runs     *streams.Runs
 	queues   *streams.Queues
-	router   *worker.Router
+	router   *streams.Router
 	hub      *hub
 	verifier *auth.Verifier
 	logger   *slog.Logger
@@ -99,28 +99,8 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	if deps.NC == nil || deps.JS == nil || deps.Verifier == nil {
 		return nil, errors.New("cannot start edge: NC, JS and Verifier are required")
 	}
-	lg, err := streams.OpenLog(ctx, deps.NC, deps.JS)
+	fab, err := streams.Open(ctx, deps.NC, deps.JS, &streams.Options{RunStaleAfter: time.Duration(cfg.RunStaleAfter)})
 	if err != nil {
-		return nil, fmt.Errorf("cannot start edge: %w", err)
-	}
-	sess, err := streams.OpenSessions(ctx, deps.JS)
-	if err != nil {
-		_ = lg.Close(ctx)
-		return nil, fmt.Errorf("cannot start edge: %w", err)
-	}
-	router, err := worker.NewRouter(ctx, deps.JS, lg)
-	if err != nil {
-		_ = lg.Close(ctx)
-		return nil, fmt.Errorf("cannot start edge: %w", err)
-	}
-	runs, err := streams.OpenRuns(ctx, deps.JS, time.Duration(cfg.RunStaleAfter))
-	if err != nil {
-		_ = lg.Close(ctx)
-		return nil, fmt.Errorf("cannot start edge: %w", err)
-	}
-	queues, err := streams.OpenQueues(ctx, deps.JS)
-	if err != nil {
-		_ = lg.Close(ctx)
 		return nil, fmt.Errorf("cannot start edge: %w", err)
 	}
 	logger := deps.Logger
@@ -134,7 +114,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 	}
 	m, err := newMetrics(reg)
 	if err != nil {
-		_ = lg.Close(ctx)
+		_ = fab.Close(ctx)
 		return nil, fmt.Errorf("cannot start edge: %w", err)
 	}
 	statsCtx, stop := context.WithCancel(context.Background())
@@ -142,11 +122,12 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		cfg:          cfg.withDefaults(),
 		nc:           deps.NC,
 		js:           deps.JS,
-		log:          lg,
-		sessions:     sess,
-		runs:         runs,
-		queues:       queues,
-		router:       router,
+		fabric:       fab,
+		log:          fab.Log(),
+		sessions:     fab.Sessions(),
+		runs:         fab.Runs(),
+		queues:       fab.Queues(),
+		router:       fab.Router(),
 		hub:          newHub(deps.NC),
 		verifier:     deps.Verifier,
 		logger:       logger.With(slog.String(logKeyComponent, "edge")),

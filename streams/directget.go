@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -50,10 +49,10 @@ type stored struct {
 }
 
 // directRequest is JetStream's direct-get request (JSApiMsgGetRequest).
-// nats.go exposes only single-message gets; batches need this by hand.
+// nats.go exposes only single-message gets (Log.get uses them); batches
+// need this by hand.
 type directRequest struct {
 	Seq      uint64 `json:"seq,omitempty"`
-	LastFor  string `json:"last_by_subj,omitempty"`
 	NextFor  string `json:"next_by_subj,omitempty"`
 	Batch    int    `json:"batch,omitempty"`
 	MaxBytes int    `json:"max_bytes,omitempty"`
@@ -70,24 +69,7 @@ func withDefaultTimeout(ctx context.Context) (context.Context, context.CancelFun
 	return context.WithTimeout(ctx, defaultRequestTimeout)
 }
 
-// directGet fetches one message: by stream seq, the next one on a subject at
-// or after Seq, or the last one on a subject.
-func directGet(ctx context.Context, nc *nats.Conn, stream string, req directRequest) (stored, error) {
-	// Bounded whatever ctx allows: a request in flight when the connection
-	// drops is never answered.
-	ctx, cancel := attempt(ctx, defaultRequestTimeout)
-	defer cancel()
-	body, err := json.Marshal(req)
-	if err != nil {
-		return stored{}, err
-	}
-	m, err := nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET."+stream, body)
-	if err != nil {
-		return stored{}, fmt.Errorf("direct get: %w", err)
-	}
-	return parseDirect(m)
-}
-
+// parseDirect reads one message of a direct-get batch.
 func parseDirect(m *nats.Msg) (stored, error) {
 	if st := m.Header.Get(hdrStatus); st != "" {
 		switch st {
@@ -216,12 +198,12 @@ func pullBatch(ctx context.Context, nc *nats.Conn, stream, consumer string, req 
 			// 408 (another request pending): let a direct get do it.
 			return nil, 0, fmt.Errorf("%w: status %s %s", errPullFailed, st, m.Header.Get(hdrDescription))
 		}
-		sseq, np, ok := parseAckReply(m.Reply)
-		if !ok {
-			return nil, 0, fmt.Errorf("pull: unexpected reply subject %q", m.Reply)
+		md, err := m.Metadata()
+		if err != nil {
+			return nil, 0, fmt.Errorf("pull: reply subject %q: %w", m.Reply, err)
 		}
-		msgs = append(msgs, stored{Subject: m.Subject, StreamSeq: sseq, Header: m.Header, Data: m.Data})
-		pending = np
+		msgs = append(msgs, stored{Subject: m.Subject, StreamSeq: md.Sequence.Stream, Header: m.Header, Data: m.Data})
+		pending = md.NumPending
 		left -= m.Size()
 		// The server ends a request silently when its batch or its bytes
 		// are used up exactly; at the end of the stream it sends a 404
@@ -230,34 +212,6 @@ func pullBatch(ctx context.Context, nc *nats.Conn, stream, consumer string, req 
 			return msgs, pending, nil
 		}
 	}
-}
-
-// parseAckReply reads the stream seq and the pending count from the reply
-// subject of a consumer delivery: $JS.ACK.<stream>.<consumer>.<delivered>.
-// <stream seq>.<consumer seq>.<time>.<pending> (v1), or the v2 form with
-// <domain>.<account hash> after ACK and possibly more tokens at the end.
-func parseAckReply(reply string) (streamSeq, pending uint64, ok bool) {
-	var tok [12]string
-	n := 0
-	for rest := reply; n < len(tok); n++ {
-		i := strings.IndexByte(rest, '.')
-		if i < 0 {
-			tok[n] = rest
-			n++
-			break
-		}
-		tok[n], rest = rest[:i], rest[i+1:]
-	}
-	if n < 9 || tok[0] != "$JS" || tok[1] != "ACK" {
-		return 0, 0, false
-	}
-	base := 2 // v1: stream at 2
-	if n >= 11 {
-		base = 4 // v2: domain and account hash first
-	}
-	s, err1 := strconv.ParseUint(tok[base+3], 10, 64)
-	p, err2 := strconv.ParseUint(tok[base+6], 10, 64)
-	return s, p, err1 == nil && err2 == nil
 }
 
 // batchSub is the reply inbox of one batch request. Its channel holds a

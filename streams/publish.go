@@ -20,7 +20,7 @@ func publishIdempotent(ctx context.Context, js jetstream.JetStream, subj string,
 		ctx, cancel = context.WithTimeout(ctx, publishTimeout)
 		defer cancel()
 	}
-	backoff := minRetryBackoff
+	var backoff Backoff
 	for {
 		actx, cancel := attempt(ctx, try)
 		_, err := js.Publish(actx, subj, data, jetstream.WithMsgID(msgID))
@@ -28,7 +28,7 @@ func publishIdempotent(ctx context.Context, js jetstream.JetStream, subj string,
 		if err == nil || !isUncertain(err) || ctx.Err() != nil {
 			return err
 		}
-		if !sleepBackoff(ctx, &backoff) {
+		if !backoff.Wait(ctx) {
 			return err
 		}
 	}

@@ -168,9 +168,9 @@ func (r *Runs) update(ctx context.Context, session string, fn func(*SessionRuns)
 		ctx, cancel = context.WithTimeout(ctx, publishTimeout)
 		defer cancel()
 	}
-	backoff := minRetryBackoff
+	var backoff Backoff
 	retry := func(err error) bool {
-		return isUncertain(err) && ctx.Err() == nil && sleepBackoff(ctx, &backoff)
+		return isUncertain(err) && ctx.Err() == nil && backoff.Wait(ctx)
 	}
 	for conflicts := 0; conflicts < maxRunCAS; {
 		actx, cancel := attempt(ctx, r.try)

@@ -163,7 +163,7 @@ const ensureAttempt = 5 * time.Second
 // succeeds, fails for another reason than one a starting cluster gives
 // (clusterStarting), or ctx ends.
 func ensureRetrying(ctx context.Context, op func(context.Context) error) error {
-	backoff := minRetryBackoff
+	var backoff Backoff
 	for {
 		actx, cancel := context.WithTimeout(ctx, ensureAttempt)
 		err := op(actx)
@@ -171,7 +171,7 @@ func ensureRetrying(ctx context.Context, op func(context.Context) error) error {
 		if err == nil || !clusterStarting(err) || ctx.Err() != nil {
 			return err
 		}
-		if !sleepBackoff(ctx, &backoff) {
+		if !backoff.Wait(ctx) {
 			return err
 		}
 	}
@@ -205,4 +205,25 @@ func clusterStarting(err error) bool {
 		return true
 	}
 	return false
+}
+
+// WaitEnsured waits until Ensure has made the topology (a process started
+// before any edge waits for one), retrying by the fabric's retry policy
+// until ctx ends, and calls onWait, when set, with each failure before
+// waiting. It returns nil once the topology is there, else the last
+// failure wrapped with ctx's error.
+func WaitEnsured(ctx context.Context, js jetstream.JetStream, onWait func(error)) error {
+	var backoff Backoff
+	for {
+		_, err := js.Stream(ctx, RunStream)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() == nil && onWait != nil {
+			onWait(err)
+		}
+		if ctx.Err() != nil || !backoff.Wait(ctx) {
+			return fmt.Errorf("cannot find stream %s: %w: %w", RunStream, ctx.Err(), err)
+		}
+	}
 }

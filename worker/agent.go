@@ -98,8 +98,9 @@ type Agent struct {
 	handler RunHandler
 	nc      *nats.Conn
 	cons    []jetstream.Consumer // the run queue's shards, and the queue before them
+	fabric  *streams.Fabric
 	log     *streams.Log
-	router  *Router
+	router  *streams.Router
 	runs    *streams.Runs
 
 	mu      sync.Mutex
@@ -124,20 +125,11 @@ func NewAgent(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h RunH
 	if err != nil {
 		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
 	}
-	runs, err := streams.OpenRuns(ctx, js, 0)
+	fab, err := streams.Open(ctx, nc, js, nil)
 	if err != nil {
 		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
 	}
-	lg, err := streams.OpenLog(ctx, nc, js)
-	if err != nil {
-		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
-	}
-	router, err := NewRouter(ctx, js, lg)
-	if err != nil {
-		_ = lg.Close(ctx)
-		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
-	}
-	return &Agent{cfg: cfg, handler: h, nc: nc, cons: cons, log: lg, router: router, runs: runs,
+	return &Agent{cfg: cfg, handler: h, nc: nc, cons: cons, fabric: fab, log: fab.Log(), router: fab.Router(), runs: fab.Runs(),
 		running: make(map[string]context.CancelCauseFunc)}, nil
 }
 
@@ -147,7 +139,7 @@ func NewAgent(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h RunH
 // back), and returns. Runs are taken from the shards of users in turn
 // (see ShardConcurrency).
 func (a *Agent) Run(ctx context.Context) error {
-	defer a.log.Close(context.WithoutCancel(ctx)) //nolint:errcheck // best-effort final flush
+	defer a.fabric.Close(context.WithoutCancel(ctx)) //nolint:errcheck // best-effort final flush
 	// Cancellations of running runs reach whichever replica runs them.
 	cancelSub, err := a.nc.Subscribe(streams.RunCancelWildcard, func(m *nats.Msg) {
 		a.stopRun(streams.RunIDFromCancelSubject(m.Subject))
@@ -255,7 +247,7 @@ func (a *Agent) handle(ctx context.Context, msg jetstream.Msg) {
 		// far is de-duplicated by message id when the run is replayed.
 		_ = msg.Nak()
 		return
-	case errors.Is(runErr, ErrStore):
+	case errors.Is(runErr, streams.ErrStore):
 		// The session log was unavailable (say, a stream leader election
 		// outlasted the retries): hand the run back rather than end it.
 		logger.Warn("agent: run interrupted by the session log; handing it back", slog.Any("err", runErr))
@@ -334,7 +326,7 @@ type Run struct {
 
 	log      *streams.Log
 	nc       *nats.Conn
-	router   *Router
+	router   *streams.Router
 	step     int
 	started  bool
 	errored  bool // RUN_ERROR was emitted
@@ -358,7 +350,7 @@ func (r *Run) Emit(ctx context.Context, ch haip.Channel, t haip.Type, payload an
 		return 0, nil
 	}
 	r.step++
-	seq, err := emit(ctx, r.log, r.Request.Session, haip.NameUUID("run-msg", r.Request.RunID, strconv.Itoa(r.step)),
+	seq, err := r.log.Emit(ctx, r.Request.Session, haip.NameUUID("run-msg", r.Request.RunID, strconv.Itoa(r.step)),
 		r.Request.RunID, r.Request.ThreadID, ch, t, payload)
 	if err != nil {
 		return 0, err
@@ -392,26 +384,21 @@ func (r *Run) CallTool(ctx context.Context, tool string, params any) (haip.ToolD
 	}
 	call := haip.ToolCallPayload{CallID: haip.NameUUID("run-call", r.Request.RunID, strconv.Itoa(r.step+1)), Tool: tool, Params: raw}
 	// Follow the log before calling, so the TOOL_DONE cannot slip by.
-	live, err := streams.LiveSubject(r.Request.Session, streams.Out)
-	if err != nil {
-		return haip.ToolDonePayload{}, err
-	}
-	sub, err := r.nc.SubscribeSync(live)
+	f, err := r.log.NewFollower(r.Request.Session, streams.Out)
 	if err != nil {
 		return haip.ToolDonePayload{}, fmt.Errorf("cannot follow the session: %w", err)
 	}
-	defer sub.Unsubscribe() //nolint:errcheck // the subscription is ours alone
-	_ = sub.SetPendingLimits(-1, 64<<20)
+	defer f.Close()
 	seq, err := r.Emit(ctx, haip.ChannelAgent, haip.TypeToolCall, call)
 	if err != nil {
 		return haip.ToolDonePayload{}, err
 	}
 	if err := r.router.Call(ctx, r.Request.Session, r.Request.RunID, r.Request.User, call); err != nil {
-		return haip.ToolDonePayload{}, fmt.Errorf("cannot call %s: %w: %w", tool, ErrStore, err)
+		return haip.ToolDonePayload{}, fmt.Errorf("cannot call %s: %w: %w", tool, streams.ErrStore, err)
 	}
 	// Kept until the result comes, so that a cancelled run cancels it.
 	r.calls[call.CallID] = seq
-	done, err := r.waitDone(ctx, sub, seq, call.CallID)
+	done, err := waitDone(ctx, f, seq, call.CallID)
 	if err != nil {
 		return done, fmt.Errorf("waiting for %s: %w", tool, err)
 	}
@@ -419,48 +406,21 @@ func (r *Run) CallTool(ctx context.Context, tool string, params any) (haip.ToolD
 	return done, nil
 }
 
-// waitDone waits for a call's TOOL_DONE: in the log after the call's seq,
-// or on sub (the session's live outbound subject, subscribed before the
-// call was made). While sub is quiet the log is read again every
-// doneRecheck: a TOOL_DONE stored while this process's NATS connection
-// was down never comes on sub, and a read cut by that (it fails) is tried
-// again then.
-func (r *Run) waitDone(ctx context.Context, sub *nats.Subscription, seq uint64, callID string) (haip.ToolDonePayload, error) {
-	for {
-		if done, ok, err := r.findDone(ctx, seq, callID); err == nil && ok {
-			return done, nil
-		}
-		done, ok, err := waitLive(ctx, sub, callID)
-		if err != nil || ok {
-			return done, err
-		}
-		// Quiet for doneRecheck: read the log again.
+// waitDone waits for a call's TOOL_DONE in the log after the call's seq,
+// following it with f (made before the call). While live delivery is
+// quiet the log is read again every doneRecheck: a TOOL_DONE stored while
+// this process's NATS connection was down never comes live.
+func waitDone(ctx context.Context, f *streams.Follower, seq uint64, callID string) (haip.ToolDonePayload, error) {
+	var done haip.ToolDonePayload
+	found := false
+	err := f.Follow(ctx, seq, streams.FollowOptions{Quiet: doneRecheck}, func(e streams.Entry) bool {
+		done, found = toolDone(e, callID)
+		return !found
+	})
+	if err == nil && !found {
+		err = fmt.Errorf("cannot find the TOOL_DONE of %s", callID)
 	}
-}
-
-// waitLive waits on sub for the call's TOOL_DONE until sub has been quiet
-// for doneRecheck (not found, no error) or ctx ends.
-func waitLive(ctx context.Context, sub *nats.Subscription, callID string) (haip.ToolDonePayload, bool, error) {
-	for {
-		wctx, cancel := context.WithTimeout(ctx, doneRecheck)
-		m, err := sub.NextMsgWithContext(wctx)
-		cancel()
-		switch {
-		case ctx.Err() != nil:
-			return haip.ToolDonePayload{}, false, ctx.Err()
-		case errors.Is(err, context.DeadlineExceeded):
-			return haip.ToolDonePayload{}, false, nil
-		case err != nil:
-			return haip.ToolDonePayload{}, false, err
-		}
-		e, err := streams.ParseEntry(m)
-		if err != nil {
-			continue
-		}
-		if done, ok := toolDone(e, callID); ok {
-			return done, true, nil
-		}
-	}
+	return done, err
 }
 
 // cancelCalls cancels the run's tool calls still waiting for a result
@@ -472,21 +432,18 @@ func (r *Run) cancelCalls(ctx context.Context, reason string) {
 	}
 	ctx, cancel := context.WithTimeout(ctx, cancelWait)
 	defer cancel()
-	var sub *nats.Subscription
-	if live, err := streams.LiveSubject(r.Request.Session, streams.Out); err == nil {
-		if sub, err = r.nc.SubscribeSync(live); err == nil {
-			defer sub.Unsubscribe() //nolint:errcheck // ours alone
-			_ = sub.SetPendingLimits(-1, 64<<20)
-		}
+	f, err := r.log.NewFollower(r.Request.Session, streams.Out)
+	if err == nil {
+		defer f.Close()
 	}
 	for id := range r.calls {
 		_ = r.router.Cancel(ctx, r.Request.Session, r.Request.RunID, id, reason)
 	}
-	if sub == nil {
+	if err != nil {
 		return
 	}
 	for id, seq := range r.calls {
-		if _, err := r.waitDone(ctx, sub, seq, id); err != nil {
+		if _, err := waitDone(ctx, f, seq, id); err != nil {
 			return // the calls end on their own; the run does not wait longer
 		}
 	}
@@ -498,29 +455,6 @@ const doneRecheck = 5 * time.Second
 // cancelWait bounds how long a cancelled run waits for its tool calls to
 // end before it ends itself.
 const cancelWait = 10 * time.Second
-
-// findDone looks for a call's TOOL_DONE in the log after the call.
-func (r *Run) findDone(ctx context.Context, fromSeq uint64, callID string) (haip.ToolDonePayload, bool, error) {
-	p, err := r.log.Find(ctx, r.Request.Session, streams.Out, fromSeq)
-	if err != nil {
-		return haip.ToolDonePayload{}, false, fmt.Errorf("cannot read the session: %w", err)
-	}
-	for cursor := p.StreamSeq; ; {
-		entries, more, err := r.log.Read(ctx, r.Request.Session, streams.Out, cursor, 256, 1<<20)
-		if err != nil {
-			return haip.ToolDonePayload{}, false, fmt.Errorf("cannot read the session: %w", err)
-		}
-		for _, e := range entries {
-			cursor = e.StreamSeq + 1
-			if done, ok := toolDone(e, callID); ok {
-				return done, true, nil
-			}
-		}
-		if !more || len(entries) == 0 {
-			return haip.ToolDonePayload{}, false, nil
-		}
-	}
-}
 
 func toolDone(e streams.Entry, callID string) (haip.ToolDonePayload, bool) {
 	if e.Type != string(haip.TypeToolDone) {

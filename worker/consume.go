@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/haipfabric/haipfabric/streams"
 )
 
 // How a worker takes work. A queue (the runs, or one tool's calls) is
@@ -37,9 +39,6 @@ const (
 	// restarted) is noticed after two are missed, as the consume loop of
 	// nats.go would with its default 30 s expiry.
 	fetchHeartbeat = 15 * time.Second
-	// Backoff after a failed poll (the consumer gone, JetStream away).
-	minFetchBackoff = 100 * time.Millisecond
-	maxFetchBackoff = 5 * time.Second
 )
 
 // shardShare is the default ShardConcurrency: all of concurrency but a
@@ -85,7 +84,10 @@ func (d *dispatcher) run(ctx context.Context, cons []jetstream.Consumer) {
 // other shards, and more at once only into slots no one waits for.
 func (d *dispatcher) poll(ctx context.Context, c jetstream.Consumer) {
 	held := make(chan struct{}, d.perShard) // one token per running handler of this shard
-	backoff, failing := minFetchBackoff, false
+	// A failed poll (the consumer gone, JetStream away) is retried by the
+	// fabric's retry policy.
+	var backoff streams.Backoff
+	failing := false
 	for {
 		select {
 		case held <- struct{}{}:
@@ -105,14 +107,14 @@ func (d *dispatcher) poll(ctx context.Context, c jetstream.Consumer) {
 				}
 				d.logger.Log(ctx, level, "cannot take work", slog.String("consumer", c.CachedInfo().Name), slog.Any("err", err))
 				failing = true
-				if !sleepCtx(ctx, backoff) {
+				if !backoff.Wait(ctx) {
 					return
 				}
-				backoff = min(2*backoff, maxFetchBackoff)
 			}
 			continue
 		}
-		backoff, failing = minFetchBackoff, false
+		backoff.Reset()
+		failing = false
 		if !d.acquire(ctx, msg) {
 			_ = msg.Nak() // stopping: another worker takes it now
 			<-held
@@ -209,19 +211,6 @@ func fetchOne(ctx context.Context, c jetstream.Consumer) (jetstream.Msg, error) 
 		return nil, err
 	}
 	return nil, nil
-}
-
-// sleepCtx waits for d or until ctx ends; it reports whether ctx is still
-// live.
-func sleepCtx(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-t.C:
-		return true
-	case <-ctx.Done():
-		return false
-	}
 }
 
 // drain waits up to wait for the handlers counted by wg, then cancels

@@ -17,5 +17,16 @@
 // back at once what it has taken but not started, and what it could not
 // finish within DrainWait.
 //
+// The worker speaks no JetStream of its own: it binds with streams.Open,
+// takes work through the durable consumers streams.RunConsumerConfigs and
+// streams.ToolConsumerConfigs describe (work-queue streams HAIP_RUNS and
+// HAIP_TOOLS), writes output with streams.Log.Emit, routes an agent's tool
+// calls with streams.Router, follows a session with streams.Follower,
+// listens for cancellations on streams.RunCancelWildcard and
+// streams.CancelWildcard, advertises tools in the haip_tools bucket
+// (streams.Tools) and retries by streams.Backoff. Its own types: [Agent],
+// [AgentConfig], [RunHandler], [RunHandlerFunc], [Run], [ErrRunCancelled], [ToolWorker],
+// [ToolWorkerConfig], [Tool], [ToolHandler], [ToolHandlerFunc], [Call].
+//
 // Package demo holds the demo agent that cmd/edge runs in-process.
 package worker

@@ -81,6 +81,7 @@ type ToolWorker struct {
 	schemas []*jsonschema.Resolved // params schema per tool, nil for none
 	nc      *nats.Conn
 	cons    [][]jetstream.Consumer // per tool: its queue's shards, and the queue before them
+	fabric  *streams.Fabric
 	reg     *streams.Tools
 	log     *streams.Log
 	running sync.Map // callRef -> context.CancelCauseFunc
@@ -138,13 +139,11 @@ func NewToolWorker(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, t
 		}
 		w.cons = append(w.cons, c)
 	}
-	var err error
-	if w.reg, err = streams.OpenTools(ctx, js); err != nil {
-		return nil, err
+	fab, err := streams.Open(ctx, nc, js, nil)
+	if err != nil {
+		return nil, fmt.Errorf("cannot start tool worker: %w", err)
 	}
-	if w.log, err = streams.OpenLog(ctx, nc, js); err != nil {
-		return nil, err
-	}
+	w.fabric, w.reg, w.log = fab, fab.Tools(), fab.Log()
 	return w, nil
 }
 
@@ -154,7 +153,7 @@ func NewToolWorker(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, t
 // they are handed back), and returns. Each tool's calls are taken from
 // the shards of users in turn (see ShardConcurrency).
 func (w *ToolWorker) Run(ctx context.Context) error {
-	defer w.log.Close(context.WithoutCancel(ctx)) //nolint:errcheck // best-effort final flush
+	defer w.fabric.Close(context.WithoutCancel(ctx)) //nolint:errcheck // best-effort final flush
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 	var wg, loops sync.WaitGroup
@@ -325,7 +324,7 @@ func (c *Call) Progress(ctx context.Context, percent float64, partial any) error
 		}
 		p.Partial = raw
 	}
-	_, err := emit(ctx, c.log, c.Session, streams.CallEnvelopeID("tool-update", c.Session, c.CallID, strconv.Itoa(c.step)), c.RunID, "", haip.ChannelAgent, haip.TypeToolUpdate, p)
+	_, err := c.log.Emit(ctx, c.Session, streams.CallEnvelopeID("tool-update", c.Session, c.CallID, strconv.Itoa(c.step)), c.RunID, "", haip.ChannelAgent, haip.TypeToolUpdate, p)
 	return err
 }
 
@@ -341,6 +340,6 @@ func (c *Call) done(ctx context.Context, status haip.ToolDoneStatus, result any)
 		}
 		p.Result = raw
 	}
-	_, err := emit(ctx, c.log, c.Session, streams.ToolDoneID(c.Session, c.CallID), c.RunID, "", haip.ChannelAgent, haip.TypeToolDone, p)
+	_, err := c.log.Emit(ctx, c.Session, streams.ToolDoneID(c.Session, c.CallID), c.RunID, "", haip.ChannelAgent, haip.TypeToolDone, p)
 	return err
 }

@@ -95,8 +95,22 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := waitTopology(ctx, js, cfg.TopologyWait, logger); err != nil {
-		return err
+	wctx, cancelWait := context.WithTimeout(ctx, cfg.TopologyWait)
+	waited := false
+	err = streams.WaitEnsured(wctx, js, func(err error) {
+		level := slog.LevelInfo
+		if waited {
+			level = slog.LevelDebug // said once
+		}
+		waited = true
+		logger.Log(ctx, level, "waiting for the edge to create the streams", slog.Any("err", err))
+	})
+	cancelWait()
+	if err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		return fmt.Errorf("streams not found after %s: start an edge first: %w", cfg.TopologyWait, err)
 	}
 	setup, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
@@ -167,26 +181,4 @@ func run(ctx context.Context) error {
 	}
 	logger.Info("stopped")
 	return err
-}
-
-// waitTopology waits until an edge has created the run queue.
-func waitTopology(ctx context.Context, js jetstream.JetStream, wait time.Duration, logger *slog.Logger) error {
-	deadline := time.Now().Add(wait)
-	backoff := 100 * time.Millisecond
-	for {
-		_, err := js.Stream(ctx, streams.RunStream)
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("stream %s not found after %s: start an edge first: %w", streams.RunStream, wait, err)
-		}
-		logger.Info("waiting for the edge to create the streams", slog.Any("err", err))
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(backoff):
-		}
-		backoff = min(backoff*2, 2*time.Second)
-	}
 }

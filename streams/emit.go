@@ -1,4 +1,4 @@
-package worker
+package streams
 
 import (
 	"context"
@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/haipfabric/haipfabric/haip"
-	"github.com/haipfabric/haipfabric/streams"
 )
 
 // ErrStore marks a failure to store output in the session log (JetStream
@@ -20,16 +19,18 @@ var ErrStore = errors.New("cannot store in the session log")
 // transient failures (a stream leader election) within it.
 const emitTimeout = 2 * time.Minute
 
-// emit appends one envelope with a given id to a session's outbound log.
-// Ids derived from the work item make a redelivered item's output stored
-// once.
-func emit(ctx context.Context, lg *streams.Log, session, id, runID, threadID string, ch haip.Channel, t haip.Type, payload any) (uint64, error) {
-	return emitBinary(ctx, lg, session, id, runID, threadID, ch, t, payload, nil)
+// Emit appends one envelope, made of payload with a given id, to a
+// session's outbound log and returns its seq. Ids derived from the work
+// item make a redelivered item's output stored once. When ctx sets no
+// deadline the emit is bounded by emitTimeout, within which transient
+// failures are retried (Append); a failure to store wraps ErrStore.
+func (l *Log) Emit(ctx context.Context, session, id, runID, threadID string, ch haip.Channel, t haip.Type, payload any) (uint64, error) {
+	return l.EmitBinary(ctx, session, id, runID, threadID, ch, t, payload, nil)
 }
 
-// emitBinary is emit with a binary frame stored after the envelope
+// EmitBinary is Emit with a binary frame stored after the envelope
 // (two-frame form; bin nil: none).
-func emitBinary(ctx context.Context, lg *streams.Log, session, id, runID, threadID string, ch haip.Channel, t haip.Type, payload any, bin []byte) (uint64, error) {
+func (l *Log) EmitBinary(ctx context.Context, session, id, runID, threadID string, ch haip.Channel, t haip.Type, payload any, bin []byte) (uint64, error) {
 	env, err := haip.New(session, ch, t, payload)
 	if err != nil {
 		return 0, fmt.Errorf("cannot emit %s: %w", t, err)
@@ -40,7 +41,7 @@ func emitBinary(ctx context.Context, lg *streams.Log, session, id, runID, thread
 		ctx, cancel = context.WithTimeout(ctx, emitTimeout)
 		defer cancel()
 	}
-	res, err := lg.AppendBinary(ctx, session, streams.Out, env, bin)
+	res, err := l.AppendBinary(ctx, session, Out, env, bin)
 	if err != nil {
 		return 0, fmt.Errorf("cannot emit %s: %w: %w", t, ErrStore, err)
 	}

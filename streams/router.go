@@ -1,4 +1,4 @@
-package worker
+package streams
 
 import (
 	"context"
@@ -9,21 +9,20 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/haipfabric/haipfabric/haip"
-	"github.com/haipfabric/haipfabric/streams"
 )
 
 // Router sends stored tool calls and cancellations to the tool workers.
-// The edge uses it for calls that clients send, and Run.CallTool for
-// calls an agent makes. Safe for concurrent use.
+// The edge uses it for calls that clients send, and the worker SDK
+// for calls an agent makes. Safe for concurrent use.
 type Router struct {
 	js    jetstream.JetStream
-	log   *streams.Log
-	tools *streams.Tools
+	log   *Log
+	tools *Tools
 }
 
 // NewRouter binds to the tool registry.
-func NewRouter(ctx context.Context, js jetstream.JetStream, lg *streams.Log) (*Router, error) {
-	tools, err := streams.OpenTools(ctx, js)
+func NewRouter(ctx context.Context, js jetstream.JetStream, lg *Log) (*Router, error) {
+	tools, err := OpenTools(ctx, js)
 	if err != nil {
 		return nil, err
 	}
@@ -31,7 +30,7 @@ func NewRouter(ctx context.Context, js jetstream.JetStream, lg *streams.Log) (*R
 }
 
 // Tools is the registry the router reads.
-func (r *Router) Tools() *streams.Tools { return r.tools }
+func (r *Router) Tools() *Tools { return r.tools }
 
 // Call queues a TOOL_CALL already stored in the session's log, after
 // telling the session it is QUEUED. A tool with no live worker gets its
@@ -42,7 +41,7 @@ func (r *Router) Tools() *streams.Tools { return r.tools }
 func (r *Router) Call(ctx context.Context, session, runID, user string, call haip.ToolCallPayload) error {
 	fail := func(msg string) error {
 		result, _ := json.Marshal(map[string]string{"error": msg})
-		_, err := emit(ctx, r.log, session, streams.ToolDoneID(session, call.CallID), runID, "", haip.ChannelAgent, haip.TypeToolDone,
+		_, err := r.log.Emit(ctx, session, ToolDoneID(session, call.CallID), runID, "", haip.ChannelAgent, haip.TypeToolDone,
 			haip.ToolDonePayload{CallID: call.CallID, Status: haip.ToolDoneError, Result: result})
 		return err
 	}
@@ -51,11 +50,11 @@ func (r *Router) Call(ctx context.Context, session, runID, user string, call hai
 	} else if !found {
 		return fail("no live worker serves tool " + call.Tool)
 	}
-	if _, err := emit(ctx, r.log, session, streams.CallEnvelopeID("tool-queued", session, call.CallID), runID, "", haip.ChannelAgent, haip.TypeToolUpdate,
+	if _, err := r.log.Emit(ctx, session, CallEnvelopeID("tool-queued", session, call.CallID), runID, "", haip.ChannelAgent, haip.TypeToolUpdate,
 		haip.ToolUpdatePayload{CallID: call.CallID, Status: haip.ToolStatusQueued}); err != nil {
 		return err
 	}
-	if err := streams.PublishToolCall(ctx, r.js, streams.ToolCall{CallID: call.CallID, Tool: call.Tool, Params: call.Params,
+	if err := PublishToolCall(ctx, r.js, ToolCall{CallID: call.CallID, Tool: call.Tool, Params: call.Params,
 		Session: session, RunID: runID, User: user, Created: time.Now().UTC()}); err != nil {
 		if ferr := fail("tool call could not be queued; call again with a new call_id"); ferr != nil {
 			return fmt.Errorf("%w; %w", err, ferr)
@@ -70,7 +69,7 @@ func (r *Router) Call(ctx context.Context, session, runID, user string, call hai
 // Only the session's own call with that id is cancelled: the same call id
 // in another session is another call.
 func (r *Router) Cancel(ctx context.Context, session, runID, callID, reason string) error {
-	if _, err := emit(ctx, r.log, session, streams.CallEnvelopeID("tool-cancelling", session, callID), runID, "", haip.ChannelAgent, haip.TypeToolUpdate,
+	if _, err := r.log.Emit(ctx, session, CallEnvelopeID("tool-cancelling", session, callID), runID, "", haip.ChannelAgent, haip.TypeToolUpdate,
 		haip.ToolUpdatePayload{CallID: callID, Status: haip.ToolStatusCancelling}); err != nil {
 		return err
 	}
