@@ -242,7 +242,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		<-s.pressureDone
 		s.nc.RemoveStatusListener(s.natsStatus)
 		<-s.resyncDone
-		if cerr := s.log.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
+		if cerr := s.fabric.Close(context.WithoutCancel(ctx)); cerr != nil && err == nil {
 			err = cerr
 		}
 	})

@@ -107,12 +107,9 @@ func (c *conn) writeLoop() error {
 }
 
 // How long a catch-up read is retried while JetStream is briefly away (a
-// stream leader election, this edge's NATS reconnecting), and the first
-// pause between tries (doubling to a second).
-const (
-	catchupRetry   = 10 * time.Second
-	catchupBackoff = 50 * time.Millisecond
-)
+// stream leader election, this edge's NATS reconnecting), paced by the
+// fabric's retry policy (streams.Backoff).
+const catchupRetry = 10 * time.Second
 
 // readBatch reads the next catch-up batch of at most n messages, in its
 // turn (CATCHUP_READS slots per edge: the read's own timeout starts with
@@ -121,7 +118,8 @@ const (
 // a disconnection; after that, or on any other failure, the client is
 // told to resume later.
 func (c *conn) readBatch(d *delivery, n int) (entries []streams.Entry, more bool, err error) {
-	began, backoff := time.Now(), catchupBackoff
+	began := time.Now()
+	var backoff streams.Backoff
 	for {
 		select {
 		case c.srv.catchupSlots <- struct{}{}:
@@ -141,9 +139,9 @@ func (c *conn) readBatch(d *delivery, n int) (entries []streams.Entry, more bool
 			return entries, more, nil
 		case c.ctx.Err() != nil:
 			return nil, false, peerClosed()
-		case streams.IsTransient(err) && time.Since(began)+backoff < catchupRetry:
+		case streams.IsTransient(err) && time.Since(began) < catchupRetry:
 			c.logger.Debug("catch-up read failed; trying again", slog.Any(logKeyErr, err))
-			t := time.NewTimer(backoff)
+			t := time.NewTimer(backoff.Next())
 			select {
 			case <-t.C:
 			case <-c.ctx.Done():
@@ -153,7 +151,6 @@ func (c *conn) readBatch(d *delivery, n int) (entries []streams.Entry, more bool
 				t.Stop()
 				return nil, false, c.drainClose(true)
 			}
-			backoff = min(2*backoff, time.Second)
 		default:
 			c.logger.Error("catch-up read", slog.Any(logKeyErr, err))
 			return nil, false, logUnavailable(c.delivered.Load())
