@@ -1,8 +1,20 @@
 // Package edge serves HAIP 1.1.2 to clients over WebSocket, Server-Sent
 // Events and HTTP streaming (NDJSON), with POST for the client→server half
 // of one-way transports, on top of NATS JetStream. Every transport is a
-// small adapter (ws.go, sse.go, stream.go) over one connection core
-// (conn.go, writer.go, inbound.go).
+// small adapter (ws.go, sse.go, stream.go) of one interface
+// (transport.go) over one connection core:
+//
+//	conn.go        a connection's life: start, run, drain, abort, finish
+//	reader.go      reading frames, the per-connection checks (credit, binary pairing)
+//	handshake.go   HAI: version, session, resume point, the server's HAI
+//	dispatch.go    one dispatcher for connections and POSTs: a route per envelope type
+//	inbound.go     storing what clients send, and the runs and tool calls it starts
+//	writer.go      the writer: delivery, control replies, heartbeats, every write
+//	delivery.go    the delivery state machine (handshaking, catching up, live, blocked)
+//	replay.go      REPLAY_REQUEST, paced like delivery
+//	flow.go        credit, both directions
+//	disconnect.go  why a connection ends (close code, reason, metric label)
+//	http.go, messages.go, runs.go, limits.go  admission, POSTs, the runs endpoints, per-user limits
 //
 // Start with [NewServer] and [Server.Handler]; stop with [Server.Shutdown].
 // An edge keeps no state that matters: session logs, session records and
