@@ -21,6 +21,7 @@ import (
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/worker/demo"
 )
 
@@ -32,6 +33,7 @@ var bins struct {
 }
 
 func TestMain(m *testing.M) {
+	testkit.SkipProcessesIfShort("the process tests of cmd/edge")
 	dir, err := os.MkdirTemp("", "haip-bins-")
 	if err != nil {
 		panic(err)

@@ -202,7 +202,12 @@ func (s *session) send(line string) {
 		}
 	case err := <-s.done:
 		_ = s.in.CloseWithError(errors.New("run returned"))
-		<-wrote
+		if werr := <-wrote; werr == nil {
+			// The line was read, and run returned after it (as /quit
+			// does): both were ready at once. Keep run's end for wait.
+			s.done <- err
+			return
+		}
 		s.t.Fatalf("run returned (%v) before reading %q; stdout:\n%s\nstderr:\n%s", err, line, s.out, s.err)
 	}
 }

@@ -6,4 +6,7 @@ import (
 	"github.com/haipfabric/haipfabric/internal/testkit"
 )
 
-func TestMain(m *testing.M) { testkit.Main(m) }
+func TestMain(m *testing.M) {
+	testkit.SkipProcessesIfShort("the cluster tests of internal/clustertest")
+	testkit.Main(m)
+}

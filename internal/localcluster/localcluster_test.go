@@ -13,6 +13,7 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/localcluster"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/worker/demo"
 )
 
@@ -42,6 +43,7 @@ func (s *syncBuffer) String() string {
 }
 
 func TestMain(m *testing.M) {
+	testkit.SkipProcessesIfShort("the cluster tests of internal/localcluster")
 	code := m.Run()
 	if shared.c != nil {
 		if err := shared.c.Close(); err != nil {

@@ -8,6 +8,9 @@
 package testkit
 
 import (
+	"flag"
+	"fmt"
+	"os"
 	"testing"
 	"time"
 
@@ -21,6 +24,19 @@ import (
 // counted (each is named below, with why).
 func Main(m *testing.M) {
 	goleak.VerifyTestMain(m, leakOptions()...)
+}
+
+// SkipProcessesIfShort ends a package's test run at once under -short,
+// saying so, for the suites that build and start real processes or
+// clusters (what): the developer's fast set (go test -short ./...) leaves
+// them out. The README's test command, and CI, run them. Call it first in
+// TestMain.
+func SkipProcessesIfShort(what string) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Fprintf(os.Stderr, "-short: %s left out (go test without -short runs them)\n", what)
+		os.Exit(0)
+	}
 }
 
 // leakOptions are the goroutines that outlive a test by design.
