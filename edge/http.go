@@ -253,7 +253,11 @@ func (s *Server) serveHealth(w http.ResponseWriter, r *http.Request) {
 		"activeConnections": s.active.Load(),
 		"totalConnections":  s.total.Load(),
 	}
-	if err := s.ready(ctx); err != nil {
+	err := s.ready(ctx)
+	if err == nil {
+		err = s.failedCheck()
+	}
+	if err != nil {
 		body["status"] = "unavailable"
 		body["error"] = err.Error()
 		writeJSON(w, http.StatusServiceUnavailable, body)

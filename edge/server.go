@@ -78,6 +78,9 @@ type Server struct {
 	clientErrLog logLimiter // debug lines about clients' ERRORs
 	pressure     pressure
 	limits       *userLimits
+	// checks are the parts of the process /health reports on (AddCheck).
+	checksMu sync.Mutex
+	checks   map[string]func() error
 	// lastSweep is when idle users' counters were last dropped (stats
 	// goroutine only).
 	lastSweep    time.Time

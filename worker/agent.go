@@ -61,6 +61,9 @@ type AgentConfig struct {
 	// DrainWait is how long Run waits for running handlers after its ctx
 	// is cancelled before cancelling them too.
 	DrainWait time.Duration
+	// UnhealthyAfter is how long fetches from the run queue may fail in a
+	// row before Healthy reports it. Zero means UnhealthyAfter.
+	UnhealthyAfter time.Duration
 	// Logger receives the agent's logs; nil means silent.
 	Logger *slog.Logger
 }
@@ -105,7 +108,14 @@ type Agent struct {
 
 	mu      sync.Mutex
 	running map[string]context.CancelCauseFunc // run id -> stop it
+
+	health health
 }
+
+// Healthy reports nil while the agent can take runs: its fetches from the
+// run queue have not failed for UnhealthyAfter in a row, and Run has not
+// returned with an error. A process serving /health adds it there.
+func (a *Agent) Healthy() error { return a.health.err(time.Now()) }
 
 // ErrRunCancelled is the cause of a run's context when the run was
 // cancelled (RUN_CANCEL from a client, or over HTTP).
@@ -130,7 +140,7 @@ func NewAgent(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h RunH
 		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
 	}
 	return &Agent{cfg: cfg, handler: h, nc: nc, cons: cons, fabric: fab, log: fab.Log(), router: fab.Router(), runs: fab.Runs(),
-		running: make(map[string]context.CancelCauseFunc)}, nil
+		running: make(map[string]context.CancelCauseFunc), health: health{after: cfg.UnhealthyAfter}}, nil
 }
 
 // Run takes runs until ctx is cancelled, then stops taking new ones
@@ -138,7 +148,8 @@ func NewAgent(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h RunH
 // DrainWait for the running ones (then cancels them: they are handed
 // back), and returns. Runs are taken from the shards of users in turn
 // (see ShardConcurrency).
-func (a *Agent) Run(ctx context.Context) error {
+func (a *Agent) Run(ctx context.Context) (err error) {
+	defer func() { a.health.stop(err) }()
 	defer a.fabric.Close(context.WithoutCancel(ctx)) //nolint:errcheck // best-effort final flush
 	// Cancellations of running runs reach whichever replica runs them.
 	cancelSub, err := a.nc.Subscribe(streams.RunCancelWildcard, func(m *nats.Msg) {
@@ -151,8 +162,10 @@ func (a *Agent) Run(ctx context.Context) error {
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 	var wg sync.WaitGroup
-	newDispatcher(a.cfg.Concurrency, a.cfg.ShardConcurrency, a.cfg.AckWait, &wg, a.cfg.Logger,
-		func(msg jetstream.Msg) { a.handle(handlerCtx, msg) }).run(ctx, a.cons)
+	d := newDispatcher(a.cfg.Concurrency, a.cfg.ShardConcurrency, a.cfg.AckWait, &wg, a.cfg.Logger,
+		func(msg jetstream.Msg) { a.handle(handlerCtx, msg) })
+	d.health = &a.health
+	d.run(ctx, a.cons)
 	drain(&wg, a.cfg.DrainWait, cancelHandlers)
 	return nil
 }

@@ -58,6 +58,7 @@ type dispatcher struct {
 	handlers  *sync.WaitGroup
 	logger    *slog.Logger
 	handle    func(jetstream.Msg)
+	health    *health // nil: not followed
 }
 
 func newDispatcher(slots, perShard int, ackWait time.Duration, handlers *sync.WaitGroup, logger *slog.Logger, handle func(jetstream.Msg)) *dispatcher {
@@ -101,6 +102,7 @@ func (d *dispatcher) poll(ctx context.Context, c jetstream.Consumer) {
 				return
 			}
 			if err != nil {
+				d.noteHealth(c, err)
 				level := slog.LevelWarn
 				if failing {
 					level = slog.LevelDebug // said once until it works again
@@ -110,9 +112,12 @@ func (d *dispatcher) poll(ctx context.Context, c jetstream.Consumer) {
 				if !backoff.Wait(ctx) {
 					return
 				}
+				continue
 			}
+			d.noteHealth(c, nil) // an empty long poll is a served one
 			continue
 		}
+		d.noteHealth(c, nil)
 		backoff.Reset()
 		failing = false
 		if !d.acquire(ctx, msg) {
@@ -125,6 +130,19 @@ func (d *dispatcher) poll(ctx context.Context, c jetstream.Consumer) {
 			d.burst(c, held)
 		}
 	}
+}
+
+// noteHealth records a fetch from c that failed with err (nil: served).
+func (d *dispatcher) noteHealth(c jetstream.Consumer, err error) {
+	if d.health == nil {
+		return
+	}
+	name := c.CachedInfo().Name
+	if err != nil {
+		d.health.failed(name, err)
+		return
+	}
+	d.health.ok(name)
 }
 
 // start runs handle for msg, which holds a slot and one of its shard's

@@ -65,7 +65,10 @@ type ToolWorkerConfig struct {
 	// CallTimeout ends a call that runs longer with TOOL_DONE ERROR. Zero
 	// means DefaultCallTimeout.
 	CallTimeout time.Duration
-	Logger      *slog.Logger
+	// UnhealthyAfter is how long fetches from a tool's queue may fail in
+	// a row before Healthy reports it. Zero means UnhealthyAfter.
+	UnhealthyAfter time.Duration
+	Logger         *slog.Logger
 }
 
 // DefaultCallTimeout bounds one tool call when ToolWorkerConfig sets none.
@@ -85,7 +88,15 @@ type ToolWorker struct {
 	reg     *streams.Tools
 	log     *streams.Log
 	running sync.Map // callRef -> context.CancelCauseFunc
+
+	health health
 }
+
+// Healthy reports nil while the worker can take calls: its fetches from
+// its tools' queues have not failed for UnhealthyAfter in a row, and Run
+// has not returned with an error. A process serving /health adds it
+// there.
+func (w *ToolWorker) Healthy() error { return w.health.err(time.Now()) }
 
 // callRef names a running call: call ids are chosen by clients, so only
 // the session and the call id together are one call.
@@ -108,11 +119,12 @@ func NewToolWorker(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, t
 	if timeout <= 0 {
 		timeout = DefaultCallTimeout
 	}
-	cfg = ToolWorkerConfig{Name: ac.Name, Concurrency: ac.Concurrency, ShardConcurrency: ac.ShardConcurrency, AckWait: ac.AckWait, MaxDeliver: ac.MaxDeliver, DrainWait: ac.DrainWait, CallTimeout: timeout, Logger: ac.Logger}
+	cfg = ToolWorkerConfig{Name: ac.Name, Concurrency: ac.Concurrency, ShardConcurrency: ac.ShardConcurrency, AckWait: ac.AckWait, MaxDeliver: ac.MaxDeliver, DrainWait: ac.DrainWait, CallTimeout: timeout,
+		UnhealthyAfter: cfg.UnhealthyAfter, Logger: ac.Logger}
 	if len(tools) == 0 {
 		return nil, errors.New("cannot start tool worker: no tools")
 	}
-	w := &ToolWorker{cfg: cfg, tools: tools, nc: nc}
+	w := &ToolWorker{cfg: cfg, tools: tools, nc: nc, health: health{after: cfg.UnhealthyAfter}}
 	for _, t := range tools {
 		// The extra delivery ends the call.
 		cfgs, err := streams.ToolConsumerConfigs(t.Name, cfg.AckWait, cfg.MaxDeliver+1)
@@ -152,7 +164,8 @@ func NewToolWorker(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, t
 // started), waits up to DrainWait for running ones (then cancels them:
 // they are handed back), and returns. Each tool's calls are taken from
 // the shards of users in turn (see ShardConcurrency).
-func (w *ToolWorker) Run(ctx context.Context) error {
+func (w *ToolWorker) Run(ctx context.Context) (err error) {
+	defer func() { w.health.stop(err) }()
 	defer w.fabric.Close(context.WithoutCancel(ctx)) //nolint:errcheck // best-effort final flush
 	handlerCtx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
@@ -177,6 +190,7 @@ func (w *ToolWorker) Run(ctx context.Context) error {
 		d := newDispatcher(w.cfg.Concurrency, w.cfg.ShardConcurrency, w.cfg.AckWait, &wg, w.cfg.Logger, func(msg jetstream.Msg) {
 			w.handle(handlerCtx, t, w.schemas[i], msg)
 		})
+		d.health = &w.health
 		loops.Add(1)
 		go func() {
 			defer loops.Done()

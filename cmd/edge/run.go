@@ -254,6 +254,7 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 		if err != nil {
 			return err
 		}
+		srv.AddCheck("demo agent", agent.Healthy)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -270,6 +271,7 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 			wg.Wait()
 			return err
 		}
+		srv.AddCheck("built-in tools", tw.Healthy)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
