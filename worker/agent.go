@@ -100,6 +100,7 @@ type Agent struct {
 	cfg     AgentConfig
 	handler RunHandler
 	nc      *nats.Conn
+	js      jetstream.JetStream
 	cons    []jetstream.Consumer // the run queue's shards, and the queue before them
 	fabric  *streams.Fabric
 	log     *streams.Log
@@ -139,7 +140,7 @@ func NewAgent(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, h RunH
 	if err != nil {
 		return nil, fmt.Errorf("cannot start agent %s: %w", cfg.Name, err)
 	}
-	return &Agent{cfg: cfg, handler: h, nc: nc, cons: cons, fabric: fab, log: fab.Log(), router: fab.Router(), runs: fab.Runs(),
+	return &Agent{cfg: cfg, handler: h, nc: nc, js: js, cons: cons, fabric: fab, log: fab.Log(), router: fab.Router(), runs: fab.Runs(),
 		running: make(map[string]context.CancelCauseFunc), health: health{after: cfg.UnhealthyAfter}}, nil
 }
 
@@ -164,7 +165,7 @@ func (a *Agent) Run(ctx context.Context) (err error) {
 	var wg sync.WaitGroup
 	d := newDispatcher(a.cfg.Concurrency, a.cfg.ShardConcurrency, a.cfg.AckWait, &wg, a.cfg.Logger,
 		func(msg jetstream.Msg) { a.handle(handlerCtx, msg) })
-	d.health = &a.health
+	d.health, d.js = &a.health, a.js
 	d.run(ctx, a.cons)
 	drain(&wg, a.cfg.DrainWait, cancelHandlers)
 	return nil

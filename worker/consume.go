@@ -58,7 +58,8 @@ type dispatcher struct {
 	handlers  *sync.WaitGroup
 	logger    *slog.Logger
 	handle    func(jetstream.Msg)
-	health    *health // nil: not followed
+	health    *health             // nil: not followed
+	js        jetstream.JetStream // recreates a consumer deleted under it (nil: it cannot)
 }
 
 func newDispatcher(slots, perShard int, ackWait time.Duration, handlers *sync.WaitGroup, logger *slog.Logger, handle func(jetstream.Msg)) *dispatcher {
@@ -103,6 +104,11 @@ func (d *dispatcher) poll(ctx context.Context, c jetstream.Consumer) {
 			}
 			if err != nil {
 				d.noteHealth(c, err)
+				if again, ok := d.recreate(ctx, c, err); ok {
+					// Consumption goes on from the new consumer at once.
+					c = again
+					continue
+				}
 				level := slog.LevelWarn
 				if failing {
 					level = slog.LevelDebug // said once until it works again
@@ -131,6 +137,28 @@ func (d *dispatcher) poll(ctx context.Context, c jetstream.Consumer) {
 		}
 	}
 }
+
+// recreate makes a consumer again, with its config, when a fetch failed
+// because it was deleted (by an operator, or with the stream it was on):
+// the worker goes on taking work instead of failing for ever.
+func (d *dispatcher) recreate(ctx context.Context, c jetstream.Consumer, err error) (jetstream.Consumer, bool) {
+	if d.js == nil || !(errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrConsumerDeleted)) {
+		return nil, false
+	}
+	info := c.CachedInfo()
+	rctx, cancel := context.WithTimeout(ctx, recreateTimeout)
+	defer cancel()
+	again, cerr := d.js.CreateOrUpdateConsumer(rctx, info.Stream, info.Config)
+	if cerr != nil {
+		d.logger.Warn("cannot make a deleted consumer again", slog.String("consumer", info.Name), slog.Any("err", cerr))
+		return nil, false
+	}
+	d.logger.Info("a deleted consumer was made again", slog.String("consumer", info.Name))
+	return again, true
+}
+
+// recreateTimeout bounds making a deleted consumer again.
+const recreateTimeout = 10 * time.Second
 
 // noteHealth records a fetch from c that failed with err (nil: served).
 func (d *dispatcher) noteHealth(c jetstream.Consumer, err error) {

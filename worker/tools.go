@@ -83,6 +83,7 @@ type ToolWorker struct {
 	tools   []Tool
 	schemas []*jsonschema.Resolved // params schema per tool, nil for none
 	nc      *nats.Conn
+	js      jetstream.JetStream
 	cons    [][]jetstream.Consumer // per tool: its queue's shards, and the queue before them
 	fabric  *streams.Fabric
 	reg     *streams.Tools
@@ -124,7 +125,7 @@ func NewToolWorker(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, t
 	if len(tools) == 0 {
 		return nil, errors.New("cannot start tool worker: no tools")
 	}
-	w := &ToolWorker{cfg: cfg, tools: tools, nc: nc, health: health{after: cfg.UnhealthyAfter}}
+	w := &ToolWorker{cfg: cfg, tools: tools, nc: nc, js: js, health: health{after: cfg.UnhealthyAfter}}
 	for _, t := range tools {
 		// The extra delivery ends the call.
 		cfgs, err := streams.ToolConsumerConfigs(t.Name, cfg.AckWait, cfg.MaxDeliver+1)
@@ -190,7 +191,7 @@ func (w *ToolWorker) Run(ctx context.Context) (err error) {
 		d := newDispatcher(w.cfg.Concurrency, w.cfg.ShardConcurrency, w.cfg.AckWait, &wg, w.cfg.Logger, func(msg jetstream.Msg) {
 			w.handle(handlerCtx, t, w.schemas[i], msg)
 		})
-		d.health = &w.health
+		d.health, d.js = &w.health, w.js
 		loops.Add(1)
 		go func() {
 			defer loops.Done()
