@@ -26,17 +26,10 @@ func dialSSE(ctx context.Context, o *Options) (*oneway, error) {
 	if o.LastRxSeq != nil {
 		req.Header.Set("Last-Event-ID", strconv.FormatUint(*o.LastRxSeq, 10))
 	}
-	resp, err := o.open(ctx, req, cancel)
+	t, resp, err := o.openOneway(ctx, req, cancel)
 	if err != nil {
 		return nil, err
 	}
-	p, err := o.poster()
-	if err != nil {
-		cancel()
-		_ = resp.Body.Close()
-		return nil, err
-	}
-	t := newOneway(o.Session, p, resp, cancel)
 	rd := sse.NewReader(resp.Body, int(o.readLimit()))
 	var closing *CloseError // the reader goroutine's
 	rd.OnComment(func(text []byte) {

@@ -92,17 +92,10 @@ func dialStreamHalf(ctx context.Context, o *Options, hello []byte) (*oneway, err
 		return nil, err
 	}
 	req.Header.Set("Content-Type", "application/x-ndjson")
-	resp, err := o.open(ctx, req, cancel)
+	t, resp, err := o.openOneway(ctx, req, cancel)
 	if err != nil {
 		return nil, err
 	}
-	p, err := o.poster()
-	if err != nil {
-		cancel()
-		_ = resp.Body.Close()
-		return nil, err
-	}
-	t := newOneway(o.Session, p, resp, cancel)
 	rd := ndjson.NewReader(resp.Body, int(o.readLimit()))
 	var last []byte // the last line read (the stream goroutine's)
 	t.start(func() (frame, error) {
@@ -239,6 +232,22 @@ func (o *Options) open(ctx context.Context, req *http.Request, cancel context.Ca
 
 // poster sends the client's envelopes for a one-way transport: POST
 // /haip/messages with the token in the Authorization header.
+// openOneway opens a one-way stream's request (open), and the poster
+// that carries the client's half: the connection's two ends.
+func (o *Options) openOneway(ctx context.Context, req *http.Request, cancel context.CancelFunc) (*oneway, *http.Response, error) {
+	resp, err := o.open(ctx, req, cancel)
+	if err != nil {
+		return nil, nil, err
+	}
+	p, err := o.poster()
+	if err != nil {
+		cancel()
+		_ = resp.Body.Close()
+		return nil, nil, err
+	}
+	return newOneway(o.Session, p, resp, cancel), resp, nil
+}
+
 func (o *Options) poster() (*poster, error) {
 	u, err := endpointURL(o.URL, pathMessages)
 	if err != nil {
