@@ -16,6 +16,7 @@ import (
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 	"github.com/haipfabric/haipfabric/worker/builtin"
@@ -154,7 +155,7 @@ func (f *fabric) tools() {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	natstest.Eventually(f.t, 10*time.Second, func() bool {
+	testkit.Eventually(f.t, 10*time.Second, func() bool {
 		_, ok, _ := reg.Get(context.Background(), "add")
 		return ok
 	}, "the built-in tools were never advertised")

@@ -19,6 +19,7 @@ import (
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -76,7 +77,7 @@ func TestAttackMaxConnectionsBurst(t *testing.T) {
 		_ = ws.CloseNow()
 	}
 	// Every slot comes back: MAX_CONNECTIONS connections open again.
-	waitFor(t, 10*time.Second, func() bool { return e.srv.Stats(context.Background()).ActiveConnections == 0 }, "connections still active after their clients left")
+	testkit.Eventually(t, 10*time.Second, func() bool { return e.srv.Stats(context.Background()).ActiveConnections == 0 }, "connections still active after their clients left")
 	for range max {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		ws, _, err := websocket.Dial(ctx, url, nil)
@@ -140,7 +141,7 @@ func TestAttackHalfDuplexStreamKeepsSlot(t *testing.T) {
 		session := haip.NewUUID()
 		nc := rawStream(t, e, tok, session, tc.body(session))
 		_ = nc.Close()
-		waitFor(t, 5*time.Second, func() bool { return e.srv.Stats(context.Background()).ActiveConnections == 0 },
+		testkit.Eventually(t, 5*time.Second, func() bool { return e.srv.Stats(context.Background()).ActiveConnections == 0 },
 			tc.name+": the stream's slot is still held 5 s after its client left")
 	}
 	// The one slot is free again.

@@ -25,6 +25,7 @@ import (
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -394,7 +395,7 @@ func TestAttackUserLimits(t *testing.T) {
 		for _, h := range held {
 			_ = h.ws.CloseNow()
 		}
-		waitFor(t, 10*time.Second, func() bool {
+		testkit.Eventually(t, 10*time.Second, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			ws, _, err := websocket.Dial(ctx, tokenURL(e, mal), nil)

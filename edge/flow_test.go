@@ -15,6 +15,7 @@ import (
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/sse"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -213,7 +214,7 @@ func TestClientCreditFromBackPressure(t *testing.T) {
 		r.send(haip.ChannelUser, haip.TypeTextMessageEnd, haip.TextMessageEndPayload{MessageID: id})
 	}
 	r.pingPong("queued")
-	waitFor(t, 10*time.Second, func() bool { return metricValue(t, e, "haip_edge_work_queue_depth") >= 3 }, "queue depth not sampled")
+	testkit.Eventually(t, 10*time.Second, func() bool { return metricValue(t, e, "haip_edge_work_queue_depth") >= 3 }, "queue depth not sampled")
 
 	// Keep sending until the edge refuses: it grants no more now.
 	accepted, violation := 6, false
@@ -280,9 +281,9 @@ func TestSSEPausedByPost(t *testing.T) {
 		mustAccept(t, pr, 1)
 	}
 	control(haip.TypePauseChannel)
-	waitFor(t, 10*time.Second, func() bool { return metricValue(t, e, "haip_edge_paused_channels") == 1 }, "pause not applied")
+	testkit.Eventually(t, 10*time.Second, func() bool { return metricValue(t, e, "haip_edge_paused_channels") == 1 }, "pause not applied")
 	agentWrite(t, f.log(), session, haip.ChannelAgent, 5, 10)
-	waitFor(t, 10*time.Second, func() bool { return metricValue(t, e, "haip_edge_credit_waits_total") >= 1 }, "delivery did not wait")
+	testkit.Eventually(t, 10*time.Second, func() bool { return metricValue(t, e, "haip_edge_credit_waits_total") >= 1 }, "delivery did not wait")
 	select {
 	case ev := <-events:
 		if ev.ID != "" && ev.ID != "0" {

@@ -17,6 +17,7 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -496,8 +497,8 @@ func TestProtocolHeartbeat(t *testing.T) {
 		t.Parallel()
 		r := rawDial(t, tokenURL(eQuiet, tok))
 		r.send(haip.ChannelSystem, haip.TypeHAI, helloPayload())
-		waitFor(t, 5*time.Second, func() bool { return eQuiet.srv.Stats(context.Background()).ActiveConnections == 1 }, "never counted")
-		waitFor(t, 20*time.Second, func() bool { return eQuiet.srv.Stats(context.Background()).ActiveConnections == 0 },
+		testkit.Eventually(t, 5*time.Second, func() bool { return eQuiet.srv.Stats(context.Background()).ActiveConnections == 1 }, "never counted")
+		testkit.Eventually(t, 20*time.Second, func() bool { return eQuiet.srv.Stats(context.Background()).ActiveConnections == 0 },
 			"a silent client that never reads is still connected")
 	})
 	t.Run("client.Conn answers and stays", func(t *testing.T) {
@@ -663,7 +664,7 @@ func TestProtocolMaxConnections(t *testing.T) {
 	if err := c1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() bool { return e.srv.Stats(context.Background()).ActiveConnections < 2 },
+	testkit.Eventually(t, 10*time.Second, func() bool { return e.srv.Stats(context.Background()).ActiveConnections < 2 },
 		"closed connection still counted")
 	c3 := f.dial(e, client.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

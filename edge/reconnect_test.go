@@ -11,6 +11,7 @@ import (
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -47,7 +48,7 @@ func TestNATSReconnectResyncsLiveConnections(t *testing.T) {
 	b.proxy.Partition()
 	b.f.fill(t, b.c.Session(), 3, 16) // stored and republished while the edge is away
 	b.proxy.Resume()
-	natstest.Eventually(t, 10*time.Second, b.nc.IsConnected, "the edge's NATS connection did not come back")
+	testkit.Eventually(t, 10*time.Second, b.nc.IsConnected, "the edge's NATS connection did not come back")
 
 	rest := readUntil(t, b.c, 10*time.Second, func(*haip.Envelope) bool { return b.c.LastSeq() >= 4 })
 	assertDense(t, append(b.first, rest...), 1)
@@ -86,7 +87,7 @@ func TestCatchupRidesOutJetStreamAway(t *testing.T) {
 	reads := metricValue(t, b.e, "haip_edge_catchup_reads_total")
 	b.proxy.Resume()
 	// The reconnect sends the connection to catch-up; two reads fail.
-	natstest.Eventually(t, 10*time.Second, func() bool { return metricValue(t, b.e, "haip_edge_catchup_reads_total") >= reads+2 },
+	testkit.Eventually(t, 10*time.Second, func() bool { return metricValue(t, b.e, "haip_edge_catchup_reads_total") >= reads+2 },
 		"no catch-up read was tried after the reconnect")
 	setAllowDirect(t, b.f, true)
 

@@ -11,6 +11,7 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker/demo"
 )
@@ -215,7 +216,7 @@ func TestReplayTooOld(t *testing.T) {
 	}
 	orig := readUntil(t, c, 10*time.Second, isRunFinished)
 	lg := f.log()
-	waitFor(t, 20*time.Second, func() bool {
+	testkit.Eventually(t, 20*time.Second, func() bool {
 		b, err := lg.Bounds(ctx, c.Session(), streams.Out)
 		return err == nil && b.Empty()
 	}, "retention never dropped the log")
@@ -241,20 +242,6 @@ func TestReplayTooOld(t *testing.T) {
 	}
 	more := readUntil(t, c2, 10*time.Second, isRunFinished)
 	assertDense(t, more, uint64(len(orig))+1)
-}
-
-func waitFor(t testing.TB, within time.Duration, cond func() bool, msg string, diag ...func() string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			for _, d := range diag {
-				msg += "; " + d()
-			}
-			t.Fatal(msg)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
-	}
 }
 
 // Many connections catching up at once share CATCHUP_READS read slots:

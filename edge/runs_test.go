@@ -12,6 +12,7 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -93,7 +94,7 @@ func TestRunLimit(t *testing.T) {
 		}
 		return finished == 2
 	})
-	waitFor(t, 10*time.Second, func() bool { return len(getRuns(t, e, tok, r.session).Active) == 0 }, "runs still active after they finished")
+	testkit.Eventually(t, 10*time.Second, func() bool { return len(getRuns(t, e, tok, r.session).Active) == 0 }, "runs still active after they finished")
 	r.sendEnv(ends[2])
 	env, _ := r.expect(30*time.Second, func(e *haip.Envelope) bool { return e.Type == haip.TypeRunFinished })
 	var fin haip.RunFinishedPayload
@@ -103,7 +104,7 @@ func TestRunLimit(t *testing.T) {
 	}
 	// The run state is updated just after RUN_FINISHED is stored.
 	var rb runsBody
-	waitFor(t, 10*time.Second, func() bool { rb = getRuns(t, e, tok, r.session); return len(rb.Recent) == 3 }, "3 ended runs not recorded")
+	testkit.Eventually(t, 10*time.Second, func() bool { rb = getRuns(t, e, tok, r.session); return len(rb.Recent) == 3 }, "3 ended runs not recorded")
 	for _, st := range rb.Recent {
 		if st.Status != streams.RunOK || st.Agent == "" {
 			t.Fatalf("recent run %+v", st)
@@ -171,7 +172,7 @@ func TestRunCancelStopsToolCall(t *testing.T) {
 			if toolDone == nil || toolDone.CallID != callID || toolDone.Status != haip.ToolDoneCancelled {
 				t.Fatalf("tool call ended %+v, want CANCELLED before the run ended", toolDone)
 			}
-			waitFor(t, 10*time.Second, func() bool {
+			testkit.Eventually(t, 10*time.Second, func() bool {
 				rb := getRuns(t, e, tok, c.Session())
 				return len(rb.Active) == 0 && len(rb.Recent) == 1 && rb.Recent[0].Status == streams.RunCancelled
 			}, "run state not CANCELLED")

@@ -19,6 +19,7 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -139,7 +140,7 @@ func TestSlowClientBounded(t *testing.T) {
 	// Never read; watch the edge's memory until it gives up on us.
 	var peak uint64
 	var polls int
-	waitFor(t, 60*time.Second, func() bool {
+	testkit.Eventually(t, 60*time.Second, func() bool {
 		if polls++; polls%20 == 1 { // a forced GC every ~200 ms, not every poll
 			if h := heapInUse(); h > peak {
 				peak = h
@@ -284,7 +285,7 @@ func TestHealthFollowsJetStream(t *testing.T) {
 	}
 	f.ns.Shutdown()
 	f.ns.WaitForShutdown()
-	waitFor(t, 20*time.Second, func() bool { return status() == http.StatusServiceUnavailable }, "health stayed 200 with JetStream down")
+	testkit.Eventually(t, 20*time.Second, func() bool { return status() == http.StatusServiceUnavailable }, "health stayed 200 with JetStream down")
 }
 
 // A message read from a client before a drain is cut is stored before
@@ -312,14 +313,14 @@ func TestShutdownWaitsForStoresOfAbortedConnections(t *testing.T) {
 	// Read by the edge (so now being stored), before the drain starts: a
 	// frame still in the socket when the drain closes it is not read,
 	// not acknowledged, and so the client's to send again.
-	waitFor(t, 10*time.Second, func() bool { return stats().TotalMessagesIn > before }, "the edge never read the message")
+	testkit.Eventually(t, 10*time.Second, func() bool { return stats().TotalMessagesIn > before }, "the edge never read the message")
 	sctx, cancel := context.WithTimeout(ctx, 4*time.Second)
 	defer cancel()
 	returned := make(chan error, 1)
 	go func() { returned <- b.e.srv.Shutdown(sctx) }()
 	// The drain is cut when the connections that were not storing are
 	// gone; the one storing stays until its store is over.
-	waitFor(t, 10*time.Second, func() bool { return stats().ActiveConnections <= 1 }, "drain never cut")
+	testkit.Eventually(t, 10*time.Second, func() bool { return stats().ActiveConnections <= 1 }, "drain never cut")
 	select {
 	case err := <-returned:
 		t.Fatalf("Shutdown returned (%v) while a connection was still storing what it read", err)

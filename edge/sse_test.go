@@ -21,6 +21,7 @@ import (
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/ndjson"
 	"github.com/haipfabric/haipfabric/internal/sse"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker/demo"
 )
@@ -339,7 +340,7 @@ func TestSDKStreamBoundByPostedHAI(t *testing.T) {
 	hello := helloEnvelope(session)
 	hb, _ := haip.Encode(hello)
 	var pr edge.PostResponse
-	waitFor(t, 10*time.Second, func() bool {
+	testkit.Eventually(t, 10*time.Second, func() bool {
 		_, pr = post(t, e2.base+"/haip/stream", tok, http.Header{"X-Haip-Message": {"true"}}, hb)
 		return len(pr.Results) == 1 && pr.Results[0].Bound != nil && *pr.Results[0].Bound
 	}, "posted HAI never bound the waiting stream")

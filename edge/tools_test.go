@@ -16,6 +16,7 @@ import (
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 	"github.com/haipfabric/haipfabric/worker/builtin"
@@ -41,7 +42,7 @@ func (f *fabric) toolWorker(name string, concurrency int) {
 	if err != nil {
 		f.t.Fatal(err)
 	}
-	waitFor(f.t, 10*time.Second, func() bool { _, ok, _ := tools.Get(context.Background(), "echo"); return ok }, "tools never advertised")
+	testkit.Eventually(f.t, 10*time.Second, func() bool { _, ok, _ := tools.Get(context.Background(), "echo"); return ok }, "tools never advertised")
 }
 
 func callTool(t *testing.T, c *client.Conn, tool string, params any) string {

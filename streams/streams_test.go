@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -245,7 +246,7 @@ func TestRetentionKeepsNumbering(t *testing.T) {
 		}
 	}
 	// Let the tail flusher record 5, then let retention empty the log.
-	natstest.Eventually(t, 20*time.Second, func() bool {
+	testkit.Eventually(t, 20*time.Second, func() bool {
 		b, err := l.Bounds(ctx, "r", streams.Out)
 		return err == nil && b.Empty() && b.Last.Seq == 5
 	}, "log never emptied by retention with its tail kept")
@@ -397,7 +398,7 @@ func TestReaderSwitchesToConsumer(t *testing.T) {
 	// read at once may not see them yet, and says so with more=false.)
 	appendN(t, l, "r1", 3, 10)
 	next := uint64(801)
-	natstest.Eventually(t, 10*time.Second, func() bool {
+	testkit.Eventually(t, 10*time.Second, func() bool {
 		es, _, err := r.Read(context.Background(), last.StreamSeq+1, 64, 1<<20)
 		if err != nil {
 			t.Fatal(err)

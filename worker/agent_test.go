@@ -16,6 +16,7 @@ import (
 
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 )
@@ -107,17 +108,6 @@ func (e *env) out(session string) []*haip.Envelope {
 	return envs
 }
 
-func waitFor(t *testing.T, within time.Duration, cond func() bool, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal(msg)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval
-	}
-}
-
 func finished(envs []*haip.Envelope) (haip.RunFinishedPayload, bool) {
 	for _, env := range envs {
 		if env.Type == haip.TypeRunFinished {
@@ -148,7 +138,7 @@ func TestRunsHandledOnce(t *testing.T) {
 	for i := range 40 {
 		runs = append(runs, e.queue(fmt.Sprintf("s%d", i), "hi"))
 	}
-	waitFor(t, 20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == len(runs) }, "not every run was handled")
+	testkit.Eventually(t, 20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == len(runs) }, "not every run was handled")
 	mu.Lock()
 	defer mu.Unlock()
 	for id, n := range seen {
@@ -184,7 +174,7 @@ func TestHandlerFailureEndsRun(t *testing.T) {
 	} {
 		r := e.queue("f-"+tc.text, tc.text)
 		var p haip.RunFinishedPayload
-		waitFor(t, 10*time.Second, func() bool { var ok bool; p, ok = finished(e.out(r.Session)); return ok }, tc.text+": no RUN_FINISHED")
+		testkit.Eventually(t, 10*time.Second, func() bool { var ok bool; p, ok = finished(e.out(r.Session)); return ok }, tc.text+": no RUN_FINISHED")
 		if string(p.Status) != tc.status || p.Summary != tc.summary {
 			t.Fatalf("%s: %+v", tc.text, p)
 		}
@@ -220,7 +210,7 @@ func TestRedeliveredRunStoredOnce(t *testing.T) {
 		_, err := run.Emit(ctx, haip.ChannelAgent, haip.TypeRunFinished, haip.RunFinishedPayload{Status: haip.RunStatusOK})
 		return err
 	}), worker.AgentConfig{Name: "r"})
-	waitFor(t, 20*time.Second, func() bool { _, ok := finished(e.out(r.Session)); return ok }, "redelivered run never finished")
+	testkit.Eventually(t, 20*time.Second, func() bool { _, ok := finished(e.out(r.Session)); return ok }, "redelivered run never finished")
 	envs := e.out(r.Session)
 	if len(envs) != 5 {
 		t.Fatalf("%d messages stored, want RUN_STARTED, 3 parts and RUN_FINISHED once: %v", len(envs), envs)
@@ -247,7 +237,7 @@ func TestMalformedRunTerminated(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() bool {
+	testkit.Eventually(t, 10*time.Second, func() bool {
 		info, err := cons.Info(context.Background())
 		return err == nil && info.NumAckPending == 0 && info.NumPending == 0 && info.Delivered.Consumer >= 1
 	}, "malformed request still pending")
@@ -294,7 +284,7 @@ func TestRunEndedAfterMaxDeliver(t *testing.T) {
 		return nil
 	}), cfg)
 	var p haip.RunFinishedPayload
-	waitFor(t, 20*time.Second, func() bool { var ok bool; p, ok = finished(e.out(r.Session)); return ok }, "run never ended")
+	testkit.Eventually(t, 20*time.Second, func() bool { var ok bool; p, ok = finished(e.out(r.Session)); return ok }, "run never ended")
 	if p.Status != haip.RunStatusError || p.Summary != "gave up after 1 attempts" || ran.Load() {
 		t.Fatalf("ended %+v (handler ran again: %v)", p, ran.Load())
 	}
@@ -306,7 +296,7 @@ func TestRunEndedAfterMaxDeliver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() bool {
+	testkit.Eventually(t, 10*time.Second, func() bool {
 		st, err := runs.State(context.Background(), r.Session, r.RunID)
 		return err == nil && st.Status == streams.RunError
 	}, "run state not ERROR")

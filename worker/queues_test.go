@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 )
@@ -60,7 +61,7 @@ func TestWorkQueuedBeforeShardsIsTaken(t *testing.T) {
 	e.toolWorker(worker.Tool{Name: "old", Handler: worker.ToolHandlerFunc(func(context.Context, *worker.Call) (any, error) {
 		return "taken", nil
 	})}, worker.ToolWorkerConfig{Name: "upgraded"})
-	waitFor(t, 20*time.Second, func() bool { _, ok := finished(e.out("old-run")); return ok }, "the old run was not taken")
+	testkit.Eventually(t, 20*time.Second, func() bool { _, ok := finished(e.out("old-run")); return ok }, "the old run was not taken")
 	if d := e.done("old-call"); d.Status != haip.ToolDoneOK || string(d.Result) != `"taken"` {
 		t.Fatalf("old call ended %+v %s", d, d.Result)
 	}
@@ -73,7 +74,7 @@ func waitAdvertised(t *testing.T, e *env, tool string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() bool {
+	testkit.Eventually(t, 10*time.Second, func() bool {
 		_, found, err := reg.Get(context.Background(), tool)
 		return err == nil && found
 	}, "tool "+tool+" was never advertised")

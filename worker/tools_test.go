@@ -13,6 +13,7 @@ import (
 
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 )
@@ -47,7 +48,7 @@ func (e *env) call(session, tool, params string) string {
 func (e *env) done(session string) haip.ToolDonePayload {
 	e.t.Helper()
 	var d haip.ToolDonePayload
-	waitFor(e.t, 20*time.Second, func() bool {
+	testkit.Eventually(e.t, 20*time.Second, func() bool {
 		for _, env := range e.out(session) {
 			if env.Type == haip.TypeToolDone {
 				_ = env.DecodePayload(&d)
@@ -123,7 +124,7 @@ func TestToolMaxDeliver(t *testing.T) {
 	e.call("maxdeliver", "flaky", `{}`)
 	for attempt := int32(1); attempt <= 2; attempt++ {
 		stop := e.toolWorker(tool, cfg)
-		waitFor(t, 10*time.Second, func() bool { return started.Load() == attempt }, "attempt never started")
+		testkit.Eventually(t, 10*time.Second, func() bool { return started.Load() == attempt }, "attempt never started")
 		stop() // the worker goes away mid-call: the call is handed back
 	}
 	e.toolWorker(tool, cfg)

@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -11,6 +12,7 @@ import (
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/clustertest"
 	"github.com/haipfabric/haipfabric/internal/localcluster"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -113,22 +115,18 @@ func readResuming(t *testing.T, e *clusterEdge, c *client.Conn, within time.Dura
 // waitHealthy polls the edge's /health until it answers 200.
 func waitHealthy(t *testing.T, e *clusterEdge, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
 	hc := &http.Client{Timeout: 3 * time.Second}
-	for {
+	var last error
+	testkit.Eventually(t, within, func() bool {
 		resp, err := hc.Get(e.base + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			err = errors.New(resp.Status)
+		if err != nil {
+			last = err
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("edge /health not 200 within %s: %v", within, err)
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval
-	}
+		resp.Body.Close()
+		last = errors.New(resp.Status)
+		return resp.StatusCode == http.StatusOK
+	}, "edge /health not 200", func() string { return fmt.Sprint(last) })
 }
 
 // One of three NATS nodes, the leader of the session-log stream, is

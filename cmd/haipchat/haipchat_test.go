@@ -24,6 +24,7 @@ import (
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 	"github.com/haipfabric/haipfabric/worker/demo"
@@ -214,8 +215,8 @@ func (s *session) send(line string) {
 
 func (s *session) waitOut(what string, cond func(out string) bool) {
 	s.t.Helper()
-	natstest.Eventually(s.t, 10*time.Second, func() bool { return cond(s.out.String()) },
-		"%s; stdout:\n%s\nstderr:\n%s", what, s.out, s.err)
+	testkit.Eventually(s.t, 10*time.Second, func() bool { return cond(s.out.String()) }, what,
+		func() string { return fmt.Sprintf("stdout:\n%s\nstderr:\n%s", s.out, s.err) })
 }
 
 func (s *session) wait() error {

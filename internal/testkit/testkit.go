@@ -49,15 +49,19 @@ func leakOptions() []goleak.Option {
 }
 
 // Eventually waits until cond holds, checking it every few milliseconds,
-// and fails the test with msg if it does not within the deadline. It is
-// how tests wait: never a sleep.
-func Eventually(t testing.TB, within time.Duration, cond func() bool, msg string) {
+// and fails the test with msg if it does not within the deadline; each
+// diag then adds what it says to the message (the state the condition
+// looked at, say). It is how tests wait: never a sleep.
+func Eventually(t testing.TB, within time.Duration, cond func() bool, msg string, diag ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(within)
-	tick := time.NewTicker(10 * time.Millisecond)
+	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
+			for _, d := range diag {
+				msg += "; " + d()
+			}
 			t.Fatalf("%s (waited %s)", msg, within)
 		}
 		<-tick.C

@@ -16,6 +16,7 @@ import (
 
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 	"github.com/haipfabric/haipfabric/worker/mcpbridge"
@@ -99,8 +100,8 @@ func TestBridgeThroughTheFabric(t *testing.T) {
 		if err := streams.PublishToolCall(ctx, js, streams.ToolCall{CallID: haip.NewUUID(), Tool: tool, Params: json.RawMessage(params), Session: session}); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
+		var d haip.ToolDonePayload
+		testkit.Eventually(t, 10*time.Second, func() bool {
 			es, _, err := lg.Read(ctx, session, streams.Out, 1, 100, 1<<20)
 			if err != nil {
 				t.Fatal(err)
@@ -108,15 +109,13 @@ func TestBridgeThroughTheFabric(t *testing.T) {
 			for _, e := range es {
 				if e.Type == string(haip.TypeToolDone) {
 					env, _ := haip.Decode(e.Data)
-					var d haip.ToolDonePayload
 					_ = env.DecodePayload(&d)
-					return d
+					return true
 				}
 			}
-			time.Sleep(10 * time.Millisecond) // polling interval
-		}
-		t.Fatalf("no TOOL_DONE for %s", tool)
-		return haip.ToolDonePayload{}
+			return false
+		}, "no TOOL_DONE for "+tool)
+		return d
 	}
 	if d := result("m1", "mcp_greet", `{"name":"Ada"}`); d.Status != haip.ToolDoneOK || string(d.Result) != `{"greeting":"Hello, Ada"}` {
 		t.Fatalf("greet: %+v %s", d, d.Result)
