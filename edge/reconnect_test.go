@@ -12,6 +12,7 @@ import (
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/natstest"
 	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -31,10 +32,10 @@ func newBehindProxy(t *testing.T) *behindProxy {
 	ns := natstest.ServerAt(t, t.TempDir(), "127.0.0.1:0")
 	b := &behindProxy{f: newFabricOn(t, ns, "", streams.Config{}), proxy: natstest.StartProxy(t, ns)}
 	b.nc = b.proxy.Conn(t)
-	b.e = b.f.edgeOn(b.nc, edge.Config{})
-	b.c = b.f.dial(b.e, client.Options{})
+	b.e = b.f.EdgeOn(b.nc, edge.Config{})
+	b.c = b.f.Dial(b.e, client.Options{})
 	b.f.fill(t, b.c.Session(), 1, 16)
-	b.first = readUntil(t, b.c, 10*time.Second, func(*haip.Envelope) bool { return b.c.LastSeq() >= 1 })
+	b.first = harness.ReadUntil(t, b.c, 10*time.Second, func(*haip.Envelope) bool { return b.c.LastSeq() >= 1 })
 	return b
 }
 
@@ -50,8 +51,8 @@ func TestNATSReconnectResyncsLiveConnections(t *testing.T) {
 	b.proxy.Resume()
 	testkit.Eventually(t, 10*time.Second, b.nc.IsConnected, "the edge's NATS connection did not come back")
 
-	rest := readUntil(t, b.c, 10*time.Second, func(*haip.Envelope) bool { return b.c.LastSeq() >= 4 })
-	assertDense(t, append(b.first, rest...), 1)
+	rest := harness.ReadUntil(t, b.c, 10*time.Second, func(*haip.Envelope) bool { return b.c.LastSeq() >= 4 })
+	harness.AssertDense(t, append(b.first, rest...), 1)
 	if len(b.first)+len(rest) != 4 {
 		t.Fatalf("%d messages, want 4", len(b.first)+len(rest))
 	}
@@ -63,13 +64,13 @@ func setAllowDirect(t *testing.T, f *fabric, on bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := f.js.Stream(ctx, streams.SessionStream)
+	s, err := f.JS.Stream(ctx, streams.SessionStream)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := s.CachedInfo().Config
 	cfg.AllowDirect = on
-	if _, err := f.js.UpdateStream(ctx, cfg); err != nil {
+	if _, err := f.JS.UpdateStream(ctx, cfg); err != nil {
 		t.Fatalf("AllowDirect=%v: %v", on, err)
 	}
 }
@@ -91,6 +92,6 @@ func TestCatchupRidesOutJetStreamAway(t *testing.T) {
 		"no catch-up read was tried after the reconnect")
 	setAllowDirect(t, b.f, true)
 
-	rest := readUntil(t, b.c, 15*time.Second, func(*haip.Envelope) bool { return b.c.LastSeq() >= 4 })
-	assertDense(t, append(b.first, rest...), 1)
+	rest := harness.ReadUntil(t, b.c, 15*time.Second, func(*haip.Envelope) bool { return b.c.LastSeq() >= 4 })
+	harness.AssertDense(t, append(b.first, rest...), 1)
 }

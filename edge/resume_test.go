@@ -12,6 +12,7 @@ import (
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker/demo"
 )
@@ -22,24 +23,24 @@ import (
 func TestResumeOnSecondEdge(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.agent(10 * time.Millisecond)
-	e1, e2 := f.edge(edge.Config{}), f.edge(edge.Config{})
+	f.Agent(10 * time.Millisecond)
+	e1, e2 := f.Edge(edge.Config{}), f.Edge(edge.Config{})
 
-	c1 := f.dial(e1, client.Options{})
+	c1 := f.Dial(e1, client.Options{})
 	if _, err := c1.SendText(context.Background(), "hello there"); err != nil {
 		t.Fatal(err)
 	}
-	first := readUntil(t, c1, 10*time.Second, func(*haip.Envelope) bool { return false || len0(c1) >= 8 })
+	first := harness.ReadUntil(t, c1, 10*time.Second, func(*haip.Envelope) bool { return false || len0(c1) >= 8 })
 	_ = c1.CloseNow() // like a lost network: no close handshake
 
-	c2 := f.dial(e2, client.Options{Session: c1.Session(), LastRxSeq: u64(c1.LastSeq())})
-	rest := readUntil(t, c2, 20*time.Second, isRunFinished)
+	c2 := f.Dial(e2, client.Options{Session: c1.Session(), LastRxSeq: harness.U64(c1.LastSeq())})
+	rest := harness.ReadUntil(t, c2, 20*time.Second, harness.IsRunFinished)
 	all := append(first, rest...)
-	assertDense(t, all, 1)
+	harness.AssertDense(t, all, 1)
 	if all[0].Type != haip.TypeRunStarted {
 		t.Fatalf("first message %s, want RUN_STARTED", all[0].Type)
 	}
-	if got, want := answerText(t, all), demo.Answer("hello there"); got != want {
+	if got, want := harness.AnswerText(t, all), demo.Answer("hello there"); got != want {
 		t.Fatalf("answer %q, want %q", got, want)
 	}
 }
@@ -54,26 +55,26 @@ func TestResumeAfterRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	f := newFabricAt(t, dir, streams.Config{})
-	stopAgent := f.agent(30 * time.Millisecond)
-	e := f.edge(edge.Config{})
-	c := f.dial(e, client.Options{})
+	stopAgent := f.Agent(30 * time.Millisecond)
+	e := f.Edge(edge.Config{})
+	c := f.Dial(e, client.Options{})
 	if _, err := c.SendText(context.Background(), "survive a restart"); err != nil {
 		t.Fatal(err)
 	}
-	first := readUntil(t, c, 10*time.Second, func(*haip.Envelope) bool { return c.LastSeq() >= 6 })
+	first := harness.ReadUntil(t, c, 10*time.Second, func(*haip.Envelope) bool { return c.LastSeq() >= 6 })
 	_ = c.CloseNow()
-	e.stop()
+	e.Stop()
 	stopAgent()
-	f.stop()
+	f.Stop()
 
 	f2 := newFabricAt(t, dir, streams.Config{})
-	f2.agent(time.Millisecond)
-	e2 := f2.edge(edge.Config{})
-	c2 := f2.dial(e2, client.Options{Session: c.Session(), LastRxSeq: u64(c.LastSeq())})
-	rest := readUntil(t, c2, 30*time.Second, isRunFinished)
+	f2.Agent(time.Millisecond)
+	e2 := f2.Edge(edge.Config{})
+	c2 := f2.Dial(e2, client.Options{Session: c.Session(), LastRxSeq: harness.U64(c.LastSeq())})
+	rest := harness.ReadUntil(t, c2, 30*time.Second, harness.IsRunFinished)
 	all := append(first, rest...)
-	assertDense(t, all, 1)
-	if got, want := answerText(t, all), demo.Answer("survive a restart"); got != want {
+	harness.AssertDense(t, all, 1)
+	if got, want := harness.AnswerText(t, all), demo.Answer("survive a restart"); got != want {
 		t.Fatalf("answer %q, want %q", got, want)
 	}
 	// Only one RUN_STARTED and one RUN_FINISHED although the run ran twice.
@@ -91,13 +92,13 @@ func TestResumeAfterRestart(t *testing.T) {
 func TestTwoWritersDense(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e1, e2, e3 := f.edge(edge.Config{}), f.edge(edge.Config{}), f.edge(edge.Config{})
-	user := f.dial(e3, client.Options{})
+	e1, e2, e3 := f.Edge(edge.Config{}), f.Edge(edge.Config{}), f.Edge(edge.Config{})
+	user := f.Dial(e3, client.Options{})
 	session := user.Session()
 	const perWriter = 150
 	var wg sync.WaitGroup
 	for w, e := range []*testEdge{e1, e2} {
-		ag := f.dial(e, client.Options{Session: session, Token: f.token(fmt.Sprintf("agent-%d", w), auth.RoleAgent)})
+		ag := f.Dial(e, client.Options{Session: session, Token: f.Token(fmt.Sprintf("agent-%d", w), auth.RoleAgent)})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -110,9 +111,9 @@ func TestTwoWritersDense(t *testing.T) {
 			}
 		}()
 	}
-	got := readUntil(t, user, 30*time.Second, func(*haip.Envelope) bool { return user.LastSeq() >= 2*perWriter })
+	got := harness.ReadUntil(t, user, 30*time.Second, func(*haip.Envelope) bool { return user.LastSeq() >= 2*perWriter })
 	wg.Wait()
-	assertDense(t, got, 1)
+	harness.AssertDense(t, got, 1)
 	next := map[string]int{}
 	for _, e := range got {
 		var p haip.TextMessagePartPayload
@@ -133,14 +134,14 @@ func TestTwoWritersDense(t *testing.T) {
 func TestReplayRequest(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.agent(-1)
-	e := f.edge(edge.Config{})
-	c := f.dial(e, client.Options{})
+	f.Agent(-1)
+	e := f.Edge(edge.Config{})
+	c := f.Dial(e, client.Options{})
 	ctx := context.Background()
 	if _, err := c.SendText(ctx, "replay me"); err != nil {
 		t.Fatal(err)
 	}
-	orig := readUntil(t, c, 10*time.Second, isRunFinished)
+	orig := harness.ReadUntil(t, c, 10*time.Second, harness.IsRunFinished)
 	if len(orig) < 20 {
 		t.Fatalf("only %d messages", len(orig))
 	}
@@ -168,8 +169,8 @@ func TestReplayRequest(t *testing.T) {
 			t.Fatal(err)
 		}
 		if tc.want == nil {
-			errEnv := readControl(t, c, haip.TypeError, 5*time.Second)
-			ep := errorPayload(t, errEnv)
+			errEnv := harness.ReadControl(t, c, haip.TypeError, 5*time.Second)
+			ep := harness.ErrorPayload(t, errEnv)
 			if ep.Code != tc.code || ep.RelatedID != req.ID {
 				t.Fatalf("%s: error %+v, want %s related to %s", tc.name, ep, tc.code, req.ID)
 			}
@@ -207,32 +208,32 @@ func TestReplayRequest(t *testing.T) {
 func TestReplayTooOld(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{MaxAge: time.Second, DuplicateWindow: 500 * time.Millisecond})
-	f.agent(-1)
-	e := f.edge(edge.Config{})
-	c := f.dial(e, client.Options{})
+	f.Agent(-1)
+	e := f.Edge(edge.Config{})
+	c := f.Dial(e, client.Options{})
 	ctx := context.Background()
 	if _, err := c.SendText(ctx, "soon gone"); err != nil {
 		t.Fatal(err)
 	}
-	orig := readUntil(t, c, 10*time.Second, isRunFinished)
-	lg := f.log()
+	orig := harness.ReadUntil(t, c, 10*time.Second, harness.IsRunFinished)
+	lg := f.Log()
 	testkit.Eventually(t, 20*time.Second, func() bool {
 		b, err := lg.Bounds(ctx, c.Session(), streams.Out)
 		return err == nil && b.Empty()
 	}, "retention never dropped the log")
 
 	req, _ := c.Send(ctx, haip.ChannelSystem, haip.TypeReplayRequest, haip.ReplayRequestPayload{FromSeq: 1})
-	ep := errorPayload(t, readControl(t, c, haip.TypeError, 5*time.Second))
+	ep := harness.ErrorPayload(t, harness.ReadControl(t, c, haip.TypeError, 5*time.Second))
 	if ep.Code != haip.CodeReplayTooOld || ep.RelatedID != req.ID {
 		t.Fatalf("replay: %+v", ep)
 	}
 
 	// Resume from the middle of what expired.
-	c2, err := f.tryDial(e, client.Options{Session: c.Session(), LastRxSeq: u64(2)})
+	c2, err := f.TryDial(e, client.Options{Session: c.Session(), LastRxSeq: harness.U64(2)})
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep = errorPayload(t, readControl(t, c2, haip.TypeError, 5*time.Second))
+	ep = harness.ErrorPayload(t, harness.ReadControl(t, c2, haip.TypeError, 5*time.Second))
 	if ep.Code != haip.CodeReplayTooOld || ep.Detail["first_available"] != fmt.Sprint(len(orig)+1) {
 		t.Fatalf("resume: %+v", ep)
 	}
@@ -240,8 +241,8 @@ func TestReplayTooOld(t *testing.T) {
 	if _, err := c2.SendText(ctx, "again"); err != nil {
 		t.Fatal(err)
 	}
-	more := readUntil(t, c2, 10*time.Second, isRunFinished)
-	assertDense(t, more, uint64(len(orig))+1)
+	more := harness.ReadUntil(t, c2, 10*time.Second, harness.IsRunFinished)
+	harness.AssertDense(t, more, uint64(len(orig))+1)
 }
 
 // Many connections catching up at once share CATCHUP_READS read slots:
@@ -252,20 +253,20 @@ func TestReplayTooOld(t *testing.T) {
 func TestCatchupReadsTakeTurns(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{CatchupReads: 1, CatchupBatch: 50})
-	owner := f.dial(e, client.Options{})
+	e := f.Edge(edge.Config{CatchupReads: 1, CatchupBatch: 50})
+	owner := f.Dial(e, client.Options{})
 	session := owner.Session()
 	const backlog = 2000
 	f.fill(t, session, backlog, 32)
 
 	zero := uint64(0)
-	quitter := f.dial(e, client.Options{Session: session, LastRxSeq: &zero})
+	quitter := f.Dial(e, client.Options{Session: session, LastRxSeq: &zero})
 	_ = quitter.CloseNow()
 	const clients = 20
 	errs := make(chan error, clients)
 	for range clients {
 		go func() {
-			c, err := f.tryDial(e, client.Options{Session: session, LastRxSeq: &zero})
+			c, err := f.TryDial(e, client.Options{Session: session, LastRxSeq: &zero})
 			if err != nil {
 				errs <- err
 				return

@@ -13,6 +13,7 @@ import (
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -24,7 +25,7 @@ type runsBody struct {
 // runsCall makes an authenticated request to a session's runs endpoint.
 func runsCall(t *testing.T, e *testEdge, tok, method, path string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, e.base+"/haip/sessions/"+path, nil)
+	req, _ := http.NewRequest(method, e.Base+"/haip/sessions/"+path, nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -62,8 +63,8 @@ func postCancel(t *testing.T, e *testEdge, tok, session, runID string) (int, htt
 func TestRunLimit(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{MaxConcurrentRuns: 2})
-	tok := f.token("alice", auth.RoleUser)
+	e := f.Edge(edge.Config{MaxConcurrentRuns: 2})
+	tok := f.Token("alice", auth.RoleUser)
 	r := rawDial(t, tokenURL(e, tok))
 	r.handshake()
 	var ends []*haip.Envelope
@@ -86,7 +87,7 @@ func TestRunLimit(t *testing.T) {
 		t.Fatalf("runs %+v, want 2 queued", rb)
 	}
 	// An agent answers both; the third END goes through when sent again.
-	f.agent(-1)
+	f.Agent(-1)
 	finished := 0
 	r.expect(30*time.Second, func(e *haip.Envelope) bool {
 		if e.Type == haip.TypeRunFinished {
@@ -121,17 +122,17 @@ func TestRunCancelStopsToolCall(t *testing.T) {
 		t.Run(via, func(t *testing.T) {
 			t.Parallel()
 			f := newFabric(t, streams.Config{})
-			e := f.edge(edge.Config{})
-			f.agent(-1)
-			f.toolWorker("w1", 2)
-			tok := f.token("alice", auth.RoleUser)
-			c := f.dial(e, client.Options{Token: tok})
+			e := f.Edge(edge.Config{})
+			f.Agent(-1)
+			f.Tools("w1", 2)
+			tok := f.Token("alice", auth.RoleUser)
+			c := f.Dial(e, client.Options{Token: tok})
 			ctx := context.Background()
 			if _, err := c.SendText(ctx, "sleep 60000"); err != nil {
 				t.Fatal(err)
 			}
 			var runID, callID string
-			readUntil(t, c, 20*time.Second, func(env *haip.Envelope) bool {
+			harness.ReadUntil(t, c, 20*time.Second, func(env *haip.Envelope) bool {
 				if env.Type == haip.TypeRunStarted {
 					runID = env.RunID
 				}
@@ -156,7 +157,7 @@ func TestRunCancelStopsToolCall(t *testing.T) {
 				t.Fatalf("POST cancel: %d %+v", status, body)
 			}
 			var toolDone *haip.ToolDonePayload
-			envs := readUntil(t, c, 20*time.Second, func(env *haip.Envelope) bool {
+			envs := harness.ReadUntil(t, c, 20*time.Second, func(env *haip.Envelope) bool {
 				if env.Type == haip.TypeToolDone {
 					var p haip.ToolDonePayload
 					_ = env.DecodePayload(&p)
@@ -185,8 +186,8 @@ func TestRunCancelStopsToolCall(t *testing.T) {
 func TestRunCancelUnknown(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	tok := f.token("alice", auth.RoleUser)
+	e := f.Edge(edge.Config{})
+	tok := f.Token("alice", auth.RoleUser)
 	r := rawDial(t, tokenURL(e, tok))
 	r.handshake()
 	ghost := haip.NewUUID()
@@ -200,7 +201,7 @@ func TestRunCancelUnknown(t *testing.T) {
 	if status, body := postCancel(t, e, tok, r.session, ghost); status != http.StatusNotFound || body.Code != string(haip.CodeRunNotFound) {
 		t.Fatalf("POST cancel of an unknown run: %d %+v", status, body)
 	}
-	if status, body := postCancel(t, e, f.token("mallory", auth.RoleUser), r.session, ghost); status != http.StatusNotFound || body.Code != string(haip.CodeSessionNotFound) {
+	if status, body := postCancel(t, e, f.Token("mallory", auth.RoleUser), r.session, ghost); status != http.StatusNotFound || body.Code != string(haip.CodeSessionNotFound) {
 		t.Fatalf("POST cancel on another user's session: %d %+v", status, body)
 	}
 	if status, _ := postCancel(t, e, tok, r.session, "not-a-uuid"); status != http.StatusBadRequest {
@@ -213,9 +214,9 @@ func TestRunCancelUnknown(t *testing.T) {
 func TestRunCarriesThreadID(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	f.agent(-1)
-	r := rawDial(t, tokenURL(e, f.token("alice", auth.RoleUser)))
+	e := f.Edge(edge.Config{})
+	f.Agent(-1)
+	r := rawDial(t, tokenURL(e, f.Token("alice", auth.RoleUser)))
 	r.handshake()
 	id := haip.NewUUID()
 	for _, env := range []*haip.Envelope{

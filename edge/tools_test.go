@@ -9,41 +9,14 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
-	"github.com/haipfabric/haipfabric/internal/natstest"
-	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
-	"github.com/haipfabric/haipfabric/worker"
-	"github.com/haipfabric/haipfabric/worker/builtin"
 	"github.com/haipfabric/haipfabric/worker/demo"
 )
-
-// toolWorker runs the built-in tools on their own connection until the
-// test ends.
-func (f *fabric) toolWorker(name string, concurrency int) {
-	f.t.Helper()
-	nc := natstest.Conn(f.t, f.ns)
-	js, _ := jetstream.New(nc)
-	tw, err := worker.NewToolWorker(context.Background(), nc, js, builtin.Tools(), worker.ToolWorkerConfig{Name: name, Concurrency: concurrency, AckWait: 5 * time.Second, DrainWait: 100 * time.Millisecond})
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = tw.Run(ctx) }()
-	f.t.Cleanup(func() { cancel(); <-done })
-	// Wait until its tools are advertised.
-	tools, err := streams.OpenTools(context.Background(), f.js)
-	if err != nil {
-		f.t.Fatal(err)
-	}
-	testkit.Eventually(f.t, 10*time.Second, func() bool { _, ok, _ := tools.Get(context.Background(), "echo"); return ok }, "tools never advertised")
-}
 
 func callTool(t *testing.T, c *client.Conn, tool string, params any) string {
 	t.Helper()
@@ -59,7 +32,7 @@ func callTool(t *testing.T, c *client.Conn, tool string, params any) string {
 // call's updates and its done payload.
 func toolEvents(t *testing.T, c *client.Conn, callID string) (updates []haip.ToolUpdatePayload, done haip.ToolDonePayload) {
 	t.Helper()
-	readUntil(t, c, 20*time.Second, func(e *haip.Envelope) bool {
+	harness.ReadUntil(t, c, 20*time.Second, func(e *haip.Envelope) bool {
 		switch e.Type {
 		case haip.TypeToolUpdate:
 			var u haip.ToolUpdatePayload
@@ -81,9 +54,9 @@ func toolEvents(t *testing.T, c *client.Conn, callID string) (updates []haip.Too
 func TestToolCallRoundTrip(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.toolWorker("w1", 0)
-	e := f.edge(edge.Config{})
-	c := f.dial(e, client.Options{})
+	f.Tools("w1", 0)
+	e := f.Edge(edge.Config{})
+	c := f.Dial(e, client.Options{})
 
 	id := callTool(t, c, "add", map[string]float64{"a": 2, "b": 3})
 	updates, done := toolEvents(t, c, id)
@@ -113,9 +86,9 @@ func TestToolCallRoundTrip(t *testing.T) {
 func TestToolCallErrors(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.toolWorker("w1", 0)
-	e := f.edge(edge.Config{})
-	c := f.dial(e, client.Options{})
+	f.Tools("w1", 0)
+	e := f.Edge(edge.Config{})
+	c := f.Dial(e, client.Options{})
 
 	id := callTool(t, c, "nope", map[string]any{})
 	_, done := toolEvents(t, c, id)
@@ -130,7 +103,7 @@ func TestToolCallErrors(t *testing.T) {
 	before := logLen(t, f, c.Session(), streams.In)
 	for _, bad := range []string{"a.b", "*", ">", "a b", "haip.tools.echo"} {
 		callTool(t, c, bad, map[string]any{})
-		if ep := errorPayload(t, readControl(t, c, haip.TypeError, 5*time.Second)); ep.Code != haip.CodeProtocolViolation {
+		if ep := harness.ErrorPayload(t, harness.ReadControl(t, c, haip.TypeError, 5*time.Second)); ep.Code != haip.CodeProtocolViolation {
 			t.Fatalf("tool %q: %+v", bad, ep)
 		}
 	}
@@ -143,13 +116,13 @@ func TestToolCallErrors(t *testing.T) {
 func TestToolWorkersShareCalls(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.toolWorker("w1", 0)
-	f.toolWorker("w2", 0)
-	e := f.edge(edge.Config{})
+	f.Tools("w1", 0)
+	f.Tools("w2", 0)
+	e := f.Edge(edge.Config{})
 	const n = 30
 	var wg sync.WaitGroup
 	for i := range n {
-		c := f.dial(e, client.Options{Token: f.token(fmt.Sprintf("u%d", i), auth.RoleUser)})
+		c := f.Dial(e, client.Options{Token: f.Token(fmt.Sprintf("u%d", i), auth.RoleUser)})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -187,14 +160,14 @@ func cancelTool(t *testing.T, c *client.Conn, callID, reason string) {
 func TestToolCancel(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.toolWorker("w1", 1) // one call at a time: the second waits in the queue
-	e := f.edge(edge.Config{})
-	c := f.dial(e, client.Options{})
+	f.Tools("w1", 1) // one call at a time: the second waits in the queue
+	e := f.Edge(edge.Config{})
+	c := f.Dial(e, client.Options{})
 
 	running := callTool(t, c, "sleep", map[string]int{"ms": 20000, "steps": 100})
 	queued := callTool(t, c, "sleep", map[string]int{"ms": 20000, "steps": 100})
 	// Wait until the first reports progress: it is running.
-	readUntil(t, c, 10*time.Second, func(e *haip.Envelope) bool {
+	harness.ReadUntil(t, c, 10*time.Second, func(e *haip.Envelope) bool {
 		var u haip.ToolUpdatePayload
 		return e.Type == haip.TypeToolUpdate && e.DecodePayload(&u) == nil && u.CallID == running && u.Progress != nil && *u.Progress > 0
 	})
@@ -203,7 +176,7 @@ func TestToolCancel(t *testing.T) {
 	cancelTool(t, c, running, "too slow")
 	statuses := map[string][]string{}
 	done := map[string]haip.ToolDonePayload{}
-	readUntil(t, c, 15*time.Second, func(e *haip.Envelope) bool {
+	harness.ReadUntil(t, c, 15*time.Second, func(e *haip.Envelope) bool {
 		switch e.Type {
 		case haip.TypeToolUpdate:
 			var u haip.ToolUpdatePayload
@@ -245,16 +218,16 @@ func TestToolCancel(t *testing.T) {
 func TestToolDiscovery(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.toolWorker("w1", 0)
-	e := f.edge(edge.Config{})
-	c := f.dial(e, client.Options{})
+	f.Tools("w1", 0)
+	e := f.Edge(edge.Config{})
+	c := f.Dial(e, client.Options{})
 	ctx := context.Background()
 
 	if _, err := c.Send(ctx, haip.ChannelUser, haip.TypeToolList, haip.ToolListPayload{Tools: []haip.ToolInfo{}}); err != nil {
 		t.Fatal(err)
 	}
 	var list haip.ToolListPayload
-	if err := readControl(t, c, haip.TypeToolList, 5*time.Second).DecodePayload(&list); err != nil {
+	if err := harness.ReadControl(t, c, haip.TypeToolList, 5*time.Second).DecodePayload(&list); err != nil {
 		t.Fatal(err)
 	}
 	var names []string
@@ -268,7 +241,7 @@ func TestToolDiscovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	var schema haip.ToolSchemaPayload
-	if err := readControl(t, c, haip.TypeToolSchema, 5*time.Second).DecodePayload(&schema); err != nil {
+	if err := harness.ReadControl(t, c, haip.TypeToolSchema, 5*time.Second).DecodePayload(&schema); err != nil {
 		t.Fatal(err)
 	}
 	var sch struct {
@@ -284,8 +257,8 @@ func TestToolDiscovery(t *testing.T) {
 		t.Fatalf("%d questions stored", n)
 	}
 
-	req, _ := http.NewRequest(http.MethodGet, e.base+"/haip/tools", nil)
-	req.Header.Set("Authorization", "Bearer "+f.token("alice", auth.RoleUser))
+	req, _ := http.NewRequest(http.MethodGet, e.Base+"/haip/tools", nil)
+	req.Header.Set("Authorization", "Bearer "+f.Token("alice", auth.RoleUser))
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -297,7 +270,7 @@ func TestToolDiscovery(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || len(body.Tools) != 3 || len(body.Tools[0].ParamsSchema) == 0 {
 		t.Fatalf("GET /haip/tools: %d %+v %v", resp.StatusCode, body, err)
 	}
-	resp2, err := http.Get(e.base + "/haip/tools")
+	resp2, err := http.Get(e.Base + "/haip/tools")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,15 +286,15 @@ func TestToolDiscovery(t *testing.T) {
 func TestDemoAgentCallsTool(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.toolWorker("w1", 0)
-	f.agent(-1)
-	e := f.edge(edge.Config{})
-	c := f.dial(e, client.Options{})
+	f.Tools("w1", 0)
+	f.Agent(-1)
+	e := f.Edge(edge.Config{})
+	c := f.Dial(e, client.Options{})
 	if _, err := c.SendText(context.Background(), "add 2 3"); err != nil {
 		t.Fatal(err)
 	}
-	got := readUntil(t, c, 20*time.Second, isRunFinished)
-	assertDense(t, got, 1)
+	got := harness.ReadUntil(t, c, 20*time.Second, harness.IsRunFinished)
+	harness.AssertDense(t, got, 1)
 	var kinds []string
 	for _, env := range got {
 		if env.Type != haip.TypeTextMessagePart {
@@ -332,7 +305,7 @@ func TestDemoAgentCallsTool(t *testing.T) {
 		t.Fatalf("sequence %v", kinds)
 	}
 	done := haip.ToolDonePayload{CallID: "", Status: haip.ToolDoneOK, Result: json.RawMessage(`{"result":5}`)}
-	if got, want := answerText(t, got), demo.ToolAnswer("add", done); got != want {
+	if got, want := harness.AnswerText(t, got), demo.ToolAnswer("add", done); got != want {
 		t.Fatalf("answer %q, want %q", got, want)
 	}
 }

@@ -17,14 +17,14 @@ import (
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/natstest"
 	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 )
 
 type env struct {
+	*harness.Fabric
 	t  *testing.T
-	ns *server.Server
-	js jetstream.JetStream
 	lg *streams.Log
 }
 
@@ -36,26 +36,14 @@ func setup(t *testing.T) *env {
 // setupOn is setup on the server ns.
 func setupOn(t *testing.T, ns *server.Server) *env {
 	t.Helper()
-	nc := natstest.Conn(t, ns)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := streams.Ensure(context.Background(), js, streams.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	lg, err := streams.OpenLog(context.Background(), nc, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lg.Close(context.Background()) })
-	return &env{t: t, ns: ns, js: js, lg: lg}
+	f := harness.NewOn(t, ns, "", streams.Config{})
+	return &env{Fabric: f, t: t, lg: f.Log()}
 }
 
 // replica runs an agent replica on its own connection; stop ends it.
 func (e *env) replica(h worker.RunHandler, cfg worker.AgentConfig) (stop func()) {
 	e.t.Helper()
-	return e.replicaOn(natstest.Conn(e.t, e.ns), h, cfg)
+	return e.replicaOn(e.Conn(), h, cfg)
 }
 
 // replicaOn runs an agent replica on the connection nc; stop ends it.
@@ -66,25 +54,13 @@ func (e *env) replicaOn(nc *nats.Conn, h worker.RunHandler, cfg worker.AgentConf
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return e.runUntilStopped(a.Run)
-}
-
-// runUntilStopped runs run on a goroutine until stop (or the test's end)
-// cancels it; stop waits for it to return and may be called again.
-func (e *env) runUntilStopped(run func(context.Context) error) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = run(ctx) }()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	e.t.Cleanup(stop)
-	return stop
+	return e.Run(a.Run)
 }
 
 func (e *env) queue(session, text string) streams.RunRequest {
 	e.t.Helper()
 	r := streams.RunRequest{RunID: haip.NewUUID(), Session: session, Text: text, Created: time.Now()}
-	if err := streams.PublishRun(context.Background(), e.js, r); err != nil {
+	if err := streams.PublishRun(context.Background(), e.JS, r); err != nil {
 		e.t.Fatal(err)
 	}
 	return r
@@ -230,10 +206,10 @@ func TestMalformedRunTerminated(t *testing.T) {
 		t.Error("handler called for a malformed request")
 		return nil
 	}), worker.AgentConfig{Name: "m"})
-	if _, err := e.js.Publish(context.Background(), "haip.runs.bad", []byte("{not json")); err != nil {
+	if _, err := e.JS.Publish(context.Background(), "haip.runs.bad", []byte("{not json")); err != nil {
 		t.Fatal(err)
 	}
-	cons, err := e.js.Consumer(context.Background(), streams.RunStream, "m")
+	cons, err := e.JS.Consumer(context.Background(), streams.RunStream, "m")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +229,7 @@ func TestRunEndedAfterMaxDeliver(t *testing.T) {
 	cfg := worker.AgentConfig{Name: "dying", AckWait: time.Second, MaxDeliver: 1, DrainWait: 10 * time.Millisecond}
 
 	// The first replica takes the run and "dies": its connection closes.
-	nc := natstest.Conn(t, e.ns)
+	nc := natstest.Conn(t, e.NS)
 	js, _ := jetstream.New(nc)
 	started := make(chan struct{}, 1)
 	a, err := worker.NewAgent(context.Background(), nc, js, worker.RunHandlerFunc(func(ctx context.Context, run *worker.Run) error {
@@ -264,9 +240,7 @@ func TestRunEndedAfterMaxDeliver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = a.Run(ctx) }()
+	stop := e.Run(a.Run)
 	r := e.queue("dies", "hi")
 	select {
 	case <-started:
@@ -274,8 +248,7 @@ func TestRunEndedAfterMaxDeliver(t *testing.T) {
 		t.Fatal("run not taken")
 	}
 	nc.Close()
-	cancel()
-	<-done
+	stop()
 
 	// The next replica gets the second delivery: past MaxDeliver.
 	var ran atomic.Bool
@@ -292,7 +265,7 @@ func TestRunEndedAfterMaxDeliver(t *testing.T) {
 	if len(envs) != 3 || envs[0].Type != haip.TypeRunStarted || envs[1].Type != haip.TypeRunError || envs[2].Type != haip.TypeRunFinished {
 		t.Fatalf("log %v, want RUN_STARTED, RUN_ERROR, RUN_FINISHED", envs)
 	}
-	runs, err := streams.OpenRuns(context.Background(), e.js, 0)
+	runs, err := streams.OpenRuns(context.Background(), e.JS, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func TestRunUserCarriedToToolCalls(t *testing.T) {
 		return err
 	}), worker.AgentConfig{Name: "who"})
 	r := streams.RunRequest{RunID: haip.NewUUID(), Session: "carried", Text: "who am I?", User: "carol", Created: time.Now()}
-	if err := streams.PublishRun(context.Background(), e.js, r); err != nil {
+	if err := streams.PublishRun(context.Background(), e.JS, r); err != nil {
 		t.Fatal(err)
 	}
 	var got haip.ToolDonePayload
@@ -53,7 +53,7 @@ func TestWorkQueuedBeforeShardsIsTaken(t *testing.T) {
 	runSubj, _ := streams.LegacyRunSubject("old-run")
 	callSubj, _ := streams.LegacyToolSubject("old")
 	for subj, data := range map[string][]byte{runSubj: run, callSubj: call} {
-		if _, err := e.js.Publish(ctx, subj, data); err != nil {
+		if _, err := e.JS.Publish(ctx, subj, data); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -70,7 +70,7 @@ func TestWorkQueuedBeforeShardsIsTaken(t *testing.T) {
 // waitAdvertised waits until a worker serves tool.
 func waitAdvertised(t *testing.T, e *env, tool string) {
 	t.Helper()
-	reg, err := streams.OpenTools(context.Background(), e.js)
+	reg, err := streams.OpenTools(context.Background(), e.JS)
 	if err != nil {
 		t.Fatal(err)
 	}

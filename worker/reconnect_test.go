@@ -35,7 +35,7 @@ func TestToolDoneStoredWhileAgentDisconnected(t *testing.T) {
 			return nil, ctx.Err()
 		}
 	})}, worker.ToolWorkerConfig{Name: "gate"})
-	reg, err := streams.OpenTools(context.Background(), e.js)
+	reg, err := streams.OpenTools(context.Background(), e.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestToolCancelWhileWorkerDisconnected(t *testing.T) {
 	}
 
 	proxy.Partition()
-	reg, err := streams.OpenTools(context.Background(), e.js)
+	reg, err := streams.OpenTools(context.Background(), e.JS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -21,7 +21,7 @@ import (
 // toolWorker runs one tool on its own connection; stop ends the worker.
 func (e *env) toolWorker(tool worker.Tool, cfg worker.ToolWorkerConfig) (stop func()) {
 	e.t.Helper()
-	return e.toolWorkerOn(natstest.Conn(e.t, e.ns), tool, cfg)
+	return e.toolWorkerOn(e.Conn(), tool, cfg)
 }
 
 // toolWorkerOn runs one tool on the connection nc; stop ends the worker.
@@ -32,13 +32,13 @@ func (e *env) toolWorkerOn(nc *nats.Conn, tool worker.Tool, cfg worker.ToolWorke
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return e.runUntilStopped(tw.Run)
+	return e.Run(tw.Run)
 }
 
 func (e *env) call(session, tool, params string) string {
 	e.t.Helper()
 	id := haip.NewUUID()
-	if err := streams.PublishToolCall(context.Background(), e.js, streams.ToolCall{CallID: id, Tool: tool, Params: json.RawMessage(params), Session: session}); err != nil {
+	if err := streams.PublishToolCall(context.Background(), e.JS, streams.ToolCall{CallID: id, Tool: tool, Params: json.RawMessage(params), Session: session}); err != nil {
 		e.t.Fatal(err)
 	}
 	return id
@@ -93,7 +93,7 @@ func TestToolParamsSchema(t *testing.T) {
 	if ran.Load() != 1 {
 		t.Fatalf("handler ran %d times", ran.Load())
 	}
-	if _, err := worker.NewToolWorker(context.Background(), natstest.Conn(t, e.ns), e.js, []worker.Tool{{Name: "bad", ParamsSchema: json.RawMessage(`{"type":7}`), Handler: blocking}}, worker.ToolWorkerConfig{}); err == nil {
+	if _, err := worker.NewToolWorker(context.Background(), natstest.Conn(t, e.NS), e.JS, []worker.Tool{{Name: "bad", ParamsSchema: json.RawMessage(`{"type":7}`), Handler: blocking}}, worker.ToolWorkerConfig{}); err == nil {
 		t.Fatal("a malformed schema was accepted")
 	}
 }

@@ -8,9 +8,11 @@
 package testkit
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,4 +68,21 @@ func Eventually(t testing.TB, within time.Duration, cond func() bool, msg string
 		}
 		<-tick.C
 	}
+}
+
+// Go runs fn on a goroutine until the test ends or the returned stop is
+// called, then cancels its context and waits for it to return: the owner
+// of a worker, an agent or a server loop a test starts. stop may be
+// called more than once.
+func Go(t testing.TB, fn func(context.Context) error) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = fn(ctx)
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
 }

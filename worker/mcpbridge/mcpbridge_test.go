@@ -12,11 +12,10 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/haipfabric/haipfabric/haip"
-	"github.com/haipfabric/haipfabric/internal/natstest"
 	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 	"github.com/haipfabric/haipfabric/worker/mcpbridge"
@@ -75,25 +74,14 @@ func TestBridgeThroughTheFabric(t *testing.T) {
 		t.Fatalf("bridged tools %v (greet schema %s)", names, greet.ParamsSchema)
 	}
 
-	ns := natstest.Server(t)
-	nc := natstest.Conn(t, ns)
-	js, _ := jetstream.New(nc)
-	if err := streams.Ensure(ctx, js, streams.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	tw, err := worker.NewToolWorker(ctx, nc, js, tools, worker.ToolWorkerConfig{Name: "mcp"})
+	f := harness.New(t, streams.Config{})
+	js := f.JS
+	tw, err := worker.NewToolWorker(ctx, f.NC, js, tools, worker.ToolWorkerConfig{Name: "mcp"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = tw.Run(runCtx) }()
-	defer func() { cancel(); <-done }()
-	lg, err := streams.OpenLog(ctx, nc, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lg.Close(ctx)
+	f.Run(tw.Run)
+	lg := f.Log()
 
 	result := func(session, tool, params string) haip.ToolDonePayload {
 		t.Helper()

@@ -157,6 +157,13 @@ func (f *Fabric) EdgeOn(nc *nats.Conn, cfg edge.Config) *Edge {
 // with another leeway) when deps is not nil.
 func (f *Fabric) EdgeWith(nc *nats.Conn, cfg edge.Config, deps func(*edge.Deps)) *Edge {
 	f.T.Helper()
+	return f.EdgeWrapped(nc, cfg, deps, nil)
+}
+
+// EdgeWrapped is [Fabric.EdgeWith] serving the edge's handler through
+// wrap (a [Cutter]'s Wrap, say) when wrap is not nil.
+func (f *Fabric) EdgeWrapped(nc *nats.Conn, cfg edge.Config, deps func(*edge.Deps), wrap func(http.Handler) http.Handler) *Edge {
+	f.T.Helper()
 	if nc == nil {
 		nc = f.Conn()
 	}
@@ -174,7 +181,11 @@ func (f *Fabric) EdgeWith(nc *nats.Conn, cfg edge.Config, deps func(*edge.Deps))
 	if err != nil {
 		f.T.Fatal(err)
 	}
-	hs := httptest.NewUnstartedServer(srv.Handler())
+	h := srv.Handler()
+	if wrap != nil {
+		h = wrap(h)
+	}
+	hs := httptest.NewUnstartedServer(h)
 	hs.Config.ConnState = srv.ConnState
 	hs.Start()
 	e := &Edge{Srv: srv, HTTP: hs, Base: hs.URL, WS: WSURL(hs.URL), fabric: f}
@@ -263,19 +274,10 @@ func (f *Fabric) Tools(name string, concurrency int) {
 	}, "the built-in tools were never advertised")
 }
 
-// Run runs fn on a goroutine until the test ends or the returned stop is
-// called, then cancels it and waits for it.
+// Run runs fn until the test ends or the returned stop is called (see
+// [testkit.Go]).
 func (f *Fabric) Run(fn func(context.Context) error) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = fn(ctx)
-	}()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	f.T.Cleanup(stop)
-	return stop
+	return testkit.Go(f.T, fn)
 }
 
 // Dial connects to e with o, closed when the fabric's test ends; see

@@ -92,12 +92,12 @@ func AssertDense(t testing.TB, envs []*haip.Envelope, first uint64) {
 }
 
 // AssertDenseSeqs checks that seqs run first, first+1, … with no gap or
-// repeat.
-func AssertDenseSeqs(t testing.TB, seqs []uint64, first uint64) {
+// repeat; a failure also shows detail (what the seqs were read from).
+func AssertDenseSeqs(t testing.TB, seqs []uint64, first uint64, detail ...string) {
 	t.Helper()
 	for i, s := range seqs {
 		if want := first + uint64(i); s != want {
-			t.Fatalf("message %d has seq %d, want %d; seqs %v", i, s, want, seqs)
+			t.Fatalf("message %d has seq %d, want %d; seqs %v\n%s", i, s, want, seqs, strings.Join(detail, "\n"))
 		}
 	}
 }
