@@ -14,6 +14,7 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -47,12 +48,12 @@ func TestAgentWorkerKilledMidRun(t *testing.T) {
 		t.Fatal("worker a exited cleanly after SIGKILL")
 	}
 	worker("b")
-	rest, err := readLog(t, c, 60*time.Second, isFinished)
+	rest, err := readLog(t, c, 60*time.Second, harness.IsRunFinished)
 	if err != nil {
 		t.Fatal(err)
 	}
 	all := append(first, rest...)
-	checkAnswer(t, all, text)
+	harness.CheckAnswer(t, all, text)
 
 	base := "http" + strings.TrimPrefix(strings.TrimSuffix(e.ws, "/haip/websocket"), "ws")
 	var runs struct {

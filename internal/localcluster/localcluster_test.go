@@ -15,7 +15,6 @@ import (
 	"github.com/haipfabric/haipfabric/internal/localcluster"
 	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/internal/testkit/harness"
-	"github.com/haipfabric/haipfabric/worker/demo"
 )
 
 // One topology for every test in this binary: starting it costs seconds.
@@ -80,33 +79,6 @@ func dial(t *testing.T, c *localcluster.Cluster, edge int, o client.Options) *cl
 	return conn
 }
 
-// checkAnswer checks a dense log holding the text, one run, and the demo
-// agent's whole answer to it.
-func checkAnswer(t *testing.T, all []*haip.Envelope, text string) {
-	t.Helper()
-	var b strings.Builder
-	kinds := map[haip.Type]int{}
-	for i, e := range all {
-		if uint64(e.Seq) != uint64(i)+1 {
-			t.Fatalf("message %d has seq %d", i, e.Seq)
-		}
-		kinds[e.Type]++
-		if e.Type == haip.TypeTextMessagePart && e.Channel == haip.ChannelAgent {
-			var p haip.TextMessagePartPayload
-			_ = e.DecodePayload(&p)
-			b.WriteString(p.Text)
-		}
-	}
-	if got, want := b.String(), demo.Answer(text); got != want {
-		t.Fatalf("answer %q, want %q", got, want)
-	}
-	if kinds[haip.TypeRunStarted] != 1 || kinds[haip.TypeRunFinished] != 1 {
-		t.Fatalf("run events %v", kinds)
-	}
-}
-
-func isFinished(e *haip.Envelope) bool { return e.Type == haip.TypeRunFinished }
-
 // askThrough sends text through edge from and reads the whole session log,
 // with the demo agent's answer, through edge to.
 func askThrough(t *testing.T, c *localcluster.Cluster, from, to int, text string) (session string, log []*haip.Envelope) {
@@ -117,8 +89,8 @@ func askThrough(t *testing.T, c *localcluster.Cluster, from, to int, text string
 	if _, err := in.SendText(context.Background(), text); err != nil {
 		t.Fatal(err)
 	}
-	all := harness.ReadUntil(t, out, 30*time.Second, isFinished)
-	checkAnswer(t, all, text)
+	all := harness.ReadUntil(t, out, 30*time.Second, harness.IsRunFinished)
+	harness.CheckAnswer(t, all, text)
 	return in.Session(), all
 }
 

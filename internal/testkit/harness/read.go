@@ -9,6 +9,7 @@ import (
 
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/worker/demo"
 )
 
 // ReadUntil reads envelopes until stop says so, within the deadline, and
@@ -120,3 +121,21 @@ func AnswerText(t testing.TB, envs []*haip.Envelope) string {
 
 // U64 points at v (for client.Options.LastRxSeq).
 func U64(v uint64) *uint64 { return &v }
+
+// CheckAnswer checks a whole session log read from seq 1: dense, one run
+// (one RUN_STARTED, one RUN_FINISHED), and the demo agent's whole answer
+// to text.
+func CheckAnswer(t testing.TB, all []*haip.Envelope, text string) {
+	t.Helper()
+	AssertDense(t, all, 1)
+	kinds := map[haip.Type]int{}
+	for _, e := range all {
+		kinds[e.Type]++
+	}
+	if got, want := AnswerText(t, all), demo.Answer(text); got != want {
+		t.Fatalf("answer %q, want %q", got, want)
+	}
+	if kinds[haip.TypeRunStarted] != 1 || kinds[haip.TypeRunFinished] != 1 {
+		t.Fatalf("run events %v", kinds)
+	}
+}
