@@ -18,30 +18,34 @@ import (
 )
 
 // A client drops in the middle of the agent's answer and resumes on a
-// second edge from the last seq it got: the union is dense, in order,
-// with no duplicate, and the answer is whole.
+// second edge from the last seq it got, over each transport: the union is
+// dense, in order, with no duplicate, and the answer is whole.
 func TestResumeOnSecondEdge(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
 	f.Agent(10 * time.Millisecond)
 	e1, e2 := f.Edge(edge.Config{}), f.Edge(edge.Config{})
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			c1 := harness.Dial(t, e1, client.Options{Transport: tr})
+			if _, err := c1.SendText(context.Background(), "hello there"); err != nil {
+				t.Fatal(err)
+			}
+			first := harness.ReadUntil(t, c1, 10*time.Second, func(*haip.Envelope) bool { return false || len0(c1) >= 8 })
+			_ = c1.CloseNow() // like a lost network: no close handshake
 
-	c1 := f.Dial(e1, client.Options{})
-	if _, err := c1.SendText(context.Background(), "hello there"); err != nil {
-		t.Fatal(err)
-	}
-	first := harness.ReadUntil(t, c1, 10*time.Second, func(*haip.Envelope) bool { return false || len0(c1) >= 8 })
-	_ = c1.CloseNow() // like a lost network: no close handshake
-
-	c2 := f.Dial(e2, client.Options{Session: c1.Session(), LastRxSeq: harness.U64(c1.LastSeq())})
-	rest := harness.ReadUntil(t, c2, 20*time.Second, harness.IsRunFinished)
-	all := append(first, rest...)
-	harness.AssertDense(t, all, 1)
-	if all[0].Type != haip.TypeRunStarted {
-		t.Fatalf("first message %s, want RUN_STARTED", all[0].Type)
-	}
-	if got, want := harness.AnswerText(t, all), demo.Answer("hello there"); got != want {
-		t.Fatalf("answer %q, want %q", got, want)
+			c2 := harness.Dial(t, e2, client.Options{Transport: tr, Session: c1.Session(), LastRxSeq: harness.U64(c1.LastSeq())})
+			rest := harness.ReadUntil(t, c2, 20*time.Second, harness.IsRunFinished)
+			all := append(first, rest...)
+			harness.AssertDense(t, all, 1)
+			if all[0].Type != haip.TypeRunStarted {
+				t.Fatalf("first message %s, want RUN_STARTED", all[0].Type)
+			}
+			if got, want := harness.AnswerText(t, all), demo.Answer("hello there"); got != want {
+				t.Fatalf("answer %q, want %q", got, want)
+			}
+		})
 	}
 }
 
@@ -129,120 +133,130 @@ func TestTwoWritersDense(t *testing.T) {
 }
 
 // REPLAY_REQUEST resends exactly the asked range with the original seqs
-// and ids; a range past the end is refused; older than retention is
-// REPLAY_TOO_OLD.
+// and ids, over each transport; a range past the end is refused; older
+// than retention is REPLAY_TOO_OLD.
 func TestReplayRequest(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
 	f.Agent(-1)
 	e := f.Edge(edge.Config{})
-	c := f.Dial(e, client.Options{})
-	ctx := context.Background()
-	if _, err := c.SendText(ctx, "replay me"); err != nil {
-		t.Fatal(err)
-	}
-	orig := harness.ReadUntil(t, c, 10*time.Second, harness.IsRunFinished)
-	if len(orig) < 20 {
-		t.Fatalf("only %d messages", len(orig))
-	}
-	cases := []struct {
-		name     string
-		from, to uint64
-		want     []uint64 // seqs, or nil for an error
-		code     haip.Code
-	}{
-		{name: "middle", from: 5, to: 9, want: []uint64{5, 6, 7, 8, 9}},
-		{name: "one", from: 3, to: 3, want: []uint64{3}},
-		{name: "open end", from: uint64(len(orig)) - 1, want: []uint64{uint64(len(orig)) - 1, uint64(len(orig))}},
-		{name: "to past delivered is clamped", from: uint64(len(orig)), to: 1000, want: []uint64{uint64(len(orig))}},
-		{name: "beyond the end", from: 999, code: haip.CodeProtocolViolation},
-		{name: "to before from", from: 9, to: 5, code: haip.CodeProtocolViolation},
-	}
-	for _, tc := range cases {
-		p := haip.ReplayRequestPayload{FromSeq: haip.U64(tc.from)}
-		if tc.to != 0 {
-			to := haip.U64(tc.to)
-			p.ToSeq = &to
-		}
-		req, err := c.Send(ctx, haip.ChannelSystem, haip.TypeReplayRequest, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if tc.want == nil {
-			errEnv := harness.ReadControl(t, c, haip.TypeError, 5*time.Second)
-			ep := harness.ErrorPayload(t, errEnv)
-			if ep.Code != tc.code || ep.RelatedID != req.ID {
-				t.Fatalf("%s: error %+v, want %s related to %s", tc.name, ep, tc.code, req.ID)
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			c := harness.Dial(t, e, client.Options{Transport: tr})
+			ctx := context.Background()
+			if _, err := c.SendText(ctx, "replay me"); err != nil {
+				t.Fatal(err)
 			}
-			continue
-		}
-		// A PING after the replay marks its end: the edge answers in order.
-		ping, _ := c.Send(ctx, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: tc.name})
-		var got []uint64
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		for {
-			env, err := c.Read(rctx)
-			if err != nil {
-				t.Fatalf("%s: %v", tc.name, err)
+			orig := harness.ReadUntil(t, c, 10*time.Second, harness.IsRunFinished)
+			if len(orig) < 20 {
+				t.Fatalf("only %d messages", len(orig))
 			}
-			if env.Type == haip.TypePong {
-				break
+			cases := []struct {
+				name     string
+				from, to uint64
+				want     []uint64 // seqs, or nil for an error
+				code     haip.Code
+			}{
+				{name: "middle", from: 5, to: 9, want: []uint64{5, 6, 7, 8, 9}},
+				{name: "one", from: 3, to: 3, want: []uint64{3}},
+				{name: "open end", from: uint64(len(orig)) - 1, want: []uint64{uint64(len(orig)) - 1, uint64(len(orig))}},
+				{name: "to past delivered is clamped", from: uint64(len(orig)), to: 1000, want: []uint64{uint64(len(orig))}},
+				{name: "beyond the end", from: 999, code: haip.CodeProtocolViolation},
+				{name: "to before from", from: 9, to: 5, code: haip.CodeProtocolViolation},
 			}
-			if !client.IsControl(env.Type) {
-				if env.ID != orig[env.Seq-1].ID {
-					t.Fatalf("%s: replayed seq %d has id %s, originally %s", tc.name, env.Seq, env.ID, orig[env.Seq-1].ID)
+			for _, tc := range cases {
+				p := haip.ReplayRequestPayload{FromSeq: haip.U64(tc.from)}
+				if tc.to != 0 {
+					to := haip.U64(tc.to)
+					p.ToSeq = &to
 				}
-				got = append(got, uint64(env.Seq))
+				req, err := c.Send(ctx, haip.ChannelSystem, haip.TypeReplayRequest, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.want == nil {
+					errEnv := harness.ReadControl(t, c, haip.TypeError, 5*time.Second)
+					ep := harness.ErrorPayload(t, errEnv)
+					if ep.Code != tc.code || ep.RelatedID != req.ID {
+						t.Fatalf("%s: error %+v, want %s related to %s", tc.name, ep, tc.code, req.ID)
+					}
+					continue
+				}
+				// A PING after the replay marks its end: the edge answers in order.
+				ping, _ := c.Send(ctx, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: tc.name})
+				var got []uint64
+				rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				for {
+					env, err := c.Read(rctx)
+					if err != nil {
+						t.Fatalf("%s: %v", tc.name, err)
+					}
+					if env.Type == haip.TypePong {
+						break
+					}
+					if !client.IsControl(env.Type) {
+						if env.ID != orig[env.Seq-1].ID {
+							t.Fatalf("%s: replayed seq %d has id %s, originally %s", tc.name, env.Seq, env.ID, orig[env.Seq-1].ID)
+						}
+						got = append(got, uint64(env.Seq))
+					}
+				}
+				cancel()
+				_ = ping
+				if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+					t.Fatalf("%s: replayed %v, want %v", tc.name, got, tc.want)
+				}
 			}
-		}
-		cancel()
-		_ = ping
-		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
-			t.Fatalf("%s: replayed %v, want %v", tc.name, got, tc.want)
-		}
+		})
 	}
 }
 
 // Messages dropped by retention: a replay or a resume asking for them
-// gets REPLAY_TOO_OLD, never silence.
+// gets REPLAY_TOO_OLD, never silence, over each transport.
 func TestReplayTooOld(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{MaxAge: time.Second, DuplicateWindow: 500 * time.Millisecond})
 	f.Agent(-1)
 	e := f.Edge(edge.Config{})
-	c := f.Dial(e, client.Options{})
-	ctx := context.Background()
-	if _, err := c.SendText(ctx, "soon gone"); err != nil {
-		t.Fatal(err)
-	}
-	orig := harness.ReadUntil(t, c, 10*time.Second, harness.IsRunFinished)
 	lg := f.Log()
-	testkit.Eventually(t, 20*time.Second, func() bool {
-		b, err := lg.Bounds(ctx, c.Session(), streams.Out)
-		return err == nil && b.Empty()
-	}, "retention never dropped the log")
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			c := harness.Dial(t, e, client.Options{Transport: tr})
+			ctx := context.Background()
+			if _, err := c.SendText(ctx, "soon gone"); err != nil {
+				t.Fatal(err)
+			}
+			orig := harness.ReadUntil(t, c, 10*time.Second, harness.IsRunFinished)
+			testkit.Eventually(t, 20*time.Second, func() bool {
+				b, err := lg.Bounds(ctx, c.Session(), streams.Out)
+				return err == nil && b.Empty()
+			}, "retention never dropped the log")
 
-	req, _ := c.Send(ctx, haip.ChannelSystem, haip.TypeReplayRequest, haip.ReplayRequestPayload{FromSeq: 1})
-	ep := harness.ErrorPayload(t, harness.ReadControl(t, c, haip.TypeError, 5*time.Second))
-	if ep.Code != haip.CodeReplayTooOld || ep.RelatedID != req.ID {
-		t.Fatalf("replay: %+v", ep)
-	}
+			req, _ := c.Send(ctx, haip.ChannelSystem, haip.TypeReplayRequest, haip.ReplayRequestPayload{FromSeq: 1})
+			ep := harness.ErrorPayload(t, harness.ReadControl(t, c, haip.TypeError, 5*time.Second))
+			if ep.Code != haip.CodeReplayTooOld || ep.RelatedID != req.ID {
+				t.Fatalf("replay: %+v", ep)
+			}
 
-	// Resume from the middle of what expired.
-	c2, err := f.TryDial(e, client.Options{Session: c.Session(), LastRxSeq: harness.U64(2)})
-	if err != nil {
-		t.Fatal(err)
+			// Resume from the middle of what expired.
+			c2, err := harness.TryDial(t, e, client.Options{Transport: tr, Session: c.Session(), LastRxSeq: harness.U64(2)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ep = harness.ErrorPayload(t, harness.ReadControl(t, c2, haip.TypeError, 5*time.Second))
+			if ep.Code != haip.CodeReplayTooOld || ep.Detail["first_available"] != fmt.Sprint(len(orig)+1) {
+				t.Fatalf("resume: %+v", ep)
+			}
+			// The session goes on with the next number, not 1.
+			if _, err := c2.SendText(ctx, "again"); err != nil {
+				t.Fatal(err)
+			}
+			more := harness.ReadUntil(t, c2, 10*time.Second, harness.IsRunFinished)
+			harness.AssertDense(t, more, uint64(len(orig))+1)
+		})
 	}
-	ep = harness.ErrorPayload(t, harness.ReadControl(t, c2, haip.TypeError, 5*time.Second))
-	if ep.Code != haip.CodeReplayTooOld || ep.Detail["first_available"] != fmt.Sprint(len(orig)+1) {
-		t.Fatalf("resume: %+v", ep)
-	}
-	// The session goes on with the next number, not 1.
-	if _, err := c2.SendText(ctx, "again"); err != nil {
-		t.Fatal(err)
-	}
-	more := harness.ReadUntil(t, c2, 10*time.Second, harness.IsRunFinished)
-	harness.AssertDense(t, more, uint64(len(orig))+1)
 }
 
 // Many connections catching up at once share CATCHUP_READS read slots:

@@ -50,65 +50,77 @@ func toolEvents(t *testing.T, c *client.Conn, callID string) (updates []haip.Too
 }
 
 // A TOOL_CALL reaches a tool worker through the work queue; the client
-// sees QUEUED, RUNNING with progress, then one TOOL_DONE with the result.
+// sees QUEUED, RUNNING with progress, then one TOOL_DONE with the result,
+// over each transport.
 func TestToolCallRoundTrip(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
 	f.Tools("w1", 0)
 	e := f.Edge(edge.Config{})
-	c := f.Dial(e, client.Options{})
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			c := harness.Dial(t, e, client.Options{Transport: tr})
 
-	id := callTool(t, c, "add", map[string]float64{"a": 2, "b": 3})
-	updates, done := toolEvents(t, c, id)
-	if len(updates) < 2 || updates[0].Status != haip.ToolStatusQueued || updates[1].Status != haip.ToolStatusRunning {
-		t.Fatalf("updates %+v", updates)
-	}
-	if done.Status != haip.ToolDoneOK || string(done.Result) != `{"result":5}` {
-		t.Fatalf("done %+v %s", done, done.Result)
-	}
+			id := callTool(t, c, "add", map[string]float64{"a": 2, "b": 3})
+			updates, done := toolEvents(t, c, id)
+			if len(updates) < 2 || updates[0].Status != haip.ToolStatusQueued || updates[1].Status != haip.ToolStatusRunning {
+				t.Fatalf("updates %+v", updates)
+			}
+			if done.Status != haip.ToolDoneOK || string(done.Result) != `{"result":5}` {
+				t.Fatalf("done %+v %s", done, done.Result)
+			}
 
-	id = callTool(t, c, "sleep", map[string]int{"ms": 200, "steps": 4})
-	updates, done = toolEvents(t, c, id)
-	var progress []float64
-	for _, u := range updates {
-		if u.Progress != nil {
-			progress = append(progress, *u.Progress)
-		}
-	}
-	if fmt.Sprint(progress) != "[0 25 50 75]" || done.Status != haip.ToolDoneOK {
-		t.Fatalf("sleep progress %v, done %+v", progress, done)
+			id = callTool(t, c, "sleep", map[string]int{"ms": 200, "steps": 4})
+			updates, done = toolEvents(t, c, id)
+			var progress []float64
+			for _, u := range updates {
+				if u.Progress != nil {
+					progress = append(progress, *u.Progress)
+				}
+			}
+			if fmt.Sprint(progress) != "[0 25 50 75]" || done.Status != haip.ToolDoneOK {
+				t.Fatalf("sleep progress %v, done %+v", progress, done)
+			}
+		})
 	}
 }
 
 // Bad calls get a clear answer: an unknown tool its TOOL_DONE ERROR at
 // once, bad params an ERROR result, and a tool name that would escape its
-// subject a PROTOCOL_VIOLATION without being stored or queued.
+// subject a PROTOCOL_VIOLATION without being stored or queued; over each
+// transport.
 func TestToolCallErrors(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
 	f.Tools("w1", 0)
 	e := f.Edge(edge.Config{})
-	c := f.Dial(e, client.Options{})
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			c := harness.Dial(t, e, client.Options{Transport: tr})
 
-	id := callTool(t, c, "nope", map[string]any{})
-	_, done := toolEvents(t, c, id)
-	if done.Status != haip.ToolDoneError || string(done.Result) != `{"error":"no live worker serves tool nope"}` {
-		t.Fatalf("unknown tool: %+v %s", done, done.Result)
-	}
-	id = callTool(t, c, "add", map[string]any{"a": "two", "b": 3})
-	_, done = toolEvents(t, c, id)
-	if done.Status != haip.ToolDoneError {
-		t.Fatalf("bad params: %+v %s", done, done.Result)
-	}
-	before := logLen(t, f, c.Session(), streams.In)
-	for _, bad := range []string{"a.b", "*", ">", "a b", "haip.tools.echo"} {
-		callTool(t, c, bad, map[string]any{})
-		if ep := harness.ErrorPayload(t, harness.ReadControl(t, c, haip.TypeError, 5*time.Second)); ep.Code != haip.CodeProtocolViolation {
-			t.Fatalf("tool %q: %+v", bad, ep)
-		}
-	}
-	if after := logLen(t, f, c.Session(), streams.In); after != before {
-		t.Fatalf("refused calls were stored: %d -> %d", before, after)
+			id := callTool(t, c, "nope", map[string]any{})
+			_, done := toolEvents(t, c, id)
+			if done.Status != haip.ToolDoneError || string(done.Result) != `{"error":"no live worker serves tool nope"}` {
+				t.Fatalf("unknown tool: %+v %s", done, done.Result)
+			}
+			id = callTool(t, c, "add", map[string]any{"a": "two", "b": 3})
+			_, done = toolEvents(t, c, id)
+			if done.Status != haip.ToolDoneError {
+				t.Fatalf("bad params: %+v %s", done, done.Result)
+			}
+			before := logLen(t, f, c.Session(), streams.In)
+			for _, bad := range []string{"a.b", "*", ">", "a b", "haip.tools.echo"} {
+				callTool(t, c, bad, map[string]any{})
+				if ep := harness.ErrorPayload(t, harness.ReadControl(t, c, haip.TypeError, 5*time.Second)); ep.Code != haip.CodeProtocolViolation {
+					t.Fatalf("tool %q: %+v", bad, ep)
+				}
+			}
+			if after := logLen(t, f, c.Session(), streams.In); after != before {
+				t.Fatalf("refused calls were stored: %d -> %d", before, after)
+			}
+		})
 	}
 }
 
@@ -214,49 +226,54 @@ func TestToolCancel(t *testing.T) {
 }
 
 // Users discover tools from the registry: TOOL_LIST and TOOL_SCHEMA over
-// the connection (answered to the asker only) and GET /haip/tools.
+// the connection, on each transport (answered to the asker only), and GET
+// /haip/tools.
 func TestToolDiscovery(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
 	f.Tools("w1", 0)
 	e := f.Edge(edge.Config{})
-	c := f.Dial(e, client.Options{})
-	ctx := context.Background()
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			c := harness.Dial(t, e, client.Options{Transport: tr})
+			ctx := context.Background()
 
-	if _, err := c.Send(ctx, haip.ChannelUser, haip.TypeToolList, haip.ToolListPayload{Tools: []haip.ToolInfo{}}); err != nil {
-		t.Fatal(err)
+			if _, err := c.Send(ctx, haip.ChannelUser, haip.TypeToolList, haip.ToolListPayload{Tools: []haip.ToolInfo{}}); err != nil {
+				t.Fatal(err)
+			}
+			var list haip.ToolListPayload
+			if err := harness.ReadControl(t, c, haip.TypeToolList, 5*time.Second).DecodePayload(&list); err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, tool := range list.Tools {
+				names = append(names, tool.Name)
+			}
+			if fmt.Sprint(names) != "[add echo sleep]" {
+				t.Fatalf("TOOL_LIST %v", names)
+			}
+			if _, err := c.Send(ctx, haip.ChannelUser, haip.TypeToolSchema, haip.ToolSchemaPayload{Tool: "add", Schema: json.RawMessage(`{}`)}); err != nil {
+				t.Fatal(err)
+			}
+			var schema haip.ToolSchemaPayload
+			if err := harness.ReadControl(t, c, haip.TypeToolSchema, 5*time.Second).DecodePayload(&schema); err != nil {
+				t.Fatal(err)
+			}
+			var sch struct {
+				Params struct {
+					Required []string `json:"required"`
+				} `json:"params"`
+			}
+			if err := json.Unmarshal(schema.Schema, &sch); err != nil || schema.Tool != "add" || fmt.Sprint(sch.Params.Required) != "[a b]" {
+				t.Fatalf("TOOL_SCHEMA %+v %s (%v)", schema, schema.Schema, err)
+			}
+			// Questions are answered, not stored in the session.
+			if n := logLen(t, f, c.Session(), streams.In); n != 0 {
+				t.Fatalf("%d questions stored", n)
+			}
+		})
 	}
-	var list haip.ToolListPayload
-	if err := harness.ReadControl(t, c, haip.TypeToolList, 5*time.Second).DecodePayload(&list); err != nil {
-		t.Fatal(err)
-	}
-	var names []string
-	for _, tool := range list.Tools {
-		names = append(names, tool.Name)
-	}
-	if fmt.Sprint(names) != "[add echo sleep]" {
-		t.Fatalf("TOOL_LIST %v", names)
-	}
-	if _, err := c.Send(ctx, haip.ChannelUser, haip.TypeToolSchema, haip.ToolSchemaPayload{Tool: "add", Schema: json.RawMessage(`{}`)}); err != nil {
-		t.Fatal(err)
-	}
-	var schema haip.ToolSchemaPayload
-	if err := harness.ReadControl(t, c, haip.TypeToolSchema, 5*time.Second).DecodePayload(&schema); err != nil {
-		t.Fatal(err)
-	}
-	var sch struct {
-		Params struct {
-			Required []string `json:"required"`
-		} `json:"params"`
-	}
-	if err := json.Unmarshal(schema.Schema, &sch); err != nil || schema.Tool != "add" || fmt.Sprint(sch.Params.Required) != "[a b]" {
-		t.Fatalf("TOOL_SCHEMA %+v %s (%v)", schema, schema.Schema, err)
-	}
-	// Questions are answered, not stored in the session.
-	if n := logLen(t, f, c.Session(), streams.In); n != 0 {
-		t.Fatalf("%d questions stored", n)
-	}
-
 	req, _ := http.NewRequest(http.MethodGet, e.Base+"/haip/tools", nil)
 	req.Header.Set("Authorization", "Bearer "+f.Token("alice", auth.RoleUser))
 	resp, err := http.DefaultClient.Do(req)
@@ -282,30 +299,35 @@ func TestToolDiscovery(t *testing.T) {
 
 // The demo agent calls a tool when asked ("add 2 3"), waits for its result
 // through the session log, and answers with it; the user sees the whole
-// exchange in one dense sequence.
+// exchange in one dense sequence, over each transport.
 func TestDemoAgentCallsTool(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
 	f.Tools("w1", 0)
 	f.Agent(-1)
 	e := f.Edge(edge.Config{})
-	c := f.Dial(e, client.Options{})
-	if _, err := c.SendText(context.Background(), "add 2 3"); err != nil {
-		t.Fatal(err)
-	}
-	got := harness.ReadUntil(t, c, 20*time.Second, harness.IsRunFinished)
-	harness.AssertDense(t, got, 1)
-	var kinds []string
-	for _, env := range got {
-		if env.Type != haip.TypeTextMessagePart {
-			kinds = append(kinds, string(env.Type))
-		}
-	}
-	if fmt.Sprint(kinds) != "[RUN_STARTED TOOL_CALL TOOL_UPDATE TOOL_UPDATE TOOL_DONE TEXT_MESSAGE_START TEXT_MESSAGE_END RUN_FINISHED]" {
-		t.Fatalf("sequence %v", kinds)
-	}
-	done := haip.ToolDonePayload{CallID: "", Status: haip.ToolDoneOK, Result: json.RawMessage(`{"result":5}`)}
-	if got, want := harness.AnswerText(t, got), demo.ToolAnswer("add", done); got != want {
-		t.Fatalf("answer %q, want %q", got, want)
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			c := harness.Dial(t, e, client.Options{Transport: tr})
+			if _, err := c.SendText(context.Background(), "add 2 3"); err != nil {
+				t.Fatal(err)
+			}
+			got := harness.ReadUntil(t, c, 20*time.Second, harness.IsRunFinished)
+			harness.AssertDense(t, got, 1)
+			var kinds []string
+			for _, env := range got {
+				if env.Type != haip.TypeTextMessagePart {
+					kinds = append(kinds, string(env.Type))
+				}
+			}
+			if fmt.Sprint(kinds) != "[RUN_STARTED TOOL_CALL TOOL_UPDATE TOOL_UPDATE TOOL_DONE TEXT_MESSAGE_START TEXT_MESSAGE_END RUN_FINISHED]" {
+				t.Fatalf("sequence %v", kinds)
+			}
+			done := haip.ToolDonePayload{CallID: "", Status: haip.ToolDoneOK, Result: json.RawMessage(`{"result":5}`)}
+			if got, want := harness.AnswerText(t, got), demo.ToolAnswer("add", done); got != want {
+				t.Fatalf("answer %q, want %q", got, want)
+			}
+		})
 	}
 }
