@@ -113,20 +113,26 @@ func TestRunLimit(t *testing.T) {
 	}
 }
 
-// RUN_CANCEL, from the client or over HTTP, stops the agent's run, which
-// cancels the tool call it waits for: TOOL_DONE CANCELLED, then
-// RUN_FINISHED CANCELLED, and the run state says so.
+// RUN_CANCEL, from the client (over each transport) or over HTTP, stops
+// the agent's run, which cancels the tool call it waits for: TOOL_DONE
+// CANCELLED, then RUN_FINISHED CANCELLED, and the run state says so.
 func TestRunCancelStopsToolCall(t *testing.T) {
 	t.Parallel()
-	for _, via := range []string{"client", "http"} {
-		t.Run(via, func(t *testing.T) {
+	type tcase struct{ via, transport string }
+	cases := []tcase{{"http", client.TransportWebSocket}}
+	for _, tr := range client.Transports() {
+		cases = append(cases, tcase{"client", tr})
+	}
+	for _, tc := range cases {
+		via := tc.via
+		t.Run(via+"/"+tc.transport, func(t *testing.T) {
 			t.Parallel()
 			f := newFabric(t, streams.Config{})
 			e := f.Edge(edge.Config{})
 			f.Agent(-1)
 			f.Tools("w1", 2)
 			tok := f.Token("alice", auth.RoleUser)
-			c := f.Dial(e, client.Options{Token: tok})
+			c := f.Dial(e, client.Options{Token: tok, Transport: tc.transport})
 			ctx := context.Background()
 			if _, err := c.SendText(ctx, "sleep 60000"); err != nil {
 				t.Fatal(err)
@@ -182,62 +188,72 @@ func TestRunCancelStopsToolCall(t *testing.T) {
 }
 
 // Cancelling a run the session does not have is RUN_NOT_FOUND (an ERROR,
-// or 404), and nothing is stored.
+// over each transport, or 404), and nothing is stored.
 func TestRunCancelUnknown(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
 	e := f.Edge(edge.Config{})
 	tok := f.Token("alice", auth.RoleUser)
-	r := rawDial(t, tokenURL(e, tok))
-	r.handshake()
 	ghost := haip.NewUUID()
-	cancel := r.send(haip.ChannelUser, haip.TypeRunCancel, haip.RunCancelPayload{RunID: ghost})
-	if p := r.expectError(10 * time.Second); p.Code != haip.CodeRunNotFound || p.RelatedID != cancel.ID {
-		t.Fatalf("error %+v", p)
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			c := harness.Dial(t, e, client.Options{Token: tok, Transport: tr})
+			cancel, err := c.Send(context.Background(), haip.ChannelUser, haip.TypeRunCancel, haip.RunCancelPayload{RunID: ghost})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := harness.ErrorPayload(t, harness.ReadControl(t, c, haip.TypeError, 10*time.Second)); p.Code != haip.CodeRunNotFound || p.RelatedID != cancel.ID {
+				t.Fatalf("error %+v", p)
+			}
+			if n := logLen(t, f, c.Session(), streams.In); n != 0 {
+				t.Fatalf("%d messages stored", n)
+			}
+		})
 	}
-	if n := logLen(t, f, r.session, streams.In); n != 0 {
-		t.Fatalf("%d messages stored", n)
-	}
-	if status, body := postCancel(t, e, tok, r.session, ghost); status != http.StatusNotFound || body.Code != string(haip.CodeRunNotFound) {
+	r := f.Dial(e, client.Options{Token: tok})
+	if status, body := postCancel(t, e, tok, r.Session(), ghost); status != http.StatusNotFound || body.Code != string(haip.CodeRunNotFound) {
 		t.Fatalf("POST cancel of an unknown run: %d %+v", status, body)
 	}
-	if status, body := postCancel(t, e, f.Token("mallory", auth.RoleUser), r.session, ghost); status != http.StatusNotFound || body.Code != string(haip.CodeSessionNotFound) {
+	if status, body := postCancel(t, e, f.Token("mallory", auth.RoleUser), r.Session(), ghost); status != http.StatusNotFound || body.Code != string(haip.CodeSessionNotFound) {
 		t.Fatalf("POST cancel on another user's session: %d %+v", status, body)
 	}
-	if status, _ := postCancel(t, e, tok, r.session, "not-a-uuid"); status != http.StatusBadRequest {
+	if status, _ := postCancel(t, e, tok, r.Session(), "not-a-uuid"); status != http.StatusBadRequest {
 		t.Fatalf("POST cancel with a bad run id: %d", status)
 	}
 }
 
 // A run's envelopes carry its run_id and the thread_id of the message
-// that started it.
+// that started it, over each transport.
 func TestRunCarriesThreadID(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
 	e := f.Edge(edge.Config{})
 	f.Agent(-1)
-	r := rawDial(t, tokenURL(e, f.Token("alice", auth.RoleUser)))
-	r.handshake()
-	id := haip.NewUUID()
-	for _, env := range []*haip.Envelope{
-		r.env(haip.ChannelUser, haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: id, Text: "threaded"}),
-		r.env(haip.ChannelUser, haip.TypeTextMessageEnd, haip.TextMessageEndPayload{MessageID: id}),
-	} {
-		env.ThreadID = "support-42"
-		r.sendEnv(env)
-	}
-	_, got := r.expect(30*time.Second, func(e *haip.Envelope) bool { return e.Type == haip.TypeRunFinished })
-	runID := ""
-	for _, env := range got {
-		if client.IsControl(env.Type) {
-			continue
-		}
-		if env.ThreadID != "support-42" || env.RunID == "" || (runID != "" && env.RunID != runID) {
-			t.Fatalf("%s with run %q thread %q", env.Type, env.RunID, env.ThreadID)
-		}
-		runID = env.RunID
-	}
-	if runID == "" {
-		t.Fatal("no run messages")
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			c := harness.Dial(t, e, client.Options{Transport: tr})
+			id := haip.NewUUID()
+			start, _ := haip.New(c.Session(), haip.ChannelUser, haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: id, Text: "threaded"})
+			end, _ := haip.New(c.Session(), haip.ChannelUser, haip.TypeTextMessageEnd, haip.TextMessageEndPayload{MessageID: id})
+			for _, env := range []*haip.Envelope{start, end} {
+				env.ThreadID = "support-42"
+				if err := c.SendEnvelope(context.Background(), env); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := harness.ReadUntil(t, c, 30*time.Second, harness.IsRunFinished)
+			runID := ""
+			for _, env := range got {
+				if env.ThreadID != "support-42" || env.RunID == "" || (runID != "" && env.RunID != runID) {
+					t.Fatalf("%s with run %q thread %q", env.Type, env.RunID, env.ThreadID)
+				}
+				runID = env.RunID
+			}
+			if runID == "" {
+				t.Fatal("no run messages")
+			}
+		})
 	}
 }
