@@ -91,44 +91,51 @@ func TestResumeAfterRestart(t *testing.T) {
 	}
 }
 
-// Two agents on two edges write into one session at once: the user sees
-// one dense sequence with each writer's messages in their own order.
+// Two agents on two edges write into one session at once, over each
+// transport: the user sees one dense sequence with each writer's messages
+// in their own order.
 func TestTwoWritersDense(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
 	e1, e2, e3 := f.Edge(edge.Config{}), f.Edge(edge.Config{}), f.Edge(edge.Config{})
-	user := f.Dial(e3, client.Options{})
-	session := user.Session()
-	const perWriter = 150
-	var wg sync.WaitGroup
-	for w, e := range []*testEdge{e1, e2} {
-		ag := f.Dial(e, client.Options{Session: session, Token: f.Token(fmt.Sprintf("agent-%d", w), auth.RoleAgent)})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range perWriter {
-				if _, err := ag.Send(context.Background(), haip.ChannelAgent, haip.TypeTextMessagePart,
-					haip.TextMessagePartPayload{MessageID: haip.NameUUID("w", fmt.Sprint(w)), Text: fmt.Sprintf("%d:%d", w, i)}); err != nil {
-					t.Error(err)
-					return
-				}
+	agentTokens := []string{f.Token("agent-0", auth.RoleAgent), f.Token("agent-1", auth.RoleAgent)}
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			user := harness.Dial(t, e3, client.Options{})
+			session := user.Session()
+			const perWriter = 150
+			var wg sync.WaitGroup
+			for w, e := range []*testEdge{e1, e2} {
+				ag := harness.Dial(t, e, client.Options{Transport: tr, Session: session, Token: agentTokens[w]})
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range perWriter {
+						if _, err := ag.Send(context.Background(), haip.ChannelAgent, haip.TypeTextMessagePart,
+							haip.TextMessagePartPayload{MessageID: haip.NameUUID("w", fmt.Sprint(w)), Text: fmt.Sprintf("%d:%d", w, i)}); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}()
 			}
-		}()
-	}
-	got := harness.ReadUntil(t, user, 30*time.Second, func(*haip.Envelope) bool { return user.LastSeq() >= 2*perWriter })
-	wg.Wait()
-	harness.AssertDense(t, got, 1)
-	next := map[string]int{}
-	for _, e := range got {
-		var p haip.TextMessagePartPayload
-		_ = e.DecodePayload(&p)
-		var w, i int
-		fmt.Sscanf(p.Text, "%d:%d", &w, &i)
-		key := fmt.Sprint(w)
-		if i != next[key] {
-			t.Fatalf("writer %d message %d arrived when %d was due", w, i, next[key])
-		}
-		next[key]++
+			got := harness.ReadUntil(t, user, 30*time.Second, func(*haip.Envelope) bool { return user.LastSeq() >= 2*perWriter })
+			wg.Wait()
+			harness.AssertDense(t, got, 1)
+			next := map[string]int{}
+			for _, e := range got {
+				var p haip.TextMessagePartPayload
+				_ = e.DecodePayload(&p)
+				var w, i int
+				fmt.Sscanf(p.Text, "%d:%d", &w, &i)
+				key := fmt.Sprint(w)
+				if i != next[key] {
+					t.Fatalf("writer %d message %d arrived when %d was due", w, i, next[key])
+				}
+				next[key]++
+			}
+		})
 	}
 }
 

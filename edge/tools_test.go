@@ -168,60 +168,65 @@ func cancelTool(t *testing.T, c *client.Conn, callID, reason string) {
 // TOOL_CANCEL reaches the worker running the call: the client sees
 // CANCELLING, then one TOOL_DONE CANCELLED, long before the call would
 // have ended. A call still queued behind a busy worker is cancelled when
-// a worker takes it, without running.
+// a worker takes it, without running. Over each transport.
 func TestToolCancel(t *testing.T) {
 	t.Parallel()
-	f := newFabric(t, streams.Config{})
-	f.Tools("w1", 1) // one call at a time: the second waits in the queue
-	e := f.Edge(edge.Config{})
-	c := f.Dial(e, client.Options{})
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			f := newFabric(t, streams.Config{})
+			f.Tools("w1", 1) // one call at a time: the second waits in the queue
+			e := f.Edge(edge.Config{})
+			c := f.Dial(e, client.Options{Transport: tr})
 
-	running := callTool(t, c, "sleep", map[string]int{"ms": 20000, "steps": 100})
-	queued := callTool(t, c, "sleep", map[string]int{"ms": 20000, "steps": 100})
-	// Wait until the first reports progress: it is running.
-	harness.ReadUntil(t, c, 10*time.Second, func(e *haip.Envelope) bool {
-		var u haip.ToolUpdatePayload
-		return e.Type == haip.TypeToolUpdate && e.DecodePayload(&u) == nil && u.CallID == running && u.Progress != nil && *u.Progress > 0
-	})
-	began := time.Now()
-	cancelTool(t, c, queued, "changed my mind")
-	cancelTool(t, c, running, "too slow")
-	statuses := map[string][]string{}
-	done := map[string]haip.ToolDonePayload{}
-	harness.ReadUntil(t, c, 15*time.Second, func(e *haip.Envelope) bool {
-		switch e.Type {
-		case haip.TypeToolUpdate:
-			var u haip.ToolUpdatePayload
-			_ = e.DecodePayload(&u)
-			if u.Status == haip.ToolStatusCancelling {
-				statuses[u.CallID] = append(statuses[u.CallID], string(u.Status))
+			running := callTool(t, c, "sleep", map[string]int{"ms": 20000, "steps": 100})
+			queued := callTool(t, c, "sleep", map[string]int{"ms": 20000, "steps": 100})
+			// Wait until the first reports progress: it is running.
+			harness.ReadUntil(t, c, 10*time.Second, func(e *haip.Envelope) bool {
+				var u haip.ToolUpdatePayload
+				return e.Type == haip.TypeToolUpdate && e.DecodePayload(&u) == nil && u.CallID == running && u.Progress != nil && *u.Progress > 0
+			})
+			began := time.Now()
+			cancelTool(t, c, queued, "changed my mind")
+			cancelTool(t, c, running, "too slow")
+			statuses := map[string][]string{}
+			done := map[string]haip.ToolDonePayload{}
+			harness.ReadUntil(t, c, 15*time.Second, func(e *haip.Envelope) bool {
+				switch e.Type {
+				case haip.TypeToolUpdate:
+					var u haip.ToolUpdatePayload
+					_ = e.DecodePayload(&u)
+					if u.Status == haip.ToolStatusCancelling {
+						statuses[u.CallID] = append(statuses[u.CallID], string(u.Status))
+					}
+				case haip.TypeToolDone:
+					var d haip.ToolDonePayload
+					_ = e.DecodePayload(&d)
+					done[d.CallID] = d
+				}
+				return len(done) == 2
+			})
+			if took := time.Since(began); took > 10*time.Second {
+				t.Fatalf("cancel took %s", took)
 			}
-		case haip.TypeToolDone:
-			var d haip.ToolDonePayload
-			_ = e.DecodePayload(&d)
-			done[d.CallID] = d
-		}
-		return len(done) == 2
-	})
-	if took := time.Since(began); took > 10*time.Second {
-		t.Fatalf("cancel took %s", took)
-	}
-	for id, reason := range map[string]string{running: "too slow", queued: "changed my mind"} {
-		d := done[id]
-		if d.Status != haip.ToolDoneCancelled || string(d.Result) != fmt.Sprintf(`{"reason":%q}`, reason) || len(statuses[id]) != 1 {
-			t.Fatalf("call %s: done %+v %s, cancelling %v", id, d, d.Result, statuses[id])
-		}
-	}
-	// The queued call never ran: it reported no progress.
-	for _, en := range logEntries(t, f, c.Session(), streams.Out) {
-		var env struct {
-			Type    string                 `json:"type"`
-			Payload haip.ToolUpdatePayload `json:"payload"`
-		}
-		_ = json.Unmarshal(en.Data, &env)
-		if env.Type == string(haip.TypeToolUpdate) && env.Payload.CallID == queued && env.Payload.Status == haip.ToolStatusRunning {
-			t.Fatalf("the queued call ran before its cancellation was seen")
-		}
+			for id, reason := range map[string]string{running: "too slow", queued: "changed my mind"} {
+				d := done[id]
+				if d.Status != haip.ToolDoneCancelled || string(d.Result) != fmt.Sprintf(`{"reason":%q}`, reason) || len(statuses[id]) != 1 {
+					t.Fatalf("call %s: done %+v %s, cancelling %v", id, d, d.Result, statuses[id])
+				}
+			}
+			// The queued call never ran: it reported no progress.
+			for _, en := range logEntries(t, f, c.Session(), streams.Out) {
+				var env struct {
+					Type    string                 `json:"type"`
+					Payload haip.ToolUpdatePayload `json:"payload"`
+				}
+				_ = json.Unmarshal(en.Data, &env)
+				if env.Type == string(haip.TypeToolUpdate) && env.Payload.CallID == queued && env.Payload.Status == haip.ToolStatusRunning {
+					t.Fatalf("the queued call ran before its cancellation was seen")
+				}
+			}
+		})
 	}
 }
 
