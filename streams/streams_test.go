@@ -13,25 +13,17 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/haipfabric/haipfabric/internal/natstest"
 	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
+// setup starts the test kit's fabric with the topology of cfg and opens
+// a log on its connection.
 func setup(t *testing.T, cfg streams.Config) (*nats.Conn, jetstream.JetStream, *streams.Log) {
 	t.Helper()
-	s := natstest.Server(t)
-	nc := natstest.Conn(t, s)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := streams.Ensure(ctx, js, cfg); err != nil {
-		t.Fatal(err)
-	}
-	return nc, js, openLog(t, nc, js)
+	f := harness.New(t, cfg)
+	return f.NC, f.JS, f.Log()
 }
 
 func openLog(t *testing.T, nc *nats.Conn, js jetstream.JetStream) *streams.Log {
