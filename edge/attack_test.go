@@ -12,19 +12,16 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
-	"github.com/haipfabric/haipfabric/internal/natstest"
 	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
@@ -132,35 +129,14 @@ func TestAttackSessionSquatting(t *testing.T) {
 func TestAttackTokenOutlivesExpiry(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	nc := natstest.Conn(t, f.NS)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := auth.NewVerifier(auth.Config{Secret: harness.Secret, Leeway: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	srv, err := edge.NewServer(ctx, edge.Config{}, edge.Deps{NC: nc, JS: js, Verifier: v})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		hs.Close()
-	})
+	e := f.EdgeWith(nil, edge.Config{}, func(d *edge.Deps) { d.Verifier = f.Verifier(time.Millisecond) })
 	short, err := f.Signer.Mint(auth.MintOptions{Subject: "alice", Role: auth.RoleUser, TTL: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	exp := time.Now().Add(3 * time.Second).Truncate(time.Second)
 
-	r := rawDial(t, "ws"+strings.TrimPrefix(hs.URL, "http")+"/haip/websocket?token="+short)
+	r := rawDial(t, e.WS+"?token="+short)
 	r.handshake()
 	r.pingPong("before expiry")
 	code, got := r.expectClose(15 * time.Second)
@@ -180,7 +156,7 @@ func TestAttackTokenOutlivesExpiry(t *testing.T) {
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer scancel()
-	req, _ := http.NewRequestWithContext(sctx, http.MethodGet, hs.URL+"/haip/sse?session="+haip.NewUUID()+"&token="+short, nil)
+	req, _ := http.NewRequestWithContext(sctx, http.MethodGet, e.Base+"/haip/sse?session="+haip.NewUUID()+"&token="+short, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
