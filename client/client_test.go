@@ -12,9 +12,12 @@ import (
 
 	"github.com/coder/websocket"
 
+	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
+	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker/demo"
 )
 
@@ -25,11 +28,11 @@ import (
 // lost or twice, Dedupe, and flow control.
 func TestTransports(t *testing.T) {
 	t.Parallel()
-	f := newFabric(t)
-	f.agent(time.Millisecond)
-	f.tools()
-	e := f.edge(edge.Config{}, 0)
-	tok := f.token("alice", time.Hour)
+	f := harness.New(t, streams.Config{})
+	f.Agent(time.Millisecond)
+	f.Tools("builtin", 4)
+	e := f.Edge(edge.Config{})
+	tok := f.Token("alice", auth.RoleUser)
 	all := client.Transports()
 	for i, tr := range all {
 		t.Run(tr, func(t *testing.T) {
@@ -38,7 +41,7 @@ func TestTransports(t *testing.T) {
 			defer cancel()
 
 			// Refused before the stream starts: the edge's status and body.
-			_, err := tryDial(t, e, "not-a-token", client.Options{Transport: tr})
+			_, err := harness.TryDial(t, e, client.Options{Token: "not-a-token", Transport: tr})
 			var he *client.HTTPError
 			if !errors.As(err, &he) || he.Status != http.StatusUnauthorized || !strings.Contains(he.Body, `"code"`) {
 				t.Fatalf("bad token: %v, want an HTTPError 401 with the JSON body", err)
@@ -46,7 +49,7 @@ func TestTransports(t *testing.T) {
 
 			// Handshake. A small credit window makes Read grant credit
 			// back (FLOW_UPDATE) every other message.
-			c := dial(t, e, tok, client.Options{Transport: tr, Credit: 4})
+			c := harness.Dial(t, e, client.Options{Token: tok, Transport: tr, Credit: 4})
 			if c.Hello.HaipVersion != haip.Version || c.Transport() != tr || c.LastSeq() != 0 {
 				t.Fatalf("after the handshake: version %q, transport %q, last seq %d", c.Hello.HaipVersion, c.Transport(), c.LastSeq())
 			}
@@ -55,9 +58,9 @@ func TestTransports(t *testing.T) {
 			if _, err := c.SendText(ctx, "hello over "+tr); err != nil {
 				t.Fatal(err)
 			}
-			got := readUntil(t, c, 20*time.Second, isRunFinished)
-			assertDense(t, got, 1)
-			if text := answerText(t, got); text != demo.Answer("hello over "+tr) {
+			got := harness.ReadUntil(t, c, 20*time.Second, harness.IsRunFinished)
+			harness.AssertDense(t, got, 1)
+			if text := harness.AnswerText(t, got); text != demo.Answer("hello over "+tr) {
 				t.Fatalf("answer %q", text)
 			}
 			if last := uint64(got[len(got)-1].Seq); c.LastSeq() != last {
@@ -72,7 +75,7 @@ func TestTransports(t *testing.T) {
 			before := c.LastSeq()
 			var updates []haip.ToolStatus
 			var done haip.ToolDonePayload
-			tool := readUntil(t, c, 20*time.Second, func(env *haip.Envelope) bool {
+			tool := harness.ReadUntil(t, c, 20*time.Second, func(env *haip.Envelope) bool {
 				switch env.Type {
 				case haip.TypeToolUpdate:
 					var u haip.ToolUpdatePayload
@@ -87,7 +90,7 @@ func TestTransports(t *testing.T) {
 				}
 				return false
 			})
-			assertDense(t, tool, before+1)
+			harness.AssertDense(t, tool, before+1)
 			if done.Status != haip.ToolDoneOK || string(done.Result) != `{"result":5}` || len(updates) < 2 {
 				t.Fatalf("TOOL_DONE %s %s after updates %v", done.Status, done.Result, updates)
 			}
@@ -99,7 +102,7 @@ func TestTransports(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			errEnv := readControl(t, c, haip.TypeError, 10*time.Second)
+			errEnv := harness.ReadControl(t, c, haip.TypeError, 10*time.Second)
 			var ep haip.ErrorPayload
 			if err := errEnv.DecodePayload(&ep); err != nil {
 				t.Fatal(err)
@@ -112,7 +115,7 @@ func TestTransports(t *testing.T) {
 			if _, err := c.Send(ctx, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: "n-" + tr}); err != nil {
 				t.Fatal(err)
 			}
-			if pong := readControl(t, c, haip.TypePong, 10*time.Second); !strings.Contains(string(pong.Payload), `"n-`+tr+`"`) {
+			if pong := harness.ReadControl(t, c, haip.TypePong, 10*time.Second); !strings.Contains(string(pong.Payload), `"n-`+tr+`"`) {
 				t.Fatalf("PONG %s", pong.Payload)
 			}
 
@@ -122,8 +125,8 @@ func TestTransports(t *testing.T) {
 			if _, err := c.Send(ctx, haip.ChannelSystem, haip.TypeReplayRequest, haip.ReplayRequestPayload{FromSeq: 1, ToSeq: &to}); err != nil {
 				t.Fatal(err)
 			}
-			replayed := readUntil(t, c, 10*time.Second, func(env *haip.Envelope) bool { return env.Seq == 3 })
-			assertDense(t, replayed, 1)
+			replayed := harness.ReadUntil(t, c, 10*time.Second, func(env *haip.Envelope) bool { return env.Seq == 3 })
+			harness.AssertDense(t, replayed, 1)
 			if c.LastSeq() != last {
 				t.Fatalf("LastSeq %d after a replay, want %d", c.LastSeq(), last)
 			}
@@ -134,27 +137,27 @@ func TestTransports(t *testing.T) {
 			if _, err := c.SendText(ctx, "resume me"); err != nil {
 				t.Fatal(err)
 			}
-			first := readUntil(t, c, 20*time.Second, func(env *haip.Envelope) bool { return uint64(env.Seq) >= start+5 })
+			first := harness.ReadUntil(t, c, 20*time.Second, func(env *haip.Envelope) bool { return uint64(env.Seq) >= start+5 })
 			if err := c.CloseNow(); err != nil {
 				t.Fatal(err)
 			}
 			from := c.LastSeq()
 			next := all[(i+1)%len(all)]
-			r := dial(t, e, tok, client.Options{Transport: next, Session: c.Session(), LastRxSeq: &from, Credit: 4})
+			r := harness.Dial(t, e, client.Options{Token: tok, Transport: next, Session: c.Session(), LastRxSeq: &from, Credit: 4})
 			if r.LastSeq() != from {
 				t.Fatalf("resumed at %d, asked %d", r.LastSeq(), from)
 			}
-			rest := readUntil(t, r, 20*time.Second, isRunFinished)
+			rest := harness.ReadUntil(t, r, 20*time.Second, harness.IsRunFinished)
 			whole := append(first, rest...)
-			assertDense(t, whole, start+1)
-			if text := answerText(t, whole); text != demo.Answer("resume me") {
+			harness.AssertDense(t, whole, start+1)
+			if text := harness.AnswerText(t, whole); text != demo.Answer("resume me") {
 				t.Fatalf("answer across the cut %q", text)
 			}
 
 			// Dedupe drops what was already received (here a replay); the
 			// PONG after it still comes.
-			d := dial(t, e, tok, client.Options{Transport: tr, Session: c.Session(), LastRxSeq: &from, Dedupe: true})
-			readUntil(t, d, 20*time.Second, isRunFinished)
+			d := harness.Dial(t, e, client.Options{Token: tok, Transport: tr, Session: c.Session(), LastRxSeq: &from, Dedupe: true})
+			harness.ReadUntil(t, d, 20*time.Second, harness.IsRunFinished)
 			if _, err := d.Send(ctx, haip.ChannelSystem, haip.TypeReplayRequest, haip.ReplayRequestPayload{FromSeq: 1, ToSeq: &to}); err != nil {
 				t.Fatal(err)
 			}
@@ -184,18 +187,18 @@ func TestTransports(t *testing.T) {
 // testFlowControl: with 2 messages of credit per channel, the edge sends
 // the answer up to the first message that does not fit, one more for each
 // message of credit granted by hand, and nothing else.
-func testFlowControl(t *testing.T, e *testEdge, tok, tr string) {
+func testFlowControl(t *testing.T, e *harness.Edge, tok, tr string) {
 	t.Helper()
 	const credit = 2
-	fc := dial(t, e, tok, client.Options{Transport: tr, Credit: credit, ManualCredit: true})
-	obs := dial(t, e, tok, client.Options{Session: fc.Session(), NoFlowControl: true})
+	fc := harness.Dial(t, e, client.Options{Token: tok, Transport: tr, Credit: credit, ManualCredit: true})
+	obs := harness.Dial(t, e, client.Options{Token: tok, Session: fc.Session(), NoFlowControl: true})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	if _, err := fc.SendText(ctx, "flow"); err != nil {
 		t.Fatal(err)
 	}
 	// The whole answer, as a client without credit limits sees it.
-	run := readUntil(t, obs, 20*time.Second, isRunFinished)
+	run := harness.ReadUntil(t, obs, 20*time.Second, harness.IsRunFinished)
 	left := map[haip.Channel]int{}
 	for _, ch := range haip.AllChannels() {
 		left[ch] = credit
@@ -212,8 +215,8 @@ func testFlowControl(t *testing.T, e *testEdge, tok, tr string) {
 	if n == len(run) {
 		t.Fatalf("the credit of %d per channel covers the whole answer (%d messages)", credit, len(run))
 	}
-	got := readUntil(t, fc, 10*time.Second, func(env *haip.Envelope) bool { return env.Seq == run[n-1].Seq })
-	assertDense(t, got, 1)
+	got := harness.ReadUntil(t, fc, 10*time.Second, func(env *haip.Envelope) bool { return env.Seq == run[n-1].Seq })
+	harness.AssertDense(t, got, 1)
 
 	// One more message of credit on the waiting message's channel.
 	add := int64(1)
@@ -222,8 +225,8 @@ func testFlowControl(t *testing.T, e *testEdge, tok, tr string) {
 	}
 	left[run[n].Channel] += int(add)
 	m := fits(n)
-	more := readUntil(t, fc, 10*time.Second, func(env *haip.Envelope) bool { return env.Seq == run[m-1].Seq })
-	assertDense(t, more, uint64(n)+1)
+	more := harness.ReadUntil(t, fc, 10*time.Second, func(env *haip.Envelope) bool { return env.Seq == run[m-1].Seq })
+	harness.AssertDense(t, more, uint64(n)+1)
 
 	// Nothing else comes: the next message waits for credit. (A Read cut
 	// by its context closes the connection; that is fine here.)
@@ -252,10 +255,10 @@ func testFlowControl(t *testing.T, e *testEdge, tok, tr string) {
 // SERVER_SHUTDOWN ERROR the edge sends before it closes.
 func TestDrainCloseReason(t *testing.T) {
 	t.Parallel()
-	f := newFabric(t)
-	f.agent(-1)
-	e := f.edge(edge.Config{}, 0)
-	tok := f.token("alice", time.Hour)
+	f := harness.New(t, streams.Config{})
+	f.Agent(-1)
+	e := f.Edge(edge.Config{})
+	tok := f.Token("alice", auth.RoleUser)
 	want := map[string]websocket.StatusCode{
 		client.TransportWebSocket:  websocket.StatusGoingAway,
 		client.TransportSSE:        websocket.StatusGoingAway,
@@ -264,19 +267,19 @@ func TestDrainCloseReason(t *testing.T) {
 	}
 	conns := map[string]*client.Conn{}
 	for _, tr := range client.Transports() {
-		c := dial(t, e, tok, client.Options{Transport: tr})
+		c := harness.Dial(t, e, client.Options{Token: tok, Transport: tr})
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		if _, err := c.SendText(ctx, "before the drain"); err != nil {
 			t.Fatal(err)
 		}
 		cancel()
-		readUntil(t, c, 20*time.Second, isRunFinished)
+		harness.ReadUntil(t, c, 20*time.Second, harness.IsRunFinished)
 		conns[tr] = c
 	}
-	e.shutdown(t)
+	e.Shutdown(t)
 	for _, tr := range client.Transports() {
 		c := conns[tr]
-		err := readEnd(t, c, 10*time.Second)
+		err := harness.ReadEnd(t, c, 10*time.Second)
 		code, reason := client.CloseStatus(err)
 		if code != want[tr] {
 			t.Errorf("%s: ended with %v (close %d %q), want close %d", tr, err, code, reason, want[tr])
@@ -293,15 +296,15 @@ func TestDrainCloseReason(t *testing.T) {
 // an NDJSON stream ends with.
 func TestTokenExpiredCloseReason(t *testing.T) {
 	t.Parallel()
-	f := newFabric(t)
-	e := f.edge(edge.Config{}, time.Millisecond)
+	f := harness.New(t, streams.Config{})
+	e := f.EdgeWith(nil, edge.Config{}, func(d *edge.Deps) { d.Verifier = f.Verifier(time.Millisecond) })
 	const ttl = 3 * time.Second
 	conns := map[string]*client.Conn{}
 	for _, tr := range client.Transports() {
-		conns[tr] = dial(t, e, f.token("alice", ttl), client.Options{Transport: tr})
+		conns[tr] = harness.Dial(t, e, client.Options{Token: f.TokenTTL("alice", auth.RoleUser, ttl), Transport: tr})
 	}
 	for _, tr := range client.Transports() {
-		err := readEnd(t, conns[tr], ttl+10*time.Second)
+		err := harness.ReadEnd(t, conns[tr], ttl+10*time.Second)
 		if code, reason := client.CloseStatus(err); code != client.StatusTokenExpired || !strings.Contains(reason, "token expired") {
 			t.Errorf("%s: ended with %v (close %d %q), want close %d", tr, err, code, reason, client.StatusTokenExpired)
 		}

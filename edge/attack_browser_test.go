@@ -62,8 +62,8 @@ func header(kv ...string) http.Header {
 func TestAttackCORSEchoesAnyOrigin(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{EnableCORS: true}) // cmd/edge's default: ENABLE_CORS on, no CORS_ORIGINS
-	tok := f.token("alice", auth.RoleUser)
+	e := f.Edge(edge.Config{EnableCORS: true}) // cmd/edge's default: ENABLE_CORS on, no CORS_ORIGINS
+	tok := f.Token("alice", auth.RoleUser)
 	session := haip.NewUUID()
 	hello, _ := haip.Encode(helloEnvelope(session))
 	for _, origin := range []string{"http://evil.example", "null"} {
@@ -82,7 +82,7 @@ func TestAttackCORSEchoesAnyOrigin(t *testing.T) {
 				hdr = http.Header{}
 			}
 			hdr.Set("Origin", origin)
-			resp, body := do(t, tc.method, e.base+tc.path, hdr, tc.body)
+			resp, body := do(t, tc.method, e.Base+tc.path, hdr, tc.body)
 			if acao, acac := resp.Header.Get("Access-Control-Allow-Origin"), resp.Header.Get("Access-Control-Allow-Credentials"); acao != "" || acac != "" {
 				t.Errorf("%s %s from %s: Access-Control-Allow-Origin %q, -Credentials %q; want neither", tc.method, tc.path, origin, acao, acac)
 			}
@@ -104,15 +104,15 @@ func TestAttackCORSEchoesAnyOrigin(t *testing.T) {
 func TestAttackWebSocketFromForeignOrigin(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{EnableCORS: true})
-	url := tokenURL(e, f.token("alice", auth.RoleUser))
+	e := f.Edge(edge.Config{EnableCORS: true})
+	url := tokenURL(e, f.Token("alice", auth.RoleUser))
 	for _, origin := range []string{"http://evil.example", "null", "http://127.0.0.1.evil.example"} {
 		status, b, raw := refusal(t, url, header("Origin", origin))
 		if status != http.StatusForbidden || b.Code != "ORIGIN_NOT_ALLOWED" {
 			t.Errorf("Origin %s: HTTP %d %s, want 403 ORIGIN_NOT_ALLOWED", origin, status, raw)
 		}
 	}
-	for _, origin := range []string{"", e.base} {
+	for _, origin := range []string{"", e.Base} {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		ws, resp, err := websocket.Dial(ctx, url, &websocket.DialOptions{HTTPHeader: header("Origin", origin)})
 		cancel()
@@ -134,8 +134,8 @@ func TestAttackWebSocketFromForeignOrigin(t *testing.T) {
 func TestAttackPostWithoutJSONContentType(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	tok := f.token("alice", auth.RoleUser)
+	e := f.Edge(edge.Config{})
+	tok := f.Token("alice", auth.RoleUser)
 	session := haip.NewUUID()
 	text := userText(t, session, "forged")
 	runID := haip.NewUUID()
@@ -158,7 +158,7 @@ func TestAttackPostWithoutJSONContentType(t *testing.T) {
 			if ct != "" {
 				hdr.Set("Content-Type", ct)
 			}
-			resp, body := do(t, http.MethodPost, e.base+tc.path, hdr, tc.body)
+			resp, body := do(t, http.MethodPost, e.Base+tc.path, hdr, tc.body)
 			if resp.StatusCode != http.StatusUnsupportedMediaType {
 				t.Errorf("POST %s as %q: HTTP %d, want 415", tc.path, ct, resp.StatusCode)
 				continue
@@ -179,7 +179,7 @@ func TestAttackOperatorEndpointsWithoutToken(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
 	const scrape = "0123456789abcdef0123456789abcdef-metrics"
-	e := f.edge(edge.Config{MetricsToken: scrape})
+	e := f.Edge(edge.Config{MetricsToken: scrape})
 	for _, path := range []string{"/stats", "/metrics"} {
 		for _, tc := range []struct {
 			name   string
@@ -188,12 +188,12 @@ func TestAttackOperatorEndpointsWithoutToken(t *testing.T) {
 		}{
 			{"no token", nil, http.StatusUnauthorized},
 			{"bad token", header("Authorization", "Bearer nope"), http.StatusUnauthorized},
-			{"user token", header("Authorization", "Bearer "+f.token("alice", auth.RoleUser)), http.StatusForbidden},
-			{"agent token", header("Authorization", "Bearer "+f.token("bot", auth.RoleAgent)), http.StatusForbidden},
-			{"admin token", header("Authorization", "Bearer "+f.token("ops", auth.RoleAdmin)), http.StatusOK},
+			{"user token", header("Authorization", "Bearer "+f.Token("alice", auth.RoleUser)), http.StatusForbidden},
+			{"agent token", header("Authorization", "Bearer "+f.Token("bot", auth.RoleAgent)), http.StatusForbidden},
+			{"admin token", header("Authorization", "Bearer "+f.Token("ops", auth.RoleAdmin)), http.StatusOK},
 			{"metrics token", header("Authorization", "Bearer "+scrape), http.StatusOK},
 		} {
-			resp, body := do(t, http.MethodGet, e.base+path, tc.hdr, nil)
+			resp, body := do(t, http.MethodGet, e.Base+path, tc.hdr, nil)
 			if resp.StatusCode != tc.status {
 				t.Errorf("GET %s with %s: HTTP %d, want %d: %.200s", path, tc.name, resp.StatusCode, tc.status, body)
 				continue
@@ -206,10 +206,10 @@ func TestAttackOperatorEndpointsWithoutToken(t *testing.T) {
 		}
 	}
 	// A metrics token in the query is not taken: it would end up in logs.
-	if resp, _ := do(t, http.MethodGet, e.base+"/metrics?token="+scrape, nil, nil); resp.StatusCode != http.StatusUnauthorized {
+	if resp, _ := do(t, http.MethodGet, e.Base+"/metrics?token="+scrape, nil, nil); resp.StatusCode != http.StatusUnauthorized {
 		t.Errorf("metrics token in the query: HTTP %d, want 401", resp.StatusCode)
 	}
-	if resp, body := do(t, http.MethodGet, e.base+"/health", nil, nil); resp.StatusCode != http.StatusOK {
+	if resp, body := do(t, http.MethodGet, e.Base+"/health", nil, nil); resp.StatusCode != http.StatusOK {
 		t.Errorf("/health without a token: HTTP %d %s", resp.StatusCode, body)
 	}
 }

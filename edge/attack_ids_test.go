@@ -11,6 +11,7 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker/demo"
 )
@@ -32,7 +33,7 @@ func callToolID(t *testing.T, c *client.Conn, callID, tool string, params any) {
 // callID is CANCELLING: the cancellation has been handed on.
 func waitCancelling(t *testing.T, c *client.Conn, callID string) {
 	t.Helper()
-	readUntil(t, c, 10*time.Second, func(e *haip.Envelope) bool {
+	harness.ReadUntil(t, c, 10*time.Second, func(e *haip.Envelope) bool {
 		var u haip.ToolUpdatePayload
 		return e.Type == haip.TypeToolUpdate && e.DecodePayload(&u) == nil && u.CallID == callID && u.Status == haip.ToolStatusCancelling
 	})
@@ -60,7 +61,7 @@ func TestAttackToolCancelOfAnotherSessionsCall(t *testing.T) {
 	// the worker's heartbeat within AckWait/3) before it ends by itself.
 	const sleepMS = 3000
 	callID := callTool(t, alice, "sleep", map[string]int{"ms": sleepMS, "steps": 30})
-	readUntil(t, alice, 10*time.Second, func(e *haip.Envelope) bool {
+	harness.ReadUntil(t, alice, 10*time.Second, func(e *haip.Envelope) bool {
 		var u haip.ToolUpdatePayload
 		return e.Type == haip.TypeToolUpdate && e.DecodePayload(&u) == nil && u.CallID == callID && u.Progress != nil && *u.Progress > 0
 	})
@@ -120,9 +121,9 @@ func textWithIDs(t *testing.T, session, text, messageID string, ids [2]string) [
 func twoUsersWithTools(t *testing.T) (f *fabric, alice, bob *client.Conn) {
 	t.Helper()
 	f = newFabric(t, streams.Config{})
-	f.toolWorker("w1", 0)
-	e := f.edge(edge.Config{})
-	return f, f.dial(e, client.Options{Token: f.token("alice", auth.RoleUser)}), f.dial(e, client.Options{Token: f.token("bob", auth.RoleUser)})
+	f.Tools("w1", 0)
+	e := f.Edge(edge.Config{})
+	return f, f.Dial(e, client.Options{Token: f.Token("alice", auth.RoleUser)}), f.Dial(e, client.Options{Token: f.Token("bob", auth.RoleUser)})
 }
 
 // Alice's envelopes with the ids (and message id) bob already used in his
@@ -133,21 +134,21 @@ func twoUsersWithTools(t *testing.T) (f *fabric, alice, bob *client.Conn) {
 func TestAttackEnvelopeIDOfAnotherSession(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.agent(-1)
-	e := f.edge(edge.Config{})
-	aliceTok, bobTok := f.token("alice", auth.RoleUser), f.token("bob", auth.RoleUser)
-	alice := f.dial(e, client.Options{Token: aliceTok})
-	bob := f.dial(e, client.Options{Token: bobTok})
+	f.Agent(-1)
+	e := f.Edge(edge.Config{})
+	aliceTok, bobTok := f.Token("alice", auth.RoleUser), f.Token("bob", auth.RoleUser)
+	alice := f.Dial(e, client.Options{Token: aliceTok})
+	bob := f.Dial(e, client.Options{Token: bobTok})
 
 	ids, mid := [2]string{haip.NewUUID(), haip.NewUUID()}, haip.NewUUID()
-	_, pr := post(t, e.base+"/haip/messages", bobTok, nil, textWithIDs(t, bob.Session(), "words of bob", mid, ids)...)
+	_, pr := post(t, e.Base+"/haip/messages", bobTok, nil, textWithIDs(t, bob.Session(), "words of bob", mid, ids)...)
 	mustAccept(t, pr, 2)
-	if got := answerText(t, readUntil(t, bob, 20*time.Second, isRunFinished)); got != demo.Answer("words of bob") {
+	if got := harness.AnswerText(t, harness.ReadUntil(t, bob, 20*time.Second, harness.IsRunFinished)); got != demo.Answer("words of bob") {
 		t.Fatalf("bob's answer %q", got)
 	}
 
 	aliceMsgs := textWithIDs(t, alice.Session(), "words of alice", mid, ids)
-	_, pr = post(t, e.base+"/haip/messages", aliceTok, nil, aliceMsgs...)
+	_, pr = post(t, e.Base+"/haip/messages", aliceTok, nil, aliceMsgs...)
 	if len(pr.Results) != 2 {
 		t.Fatalf("alice's POST: %+v", pr)
 	}
@@ -156,7 +157,7 @@ func TestAttackEnvelopeIDOfAnotherSession(t *testing.T) {
 			t.Fatalf("alice's envelope %d: %+v (error %+v), want stored at her seq %d", i, r, r.Error, i+1)
 		}
 	}
-	if got := answerText(t, readUntil(t, alice, 20*time.Second, isRunFinished)); got != demo.Answer("words of alice") {
+	if got := harness.AnswerText(t, harness.ReadUntil(t, alice, 20*time.Second, harness.IsRunFinished)); got != demo.Answer("words of alice") {
 		t.Fatalf("alice's answer %q", got)
 	}
 	in := logEntries(t, f, alice.Session(), streams.In)
@@ -165,7 +166,7 @@ func TestAttackEnvelopeIDOfAnotherSession(t *testing.T) {
 	}
 
 	// Within alice's session, a re-sent envelope is stored once.
-	_, pr = post(t, e.base+"/haip/messages", aliceTok, nil, aliceMsgs[0])
+	_, pr = post(t, e.Base+"/haip/messages", aliceTok, nil, aliceMsgs[0])
 	mustAccept(t, pr, 1)
 	if r := pr.Results[0]; !r.Duplicate || r.Seq != 1 {
 		t.Fatalf("alice's re-sent envelope: %+v, want a duplicate of seq 1", r)
@@ -178,7 +179,7 @@ func TestAttackEnvelopeIDOfAnotherSession(t *testing.T) {
 	}
 	env.ID = ids[0]
 	before := logLen(t, f, alice.Session(), streams.Out)
-	_, pr = post(t, e.base+"/haip/messages", f.token("agent-1", auth.RoleAgent), nil, encode(t, env))
+	_, pr = post(t, e.Base+"/haip/messages", f.Token("agent-1", auth.RoleAgent), nil, encode(t, env))
 	mustAccept(t, pr, 1)
 	if r := pr.Results[0]; r.Duplicate || r.Seq != before+1 {
 		t.Fatalf("agent's envelope: %+v, want stored at outbound seq %d", r, before+1)

@@ -11,6 +11,7 @@ import (
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -23,7 +24,7 @@ import (
 func TestAttackTokenSubjectAndLifetime(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
+	e := f.Edge(edge.Config{})
 	now := time.Now()
 	century := now.AddDate(100, 0, 0).Unix()
 	for _, tc := range []struct {
@@ -38,7 +39,7 @@ func TestAttackTokenSubjectAndLifetime(t *testing.T) {
 		{"century without iat", jwt.MapClaims{"sub": "alice", "exp": century}, auth.ReasonLifetime},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			tok := signJWT(t, jwt.SigningMethodHS256, testSecret, tc.claims)
+			tok := signJWT(t, jwt.SigningMethodHS256, harness.Secret, tc.claims)
 			status, b, raw := refusal(t, tokenURL(e, tok), nil)
 			if status != http.StatusUnauthorized || b.Details["reason"] != tc.reason {
 				t.Errorf("HTTP %d %s, want 401 with reason %s", status, raw, tc.reason)
@@ -55,8 +56,8 @@ func TestAttackTokenSubjectAndLifetime(t *testing.T) {
 func TestAttackUserSendsAgentEvents(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	tok := f.token("alice", auth.RoleUser)
+	e := f.Edge(edge.Config{})
+	tok := f.Token("alice", auth.RoleUser)
 	runID, callID := haip.NewUUID(), haip.NewUUID()
 	forged := []struct {
 		typ     haip.Type
@@ -99,7 +100,7 @@ func TestAttackUserSendsAgentEvents(t *testing.T) {
 		env.RunID = runID
 		records = append(records, encode(t, env))
 	}
-	_, pr := post(t, e.base+"/haip/messages", tok, nil, records...)
+	_, pr := post(t, e.Base+"/haip/messages", tok, nil, records...)
 	for i, res := range pr.Results {
 		if res.Status != "error" || res.Error == nil || res.Error.Code != haip.CodeUnsupportedType {
 			t.Errorf("POST %s: %+v, want UNSUPPORTED_TYPE", forged[i].typ, res)
@@ -108,9 +109,9 @@ func TestAttackUserSendsAgentEvents(t *testing.T) {
 	// HTTP streaming.
 	hello, _ := haip.Encode(helloEnvelope(r.session))
 	body := append(append(hello, '\n'), bytes.Join(records, []byte("\n"))...)
-	s := openStream(t, nil, e.base+"/haip/stream", tok, bytes.NewReader(append(body, '\n')), nil)
+	s := openStream(t, nil, e.Base+"/haip/stream", tok, bytes.NewReader(append(body, '\n')), nil)
 	for range forged {
-		if ep := errorPayload(t, s.nextOf(haip.TypeError)); ep.Code != haip.CodeUnsupportedType {
+		if ep := harness.ErrorPayload(t, s.nextOf(haip.TypeError)); ep.Code != haip.CodeUnsupportedType {
 			t.Errorf("stream: ERROR %+v, want UNSUPPORTED_TYPE", ep)
 		}
 	}
@@ -119,7 +120,7 @@ func TestAttackUserSendsAgentEvents(t *testing.T) {
 	}
 
 	// An agent still sends them.
-	ag := rawDial(t, tokenURL(e, f.token("bot", auth.RoleAgent)))
+	ag := rawDial(t, tokenURL(e, f.Token("bot", auth.RoleAgent)))
 	ag.session = r.session
 	ag.handshake()
 	env := ag.env(haip.ChannelAgent, haip.TypeRunStarted, map[string]any{})

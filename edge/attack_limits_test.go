@@ -19,6 +19,7 @@ import (
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -33,8 +34,8 @@ func TestAttackMaxConnectionsBurst(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
 	const max, burst = 3, 40
-	e := f.edge(edge.Config{MaxConnections: max})
-	url := tokenURL(e, f.token("alice", auth.RoleUser))
+	e := f.Edge(edge.Config{MaxConnections: max})
+	url := tokenURL(e, f.Token("alice", auth.RoleUser))
 	var (
 		wg       sync.WaitGroup
 		mu       sync.Mutex
@@ -76,7 +77,7 @@ func TestAttackMaxConnectionsBurst(t *testing.T) {
 		_ = ws.CloseNow()
 	}
 	// Every slot comes back: MAX_CONNECTIONS connections open again.
-	waitFor(t, 10*time.Second, func() bool { return e.srv.Stats(context.Background()).ActiveConnections == 0 }, "connections still active after their clients left")
+	testkit.Eventually(t, 10*time.Second, func() bool { return e.Srv.Stats(context.Background()).ActiveConnections == 0 }, "connections still active after their clients left")
 	for range max {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		ws, _, err := websocket.Dial(ctx, url, nil)
@@ -93,13 +94,13 @@ func TestAttackMaxConnectionsBurst(t *testing.T) {
 // connection once the response has begun.
 func rawStream(t *testing.T, e *testEdge, tok, session string, body []byte) net.Conn {
 	t.Helper()
-	nc, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
+	nc, err := net.Dial("tcp", strings.TrimPrefix(e.Base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = nc.Close() })
 	fmt.Fprintf(nc, "POST /haip/stream?session=%s HTTP/1.1\r\nHost: %s\r\nAuthorization: Bearer %s\r\nContent-Type: application/x-ndjson\r\nContent-Length: %d\r\n\r\n%s",
-		session, strings.TrimPrefix(e.base, "http://"), tok, len(body), body)
+		session, strings.TrimPrefix(e.Base, "http://"), tok, len(body), body)
 	_ = nc.SetReadDeadline(time.Now().Add(10 * time.Second))
 	br := bufio.NewReader(nc)
 	status, err := br.ReadString('\n')
@@ -125,8 +126,8 @@ func rawStream(t *testing.T, e *testEdge, tok, session string, body []byte) net.
 func TestAttackHalfDuplexStreamKeepsSlot(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{MaxConnections: 1}) // default heartbeats: 30 s
-	tok := f.token("alice", auth.RoleUser)
+	e := f.Edge(edge.Config{MaxConnections: 1}) // default heartbeats: 30 s
+	tok := f.Token("alice", auth.RoleUser)
 	for _, tc := range []struct {
 		name string
 		body func(session string) []byte
@@ -140,7 +141,7 @@ func TestAttackHalfDuplexStreamKeepsSlot(t *testing.T) {
 		session := haip.NewUUID()
 		nc := rawStream(t, e, tok, session, tc.body(session))
 		_ = nc.Close()
-		waitFor(t, 5*time.Second, func() bool { return e.srv.Stats(context.Background()).ActiveConnections == 0 },
+		testkit.Eventually(t, 5*time.Second, func() bool { return e.Srv.Stats(context.Background()).ActiveConnections == 0 },
 			tc.name+": the stream's slot is still held 5 s after its client left")
 	}
 	// The one slot is free again.
@@ -168,9 +169,9 @@ func TestAttackClientErrorFloodsLog(t *testing.T) {
 			d.Logger = slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
 		}
 	}
-	atInfo := f.edgeWith(f.nc, edge.Config{}, withLog(info, slog.LevelInfo))
-	atDebug := f.edgeWith(f.nc, edge.Config{}, withLog(debug, slog.LevelDebug))
-	tok := f.token("alice", auth.RoleUser)
+	atInfo := f.EdgeWith(f.NC, edge.Config{}, withLog(info, slog.LevelInfo))
+	atDebug := f.EdgeWith(f.NC, edge.Config{}, withLog(debug, slog.LevelDebug))
+	tok := f.Token("alice", auth.RoleUser)
 	const n, size = 10, 900 << 10               // under MAX_MESSAGE_BYTES each; 9 MB in one POST
 	opened := rawDial(t, tokenURL(atInfo, tok)) // an ERROR is about a session its user has
 	opened.handshake()
@@ -184,7 +185,7 @@ func TestAttackClientErrorFloodsLog(t *testing.T) {
 		records = append(records, encode(t, env))
 	}
 	for _, e := range []*testEdge{atInfo, atDebug} {
-		status, pr := post(t, e.base+"/haip/messages", tok, nil, records...)
+		status, pr := post(t, e.Base+"/haip/messages", tok, nil, records...)
 		if status != http.StatusOK {
 			t.Fatalf("POST: HTTP %d", status)
 		}

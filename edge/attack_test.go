@@ -12,19 +12,18 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/coder/websocket"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
-	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -33,7 +32,7 @@ func sessionExists(t *testing.T, f *fabric, id string) bool {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	sessions, err := streams.OpenSessions(ctx, f.js)
+	sessions, err := streams.OpenSessions(ctx, f.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -51,8 +50,8 @@ func sessionExists(t *testing.T, f *fabric, id string) bool {
 func TestAttackSessionSquatting(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	aliceTok, bobTok := f.token("alice", auth.RoleUser), f.token("bob", auth.RoleUser)
+	e := f.Edge(edge.Config{})
+	aliceTok, bobTok := f.Token("alice", auth.RoleUser), f.Token("bob", auth.RoleUser)
 	alice := rawDial(t, tokenURL(e, aliceTok))
 	alice.handshake()
 
@@ -74,13 +73,13 @@ func TestAttackSessionSquatting(t *testing.T) {
 			t.Fatal("a read created the session")
 		}
 		// The id is still free for whoever opens it.
-		carol := rawDial(t, tokenURL(e, f.token("carol", auth.RoleUser)))
+		carol := rawDial(t, tokenURL(e, f.Token("carol", auth.RoleUser)))
 		carol.session = free
 		carol.handshake()
 	})
 
 	t.Run("a request refused for a full edge claims nothing", func(t *testing.T) {
-		full := f.edge(edge.Config{MaxConnections: 1})
+		full := f.Edge(edge.Config{MaxConnections: 1})
 		first := rawDial(t, tokenURL(full, aliceTok))
 		first.handshake()
 		free := haip.NewUUID()
@@ -95,12 +94,12 @@ func TestAttackSessionSquatting(t *testing.T) {
 
 	t.Run("an agent cannot plant messages in a session nobody opened", func(t *testing.T) {
 		free := haip.NewUUID()
-		agentTok := f.token("svc", auth.RoleAgent)
+		agentTok := f.Token("svc", auth.RoleAgent)
 		plant, err := haip.New(free, haip.ChannelAgent, haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: haip.NewUUID(), Text: "planted"})
 		if err != nil {
 			t.Fatal(err)
 		}
-		status, pr := post(t, e.base+"/haip/messages", agentTok, nil, encode(t, plant))
+		status, pr := post(t, e.Base+"/haip/messages", agentTok, nil, encode(t, plant))
 		if status == http.StatusOK && (len(pr.Results) != 1 || pr.Results[0].Error == nil || pr.Results[0].Error.Code != haip.CodeSessionNotFound) {
 			t.Fatalf("POST as agent into a free session: %d %+v, want SESSION_NOT_FOUND", status, pr)
 		}
@@ -108,7 +107,7 @@ func TestAttackSessionSquatting(t *testing.T) {
 		r.session = free
 		r.send(haip.ChannelSystem, haip.TypeHAI, helloPayload())
 		code, got := r.expectClose(10 * time.Second)
-		if code != websocket.StatusPolicyViolation || len(got) == 0 || errorPayload(t, got[0]).Code != haip.CodeSessionNotFound {
+		if code != websocket.StatusPolicyViolation || len(got) == 0 || harness.ErrorPayload(t, got[0]).Code != haip.CodeSessionNotFound {
 			t.Fatalf("agent HAI into a free session: close %v after %s, want SESSION_NOT_FOUND then 1008", code, types(got))
 		}
 		if sessionExists(t, f, free) || logLen(t, f, free, streams.Out) != 0 {
@@ -130,35 +129,14 @@ func TestAttackSessionSquatting(t *testing.T) {
 func TestAttackTokenOutlivesExpiry(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	nc := natstest.Conn(t, f.ns)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := auth.NewVerifier(auth.Config{Secret: testSecret, Leeway: time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	srv, err := edge.NewServer(ctx, edge.Config{}, edge.Deps{NC: nc, JS: js, Verifier: v})
-	if err != nil {
-		t.Fatal(err)
-	}
-	hs := httptest.NewServer(srv.Handler())
-	t.Cleanup(func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(sctx)
-		hs.Close()
-	})
-	short, err := f.signer.Mint(auth.MintOptions{Subject: "alice", Role: auth.RoleUser, TTL: 3 * time.Second})
+	e := f.EdgeWith(nil, edge.Config{}, func(d *edge.Deps) { d.Verifier = f.Verifier(time.Millisecond) })
+	short, err := f.Signer.Mint(auth.MintOptions{Subject: "alice", Role: auth.RoleUser, TTL: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	exp := time.Now().Add(3 * time.Second).Truncate(time.Second)
 
-	r := rawDial(t, "ws"+strings.TrimPrefix(hs.URL, "http")+"/haip/websocket?token="+short)
+	r := rawDial(t, e.WS+"?token="+short)
 	r.handshake()
 	r.pingPong("before expiry")
 	code, got := r.expectClose(15 * time.Second)
@@ -168,17 +146,17 @@ func TestAttackTokenOutlivesExpiry(t *testing.T) {
 	if time.Now().Before(exp) {
 		t.Fatalf("closed before the token expired")
 	}
-	if len(got) == 0 || got[len(got)-1].Type != haip.TypeError || errorPayload(t, got[len(got)-1]).Code != haip.CodeAuthenticationFailed {
+	if len(got) == 0 || got[len(got)-1].Type != haip.TypeError || harness.ErrorPayload(t, got[len(got)-1]).Code != haip.CodeAuthenticationFailed {
 		t.Fatalf("closed after %s, want an AUTHENTICATION_FAILED ERROR last", types(got))
 	}
 
-	short, err = f.signer.Mint(auth.MintOptions{Subject: "alice", Role: auth.RoleUser, TTL: 3 * time.Second})
+	short, err = f.Signer.Mint(auth.MintOptions{Subject: "alice", Role: auth.RoleUser, TTL: 3 * time.Second})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sctx, scancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer scancel()
-	req, _ := http.NewRequestWithContext(sctx, http.MethodGet, hs.URL+"/haip/sse?session="+haip.NewUUID()+"&token="+short, nil)
+	req, _ := http.NewRequestWithContext(sctx, http.MethodGet, e.Base+"/haip/sse?session="+haip.NewUUID()+"&token="+short, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
@@ -208,8 +186,8 @@ func TestAttackTokenOutlivesExpiry(t *testing.T) {
 func TestAttackControlBurst(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{WriteTimeout: edge.Duration(time.Second)})
-	tok := f.token("alice", auth.RoleUser)
+	e := f.Edge(edge.Config{WriteTimeout: edge.Duration(time.Second)})
+	tok := f.Token("alice", auth.RoleUser)
 
 	r := rawDial(t, tokenURL(e, tok))
 	r.handshake()
@@ -263,7 +241,7 @@ func TestAttackControlBurst(t *testing.T) {
 	if code != websocket.StatusCode(edge.CloseSlowConsumer) && code != -1 {
 		t.Fatalf("non-reading client closed with %v, want %d", code, edge.CloseSlowConsumer)
 	}
-	if n := e.srv.Stats(ctx).SlowConsumerDisconnect; n != 1 {
+	if n := e.Srv.Stats(ctx).SlowConsumerDisconnect; n != 1 {
 		t.Fatalf("%d slow-consumer disconnects, want 1 (the client that did not read)", n)
 	}
 }
@@ -272,7 +250,7 @@ func TestAttackControlBurst(t *testing.T) {
 // outbound log, as a user's own large tool results would be.
 func fillBig(t *testing.T, f *fabric, session string, n, size int) {
 	t.Helper()
-	lg := f.log()
+	lg := f.Log()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	blob, _ := json.Marshal(map[string]string{"echo": strings.Repeat("x", size)})
@@ -294,8 +272,8 @@ func fillBig(t *testing.T, f *fabric, session string, n, size int) {
 func TestAttackReplayAmplification(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	tok := f.token("alice", auth.RoleUser)
+	e := f.Edge(edge.Config{})
+	tok := f.Token("alice", auth.RoleUser)
 	r := rawDial(t, tokenURL(e, tok))
 	r.handshake()
 	const big, n = 500 << 10, 12 // 6 MB of the user's own results
@@ -308,7 +286,7 @@ func TestAttackReplayAmplification(t *testing.T) {
 			reqs = append(reqs, encode(t, env))
 		}
 		body := bytes.Join(reqs, []byte("\n"))
-		req, _ := http.NewRequest(http.MethodPost, e.base+"/haip/messages", bytes.NewReader(body))
+		req, _ := http.NewRequest(http.MethodPost, e.Base+"/haip/messages", bytes.NewReader(body))
 		req.Header.Set("Content-Type", "application/x-ndjson")
 		req.Header.Set("Authorization", "Bearer "+tok)
 		resp, err := http.DefaultClient.Do(req)
@@ -336,7 +314,7 @@ func TestAttackReplayAmplification(t *testing.T) {
 		}
 		// The rest of the range is there for the asking, from next_seq.
 		env, _ := haip.New(r.session, haip.ChannelSystem, haip.TypeReplayRequest, haip.ReplayRequestPayload{FromSeq: haip.U64(first.NextSeq)})
-		if _, more := post(t, e.base+"/haip/messages", tok, nil, encode(t, env)); len(more.Results) != 1 || len(more.Results[0].Replies) == 0 {
+		if _, more := post(t, e.Base+"/haip/messages", tok, nil, encode(t, env)); len(more.Results) != 1 || len(more.Results[0].Replies) == 0 {
 			t.Fatalf("asking again from next_seq: %+v", more)
 		}
 	})
@@ -355,7 +333,7 @@ func TestAttackReplayAmplification(t *testing.T) {
 				break // the quiet period is over
 			}
 			received += len(data)
-			if env := checkStandard(t, typ, data); env.Type == haip.TypeError && errorPayload(t, env).Code == haip.CodeRateLimited {
+			if env := checkStandard(t, typ, data); env.Type == haip.TypeError && harness.ErrorPayload(t, env).Code == haip.CodeRateLimited {
 				limited++
 			}
 		}
@@ -376,9 +354,9 @@ func TestAttackReplayAmplification(t *testing.T) {
 func TestAttackUserLimits(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{UserMaxConnections: 3, UserSessionsPerMinute: 4, UserMessagesPerSecond: 20,
+	e := f.Edge(edge.Config{UserMaxConnections: 3, UserSessionsPerMinute: 4, UserMessagesPerSecond: 20,
 		UserRunsPerMinute: 2, UserToolCallsPerMinute: 2})
-	mal, bob := f.token("mallory", auth.RoleUser), f.token("bob", auth.RoleUser)
+	mal, bob := f.Token("mallory", auth.RoleUser), f.Token("bob", auth.RoleUser)
 
 	t.Run("connections", func(t *testing.T) {
 		var held []*rawWS
@@ -394,7 +372,7 @@ func TestAttackUserLimits(t *testing.T) {
 		for _, h := range held {
 			_ = h.ws.CloseNow()
 		}
-		waitFor(t, 10*time.Second, func() bool {
+		testkit.Eventually(t, 10*time.Second, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			ws, _, err := websocket.Dial(ctx, tokenURL(e, mal), nil)
@@ -416,7 +394,7 @@ func TestAttackUserLimits(t *testing.T) {
 				_ = r.ws.CloseNow()
 				continue
 			}
-			if p := errorPayload(t, env); p.Code != haip.CodeRateLimited || i < 4 {
+			if p := harness.ErrorPayload(t, env); p.Code != haip.CodeRateLimited || i < 4 {
 				t.Fatalf("session %d: %+v", i, p)
 			}
 			_ = r.ws.CloseNow()
@@ -426,7 +404,7 @@ func TestAttackUserLimits(t *testing.T) {
 		}
 
 		// Messages: a burst of 100 stores at most 40 (two seconds' worth).
-		r := rawDial(t, tokenURL(e, f.token("mallory2", auth.RoleUser)))
+		r := rawDial(t, tokenURL(e, f.Token("mallory2", auth.RoleUser)))
 		r.handshake()
 		for range 100 {
 			r.send(haip.ChannelUser, haip.TypeTextMessagePart, haip.TextMessagePartPayload{MessageID: haip.NewUUID(), Text: "x"})
@@ -446,7 +424,7 @@ func TestAttackUserLimits(t *testing.T) {
 		}
 
 		// Runs and tool calls: two each per minute.
-		q := rawDial(t, tokenURL(e, f.token("mallory3", auth.RoleUser)))
+		q := rawDial(t, tokenURL(e, f.Token("mallory3", auth.RoleUser)))
 		q.handshake()
 		refused := func(typ haip.Type, payload func() any) int {
 			n := 0
@@ -455,7 +433,7 @@ func TestAttackUserLimits(t *testing.T) {
 				q.send(haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: "p" + env.ID})
 				_, got := q.expect(10*time.Second, func(e *haip.Envelope) bool { return e.Type == haip.TypePong })
 				for _, g := range got {
-					if g.Type == haip.TypeError && errorPayload(t, g).Code == haip.CodeRateLimited {
+					if g.Type == haip.TypeError && harness.ErrorPayload(t, g).Code == haip.CodeRateLimited {
 						n++
 					}
 				}
@@ -479,10 +457,10 @@ func TestAttackUserWorkInFlight(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
 	cfg := edge.Config{UserMaxRuns: 2, UserMaxToolCalls: 2}
-	e1, e2 := f.edge(cfg), f.edge(cfg)
-	f.agent(time.Second) // a word a second: runs stay running
-	f.toolWorker("tools", 1)
-	mal, bob := f.token("mallory", auth.RoleUser), f.token("bob", auth.RoleUser)
+	e1, e2 := f.Edge(cfg), f.Edge(cfg)
+	f.Agent(time.Second) // a word a second: runs stay running
+	f.Tools("tools", 1)
+	mal, bob := f.Token("mallory", auth.RoleUser), f.Token("bob", auth.RoleUser)
 
 	refused := func(r *rawWS, env *haip.Envelope) bool {
 		t.Helper()
@@ -491,7 +469,7 @@ func TestAttackUserWorkInFlight(t *testing.T) {
 		_, got := r.expect(10*time.Second, func(e *haip.Envelope) bool { return e.Type == haip.TypePong })
 		for _, g := range got {
 			if g.Type == haip.TypeError {
-				p := errorPayload(t, g)
+				p := harness.ErrorPayload(t, g)
 				if p.Code != haip.CodeRateLimited {
 					t.Fatalf("ERROR %+v", p)
 				}
@@ -534,8 +512,8 @@ func TestAttackUserWorkInFlight(t *testing.T) {
 func TestStreamRefusalDoesNotWaitForTheBody(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	conn, err := net.Dial("tcp", strings.TrimPrefix(e.base, "http://"))
+	e := f.Edge(edge.Config{})
+	conn, err := net.Dial("tcp", strings.TrimPrefix(e.Base, "http://"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -64,9 +65,9 @@ func readAudio(t *testing.T, c *client.Conn, within time.Duration) (*haip.Envelo
 func TestAudioBinaryRoundTrip(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	f.agent(-1)
-	c := f.dial(e, client.Options{Binary: true})
+	e := f.Edge(edge.Config{})
+	f.Agent(-1)
+	c := f.Dial(e, client.Options{Binary: true})
 	if !c.Hello.Binary() {
 		t.Fatal("the edge did not announce binary_frames")
 	}
@@ -79,7 +80,7 @@ func TestAudioBinaryRoundTrip(t *testing.T) {
 	if !binary || !bytes.Equal(got, data) || echo.Channel != haip.ChannelAudioOut || echo.BinMime != "audio/opus" || echo.RunID == "" {
 		t.Fatalf("echo: binary=%v %d bytes equal=%v channel %s mime %q run %q", binary, len(got), bytes.Equal(got, data), echo.Channel, echo.BinMime, echo.RunID)
 	}
-	readUntil(t, c, 20*time.Second, isRunFinished)
+	harness.ReadUntil(t, c, 20*time.Second, harness.IsRunFinished)
 
 	// Stored in the inbound log as the envelope plus its bytes.
 	in := logEntries(t, f, c.Session(), streams.In)
@@ -88,7 +89,7 @@ func TestAudioBinaryRoundTrip(t *testing.T) {
 	}
 
 	for _, binaryClient := range []bool{true, false} {
-		r := f.dial(e, client.Options{Session: c.Session(), LastRxSeq: u64(0), Binary: binaryClient})
+		r := f.Dial(e, client.Options{Session: c.Session(), LastRxSeq: harness.U64(0), Binary: binaryClient})
 		replayed, got, asBinary := readAudio(t, r, 20*time.Second)
 		if asBinary != binaryClient || !bytes.Equal(got, data) || replayed.ID != echo.ID || replayed.Seq != echo.Seq {
 			t.Fatalf("replay to a binary=%v client: binary=%v equal=%v id %s seq %d", binaryClient, asBinary, bytes.Equal(got, data), replayed.ID, replayed.Seq)
@@ -104,17 +105,17 @@ func TestAudioBinaryRoundTrip(t *testing.T) {
 func TestAudioOverPostAndSSE(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	f.agent(-1)
-	tok := f.token("alice", auth.RoleUser)
+	e := f.Edge(edge.Config{})
+	f.Agent(-1)
+	tok := f.Token("alice", auth.RoleUser)
 	session := haip.NewUUID()
-	stream := openSSE(t, nil, e.base+"/haip/sse?session="+session+"&token="+tok, nil)
+	stream := openSSE(t, nil, e.Base+"/haip/sse?session="+session+"&token="+tok, nil)
 
 	data := audioBytes(2048, 9)
 	env, _ := haip.New(session, haip.ChannelAudioIn, haip.TypeAudioChunk, haip.AudioChunkPayload{MessageID: haip.NewUUID(), Mime: "audio/wav",
 		Data: base64.StdEncoding.EncodeToString(data)})
 	body, _ := haip.Encode(env)
-	if status, pr := post(t, e.base+"/haip/messages", tok, nil, body); status != http.StatusOK {
+	if status, pr := post(t, e.Base+"/haip/messages", tok, nil, body); status != http.StatusOK {
 		t.Fatalf("POST audio: %d", status)
 	} else {
 		mustAccept(t, pr, 1)
@@ -134,8 +135,8 @@ func TestAudioOverPostAndSSE(t *testing.T) {
 func TestAudioRefusals(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{MaxAudioBytes: 1000})
-	tok := f.token("alice", auth.RoleUser)
+	e := f.Edge(edge.Config{MaxAudioBytes: 1000})
+	tok := f.Token("alice", auth.RoleUser)
 	r := rawDial(t, tokenURL(e, tok))
 	r.handshake()
 	chunk := func(ch haip.Channel, binLen int64, data string) *haip.Envelope {
@@ -192,7 +193,7 @@ func TestAudioRefusals(t *testing.T) {
 	n := int64(3)
 	env.BinLen = &n
 	body, _ := haip.Encode(env)
-	if status, pr := post(t, e.base+"/haip/messages", tok, nil, body); status != http.StatusOK || len(pr.Results) != 1 ||
+	if status, pr := post(t, e.Base+"/haip/messages", tok, nil, body); status != http.StatusOK || len(pr.Results) != 1 ||
 		pr.Results[0].Status != "error" || pr.Results[0].Error == nil || pr.Results[0].Error.Code != haip.CodeProtocolViolation {
 		t.Fatalf("POST with bin_len: %d %+v", status, pr)
 	}
@@ -206,7 +207,7 @@ func (r *rawWS) pingPongError() haip.ErrorPayload {
 	_, skipped := r.expect(10*time.Second, func(e *haip.Envelope) bool { return e.Type == haip.TypePong && pingNonce(r.t, e) == nonce })
 	for _, e := range skipped {
 		if e.Type == haip.TypeError {
-			return errorPayload(r.t, e)
+			return harness.ErrorPayload(r.t, e)
 		}
 	}
 	r.t.Fatal("no ERROR before the PONG")

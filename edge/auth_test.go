@@ -24,6 +24,7 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -68,7 +69,7 @@ func signJWT(t *testing.T, method jwt.SigningMethod, key any, claims jwt.MapClai
 func TestAuthToken(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
+	e := f.Edge(edge.Config{})
 	now := time.Now()
 	claims := func(mod func(jwt.MapClaims)) jwt.MapClaims {
 		c := jwt.MapClaims{"sub": "alice", "role": "user", "iat": now.Unix(), "exp": now.Add(time.Hour).Unix()}
@@ -78,13 +79,13 @@ func TestAuthToken(t *testing.T) {
 		return c
 	}
 	hs := func(mod func(jwt.MapClaims)) string {
-		return signJWT(t, jwt.SigningMethodHS256, testSecret, claims(mod))
+		return signJWT(t, jwt.SigningMethodHS256, harness.Secret, claims(mod))
 	}
 	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {
 		t.Fatal(err)
 	}
-	valid := f.token("alice", auth.RoleUser)
+	valid := f.Token("alice", auth.RoleUser)
 	parts := strings.Split(valid, ".")
 	forged := base64.RawURLEncoding.EncodeToString([]byte(`{"sub":"mallory","role":"admin","exp":` + strconv.FormatInt(now.Add(time.Hour).Unix(), 10) + `}`))
 
@@ -117,23 +118,23 @@ func TestAuthToken(t *testing.T) {
 	}
 	t.Run("no token", func(t *testing.T) {
 		t.Parallel()
-		status, b, raw := refusal(t, e.ws, nil)
+		status, b, raw := refusal(t, e.WS, nil)
 		check(t, status, b, raw, "", auth.ReasonMissing)
 	})
 	t.Run("empty bearer", func(t *testing.T) {
 		t.Parallel()
-		status, b, raw := refusal(t, e.ws, http.Header{"Authorization": {"Bearer "}})
+		status, b, raw := refusal(t, e.WS, http.Header{"Authorization": {"Bearer "}})
 		check(t, status, b, raw, "", auth.ReasonMissing)
 	})
 	for _, tc := range cases {
 		t.Run(tc.name+"/query", func(t *testing.T) {
 			t.Parallel()
-			status, b, raw := refusal(t, e.ws+"?token="+url.QueryEscape(tc.token), nil)
+			status, b, raw := refusal(t, e.WS+"?token="+url.QueryEscape(tc.token), nil)
 			check(t, status, b, raw, tc.token, tc.reason)
 		})
 		t.Run(tc.name+"/header", func(t *testing.T) {
 			t.Parallel()
-			status, b, raw := refusal(t, e.ws, http.Header{"Authorization": {"Bearer " + tc.token}})
+			status, b, raw := refusal(t, e.WS, http.Header{"Authorization": {"Bearer " + tc.token}})
 			check(t, status, b, raw, tc.token, tc.reason)
 		})
 	}
@@ -144,7 +145,7 @@ func TestAuthToken(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			c, err := client.Dial(context.Background(), client.Options{URL: e.ws, Token: valid, TokenInHeader: inHeader})
+			c, err := client.Dial(context.Background(), client.Options{URL: e.WS, Token: valid, TokenInHeader: inHeader})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -154,7 +155,7 @@ func TestAuthToken(t *testing.T) {
 			if _, err := c.Send(ctx, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: "x"}); err != nil {
 				t.Fatal(err)
 			}
-			readControl(t, c, haip.TypePong, 5*time.Second)
+			harness.ReadControl(t, c, haip.TypePong, 5*time.Second)
 		})
 	}
 }
@@ -164,8 +165,8 @@ func TestAuthToken(t *testing.T) {
 func TestAuthBadSessionQuery(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	tok := f.token("alice", auth.RoleUser)
+	e := f.Edge(edge.Config{})
+	tok := f.Token("alice", auth.RoleUser)
 	for _, id := range []string{"a.b", "a*", "a>", "a b", "a%20b", "a\tb", "été", "a\x00b", strings.Repeat("a", 129)} {
 		t.Run(url.QueryEscape(id), func(t *testing.T) {
 			t.Parallel()
@@ -179,7 +180,7 @@ func TestAuthBadSessionQuery(t *testing.T) {
 		// Runs after the parallel subtests: nothing was created.
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		sess, err := streams.OpenSessions(ctx, f.js)
+		sess, err := streams.OpenSessions(ctx, f.JS)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -189,7 +190,7 @@ func TestAuthBadSessionQuery(t *testing.T) {
 		if subjects := sessionSubjects(t, f); len(subjects) != 0 {
 			t.Errorf("session subjects %v, want none", subjects)
 		}
-		if st := e.srv.Stats(ctx); st.TotalConnections != 0 {
+		if st := e.Srv.Stats(ctx); st.TotalConnections != 0 {
 			t.Errorf("%d connections were accepted", st.TotalConnections)
 		}
 	})
@@ -201,7 +202,7 @@ func sessionSubjects(t *testing.T, f *fabric) map[string]uint64 {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	s, err := f.js.Stream(ctx, streams.SessionStream)
+	s, err := f.JS.Stream(ctx, streams.SessionStream)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -219,13 +220,13 @@ func sessionSubjects(t *testing.T, f *fabric) map[string]uint64 {
 func TestAuthForeignSession(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
+	e := f.Edge(edge.Config{})
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	alice := f.dial(e, client.Options{})
+	alice := f.Dial(e, client.Options{})
 	S := alice.Session()
-	bob := f.token("bob", auth.RoleUser)
-	sessions, err := streams.OpenSessions(ctx, f.js)
+	bob := f.Token("bob", auth.RoleUser)
+	sessions, err := streams.OpenSessions(ctx, f.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -235,14 +236,14 @@ func TestAuthForeignSession(t *testing.T) {
 		if status != http.StatusForbidden || b.Code != string(haip.CodeSessionForbidden) {
 			t.Fatalf("HTTP %d %s, want 403 SESSION_FORBIDDEN", status, raw)
 		}
-		_, err := f.tryDial(e, client.Options{Token: bob, Session: S, SessionInQuery: true})
+		_, err := f.TryDial(e, client.Options{Token: bob, Session: S, SessionInQuery: true})
 		var he *client.HTTPError
 		if !errors.As(err, &he) || he.Status != http.StatusForbidden {
 			t.Fatalf("client.Dial: %v, want HTTP 403", err)
 		}
 	})
 	t.Run("other user naming it in HAI", func(t *testing.T) {
-		_, err := f.tryDial(e, client.Options{Token: bob, Session: S})
+		_, err := f.TryDial(e, client.Options{Token: bob, Session: S})
 		if haip.CodeOf(err) != haip.CodeSessionForbidden {
 			t.Fatalf("client.Dial: %v, want *haip.Error SESSION_FORBIDDEN", err)
 		}
@@ -253,24 +254,24 @@ func TestAuthForeignSession(t *testing.T) {
 		if code != websocket.StatusPolicyViolation || len(got) == 0 || got[0].Type != haip.TypeError {
 			t.Fatalf("close %v after %s, want ERROR then 1008", code, types(got))
 		}
-		if ep := errorPayload(t, got[0]); ep.Code != haip.CodeSessionForbidden || ep.RelatedID != hello.ID {
+		if ep := harness.ErrorPayload(t, got[0]); ep.Code != haip.CodeSessionForbidden || ep.RelatedID != hello.ID {
 			t.Fatalf("ERROR %+v, want SESSION_FORBIDDEN related to %s", ep, hello.ID)
 		}
 	})
 	t.Run("agent and admin attach", func(t *testing.T) {
 		for _, role := range []auth.Role{auth.RoleAgent, auth.RoleAdmin} {
 			for _, inQuery := range []bool{false, true} {
-				c := f.dial(e, client.Options{Token: f.token("svc-"+string(role), role), Session: S, SessionInQuery: inQuery})
+				c := f.Dial(e, client.Options{Token: f.Token("svc-"+string(role), role), Session: S, SessionInQuery: inQuery})
 				if _, err := c.Send(ctx, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: "x"}); err != nil {
 					t.Fatal(err)
 				}
-				readControl(t, c, haip.TypePong, 5*time.Second)
+				harness.ReadControl(t, c, haip.TypePong, 5*time.Second)
 				_ = c.Close()
 			}
 		}
 	})
 	t.Run("allow-list without the session", func(t *testing.T) {
-		carol, err := f.signer.Mint(auth.MintOptions{Subject: "carol", TTL: time.Hour, Sessions: []string{"carols-only"}})
+		carol, err := f.Signer.Mint(auth.MintOptions{Subject: "carol", TTL: time.Hour, Sessions: []string{"carols-only"}})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -285,16 +286,16 @@ func TestAuthForeignSession(t *testing.T) {
 			t.Fatalf("refused session %s was created (%v)", fresh, err)
 		}
 		// The list does allow its own entry.
-		c := f.dial(e, client.Options{Token: carol, Session: "carols-only", SessionInQuery: true})
+		c := f.Dial(e, client.Options{Token: carol, Session: "carols-only", SessionInQuery: true})
 		_ = c.Close()
 	})
 	t.Run("allow-list without a new session named in HAI", func(t *testing.T) {
-		carol, err := f.signer.Mint(auth.MintOptions{Subject: "carol", TTL: time.Hour, Sessions: []string{"carols-only"}})
+		carol, err := f.Signer.Mint(auth.MintOptions{Subject: "carol", TTL: time.Hour, Sessions: []string{"carols-only"}})
 		if err != nil {
 			t.Fatal(err)
 		}
 		fresh := haip.NewUUID()
-		_, err = f.tryDial(e, client.Options{Token: carol, Session: fresh})
+		_, err = f.TryDial(e, client.Options{Token: carol, Session: fresh})
 		if haip.CodeOf(err) != haip.CodeSessionForbidden {
 			t.Fatalf("client.Dial: %v, want *haip.Error SESSION_FORBIDDEN", err)
 		}
@@ -307,7 +308,7 @@ func TestAuthForeignSession(t *testing.T) {
 			t.Fatal(err)
 		}
 		for {
-			env := readControl(t, alice, haip.TypePong, 5*time.Second)
+			env := harness.ReadControl(t, alice, haip.TypePong, 5*time.Second)
 			if pingNonce(t, env) == "still-mine" {
 				break
 			}
@@ -316,7 +317,7 @@ func TestAuthForeignSession(t *testing.T) {
 		if err != nil || !found || rec.Owner != "alice" {
 			t.Fatalf("session record %+v found %v err %v, want owner alice", rec, found, err)
 		}
-		again := f.dial(e, client.Options{Session: S, SessionInQuery: true})
+		again := f.Dial(e, client.Options{Session: S, SessionInQuery: true})
 		_ = again.Close()
 		if n := logLen(t, f, S, streams.In); n != 0 {
 			t.Fatalf("%d messages in alice's session, want none", n)
@@ -331,8 +332,8 @@ func TestAuthForeignSession(t *testing.T) {
 func TestAuthSessionInjection(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	tok := f.token("alice", auth.RoleUser)
+	e := f.Edge(edge.Config{})
+	tok := f.Token("alice", auth.RoleUser)
 	r := rawDial(t, tokenURL(e, tok))
 	valid := r.session
 	for _, bad := range []string{"a.b", "*", ">", "a b", "a.>", "haip.session.x", strings.Repeat("s", 129)} {
@@ -369,7 +370,7 @@ func TestAuthSessionInjection(t *testing.T) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	kv, err := f.js.KeyValue(ctx, streams.SessionBucket)
+	kv, err := f.JS.KeyValue(ctx, streams.SessionBucket)
 	if err != nil {
 		t.Fatal(err)
 	}

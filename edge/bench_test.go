@@ -30,7 +30,7 @@ func newBenchFabric(b *testing.B) *fabric { return newFabric(b, streams.Config{}
 func BenchmarkIdleConnections(b *testing.B) {
 	const conns = 1000
 	tb := newBenchFabric(b)
-	e := tb.edge(edge.Config{MaxConnections: conns + 10})
+	e := tb.Edge(edge.Config{MaxConnections: conns + 10})
 	ctx := context.Background()
 	for b.Loop() {
 		runtime.GC()
@@ -39,7 +39,7 @@ func BenchmarkIdleConnections(b *testing.B) {
 		g0 := runtime.NumGoroutine()
 		cs := make([]*client.Conn, 0, conns)
 		for range conns {
-			c, err := client.Dial(ctx, client.Options{URL: e.ws, Token: tb.token("alice", "user")})
+			c, err := client.Dial(ctx, client.Options{URL: e.WS, Token: tb.Token("alice", "user")})
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -60,14 +60,14 @@ func BenchmarkIdleConnections(b *testing.B) {
 // the edge for one session: messages per second and mean latency.
 func BenchmarkLiveDelivery(b *testing.B) {
 	tb := newBenchFabric(b)
-	e := tb.edge(edge.Config{})
+	e := tb.Edge(edge.Config{})
 	ctx := context.Background()
-	c, err := client.Dial(ctx, client.Options{URL: e.ws, Token: tb.token("alice", "user")})
+	c, err := client.Dial(ctx, client.Options{URL: e.WS, Token: tb.Token("alice", "user")})
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer c.CloseNow()
-	lg, err := streams.OpenLog(ctx, tb.nc, tb.js)
+	lg, err := streams.OpenLog(ctx, tb.NC, tb.JS)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -107,13 +107,13 @@ func BenchmarkToolRoundTrip(b *testing.B) {
 		b.Run(fmt.Sprintf("workers=%d", workers), func(b *testing.B) {
 			f := newBenchFabric(b)
 			for i := range workers {
-				f.toolWorker(fmt.Sprintf("w%d", i), 8)
+				f.Tools(fmt.Sprintf("w%d", i), 8)
 			}
-			e := f.edge(edge.Config{})
+			e := f.Edge(edge.Config{})
 			const inFlight = 8
 			conns := make([]*client.Conn, inFlight)
 			for i := range conns {
-				c, err := client.Dial(context.Background(), client.Options{URL: e.ws, Token: f.token(fmt.Sprintf("u%d", i), "user")})
+				c, err := client.Dial(context.Background(), client.Options{URL: e.WS, Token: f.Token(fmt.Sprintf("u%d", i), "user")})
 				if err != nil {
 					b.Fatal(err)
 				}

@@ -48,13 +48,13 @@ func TestBrowserEventSourceResume(t *testing.T) {
 	// 100 ms a word: the answer (~40 messages) lasts about 4 s, so that
 	// messages still stream live after each reconnection (the edge asks
 	// EventSource to retry after 1 s).
-	f.agent(100 * time.Millisecond)
+	f.Agent(100 * time.Millisecond)
 	p := newPage(t)
 	// The page is on another origin than the edge's: it must be listed.
 	cfg := edge.Config{EnableCORS: true, CORSOrigins: []string{p.srv.URL}}
 	e1 := f.ownedEdge(t, "127.0.0.1:0", cfg)
 	session := haip.NewUUID()
-	token := f.token("alice", auth.RoleUser)
+	token := f.Token("alice", auth.RoleUser)
 	start := time.Now()
 	b := startChromium(t, bin, p.url(e1.base(), token, session, "hello browser"))
 
@@ -136,10 +136,10 @@ func TestBrowserEventSourceResume(t *testing.T) {
 func TestAttackBrowserForeignPage(t *testing.T) {
 	bin := chromiumPath(t)
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{EnableCORS: true}) // cmd/edge's default
+	e := f.Edge(edge.Config{EnableCORS: true}) // cmd/edge's default
 	p := newPage(t)
 	session := haip.NewUUID()
-	q := url.Values{"edge": {e.base}, "token": {f.token("alice", auth.RoleUser)}, "session": {session}}
+	q := url.Values{"edge": {e.Base}, "token": {f.Token("alice", auth.RoleUser)}, "session": {session}}
 	b := startChromium(t, bin, p.srv.URL+"/foreign.html?"+q.Encode())
 	rs := p.wait(b, 60*time.Second, "the page to finish", func(rs []pageReport) bool { return count(rs, "done") == 1 })
 	for _, r := range rs {
@@ -387,20 +387,16 @@ type ownedEdge struct {
 	stopOnce sync.Once
 }
 
-// ownedEdge starts an edge on its own NATS connection, as f.edge does,
+// ownedEdge starts an edge on its own NATS connection, as f.Edge does,
 // listening on addr ("127.0.0.1:0" for any port).
 func (f *fabric) ownedEdge(t *testing.T, addr string, cfg edge.Config) *ownedEdge {
 	t.Helper()
-	nc := natstest.Conn(t, f.ns)
+	nc := natstest.Conn(t, f.NS)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		t.Fatal(err)
 	}
-	v, err := auth.NewVerifier(auth.Config{Secret: testSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	deps := edge.Deps{NC: nc, JS: js, Verifier: v}
+	deps := edge.Deps{NC: nc, JS: js, Verifier: f.Verifier(0)}
 	if os.Getenv("HAIP_TEST_EDGE_LOG") != "" {
 		deps.Logger = slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

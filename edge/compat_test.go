@@ -14,6 +14,7 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker/demo"
 )
@@ -31,7 +32,7 @@ func sdkDial(t *testing.T, url, token string) *rawWS {
 }
 
 // rootURL is the edge's WebSocket URL at "/".
-func rootURL(e *testEdge) string { return "ws" + strings.TrimPrefix(e.base, "http") + "/" }
+func rootURL(e *testEdge) string { return "ws" + strings.TrimPrefix(e.Base, "http") + "/" }
 
 var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$`)
 
@@ -40,8 +41,8 @@ var uuidV4 = regexp.MustCompile(`^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-
 func TestCompatRootPath(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	r := sdkDial(t, rootURL(e), f.token("alice", auth.RoleUser))
+	e := f.Edge(edge.Config{})
+	r := sdkDial(t, rootURL(e), f.Token("alice", auth.RoleUser))
 	hai, _ := r.handshake()
 	if hai.Session != r.session {
 		t.Fatalf("server HAI on session %s, want %s", hai.Session, r.session)
@@ -55,8 +56,8 @@ func TestCompatRootPath(t *testing.T) {
 func TestCompatHandshake(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	r := sdkDial(t, e.ws, f.token("alice", auth.RoleUser))
+	e := f.Edge(edge.Config{})
+	r := sdkDial(t, e.WS, f.Token("alice", auth.RoleUser))
 	if !uuidV4.MatchString(r.session) {
 		t.Fatalf("session %s is not a uuid v4", r.session)
 	}
@@ -114,13 +115,13 @@ func containsMajor(xs []int, v int) bool {
 func TestCompatFlowUpdateTopUp(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{ClientCreditMessages: 20})
-	tok := f.token("alice", auth.RoleUser)
+	e := f.Edge(edge.Config{ClientCreditMessages: 20})
+	tok := f.Token("alice", auth.RoleUser)
 	const sends = 50 // several times the grant
 	for _, ch := range []haip.Channel{haip.ChannelUser, haip.ChannelSystem} {
 		t.Run(string(ch), func(t *testing.T) {
 			t.Parallel()
-			r := sdkDial(t, e.ws, tok)
+			r := sdkDial(t, e.WS, tok)
 			credit := map[haip.Channel]int64{}
 			for _, c := range haip.AllChannels() {
 				credit[c] = 10
@@ -178,8 +179,8 @@ func TestCompatFlowUpdateTopUp(t *testing.T) {
 func TestCompatPingPong(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	r := sdkDial(t, e.ws, f.token("alice", auth.RoleUser))
+	e := f.Edge(edge.Config{})
+	r := sdkDial(t, e.WS, f.Token("alice", auth.RoleUser))
 	r.handshake()
 	r.pingPong("sdk-nonce-1")
 	r.send(haip.ChannelSystem, haip.TypePong, haip.PongPayload{Nonce: "unsolicited"})
@@ -193,9 +194,9 @@ func TestCompatPingPong(t *testing.T) {
 func TestCompatPlainUserText(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.agent(-1)
-	e := f.edge(edge.Config{})
-	r := sdkDial(t, e.ws, f.token("alice", auth.RoleUser))
+	f.Agent(-1)
+	e := f.Edge(edge.Config{})
+	r := sdkDial(t, e.WS, f.Token("alice", auth.RoleUser))
 	r.handshake()
 	msgID := haip.NewUUID()
 	r.send(haip.ChannelUser, haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: msgID})
@@ -213,7 +214,7 @@ func TestCompatPlainUserText(t *testing.T) {
 			run = append(run, env)
 		}
 	}
-	assertDense(t, run, 1)
+	harness.AssertDense(t, run, 1)
 	if run[0].Type != haip.TypeRunStarted || run[0].RunID == "" || !haip.ValidUUID(run[0].RunID) {
 		t.Fatalf("first message %s run_id %q, want RUN_STARTED with a run_id", run[0].Type, run[0].RunID)
 	}
@@ -238,7 +239,7 @@ func TestCompatPlainUserText(t *testing.T) {
 	if fin.Status != haip.RunStatusOK {
 		t.Fatalf("RUN_FINISHED %s, want status OK", last.Payload)
 	}
-	if got, want := answerText(t, run), demo.Answer("Hello, world"); got != want {
+	if got, want := harness.AnswerText(t, run), demo.Answer("Hello, world"); got != want {
 		t.Fatalf("answer %q, want %q", got, want)
 	}
 }
@@ -248,10 +249,10 @@ func TestCompatPlainUserText(t *testing.T) {
 func TestCompatTwoConnections(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.agent(-1)
-	e := f.edge(edge.Config{})
-	c1 := f.dial(e, client.Options{})
-	c2 := f.dial(e, client.Options{Session: c1.Session()})
+	f.Agent(-1)
+	e := f.Edge(edge.Config{})
+	c1 := f.Dial(e, client.Options{})
+	c2 := f.Dial(e, client.Options{Session: c1.Session()})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c1.SendText(ctx, "from the first socket"); err != nil {
@@ -269,9 +270,9 @@ func TestCompatTwoConnections(t *testing.T) {
 			return n == 2
 		}
 	}
-	got1 := readUntil(t, c1, 20*time.Second, twoRuns())
-	got2 := readUntil(t, c2, 20*time.Second, twoRuns())
-	assertDense(t, got1, 1)
+	got1 := harness.ReadUntil(t, c1, 20*time.Second, twoRuns())
+	got2 := harness.ReadUntil(t, c2, 20*time.Second, twoRuns())
+	harness.AssertDense(t, got1, 1)
 	if len(got1) != len(got2) {
 		t.Fatalf("first socket got %d messages, second %d", len(got1), len(got2))
 	}
@@ -287,7 +288,7 @@ func TestCompatTwoConnections(t *testing.T) {
 	}
 	answers := map[string]bool{}
 	for _, envs := range byRun {
-		answers[answerText(t, envs)] = true
+		answers[harness.AnswerText(t, envs)] = true
 	}
 	for _, text := range []string{"from the first socket", "from the second socket"} {
 		if !answers[demo.Answer(text)] {
@@ -302,28 +303,28 @@ func TestCompatTwoConnections(t *testing.T) {
 func TestCompatResumeFromTimestamp(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.agent(-1)
-	e := f.edge(edge.Config{})
-	c1 := f.dial(e, client.Options{})
+	f.Agent(-1)
+	e := f.Edge(edge.Config{})
+	c1 := f.Dial(e, client.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if _, err := c1.SendText(ctx, "before the drop"); err != nil {
 		t.Fatal(err)
 	}
-	first := readUntil(t, c1, 15*time.Second, isRunFinished)
+	first := harness.ReadUntil(t, c1, 15*time.Second, harness.IsRunFinished)
 	_ = c1.CloseNow()
 
-	c2 := f.dial(e, client.Options{Session: c1.Session(), LastRxSeq: u64(uint64(time.Now().UnixMilli()))})
-	ep := errorPayload(t, readControl(t, c2, haip.TypeError, 5*time.Second))
+	c2 := f.Dial(e, client.Options{Session: c1.Session(), LastRxSeq: harness.U64(uint64(time.Now().UnixMilli()))})
+	ep := harness.ErrorPayload(t, harness.ReadControl(t, c2, haip.TypeError, 5*time.Second))
 	if ep.Code != haip.CodeResumeFailed {
 		t.Fatalf("ERROR %+v, want RESUME_FAILED", ep)
 	}
 	if _, err := c2.SendText(ctx, "after the drop"); err != nil {
 		t.Fatal(err)
 	}
-	rest := readUntil(t, c2, 15*time.Second, isRunFinished)
-	assertDense(t, rest, uint64(len(first))+1)
-	if got, want := answerText(t, rest), demo.Answer("after the drop"); got != want {
+	rest := harness.ReadUntil(t, c2, 15*time.Second, harness.IsRunFinished)
+	harness.AssertDense(t, rest, uint64(len(first))+1)
+	if got, want := harness.AnswerText(t, rest), demo.Answer("after the drop"); got != want {
 		t.Fatalf("answer %q, want %q", got, want)
 	}
 }
@@ -334,10 +335,10 @@ func TestCompatResumeFromTimestamp(t *testing.T) {
 func TestCompatRunFinishedPayloadRunID(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	r := sdkDial(t, e.ws, f.token("bot", auth.RoleAgent))
+	e := f.Edge(edge.Config{})
+	r := sdkDial(t, e.WS, f.Token("bot", auth.RoleAgent))
 	// An agent speaks only in a session a user has opened.
-	u := rawDial(t, tokenURL(e, f.token("alice", auth.RoleUser)))
+	u := rawDial(t, tokenURL(e, f.Token("alice", auth.RoleUser)))
 	u.session = r.session
 	u.handshake()
 	r.handshake()
@@ -360,10 +361,10 @@ func TestCompatRunFinishedPayloadRunID(t *testing.T) {
 func TestCompatOnlyStandardEnvelopes(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.agent(-1)
-	e := f.edge(edge.Config{HeartbeatInterval: edge.Duration(100 * time.Millisecond)})
-	tok := f.token("alice", auth.RoleUser)
-	r := sdkDial(t, e.ws, tok)
+	f.Agent(-1)
+	e := f.Edge(edge.Config{HeartbeatInterval: edge.Duration(100 * time.Millisecond)})
+	tok := f.Token("alice", auth.RoleUser)
+	r := sdkDial(t, e.WS, tok)
 	seen := map[haip.Type]bool{}
 	note := func(envs ...*haip.Envelope) {
 		for _, env := range envs {
@@ -395,7 +396,7 @@ func TestCompatOnlyStandardEnvelopes(t *testing.T) {
 	last := env.Seq
 
 	// A resume on a second socket, from the middle of the run.
-	r2 := sdkDial(t, e.ws, tok)
+	r2 := sdkDial(t, e.WS, tok)
 	r2.session = r.session
 	p := helloPayload()
 	p.LastRxSeq = "2"

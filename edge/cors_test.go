@@ -20,14 +20,14 @@ func TestCORS(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
 	const app = "https://app.example"
-	listed := f.edge(edge.Config{EnableCORS: true, CORSOrigins: []string{"HTTPS://App.Example:443/", "http://[::1]:3000"}})
-	star := f.edge(edge.Config{EnableCORS: true, CORSOrigins: []string{"*"}})
-	def := f.edge(edge.Config{EnableCORS: true})
-	off := f.edge(edge.Config{EnableCORS: false, CORSOrigins: []string{app}})
-	tok := f.token("alice", auth.RoleUser)
+	listed := f.Edge(edge.Config{EnableCORS: true, CORSOrigins: []string{"HTTPS://App.Example:443/", "http://[::1]:3000"}})
+	star := f.Edge(edge.Config{EnableCORS: true, CORSOrigins: []string{"*"}})
+	def := f.Edge(edge.Config{EnableCORS: true})
+	off := f.Edge(edge.Config{EnableCORS: false, CORSOrigins: []string{app}})
+	tok := f.Token("alice", auth.RoleUser)
 
 	preflight := func(e *testEdge, path, origin string) *http.Response {
-		resp, _ := do(t, http.MethodOptions, e.base+path, header("Origin", origin, "Access-Control-Request-Method", "POST",
+		resp, _ := do(t, http.MethodOptions, e.Base+path, header("Origin", origin, "Access-Control-Request-Method", "POST",
 			"Access-Control-Request-Headers", "authorization, content-type, x-haip-message, last-event-id"), nil)
 		return resp
 	}
@@ -67,7 +67,7 @@ func TestCORS(t *testing.T) {
 
 	// The SSE answer itself names the origin, or EventSource drops it.
 	session := haip.NewUUID()
-	resp, _ := do(t, http.MethodGet, listed.base+"/haip/sse?session="+session+"&token="+tok, header("Origin", app), nil)
+	resp, _ := do(t, http.MethodGet, listed.Base+"/haip/sse?session="+session+"&token="+tok, header("Origin", app), nil)
 	if resp.StatusCode != http.StatusOK || resp.Header.Get("Access-Control-Allow-Origin") != app {
 		t.Fatalf("SSE answer to a listed origin: %d %v", resp.StatusCode, resp.Header)
 	}
@@ -76,9 +76,9 @@ func TestCORS(t *testing.T) {
 	for _, tc := range []struct {
 		e      *testEdge
 		origin string
-	}{{listed, app}, {def, def.base}, {off, off.base}} {
+	}{{listed, app}, {def, def.Base}, {off, off.Base}} {
 		hello, _ := haip.Encode(helloEnvelope(haip.NewUUID()))
-		resp, body := do(t, http.MethodPost, tc.e.base+"/haip/messages",
+		resp, body := do(t, http.MethodPost, tc.e.Base+"/haip/messages",
 			header("Origin", tc.origin, "Authorization", "Bearer "+tok, "Content-Type", "application/json"), hello)
 		if resp.StatusCode != http.StatusOK {
 			t.Fatalf("POST from %s: %d %s", tc.origin, resp.StatusCode, body)

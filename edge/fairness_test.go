@@ -15,6 +15,7 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -59,8 +60,8 @@ func TestAttackRunFloodFairness(t *testing.T) {
 	// them off.
 	cfg := edge.Config{}
 	cfg.NoUserLimits()
-	e := f.edge(cfg)
-	f.agent(20 * time.Millisecond)
+	e := f.Edge(cfg)
+	f.Agent(20 * time.Millisecond)
 
 	var bodies [][]byte
 	for range floodRunSessions {
@@ -74,16 +75,16 @@ func TestAttackRunFloodFairness(t *testing.T) {
 		bodies = append(bodies, bytes.Join(lines, []byte("\n")))
 	}
 	began := time.Now()
-	flood(t, e.base+"/haip/messages", f.token(flooder, auth.RoleUser), bodies)
+	flood(t, e.Base+"/haip/messages", f.Token(flooder, auth.RoleUser), bodies)
 	t.Logf("%d runs queued by %s in %s; %d still queued", floodRunSessions*floodRunsPerSession, flooder,
 		time.Since(began).Round(time.Millisecond), queued(t, f, streams.RunStream))
 
-	c := f.dial(e, client.Options{Token: f.token(victim, auth.RoleUser)})
+	c := f.Dial(e, client.Options{Token: f.Token(victim, auth.RoleUser)})
 	sent := time.Now()
 	if _, err := c.SendText(context.Background(), "am I next?"); err != nil {
 		t.Fatal(err)
 	}
-	readUntil(t, c, 2*time.Minute, func(env *haip.Envelope) bool { return env.Type == haip.TypeRunStarted })
+	harness.ReadUntil(t, c, 2*time.Minute, func(env *haip.Envelope) bool { return env.Type == haip.TypeRunStarted })
 	waited := time.Since(sent)
 	t.Logf("%s's run started %s after it was sent; %d of the flood still queued", victim, waited.Round(time.Millisecond), queued(t, f, streams.RunStream))
 	if waited > fairWait {
@@ -99,8 +100,8 @@ func TestAttackToolFloodFairness(t *testing.T) {
 	f := newFabric(t, streams.Config{})
 	cfg := edge.Config{}
 	cfg.NoUserLimits() // as above
-	e := f.edge(cfg)
-	f.toolWorker("tools", 8)
+	e := f.Edge(cfg)
+	f.Tools("tools", 8)
 
 	session := haip.NewUUID()
 	params, _ := json.Marshal(map[string]int{"ms": 60_000})
@@ -113,13 +114,13 @@ func TestAttackToolFloodFairness(t *testing.T) {
 		bodies = append(bodies, bytes.Join(lines, []byte("\n")))
 	}
 	began := time.Now()
-	flood(t, e.base+"/haip/messages", f.token(flooder, auth.RoleUser), bodies)
+	flood(t, e.Base+"/haip/messages", f.Token(flooder, auth.RoleUser), bodies)
 	t.Logf("%d long calls queued by %s in %s; %d still queued", floodCalls, flooder, time.Since(began).Round(time.Millisecond), queued(t, f, streams.ToolStream))
 
-	c := f.dial(e, client.Options{Token: f.token(victim, auth.RoleUser)})
+	c := f.Dial(e, client.Options{Token: f.Token(victim, auth.RoleUser)})
 	sent := time.Now()
 	callID := callTool(t, c, "sleep", map[string]int{"ms": 0})
-	readUntil(t, c, 2*time.Minute, func(env *haip.Envelope) bool {
+	harness.ReadUntil(t, c, 2*time.Minute, func(env *haip.Envelope) bool {
 		var d haip.ToolDonePayload
 		return env.Type == haip.TypeToolDone && env.DecodePayload(&d) == nil && d.CallID == callID
 	})
@@ -201,7 +202,7 @@ func postAccepted(ctx context.Context, url, token string, body []byte) error {
 // queued is how many messages wait in a work-queue stream.
 func queued(t *testing.T, f *fabric, stream string) uint64 {
 	t.Helper()
-	s, err := f.js.Stream(context.Background(), stream)
+	s, err := f.JS.Stream(context.Background(), stream)
 	if err != nil {
 		t.Fatal(err)
 	}

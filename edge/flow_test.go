@@ -15,6 +15,8 @@ import (
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/sse"
+	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -95,7 +97,7 @@ func readN(t *testing.T, c *client.Conn, n int) []*haip.Envelope {
 	if n == 0 {
 		return nil
 	}
-	return readUntil(t, c, 20*time.Second, func() func(*haip.Envelope) bool {
+	return harness.ReadUntil(t, c, 20*time.Second, func() func(*haip.Envelope) bool {
 		k := 0
 		return func(*haip.Envelope) bool { k++; return k == n }
 	}())
@@ -107,9 +109,9 @@ func readN(t *testing.T, c *client.Conn, n int) []*haip.Envelope {
 func TestCreditMessagesPerChannel(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	c := f.dial(e, client.Options{Credit: 5, ManualCredit: true, LastRxSeq: u64(0)})
-	agentWrite(t, f.log(), c.Session(), haip.ChannelAgent, 20, 10)
+	e := f.Edge(edge.Config{})
+	c := f.Dial(e, client.Options{Credit: 5, ManualCredit: true, LastRxSeq: harness.U64(0)})
+	agentWrite(t, f.Log(), c.Session(), haip.ChannelAgent, 20, 10)
 
 	got := readN(t, c, 5)
 	if extra := logMessagesUntilPong(t, c); len(extra) != 0 {
@@ -126,17 +128,17 @@ func TestCreditMessagesPerChannel(t *testing.T) {
 	}
 	grant(t, c, haip.ChannelAgent, 100, 0)
 	got = append(got, readN(t, c, 12)...)
-	assertDense(t, got, 1)
+	harness.AssertDense(t, got, 1)
 }
 
 // Byte credit: messages go out while their size fits the byte credit.
 func TestCreditBytes(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
+	e := f.Edge(edge.Config{})
 	// Audio chunks cost their binary size: 1,000 bytes each.
-	c := f.dial(e, client.Options{Credit: 1000, CreditBytes: 2500, ManualCredit: true, LastRxSeq: u64(0), Binary: true})
-	agentWrite(t, f.log(), c.Session(), haip.ChannelAudioOut, 6, 1000)
+	c := f.Dial(e, client.Options{Credit: 1000, CreditBytes: 2500, ManualCredit: true, LastRxSeq: harness.U64(0), Binary: true})
+	agentWrite(t, f.Log(), c.Session(), haip.ChannelAudioOut, 6, 1000)
 
 	got := readN(t, c, 2)
 	if extra := logMessagesUntilPong(t, c); len(extra) != 0 {
@@ -149,7 +151,7 @@ func TestCreditBytes(t *testing.T) {
 	}
 	grant(t, c, haip.ChannelAudioOut, 0, 1<<20)
 	got = append(got, readN(t, c, 3)...)
-	assertDense(t, got, 1)
+	harness.AssertDense(t, got, 1)
 }
 
 // PAUSE_CHANNEL stops a channel whatever its credit; RESUME_CHANNEL
@@ -157,21 +159,21 @@ func TestCreditBytes(t *testing.T) {
 func TestPauseResumeChannel(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	c := f.dial(e, client.Options{NoFlowControl: true})
+	e := f.Edge(edge.Config{})
+	c := f.Dial(e, client.Options{NoFlowControl: true})
 	ctx := context.Background()
 	if _, err := c.Send(ctx, haip.ChannelSystem, haip.TypePauseChannel, haip.ChannelControlPayload{Channel: haip.ChannelAgent}); err != nil {
 		t.Fatal(err)
 	}
 	logMessagesUntilPong(t, c) // the pause is in effect behind this
-	agentWrite(t, f.log(), c.Session(), haip.ChannelAgent, 10, 10)
+	agentWrite(t, f.Log(), c.Session(), haip.ChannelAgent, 10, 10)
 	if extra := logMessagesUntilPong(t, c); len(extra) != 0 {
 		t.Fatalf("%d messages on a paused channel", len(extra))
 	}
 	if _, err := c.Send(ctx, haip.ChannelSystem, haip.TypeResumeChannel, haip.ChannelControlPayload{Channel: haip.ChannelAgent}); err != nil {
 		t.Fatal(err)
 	}
-	assertDense(t, readN(t, c, 10), 1)
+	harness.AssertDense(t, readN(t, c, 10), 1)
 }
 
 // The v1 SDK dialect (timestamp seqs) advertises 10 messages and never
@@ -179,11 +181,11 @@ func TestPauseResumeChannel(t *testing.T) {
 func TestCreditSDKDialectNotCounted(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	r := sdkDial(t, e.ws, f.token("alice", auth.RoleUser))
+	e := f.Edge(edge.Config{})
+	r := sdkDial(t, e.WS, f.Token("alice", auth.RoleUser))
 	r.send(haip.ChannelSystem, haip.TypeHAI, helloPayload())
 	r.expect(10*time.Second, func(e *haip.Envelope) bool { return e.Type == haip.TypeHAI })
-	agentWrite(t, f.log(), r.session, haip.ChannelAgent, 30, 10)
+	agentWrite(t, f.Log(), r.session, haip.ChannelAgent, 30, 10)
 	n := 0
 	r.expect(10*time.Second, func(e *haip.Envelope) bool {
 		if e.Type == haip.TypeTextMessagePart {
@@ -200,8 +202,8 @@ func TestCreditSDKDialectNotCounted(t *testing.T) {
 func TestClientCreditFromBackPressure(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{ClientCreditMessages: 8, MaxQueueDepth: 3, PressureInterval: edge.Duration(20 * time.Millisecond), MaxConcurrentRuns: 100})
-	r := rawDial(t, tokenURL(e, f.token("alice", auth.RoleUser)))
+	e := f.Edge(edge.Config{ClientCreditMessages: 8, MaxQueueDepth: 3, PressureInterval: edge.Duration(20 * time.Millisecond), MaxConcurrentRuns: 100})
+	r := rawDial(t, tokenURL(e, f.Token("alice", auth.RoleUser)))
 	r.handshake()
 	r.pingPong("granted") // the initial FLOW_UPDATEs are behind this
 
@@ -213,7 +215,7 @@ func TestClientCreditFromBackPressure(t *testing.T) {
 		r.send(haip.ChannelUser, haip.TypeTextMessageEnd, haip.TextMessageEndPayload{MessageID: id})
 	}
 	r.pingPong("queued")
-	waitFor(t, 10*time.Second, func() bool { return metricValue(t, e, "haip_edge_work_queue_depth") >= 3 }, "queue depth not sampled")
+	testkit.Eventually(t, 10*time.Second, func() bool { return metricValue(t, e, "haip_edge_work_queue_depth") >= 3 }, "queue depth not sampled")
 
 	// Keep sending until the edge refuses: it grants no more now.
 	accepted, violation := 6, false
@@ -225,7 +227,7 @@ func TestClientCreditFromBackPressure(t *testing.T) {
 		_, skipped := r.expect(10*time.Second, func(e *haip.Envelope) bool { return e.Type == haip.TypePong && pingNonce(t, e) == nonce })
 		for _, s := range skipped {
 			if s.Type == haip.TypeError {
-				p := errorPayload(t, s)
+				p := harness.ErrorPayload(t, s)
 				if p.Code != haip.CodeFlowControlViolation || p.RelatedID != env.ID {
 					t.Fatalf("error %+v", p)
 				}
@@ -245,7 +247,7 @@ func TestClientCreditFromBackPressure(t *testing.T) {
 	t.Logf("refused after %d accepted messages (8 granted at first)", accepted)
 
 	// An agent drains the queue: credit comes back.
-	f.agent(-1)
+	f.Agent(-1)
 	r.expect(30*time.Second, func(e *haip.Envelope) bool {
 		if e.Type != haip.TypeFlowUpdate {
 			return false
@@ -263,26 +265,26 @@ func TestClientCreditFromBackPressure(t *testing.T) {
 func TestSSEPausedByPost(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	tok := f.token("alice", auth.RoleUser)
+	e := f.Edge(edge.Config{})
+	tok := f.Token("alice", auth.RoleUser)
 	session := haip.NewUUID()
-	events := openSSE(t, nil, e.base+"/haip/sse?session="+session+"&last_rx_seq=0&token="+tok, nil).events()
+	events := openSSE(t, nil, e.Base+"/haip/sse?session="+session+"&last_rx_seq=0&token="+tok, nil).events()
 	// The stream's HAI comes first.
 	waitEvent(t, events, func(ev sse.Event) bool { return strings.Contains(string(ev.Data), `"type":"HAI"`) })
 
 	control := func(typ haip.Type) {
 		env, _ := haip.New(session, haip.ChannelSystem, typ, haip.ChannelControlPayload{Channel: haip.ChannelAgent})
 		body, _ := haip.Encode(env)
-		status, pr := post(t, e.base+"/haip/messages", tok, nil, body)
+		status, pr := post(t, e.Base+"/haip/messages", tok, nil, body)
 		if status != http.StatusOK {
 			t.Fatalf("POST %s: %d", typ, status)
 		}
 		mustAccept(t, pr, 1)
 	}
 	control(haip.TypePauseChannel)
-	waitFor(t, 10*time.Second, func() bool { return metricValue(t, e, "haip_edge_paused_channels") == 1 }, "pause not applied")
-	agentWrite(t, f.log(), session, haip.ChannelAgent, 5, 10)
-	waitFor(t, 10*time.Second, func() bool { return metricValue(t, e, "haip_edge_credit_waits_total") >= 1 }, "delivery did not wait")
+	testkit.Eventually(t, 10*time.Second, func() bool { return metricValue(t, e, "haip_edge_paused_channels") == 1 }, "pause not applied")
+	agentWrite(t, f.Log(), session, haip.ChannelAgent, 5, 10)
+	testkit.Eventually(t, 10*time.Second, func() bool { return metricValue(t, e, "haip_edge_credit_waits_total") >= 1 }, "delivery did not wait")
 	select {
 	case ev := <-events:
 		if ev.ID != "" && ev.ID != "0" {
@@ -320,7 +322,7 @@ func waitEvent(t *testing.T, events <-chan sse.Event, match func(sse.Event) bool
 // metricValue reads one unlabelled series from the edge's /metrics.
 func metricValue(t *testing.T, e *testEdge, name string) float64 {
 	t.Helper()
-	resp := operatorGet(t, e.base, "/metrics")
+	resp := harness.OperatorGet(t, e.Base, "/metrics")
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {

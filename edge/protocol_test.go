@@ -17,6 +17,8 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -55,7 +57,7 @@ func rawDial(t *testing.T, url string) *rawWS {
 
 // tokenURL is the edge's WebSocket URL with tok in the query, as the
 // official SDK builds it.
-func tokenURL(e *testEdge, tok string) string { return e.ws + "?token=" + tok }
+func tokenURL(e *testEdge, tok string) string { return e.WS + "?token=" + tok }
 
 func (r *rawWS) nextSeq() uint64 {
 	if r.sdkSeq {
@@ -182,7 +184,7 @@ func (r *rawWS) expect(within time.Duration, match func(*haip.Envelope) bool) (*
 func (r *rawWS) expectError(within time.Duration) haip.ErrorPayload {
 	r.t.Helper()
 	env, _ := r.expect(within, func(e *haip.Envelope) bool { return e.Type == haip.TypeError })
-	return errorPayload(r.t, env)
+	return harness.ErrorPayload(r.t, env)
 }
 
 // expectClose reads until the edge closes the connection and returns the
@@ -271,7 +273,7 @@ func logLen(t *testing.T, f *fabric, session string, d streams.Direction) uint64
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	b, err := f.log().Bounds(ctx, session, d)
+	b, err := f.Log().Bounds(ctx, session, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -283,7 +285,7 @@ func logEntries(t *testing.T, f *fabric, session string, d streams.Direction) []
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	entries, _, err := f.log().Read(ctx, session, d, 1, 1000, 16<<20)
+	entries, _, err := f.Log().Read(ctx, session, d, 1, 1000, 16<<20)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,8 +298,8 @@ func logEntries(t *testing.T, f *fabric, session string, d streams.Direction) []
 func TestProtocolErrors(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	url := tokenURL(e, f.token("alice", auth.RoleUser))
+	e := f.Edge(edge.Config{})
+	url := tokenURL(e, f.Token("alice", auth.RoleUser))
 
 	type frame struct {
 		data    []byte
@@ -406,7 +408,7 @@ func TestProtocolErrors(t *testing.T) {
 func TestProtocolClose(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	tok := f.token("alice", auth.RoleUser)
+	tok := f.Token("alice", auth.RoleUser)
 	cases := []struct {
 		name  string
 		cfg   edge.Config
@@ -442,7 +444,7 @@ func TestProtocolClose(t *testing.T) {
 			act: func(t *testing.T, r *rawWS) { r.send(haip.ChannelSystem, haip.TypeHAI, helloPayload()) }},
 	}
 	for _, tc := range cases {
-		e := f.edge(tc.cfg)
+		e := f.Edge(tc.cfg)
 		url := tokenURL(e, tok) + tc.query
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
@@ -457,7 +459,7 @@ func TestProtocolClose(t *testing.T) {
 			}
 			for _, env := range got {
 				if env.Type == haip.TypeError {
-					if ep := errorPayload(t, env); ep.Code == tc.err {
+					if ep := harness.ErrorPayload(t, env); ep.Code == tc.err {
 						return
 					}
 				}
@@ -468,14 +470,15 @@ func TestProtocolClose(t *testing.T) {
 }
 
 // Heartbeats: a peer that stops answering PINGs is dropped with 4001; a
-// client that answers them stays connected.
+// client that answers them stays connected, over each transport that
+// carries PINGs.
 func TestProtocolHeartbeat(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
 	const interval = 200 * time.Millisecond
 	cfg := edge.Config{HeartbeatInterval: edge.Duration(interval), HeartbeatTimeout: edge.Duration(interval)}
-	tok := f.token("alice", auth.RoleUser)
-	eMute, eQuiet, eLive := f.edge(cfg), f.edge(cfg), f.edge(cfg)
+	tok := f.Token("alice", auth.RoleUser)
+	eMute, eQuiet, eLive := f.Edge(cfg), f.Edge(cfg), f.Edge(cfg)
 
 	t.Run("reads but never answers PING", func(t *testing.T) {
 		t.Parallel()
@@ -496,39 +499,46 @@ func TestProtocolHeartbeat(t *testing.T) {
 		t.Parallel()
 		r := rawDial(t, tokenURL(eQuiet, tok))
 		r.send(haip.ChannelSystem, haip.TypeHAI, helloPayload())
-		waitFor(t, 5*time.Second, func() bool { return eQuiet.srv.Stats(context.Background()).ActiveConnections == 1 }, "never counted")
-		waitFor(t, 20*time.Second, func() bool { return eQuiet.srv.Stats(context.Background()).ActiveConnections == 0 },
+		testkit.Eventually(t, 5*time.Second, func() bool { return eQuiet.Srv.Stats(context.Background()).ActiveConnections == 1 }, "never counted")
+		testkit.Eventually(t, 20*time.Second, func() bool { return eQuiet.Srv.Stats(context.Background()).ActiveConnections == 0 },
 			"a silent client that never reads is still connected")
 	})
-	t.Run("client.Conn answers and stays", func(t *testing.T) {
-		t.Parallel()
-		c := f.dial(eLive, client.Options{Token: tok})
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		// PINGs keep coming, so this ends once both hold.
-		start := time.Now()
-		for pings := 0; pings < 3 || time.Since(start) <= 4*interval; {
-			env, err := c.Read(ctx) // answers each PING
-			if err != nil {
-				t.Fatalf("after %d PINGs and %s: %v", pings, time.Since(start), err)
-			}
-			if env.Type == haip.TypePing {
-				pings++
-			}
+	for _, tr := range client.Transports() {
+		if tr == client.TransportSSE {
+			// SSE's keep-alives are comments, not PINGs (its client
+			// cannot send on the stream): no PING to answer there.
+			continue
 		}
-		if _, err := c.Send(ctx, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: "alive"}); err != nil {
-			t.Fatal(err)
-		}
-		for {
-			env, err := c.Read(ctx)
-			if err != nil {
-				t.Fatalf("waiting for PONG: %v", err)
+		t.Run("client.Conn answers and stays/"+tr, func(t *testing.T) {
+			t.Parallel()
+			c := harness.Dial(t, eLive, client.Options{Token: tok, Transport: tr})
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			// PINGs keep coming, so this ends once both hold.
+			start := time.Now()
+			for pings := 0; pings < 3 || time.Since(start) <= 4*interval; {
+				env, err := c.Read(ctx) // answers each PING
+				if err != nil {
+					t.Fatalf("after %d PINGs and %s: %v", pings, time.Since(start), err)
+				}
+				if env.Type == haip.TypePing {
+					pings++
+				}
 			}
-			if env.Type == haip.TypePong && pingNonce(t, env) == "alive" {
-				return
+			if _, err := c.Send(ctx, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: "alive"}); err != nil {
+				t.Fatal(err)
 			}
-		}
-	})
+			for {
+				env, err := c.Read(ctx)
+				if err != nil {
+					t.Fatalf("waiting for PONG: %v", err)
+				}
+				if env.Type == haip.TypePong && pingNonce(t, env) == "alive" {
+					return
+				}
+			}
+		})
+	}
 }
 
 // With StrictSeq a client seq must be the previous one plus one; without
@@ -537,8 +547,8 @@ func TestProtocolHeartbeat(t *testing.T) {
 func TestProtocolStrictSeq(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	tok := f.token("alice", auth.RoleUser)
-	strict, lax := f.edge(edge.Config{StrictSeq: true}), f.edge(edge.Config{})
+	tok := f.Token("alice", auth.RoleUser)
+	strict, lax := f.Edge(edge.Config{StrictSeq: true}), f.Edge(edge.Config{})
 
 	t.Run("on", func(t *testing.T) {
 		t.Parallel()
@@ -596,9 +606,9 @@ func TestProtocolStrictSeq(t *testing.T) {
 func TestProtocolDedupeByID(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.agent(-1)
-	e := f.edge(edge.Config{})
-	r := rawDial(t, tokenURL(e, f.token("alice", auth.RoleUser)))
+	f.Agent(-1)
+	e := f.Edge(edge.Config{})
+	r := rawDial(t, tokenURL(e, f.Token("alice", auth.RoleUser)))
 	r.handshake()
 	msgID := haip.NewUUID()
 	start := encode(t, r.env(haip.ChannelUser, haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: msgID, Text: "only once"}))
@@ -648,10 +658,10 @@ func TestProtocolDedupeByID(t *testing.T) {
 func TestProtocolMaxConnections(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{MaxConnections: 2})
-	c1 := f.dial(e, client.Options{})
-	f.dial(e, client.Options{})
-	_, err := f.tryDial(e, client.Options{})
+	e := f.Edge(edge.Config{MaxConnections: 2})
+	c1 := f.Dial(e, client.Options{})
+	f.Dial(e, client.Options{})
+	_, err := f.TryDial(e, client.Options{})
 	var he *client.HTTPError
 	if !errors.As(err, &he) || he.Status != http.StatusServiceUnavailable {
 		t.Fatalf("third dial: %v, want HTTP 503", err)
@@ -663,23 +673,23 @@ func TestProtocolMaxConnections(t *testing.T) {
 	if err := c1.Close(); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() bool { return e.srv.Stats(context.Background()).ActiveConnections < 2 },
+	testkit.Eventually(t, 10*time.Second, func() bool { return e.Srv.Stats(context.Background()).ActiveConnections < 2 },
 		"closed connection still counted")
-	c3 := f.dial(e, client.Options{})
+	c3 := f.Dial(e, client.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := c3.Send(ctx, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	readControl(t, c3, haip.TypePong, 5*time.Second)
+	harness.ReadControl(t, c3, haip.TypePong, 5*time.Second)
 }
 
 // Control envelopes carry ack: the highest client seq received so far.
 func TestProtocolCumulativeAck(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	r := rawDial(t, tokenURL(e, f.token("alice", auth.RoleUser)))
+	e := f.Edge(edge.Config{})
+	r := rawDial(t, tokenURL(e, f.Token("alice", auth.RoleUser)))
 	hai, _ := r.handshake() // seq 1
 	checkAck(t, hai, 1)
 	for _, step := range []struct{ seq, ack uint64 }{{7, 7}, {3, 7}, {8, 8}} {
@@ -722,19 +732,19 @@ func decodeHTTPError(t *testing.T, body []byte) httpErrorBody {
 func TestProtocolHTTPEndpoints(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	fresh := f.edge(edge.Config{})   // never connected to
-	c := f.dial(e, client.Options{}) // one connection and one session to count
+	e := f.Edge(edge.Config{})
+	fresh := f.Edge(edge.Config{})   // never connected to
+	c := f.Dial(e, client.Options{}) // one connection and one session to count
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if _, err := c.Send(ctx, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	readControl(t, c, haip.TypePong, 5*time.Second)
+	harness.ReadControl(t, c, haip.TypePong, 5*time.Second)
 
 	get := func(t *testing.T, path string) (int, http.Header, []byte) {
 		t.Helper()
-		resp := operatorGet(t, e.base, path) // the operator's token opens every one
+		resp := harness.OperatorGet(t, e.Base, path) // the operator's token opens every one
 		defer resp.Body.Close()
 		body, err := io.ReadAll(resp.Body)
 		if err != nil {
@@ -785,7 +795,7 @@ func TestProtocolHTTPEndpoints(t *testing.T) {
 	})
 	t.Run("metrics before any connection", func(t *testing.T) {
 		t.Parallel()
-		resp := operatorGet(t, fresh.base, "/metrics")
+		resp := harness.OperatorGet(t, fresh.Base, "/metrics")
 		defer resp.Body.Close()
 		body, _ := io.ReadAll(resp.Body)
 		if !strings.Contains(string(body), "haip_edge_connections_total") {

@@ -11,6 +11,8 @@ import (
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -30,10 +32,10 @@ func newBehindProxy(t *testing.T) *behindProxy {
 	ns := natstest.ServerAt(t, t.TempDir(), "127.0.0.1:0")
 	b := &behindProxy{f: newFabricOn(t, ns, "", streams.Config{}), proxy: natstest.StartProxy(t, ns)}
 	b.nc = b.proxy.Conn(t)
-	b.e = b.f.edgeOn(b.nc, edge.Config{})
-	b.c = b.f.dial(b.e, client.Options{})
+	b.e = b.f.EdgeOn(b.nc, edge.Config{})
+	b.c = b.f.Dial(b.e, client.Options{})
 	b.f.fill(t, b.c.Session(), 1, 16)
-	b.first = readUntil(t, b.c, 10*time.Second, func(*haip.Envelope) bool { return b.c.LastSeq() >= 1 })
+	b.first = harness.ReadUntil(t, b.c, 10*time.Second, func(*haip.Envelope) bool { return b.c.LastSeq() >= 1 })
 	return b
 }
 
@@ -47,10 +49,10 @@ func TestNATSReconnectResyncsLiveConnections(t *testing.T) {
 	b.proxy.Partition()
 	b.f.fill(t, b.c.Session(), 3, 16) // stored and republished while the edge is away
 	b.proxy.Resume()
-	natstest.Eventually(t, 10*time.Second, b.nc.IsConnected, "the edge's NATS connection did not come back")
+	testkit.Eventually(t, 10*time.Second, b.nc.IsConnected, "the edge's NATS connection did not come back")
 
-	rest := readUntil(t, b.c, 10*time.Second, func(*haip.Envelope) bool { return b.c.LastSeq() >= 4 })
-	assertDense(t, append(b.first, rest...), 1)
+	rest := harness.ReadUntil(t, b.c, 10*time.Second, func(*haip.Envelope) bool { return b.c.LastSeq() >= 4 })
+	harness.AssertDense(t, append(b.first, rest...), 1)
 	if len(b.first)+len(rest) != 4 {
 		t.Fatalf("%d messages, want 4", len(b.first)+len(rest))
 	}
@@ -62,13 +64,13 @@ func setAllowDirect(t *testing.T, f *fabric, on bool) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	s, err := f.js.Stream(ctx, streams.SessionStream)
+	s, err := f.JS.Stream(ctx, streams.SessionStream)
 	if err != nil {
 		t.Fatal(err)
 	}
 	cfg := s.CachedInfo().Config
 	cfg.AllowDirect = on
-	if _, err := f.js.UpdateStream(ctx, cfg); err != nil {
+	if _, err := f.JS.UpdateStream(ctx, cfg); err != nil {
 		t.Fatalf("AllowDirect=%v: %v", on, err)
 	}
 }
@@ -86,10 +88,10 @@ func TestCatchupRidesOutJetStreamAway(t *testing.T) {
 	reads := metricValue(t, b.e, "haip_edge_catchup_reads_total")
 	b.proxy.Resume()
 	// The reconnect sends the connection to catch-up; two reads fail.
-	natstest.Eventually(t, 10*time.Second, func() bool { return metricValue(t, b.e, "haip_edge_catchup_reads_total") >= reads+2 },
+	testkit.Eventually(t, 10*time.Second, func() bool { return metricValue(t, b.e, "haip_edge_catchup_reads_total") >= reads+2 },
 		"no catch-up read was tried after the reconnect")
 	setAllowDirect(t, b.f, true)
 
-	rest := readUntil(t, b.c, 15*time.Second, func(*haip.Envelope) bool { return b.c.LastSeq() >= 4 })
-	assertDense(t, append(b.first, rest...), 1)
+	rest := harness.ReadUntil(t, b.c, 15*time.Second, func(*haip.Envelope) bool { return b.c.LastSeq() >= 4 })
+	harness.AssertDense(t, append(b.first, rest...), 1)
 }

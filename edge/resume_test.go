@@ -11,35 +11,41 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker/demo"
 )
 
 // A client drops in the middle of the agent's answer and resumes on a
-// second edge from the last seq it got: the union is dense, in order,
-// with no duplicate, and the answer is whole.
+// second edge from the last seq it got, over each transport: the union is
+// dense, in order, with no duplicate, and the answer is whole.
 func TestResumeOnSecondEdge(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.agent(10 * time.Millisecond)
-	e1, e2 := f.edge(edge.Config{}), f.edge(edge.Config{})
+	f.Agent(10 * time.Millisecond)
+	e1, e2 := f.Edge(edge.Config{}), f.Edge(edge.Config{})
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			c1 := harness.Dial(t, e1, client.Options{Transport: tr})
+			if _, err := c1.SendText(context.Background(), "hello there"); err != nil {
+				t.Fatal(err)
+			}
+			first := harness.ReadUntil(t, c1, 10*time.Second, func(*haip.Envelope) bool { return false || len0(c1) >= 8 })
+			_ = c1.CloseNow() // like a lost network: no close handshake
 
-	c1 := f.dial(e1, client.Options{})
-	if _, err := c1.SendText(context.Background(), "hello there"); err != nil {
-		t.Fatal(err)
-	}
-	first := readUntil(t, c1, 10*time.Second, func(*haip.Envelope) bool { return false || len0(c1) >= 8 })
-	_ = c1.CloseNow() // like a lost network: no close handshake
-
-	c2 := f.dial(e2, client.Options{Session: c1.Session(), LastRxSeq: u64(c1.LastSeq())})
-	rest := readUntil(t, c2, 20*time.Second, isRunFinished)
-	all := append(first, rest...)
-	assertDense(t, all, 1)
-	if all[0].Type != haip.TypeRunStarted {
-		t.Fatalf("first message %s, want RUN_STARTED", all[0].Type)
-	}
-	if got, want := answerText(t, all), demo.Answer("hello there"); got != want {
-		t.Fatalf("answer %q, want %q", got, want)
+			c2 := harness.Dial(t, e2, client.Options{Transport: tr, Session: c1.Session(), LastRxSeq: harness.U64(c1.LastSeq())})
+			rest := harness.ReadUntil(t, c2, 20*time.Second, harness.IsRunFinished)
+			all := append(first, rest...)
+			harness.AssertDense(t, all, 1)
+			if all[0].Type != haip.TypeRunStarted {
+				t.Fatalf("first message %s, want RUN_STARTED", all[0].Type)
+			}
+			if got, want := harness.AnswerText(t, all), demo.Answer("hello there"); got != want {
+				t.Fatalf("answer %q, want %q", got, want)
+			}
+		})
 	}
 }
 
@@ -53,26 +59,26 @@ func TestResumeAfterRestart(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	f := newFabricAt(t, dir, streams.Config{})
-	stopAgent := f.agent(30 * time.Millisecond)
-	e := f.edge(edge.Config{})
-	c := f.dial(e, client.Options{})
+	stopAgent := f.Agent(30 * time.Millisecond)
+	e := f.Edge(edge.Config{})
+	c := f.Dial(e, client.Options{})
 	if _, err := c.SendText(context.Background(), "survive a restart"); err != nil {
 		t.Fatal(err)
 	}
-	first := readUntil(t, c, 10*time.Second, func(*haip.Envelope) bool { return c.LastSeq() >= 6 })
+	first := harness.ReadUntil(t, c, 10*time.Second, func(*haip.Envelope) bool { return c.LastSeq() >= 6 })
 	_ = c.CloseNow()
-	e.stop()
+	e.Stop()
 	stopAgent()
-	f.stop()
+	f.Stop()
 
 	f2 := newFabricAt(t, dir, streams.Config{})
-	f2.agent(time.Millisecond)
-	e2 := f2.edge(edge.Config{})
-	c2 := f2.dial(e2, client.Options{Session: c.Session(), LastRxSeq: u64(c.LastSeq())})
-	rest := readUntil(t, c2, 30*time.Second, isRunFinished)
+	f2.Agent(time.Millisecond)
+	e2 := f2.Edge(edge.Config{})
+	c2 := f2.Dial(e2, client.Options{Session: c.Session(), LastRxSeq: harness.U64(c.LastSeq())})
+	rest := harness.ReadUntil(t, c2, 30*time.Second, harness.IsRunFinished)
 	all := append(first, rest...)
-	assertDense(t, all, 1)
-	if got, want := answerText(t, all), demo.Answer("survive a restart"); got != want {
+	harness.AssertDense(t, all, 1)
+	if got, want := harness.AnswerText(t, all), demo.Answer("survive a restart"); got != want {
 		t.Fatalf("answer %q, want %q", got, want)
 	}
 	// Only one RUN_STARTED and one RUN_FINISHED although the run ran twice.
@@ -85,175 +91,178 @@ func TestResumeAfterRestart(t *testing.T) {
 	}
 }
 
-// Two agents on two edges write into one session at once: the user sees
-// one dense sequence with each writer's messages in their own order.
+// Two agents on two edges write into one session at once, over each
+// transport: the user sees one dense sequence with each writer's messages
+// in their own order.
 func TestTwoWritersDense(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e1, e2, e3 := f.edge(edge.Config{}), f.edge(edge.Config{}), f.edge(edge.Config{})
-	user := f.dial(e3, client.Options{})
-	session := user.Session()
-	const perWriter = 150
-	var wg sync.WaitGroup
-	for w, e := range []*testEdge{e1, e2} {
-		ag := f.dial(e, client.Options{Session: session, Token: f.token(fmt.Sprintf("agent-%d", w), auth.RoleAgent)})
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for i := range perWriter {
-				if _, err := ag.Send(context.Background(), haip.ChannelAgent, haip.TypeTextMessagePart,
-					haip.TextMessagePartPayload{MessageID: haip.NameUUID("w", fmt.Sprint(w)), Text: fmt.Sprintf("%d:%d", w, i)}); err != nil {
-					t.Error(err)
-					return
-				}
+	e1, e2, e3 := f.Edge(edge.Config{}), f.Edge(edge.Config{}), f.Edge(edge.Config{})
+	agentTokens := []string{f.Token("agent-0", auth.RoleAgent), f.Token("agent-1", auth.RoleAgent)}
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			user := harness.Dial(t, e3, client.Options{})
+			session := user.Session()
+			const perWriter = 150
+			var wg sync.WaitGroup
+			for w, e := range []*testEdge{e1, e2} {
+				ag := harness.Dial(t, e, client.Options{Transport: tr, Session: session, Token: agentTokens[w]})
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := range perWriter {
+						if _, err := ag.Send(context.Background(), haip.ChannelAgent, haip.TypeTextMessagePart,
+							haip.TextMessagePartPayload{MessageID: haip.NameUUID("w", fmt.Sprint(w)), Text: fmt.Sprintf("%d:%d", w, i)}); err != nil {
+							t.Error(err)
+							return
+						}
+					}
+				}()
 			}
-		}()
-	}
-	got := readUntil(t, user, 30*time.Second, func(*haip.Envelope) bool { return user.LastSeq() >= 2*perWriter })
-	wg.Wait()
-	assertDense(t, got, 1)
-	next := map[string]int{}
-	for _, e := range got {
-		var p haip.TextMessagePartPayload
-		_ = e.DecodePayload(&p)
-		var w, i int
-		fmt.Sscanf(p.Text, "%d:%d", &w, &i)
-		key := fmt.Sprint(w)
-		if i != next[key] {
-			t.Fatalf("writer %d message %d arrived when %d was due", w, i, next[key])
-		}
-		next[key]++
+			got := harness.ReadUntil(t, user, 30*time.Second, func(*haip.Envelope) bool { return user.LastSeq() >= 2*perWriter })
+			wg.Wait()
+			harness.AssertDense(t, got, 1)
+			next := map[string]int{}
+			for _, e := range got {
+				var p haip.TextMessagePartPayload
+				_ = e.DecodePayload(&p)
+				var w, i int
+				fmt.Sscanf(p.Text, "%d:%d", &w, &i)
+				key := fmt.Sprint(w)
+				if i != next[key] {
+					t.Fatalf("writer %d message %d arrived when %d was due", w, i, next[key])
+				}
+				next[key]++
+			}
+		})
 	}
 }
 
 // REPLAY_REQUEST resends exactly the asked range with the original seqs
-// and ids; a range past the end is refused; older than retention is
-// REPLAY_TOO_OLD.
+// and ids, over each transport; a range past the end is refused; older
+// than retention is REPLAY_TOO_OLD.
 func TestReplayRequest(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.agent(-1)
-	e := f.edge(edge.Config{})
-	c := f.dial(e, client.Options{})
-	ctx := context.Background()
-	if _, err := c.SendText(ctx, "replay me"); err != nil {
-		t.Fatal(err)
-	}
-	orig := readUntil(t, c, 10*time.Second, isRunFinished)
-	if len(orig) < 20 {
-		t.Fatalf("only %d messages", len(orig))
-	}
-	cases := []struct {
-		name     string
-		from, to uint64
-		want     []uint64 // seqs, or nil for an error
-		code     haip.Code
-	}{
-		{name: "middle", from: 5, to: 9, want: []uint64{5, 6, 7, 8, 9}},
-		{name: "one", from: 3, to: 3, want: []uint64{3}},
-		{name: "open end", from: uint64(len(orig)) - 1, want: []uint64{uint64(len(orig)) - 1, uint64(len(orig))}},
-		{name: "to past delivered is clamped", from: uint64(len(orig)), to: 1000, want: []uint64{uint64(len(orig))}},
-		{name: "beyond the end", from: 999, code: haip.CodeProtocolViolation},
-		{name: "to before from", from: 9, to: 5, code: haip.CodeProtocolViolation},
-	}
-	for _, tc := range cases {
-		p := haip.ReplayRequestPayload{FromSeq: haip.U64(tc.from)}
-		if tc.to != 0 {
-			to := haip.U64(tc.to)
-			p.ToSeq = &to
-		}
-		req, err := c.Send(ctx, haip.ChannelSystem, haip.TypeReplayRequest, p)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if tc.want == nil {
-			errEnv := readControl(t, c, haip.TypeError, 5*time.Second)
-			ep := errorPayload(t, errEnv)
-			if ep.Code != tc.code || ep.RelatedID != req.ID {
-				t.Fatalf("%s: error %+v, want %s related to %s", tc.name, ep, tc.code, req.ID)
+	f.Agent(-1)
+	e := f.Edge(edge.Config{})
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			c := harness.Dial(t, e, client.Options{Transport: tr})
+			ctx := context.Background()
+			if _, err := c.SendText(ctx, "replay me"); err != nil {
+				t.Fatal(err)
 			}
-			continue
-		}
-		// A PING after the replay marks its end: the edge answers in order.
-		ping, _ := c.Send(ctx, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: tc.name})
-		var got []uint64
-		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		for {
-			env, err := c.Read(rctx)
-			if err != nil {
-				t.Fatalf("%s: %v", tc.name, err)
+			orig := harness.ReadUntil(t, c, 10*time.Second, harness.IsRunFinished)
+			if len(orig) < 20 {
+				t.Fatalf("only %d messages", len(orig))
 			}
-			if env.Type == haip.TypePong {
-				break
+			cases := []struct {
+				name     string
+				from, to uint64
+				want     []uint64 // seqs, or nil for an error
+				code     haip.Code
+			}{
+				{name: "middle", from: 5, to: 9, want: []uint64{5, 6, 7, 8, 9}},
+				{name: "one", from: 3, to: 3, want: []uint64{3}},
+				{name: "open end", from: uint64(len(orig)) - 1, want: []uint64{uint64(len(orig)) - 1, uint64(len(orig))}},
+				{name: "to past delivered is clamped", from: uint64(len(orig)), to: 1000, want: []uint64{uint64(len(orig))}},
+				{name: "beyond the end", from: 999, code: haip.CodeProtocolViolation},
+				{name: "to before from", from: 9, to: 5, code: haip.CodeProtocolViolation},
 			}
-			if !client.IsControl(env.Type) {
-				if env.ID != orig[env.Seq-1].ID {
-					t.Fatalf("%s: replayed seq %d has id %s, originally %s", tc.name, env.Seq, env.ID, orig[env.Seq-1].ID)
+			for _, tc := range cases {
+				p := haip.ReplayRequestPayload{FromSeq: haip.U64(tc.from)}
+				if tc.to != 0 {
+					to := haip.U64(tc.to)
+					p.ToSeq = &to
 				}
-				got = append(got, uint64(env.Seq))
+				req, err := c.Send(ctx, haip.ChannelSystem, haip.TypeReplayRequest, p)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if tc.want == nil {
+					errEnv := harness.ReadControl(t, c, haip.TypeError, 5*time.Second)
+					ep := harness.ErrorPayload(t, errEnv)
+					if ep.Code != tc.code || ep.RelatedID != req.ID {
+						t.Fatalf("%s: error %+v, want %s related to %s", tc.name, ep, tc.code, req.ID)
+					}
+					continue
+				}
+				// A PING after the replay marks its end: the edge answers in order.
+				ping, _ := c.Send(ctx, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: tc.name})
+				var got []uint64
+				rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				for {
+					env, err := c.Read(rctx)
+					if err != nil {
+						t.Fatalf("%s: %v", tc.name, err)
+					}
+					if env.Type == haip.TypePong {
+						break
+					}
+					if !client.IsControl(env.Type) {
+						if env.ID != orig[env.Seq-1].ID {
+							t.Fatalf("%s: replayed seq %d has id %s, originally %s", tc.name, env.Seq, env.ID, orig[env.Seq-1].ID)
+						}
+						got = append(got, uint64(env.Seq))
+					}
+				}
+				cancel()
+				_ = ping
+				if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+					t.Fatalf("%s: replayed %v, want %v", tc.name, got, tc.want)
+				}
 			}
-		}
-		cancel()
-		_ = ping
-		if fmt.Sprint(got) != fmt.Sprint(tc.want) {
-			t.Fatalf("%s: replayed %v, want %v", tc.name, got, tc.want)
-		}
+		})
 	}
 }
 
 // Messages dropped by retention: a replay or a resume asking for them
-// gets REPLAY_TOO_OLD, never silence.
+// gets REPLAY_TOO_OLD, never silence, over each transport.
 func TestReplayTooOld(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{MaxAge: time.Second, DuplicateWindow: 500 * time.Millisecond})
-	f.agent(-1)
-	e := f.edge(edge.Config{})
-	c := f.dial(e, client.Options{})
-	ctx := context.Background()
-	if _, err := c.SendText(ctx, "soon gone"); err != nil {
-		t.Fatal(err)
-	}
-	orig := readUntil(t, c, 10*time.Second, isRunFinished)
-	lg := f.log()
-	waitFor(t, 20*time.Second, func() bool {
-		b, err := lg.Bounds(ctx, c.Session(), streams.Out)
-		return err == nil && b.Empty()
-	}, "retention never dropped the log")
-
-	req, _ := c.Send(ctx, haip.ChannelSystem, haip.TypeReplayRequest, haip.ReplayRequestPayload{FromSeq: 1})
-	ep := errorPayload(t, readControl(t, c, haip.TypeError, 5*time.Second))
-	if ep.Code != haip.CodeReplayTooOld || ep.RelatedID != req.ID {
-		t.Fatalf("replay: %+v", ep)
-	}
-
-	// Resume from the middle of what expired.
-	c2, err := f.tryDial(e, client.Options{Session: c.Session(), LastRxSeq: u64(2)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ep = errorPayload(t, readControl(t, c2, haip.TypeError, 5*time.Second))
-	if ep.Code != haip.CodeReplayTooOld || ep.Detail["first_available"] != fmt.Sprint(len(orig)+1) {
-		t.Fatalf("resume: %+v", ep)
-	}
-	// The session goes on with the next number, not 1.
-	if _, err := c2.SendText(ctx, "again"); err != nil {
-		t.Fatal(err)
-	}
-	more := readUntil(t, c2, 10*time.Second, isRunFinished)
-	assertDense(t, more, uint64(len(orig))+1)
-}
-
-func waitFor(t testing.TB, within time.Duration, cond func() bool, msg string, diag ...func() string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			for _, d := range diag {
-				msg += "; " + d()
+	f.Agent(-1)
+	e := f.Edge(edge.Config{})
+	lg := f.Log()
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			c := harness.Dial(t, e, client.Options{Transport: tr})
+			ctx := context.Background()
+			if _, err := c.SendText(ctx, "soon gone"); err != nil {
+				t.Fatal(err)
 			}
-			t.Fatal(msg)
-		}
-		time.Sleep(10 * time.Millisecond) // polling interval
+			orig := harness.ReadUntil(t, c, 10*time.Second, harness.IsRunFinished)
+			testkit.Eventually(t, 20*time.Second, func() bool {
+				b, err := lg.Bounds(ctx, c.Session(), streams.Out)
+				return err == nil && b.Empty()
+			}, "retention never dropped the log")
+
+			req, _ := c.Send(ctx, haip.ChannelSystem, haip.TypeReplayRequest, haip.ReplayRequestPayload{FromSeq: 1})
+			ep := harness.ErrorPayload(t, harness.ReadControl(t, c, haip.TypeError, 5*time.Second))
+			if ep.Code != haip.CodeReplayTooOld || ep.RelatedID != req.ID {
+				t.Fatalf("replay: %+v", ep)
+			}
+
+			// Resume from the middle of what expired.
+			c2, err := harness.TryDial(t, e, client.Options{Transport: tr, Session: c.Session(), LastRxSeq: harness.U64(2)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			ep = harness.ErrorPayload(t, harness.ReadControl(t, c2, haip.TypeError, 5*time.Second))
+			if ep.Code != haip.CodeReplayTooOld || ep.Detail["first_available"] != fmt.Sprint(len(orig)+1) {
+				t.Fatalf("resume: %+v", ep)
+			}
+			// The session goes on with the next number, not 1.
+			if _, err := c2.SendText(ctx, "again"); err != nil {
+				t.Fatal(err)
+			}
+			more := harness.ReadUntil(t, c2, 10*time.Second, harness.IsRunFinished)
+			harness.AssertDense(t, more, uint64(len(orig))+1)
+		})
 	}
 }
 
@@ -265,20 +274,20 @@ func waitFor(t testing.TB, within time.Duration, cond func() bool, msg string, d
 func TestCatchupReadsTakeTurns(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{CatchupReads: 1, CatchupBatch: 50})
-	owner := f.dial(e, client.Options{})
+	e := f.Edge(edge.Config{CatchupReads: 1, CatchupBatch: 50})
+	owner := f.Dial(e, client.Options{})
 	session := owner.Session()
 	const backlog = 2000
 	f.fill(t, session, backlog, 32)
 
 	zero := uint64(0)
-	quitter := f.dial(e, client.Options{Session: session, LastRxSeq: &zero})
+	quitter := f.Dial(e, client.Options{Session: session, LastRxSeq: &zero})
 	_ = quitter.CloseNow()
 	const clients = 20
 	errs := make(chan error, clients)
 	for range clients {
 		go func() {
-			c, err := f.tryDial(e, client.Options{Session: session, LastRxSeq: &zero})
+			c, err := f.TryDial(e, client.Options{Session: session, LastRxSeq: &zero})
 			if err != nil {
 				errs <- err
 				return

@@ -12,6 +12,8 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -23,7 +25,7 @@ type runsBody struct {
 // runsCall makes an authenticated request to a session's runs endpoint.
 func runsCall(t *testing.T, e *testEdge, tok, method, path string) (int, []byte) {
 	t.Helper()
-	req, _ := http.NewRequest(method, e.base+"/haip/sessions/"+path, nil)
+	req, _ := http.NewRequest(method, e.Base+"/haip/sessions/"+path, nil)
 	req.Header.Set("Authorization", "Bearer "+tok)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -61,8 +63,8 @@ func postCancel(t *testing.T, e *testEdge, tok, session, runID string) (int, htt
 func TestRunLimit(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{MaxConcurrentRuns: 2})
-	tok := f.token("alice", auth.RoleUser)
+	e := f.Edge(edge.Config{MaxConcurrentRuns: 2})
+	tok := f.Token("alice", auth.RoleUser)
 	r := rawDial(t, tokenURL(e, tok))
 	r.handshake()
 	var ends []*haip.Envelope
@@ -85,7 +87,7 @@ func TestRunLimit(t *testing.T) {
 		t.Fatalf("runs %+v, want 2 queued", rb)
 	}
 	// An agent answers both; the third END goes through when sent again.
-	f.agent(-1)
+	f.Agent(-1)
 	finished := 0
 	r.expect(30*time.Second, func(e *haip.Envelope) bool {
 		if e.Type == haip.TypeRunFinished {
@@ -93,7 +95,7 @@ func TestRunLimit(t *testing.T) {
 		}
 		return finished == 2
 	})
-	waitFor(t, 10*time.Second, func() bool { return len(getRuns(t, e, tok, r.session).Active) == 0 }, "runs still active after they finished")
+	testkit.Eventually(t, 10*time.Second, func() bool { return len(getRuns(t, e, tok, r.session).Active) == 0 }, "runs still active after they finished")
 	r.sendEnv(ends[2])
 	env, _ := r.expect(30*time.Second, func(e *haip.Envelope) bool { return e.Type == haip.TypeRunFinished })
 	var fin haip.RunFinishedPayload
@@ -103,7 +105,7 @@ func TestRunLimit(t *testing.T) {
 	}
 	// The run state is updated just after RUN_FINISHED is stored.
 	var rb runsBody
-	waitFor(t, 10*time.Second, func() bool { rb = getRuns(t, e, tok, r.session); return len(rb.Recent) == 3 }, "3 ended runs not recorded")
+	testkit.Eventually(t, 10*time.Second, func() bool { rb = getRuns(t, e, tok, r.session); return len(rb.Recent) == 3 }, "3 ended runs not recorded")
 	for _, st := range rb.Recent {
 		if st.Status != streams.RunOK || st.Agent == "" {
 			t.Fatalf("recent run %+v", st)
@@ -111,26 +113,32 @@ func TestRunLimit(t *testing.T) {
 	}
 }
 
-// RUN_CANCEL, from the client or over HTTP, stops the agent's run, which
-// cancels the tool call it waits for: TOOL_DONE CANCELLED, then
-// RUN_FINISHED CANCELLED, and the run state says so.
+// RUN_CANCEL, from the client (over each transport) or over HTTP, stops
+// the agent's run, which cancels the tool call it waits for: TOOL_DONE
+// CANCELLED, then RUN_FINISHED CANCELLED, and the run state says so.
 func TestRunCancelStopsToolCall(t *testing.T) {
 	t.Parallel()
-	for _, via := range []string{"client", "http"} {
-		t.Run(via, func(t *testing.T) {
+	type tcase struct{ via, transport string }
+	cases := []tcase{{"http", client.TransportWebSocket}}
+	for _, tr := range client.Transports() {
+		cases = append(cases, tcase{"client", tr})
+	}
+	for _, tc := range cases {
+		via := tc.via
+		t.Run(via+"/"+tc.transport, func(t *testing.T) {
 			t.Parallel()
 			f := newFabric(t, streams.Config{})
-			e := f.edge(edge.Config{})
-			f.agent(-1)
-			f.toolWorker("w1", 2)
-			tok := f.token("alice", auth.RoleUser)
-			c := f.dial(e, client.Options{Token: tok})
+			e := f.Edge(edge.Config{})
+			f.Agent(-1)
+			f.Tools("w1", 2)
+			tok := f.Token("alice", auth.RoleUser)
+			c := f.Dial(e, client.Options{Token: tok, Transport: tc.transport})
 			ctx := context.Background()
 			if _, err := c.SendText(ctx, "sleep 60000"); err != nil {
 				t.Fatal(err)
 			}
 			var runID, callID string
-			readUntil(t, c, 20*time.Second, func(env *haip.Envelope) bool {
+			harness.ReadUntil(t, c, 20*time.Second, func(env *haip.Envelope) bool {
 				if env.Type == haip.TypeRunStarted {
 					runID = env.RunID
 				}
@@ -155,7 +163,7 @@ func TestRunCancelStopsToolCall(t *testing.T) {
 				t.Fatalf("POST cancel: %d %+v", status, body)
 			}
 			var toolDone *haip.ToolDonePayload
-			envs := readUntil(t, c, 20*time.Second, func(env *haip.Envelope) bool {
+			envs := harness.ReadUntil(t, c, 20*time.Second, func(env *haip.Envelope) bool {
 				if env.Type == haip.TypeToolDone {
 					var p haip.ToolDonePayload
 					_ = env.DecodePayload(&p)
@@ -171,7 +179,7 @@ func TestRunCancelStopsToolCall(t *testing.T) {
 			if toolDone == nil || toolDone.CallID != callID || toolDone.Status != haip.ToolDoneCancelled {
 				t.Fatalf("tool call ended %+v, want CANCELLED before the run ended", toolDone)
 			}
-			waitFor(t, 10*time.Second, func() bool {
+			testkit.Eventually(t, 10*time.Second, func() bool {
 				rb := getRuns(t, e, tok, c.Session())
 				return len(rb.Active) == 0 && len(rb.Recent) == 1 && rb.Recent[0].Status == streams.RunCancelled
 			}, "run state not CANCELLED")
@@ -180,62 +188,72 @@ func TestRunCancelStopsToolCall(t *testing.T) {
 }
 
 // Cancelling a run the session does not have is RUN_NOT_FOUND (an ERROR,
-// or 404), and nothing is stored.
+// over each transport, or 404), and nothing is stored.
 func TestRunCancelUnknown(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	tok := f.token("alice", auth.RoleUser)
-	r := rawDial(t, tokenURL(e, tok))
-	r.handshake()
+	e := f.Edge(edge.Config{})
+	tok := f.Token("alice", auth.RoleUser)
 	ghost := haip.NewUUID()
-	cancel := r.send(haip.ChannelUser, haip.TypeRunCancel, haip.RunCancelPayload{RunID: ghost})
-	if p := r.expectError(10 * time.Second); p.Code != haip.CodeRunNotFound || p.RelatedID != cancel.ID {
-		t.Fatalf("error %+v", p)
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			c := harness.Dial(t, e, client.Options{Token: tok, Transport: tr})
+			cancel, err := c.Send(context.Background(), haip.ChannelUser, haip.TypeRunCancel, haip.RunCancelPayload{RunID: ghost})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p := harness.ErrorPayload(t, harness.ReadControl(t, c, haip.TypeError, 10*time.Second)); p.Code != haip.CodeRunNotFound || p.RelatedID != cancel.ID {
+				t.Fatalf("error %+v", p)
+			}
+			if n := logLen(t, f, c.Session(), streams.In); n != 0 {
+				t.Fatalf("%d messages stored", n)
+			}
+		})
 	}
-	if n := logLen(t, f, r.session, streams.In); n != 0 {
-		t.Fatalf("%d messages stored", n)
-	}
-	if status, body := postCancel(t, e, tok, r.session, ghost); status != http.StatusNotFound || body.Code != string(haip.CodeRunNotFound) {
+	r := f.Dial(e, client.Options{Token: tok})
+	if status, body := postCancel(t, e, tok, r.Session(), ghost); status != http.StatusNotFound || body.Code != string(haip.CodeRunNotFound) {
 		t.Fatalf("POST cancel of an unknown run: %d %+v", status, body)
 	}
-	if status, body := postCancel(t, e, f.token("mallory", auth.RoleUser), r.session, ghost); status != http.StatusNotFound || body.Code != string(haip.CodeSessionNotFound) {
+	if status, body := postCancel(t, e, f.Token("mallory", auth.RoleUser), r.Session(), ghost); status != http.StatusNotFound || body.Code != string(haip.CodeSessionNotFound) {
 		t.Fatalf("POST cancel on another user's session: %d %+v", status, body)
 	}
-	if status, _ := postCancel(t, e, tok, r.session, "not-a-uuid"); status != http.StatusBadRequest {
+	if status, _ := postCancel(t, e, tok, r.Session(), "not-a-uuid"); status != http.StatusBadRequest {
 		t.Fatalf("POST cancel with a bad run id: %d", status)
 	}
 }
 
 // A run's envelopes carry its run_id and the thread_id of the message
-// that started it.
+// that started it, over each transport.
 func TestRunCarriesThreadID(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
-	f.agent(-1)
-	r := rawDial(t, tokenURL(e, f.token("alice", auth.RoleUser)))
-	r.handshake()
-	id := haip.NewUUID()
-	for _, env := range []*haip.Envelope{
-		r.env(haip.ChannelUser, haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: id, Text: "threaded"}),
-		r.env(haip.ChannelUser, haip.TypeTextMessageEnd, haip.TextMessageEndPayload{MessageID: id}),
-	} {
-		env.ThreadID = "support-42"
-		r.sendEnv(env)
-	}
-	_, got := r.expect(30*time.Second, func(e *haip.Envelope) bool { return e.Type == haip.TypeRunFinished })
-	runID := ""
-	for _, env := range got {
-		if client.IsControl(env.Type) {
-			continue
-		}
-		if env.ThreadID != "support-42" || env.RunID == "" || (runID != "" && env.RunID != runID) {
-			t.Fatalf("%s with run %q thread %q", env.Type, env.RunID, env.ThreadID)
-		}
-		runID = env.RunID
-	}
-	if runID == "" {
-		t.Fatal("no run messages")
+	e := f.Edge(edge.Config{})
+	f.Agent(-1)
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			c := harness.Dial(t, e, client.Options{Transport: tr})
+			id := haip.NewUUID()
+			start, _ := haip.New(c.Session(), haip.ChannelUser, haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: id, Text: "threaded"})
+			end, _ := haip.New(c.Session(), haip.ChannelUser, haip.TypeTextMessageEnd, haip.TextMessageEndPayload{MessageID: id})
+			for _, env := range []*haip.Envelope{start, end} {
+				env.ThreadID = "support-42"
+				if err := c.SendEnvelope(context.Background(), env); err != nil {
+					t.Fatal(err)
+				}
+			}
+			got := harness.ReadUntil(t, c, 30*time.Second, harness.IsRunFinished)
+			runID := ""
+			for _, env := range got {
+				if env.ThreadID != "support-42" || env.RunID == "" || (runID != "" && env.RunID != runID) {
+					t.Fatalf("%s with run %q thread %q", env.Type, env.RunID, env.ThreadID)
+				}
+				runID = env.RunID
+			}
+			if runID == "" {
+				t.Fatal("no run messages")
+			}
+		})
 	}
 }

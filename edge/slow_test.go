@@ -19,6 +19,8 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -27,7 +29,7 @@ import (
 func (f *fabric) fill(t *testing.T, session string, n, size int) {
 	t.Helper()
 	ctx := context.Background()
-	lg := f.log()
+	lg := f.Log()
 	text := strings.Repeat("x", size)
 	msgID := haip.NewUUID()
 	for i := range n {
@@ -100,10 +102,10 @@ func TestSlowClientBounded(t *testing.T) {
 		size    = 1024
 	)
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{WriteTimeout: edge.Duration(500 * time.Millisecond), CatchupBytes: 64 << 10})
+	e := f.Edge(edge.Config{WriteTimeout: edge.Duration(500 * time.Millisecond), CatchupBytes: 64 << 10})
 	session := haip.NewUUID()
 	// The session must be the caller's before anything is written to it.
-	owner := f.dial(e, client.Options{Session: session})
+	owner := f.Dial(e, client.Options{Session: session})
 	_ = owner.Close()
 	f.fill(t, session, backlog, size)
 
@@ -121,7 +123,7 @@ func TestSlowClientBounded(t *testing.T) {
 		}
 		return serr
 	}}
-	ws, _, err := websocket.Dial(ctx, e.ws+"?token="+f.token("alice", auth.RoleUser), &websocket.DialOptions{
+	ws, _, err := websocket.Dial(ctx, e.WS+"?token="+f.Token("alice", auth.RoleUser), &websocket.DialOptions{
 		HTTPClient: &http.Client{Transport: &http.Transport{DialContext: dialer.DialContext}},
 	})
 	if err != nil {
@@ -139,14 +141,14 @@ func TestSlowClientBounded(t *testing.T) {
 	// Never read; watch the edge's memory until it gives up on us.
 	var peak uint64
 	var polls int
-	waitFor(t, 60*time.Second, func() bool {
+	testkit.Eventually(t, 60*time.Second, func() bool {
 		if polls++; polls%20 == 1 { // a forced GC every ~200 ms, not every poll
 			if h := heapInUse(); h > peak {
 				peak = h
 			}
 		}
-		return e.srv.Stats(ctx).SlowConsumerDisconnect >= 1
-	}, "never-reading client was not cut", func() string { return fmt.Sprintf("stats %+v", e.srv.Stats(ctx)) })
+		return e.Srv.Stats(ctx).SlowConsumerDisconnect >= 1
+	}, "never-reading client was not cut", func() string { return fmt.Sprintf("stats %+v", e.Srv.Stats(ctx)) })
 	if h := heapInUse(); h > peak {
 		peak = h
 	}
@@ -183,7 +185,7 @@ func TestSlowClientBounded(t *testing.T) {
 	// The edge pulled from JetStream only what the socket took, plus the
 	// batch in hand: each read is at most CatchupBytes (64 KiB, about 60
 	// of these messages).
-	reads := e.srv.Stats(ctx).CatchupReads
+	reads := e.Srv.Stats(ctx).CatchupReads
 	sample, _ := haip.New(session, haip.ChannelAgent, haip.TypeTextMessagePart, haip.TextMessagePartPayload{MessageID: haip.NewUUID(), Text: strings.Repeat("x", size)})
 	enc, _ := haip.Encode(sample)
 	const overhead = 256 // subject and headers of a stored message, generously
@@ -200,9 +202,9 @@ func TestSlowClientBounded(t *testing.T) {
 	}
 
 	// Resume: the rest arrives, dense, once.
-	c := f.dial(e, client.Options{Session: session, LastRxSeq: u64(last)})
-	rest := readUntil(t, c, 60*time.Second, func(*haip.Envelope) bool { return c.LastSeq() >= backlog })
-	assertDense(t, rest, last+1)
+	c := f.Dial(e, client.Options{Session: session, LastRxSeq: harness.U64(last)})
+	rest := harness.ReadUntil(t, c, 60*time.Second, func(*haip.Envelope) bool { return c.LastSeq() >= backlog })
+	harness.AssertDense(t, rest, last+1)
 }
 
 // SIGTERM-style drain: every connection is closed with 1001 and the seq
@@ -210,15 +212,15 @@ func TestSlowClientBounded(t *testing.T) {
 func TestShutdownDrains(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.agent(-1)
-	e1, e2 := f.edge(edge.Config{}), f.edge(edge.Config{})
-	c := f.dial(e1, client.Options{})
+	f.Agent(-1)
+	e1, e2 := f.Edge(edge.Config{}), f.Edge(edge.Config{})
+	c := f.Dial(e1, client.Options{})
 	ctx := context.Background()
 	if _, err := c.SendText(ctx, "before shutdown"); err != nil {
 		t.Fatal(err)
 	}
-	first := readUntil(t, c, 10*time.Second, isRunFinished)
-	go e1.stop()
+	first := harness.ReadUntil(t, c, 10*time.Second, harness.IsRunFinished)
+	go e1.Stop()
 	var readErr error
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
@@ -229,15 +231,15 @@ func TestShutdownDrains(t *testing.T) {
 	if code != websocket.StatusGoingAway || !strings.Contains(reason, fmt.Sprintf("resume from seq %d", c.LastSeq())) {
 		t.Fatalf("closed with %d %q after seq %d", code, reason, c.LastSeq())
 	}
-	if _, err := f.tryDial(e1, client.Options{}); err == nil {
+	if _, err := f.TryDial(e1, client.Options{}); err == nil {
 		t.Fatal("a draining edge accepted a connection")
 	}
-	c2 := f.dial(e2, client.Options{Session: c.Session(), LastRxSeq: u64(c.LastSeq())})
+	c2 := f.Dial(e2, client.Options{Session: c.Session(), LastRxSeq: harness.U64(c.LastSeq())})
 	if _, err := c2.SendText(ctx, "after shutdown"); err != nil {
 		t.Fatal(err)
 	}
-	rest := readUntil(t, c2, 10*time.Second, isRunFinished)
-	assertDense(t, append(first, rest...), 1)
+	rest := harness.ReadUntil(t, c2, 10*time.Second, harness.IsRunFinished)
+	harness.AssertDense(t, append(first, rest...), 1)
 }
 
 // Clients that never answer the close frame do not hold a drain past its
@@ -245,14 +247,14 @@ func TestShutdownDrains(t *testing.T) {
 func TestShutdownCutsStuckPeers(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
+	e := f.Edge(edge.Config{})
 	for range 3 {
-		f.dial(e, client.Options{}) // never read again: no close reply
+		f.Dial(e, client.Options{}) // never read again: no close reply
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 	defer cancel()
 	began := time.Now()
-	err := e.srv.Shutdown(ctx)
+	err := e.Srv.Shutdown(ctx)
 	took := time.Since(began)
 	t.Logf("Shutdown returned after %s: %v", took.Round(time.Millisecond), err)
 	if !errors.Is(err, context.DeadlineExceeded) {
@@ -270,9 +272,9 @@ func TestHealthFollowsJetStream(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	f := newFabricAt(t, dir, streams.Config{})
-	e := f.edge(edge.Config{})
+	e := f.Edge(edge.Config{})
 	status := func() int {
-		resp, err := http.Get(e.base + "/health")
+		resp, err := http.Get(e.Base + "/health")
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -282,9 +284,9 @@ func TestHealthFollowsJetStream(t *testing.T) {
 	if s := status(); s != http.StatusOK {
 		t.Fatalf("health %d with JetStream up", s)
 	}
-	f.ns.Shutdown()
-	f.ns.WaitForShutdown()
-	waitFor(t, 20*time.Second, func() bool { return status() == http.StatusServiceUnavailable }, "health stayed 200 with JetStream down")
+	f.NS.Shutdown()
+	f.NS.WaitForShutdown()
+	testkit.Eventually(t, 20*time.Second, func() bool { return status() == http.StatusServiceUnavailable }, "health stayed 200 with JetStream down")
 }
 
 // A message read from a client before a drain is cut is stored before
@@ -294,15 +296,15 @@ func TestHealthFollowsJetStream(t *testing.T) {
 func TestShutdownWaitsForStoresOfAbortedConnections(t *testing.T) {
 	t.Parallel()
 	b := newBehindProxy(t)
-	b.f.dial(b.e, client.Options{}) // never reads: holds the drain to its deadline
-	writer := b.f.dial(b.e, client.Options{})
+	b.f.Dial(b.e, client.Options{}) // never reads: holds the drain to its deadline
+	writer := b.f.Dial(b.e, client.Options{})
 	b.proxy.Partition() // the edge cannot reach JetStream: a store waits
 	ctx := context.Background()
 	stats := func() edge.Stats {
 		// (Stats also counts sessions in JetStream, out of reach here.)
 		qctx, cancel := context.WithTimeout(ctx, 10*time.Millisecond)
 		defer cancel()
-		return b.e.srv.Stats(qctx)
+		return b.e.Srv.Stats(qctx)
 	}
 	before := stats().TotalMessagesIn
 	part, err := writer.Send(ctx, haip.ChannelUser, haip.TypeTextMessagePart, haip.TextMessagePartPayload{MessageID: haip.NewUUID(), Text: "in flight"})
@@ -312,14 +314,14 @@ func TestShutdownWaitsForStoresOfAbortedConnections(t *testing.T) {
 	// Read by the edge (so now being stored), before the drain starts: a
 	// frame still in the socket when the drain closes it is not read,
 	// not acknowledged, and so the client's to send again.
-	waitFor(t, 10*time.Second, func() bool { return stats().TotalMessagesIn > before }, "the edge never read the message")
+	testkit.Eventually(t, 10*time.Second, func() bool { return stats().TotalMessagesIn > before }, "the edge never read the message")
 	sctx, cancel := context.WithTimeout(ctx, 4*time.Second)
 	defer cancel()
 	returned := make(chan error, 1)
-	go func() { returned <- b.e.srv.Shutdown(sctx) }()
+	go func() { returned <- b.e.Srv.Shutdown(sctx) }()
 	// The drain is cut when the connections that were not storing are
 	// gone; the one storing stays until its store is over.
-	waitFor(t, 10*time.Second, func() bool { return stats().ActiveConnections <= 1 }, "drain never cut")
+	testkit.Eventually(t, 10*time.Second, func() bool { return stats().ActiveConnections <= 1 }, "drain never cut")
 	select {
 	case err := <-returned:
 		t.Fatalf("Shutdown returned (%v) while a connection was still storing what it read", err)

@@ -21,6 +21,8 @@ import (
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/ndjson"
 	"github.com/haipfabric/haipfabric/internal/sse"
+	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker/demo"
 )
@@ -208,16 +210,16 @@ func mustAccept(t *testing.T, pr edge.PostResponse, n int) {
 func TestSSEResumeOnSecondEdge(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.agent(10 * time.Millisecond)
-	e1, e2 := f.edge(edge.Config{}), f.edge(edge.Config{})
-	tok := f.token("alice", auth.RoleUser)
+	f.Agent(10 * time.Millisecond)
+	e1, e2 := f.Edge(edge.Config{}), f.Edge(edge.Config{})
+	tok := f.Token("alice", auth.RoleUser)
 	session := haip.NewUUID()
 
-	s1 := openSSE(t, nil, e1.base+"/haip/sse?token="+tok+"&session="+session+"&last_rx_seq=0", nil)
+	s1 := openSSE(t, nil, e1.Base+"/haip/sse?token="+tok+"&session="+session+"&last_rx_seq=0", nil)
 	if hai := s1.next(); hai.Type != haip.TypeHAI || hai.Session != session {
 		t.Fatalf("first event %s on %s", hai.Type, hai.Session)
 	}
-	code, pr := post(t, e2.base+"/haip/messages", tok, nil, userText(t, session, "over sse")...)
+	code, pr := post(t, e2.Base+"/haip/messages", tok, nil, userText(t, session, "over sse")...)
 	if code != http.StatusOK {
 		t.Fatalf("POST %d", code)
 	}
@@ -226,11 +228,11 @@ func TestSSEResumeOnSecondEdge(t *testing.T) {
 	s1.close()
 
 	hdr := http.Header{"Last-Event-Id": {s1.lastID}}
-	s2 := openSSE(t, nil, e2.base+"/haip/sse?token="+tok+"&session="+session+"&last_rx_seq=0", hdr)
-	rest := s2.logUntil(20*time.Second, isRunFinished)
+	s2 := openSSE(t, nil, e2.Base+"/haip/sse?token="+tok+"&session="+session+"&last_rx_seq=0", hdr)
+	rest := s2.logUntil(20*time.Second, harness.IsRunFinished)
 	all := append(first, rest...)
-	assertDense(t, all, 1)
-	if got, want := answerText(t, all), demo.Answer("over sse"); got != want {
+	harness.AssertDense(t, all, 1)
+	if got, want := harness.AnswerText(t, all), demo.Answer("over sse"); got != want {
 		t.Fatalf("answer %q, want %q", got, want)
 	}
 }
@@ -240,10 +242,10 @@ func TestSSEResumeOnSecondEdge(t *testing.T) {
 func TestSSEAndPostBadInput(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{MaxMessageBytes: 4096})
-	tok := f.token("alice", auth.RoleUser)
+	e := f.Edge(edge.Config{MaxMessageBytes: 4096})
+	tok := f.Token("alice", auth.RoleUser)
 	session := haip.NewUUID()
-	_ = f.dial(e, client.Options{Session: session}) // alice owns it
+	_ = f.Dial(e, client.Options{Session: session}) // alice owns it
 
 	get := func(url string, hdr http.Header) int {
 		req, _ := http.NewRequest(http.MethodGet, url, nil)
@@ -257,15 +259,15 @@ func TestSSEAndPostBadInput(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	sseURL := e.base + "/haip/sse?session=" + session + "&token="
+	sseURL := e.Base + "/haip/sse?session=" + session + "&token="
 	for name, tc := range map[string]struct {
 		url  string
 		hdr  http.Header
 		want int
 	}{
 		"bad token":           {sseURL + "nope", nil, http.StatusUnauthorized},
-		"foreign session":     {sseURL + f.token("bob", auth.RoleUser), nil, http.StatusForbidden},
-		"bad session id":      {e.base + "/haip/sse?session=a.b&token=" + tok, nil, http.StatusBadRequest},
+		"foreign session":     {sseURL + f.Token("bob", auth.RoleUser), nil, http.StatusForbidden},
+		"bad session id":      {e.Base + "/haip/sse?session=a.b&token=" + tok, nil, http.StatusBadRequest},
 		"bad Last-Event-ID":   {sseURL + tok, http.Header{"Last-Event-Id": {"-3"}}, http.StatusBadRequest},
 		"bad last_rx_seq":     {sseURL + tok + "&last_rx_seq=x", nil, http.StatusBadRequest},
 		"huge Last-Event-ID":  {sseURL + tok, http.Header{"Last-Event-Id": {"18446744073709551616"}}, http.StatusBadRequest},
@@ -278,7 +280,7 @@ func TestSSEAndPostBadInput(t *testing.T) {
 
 	good := userText(t, session, "mixed")
 	big := []byte(`{"id":"` + haip.NewUUID() + `","pad":"` + strings.Repeat("x", 5000) + `"}`)
-	code, pr := post(t, e.base+"/haip/messages", tok, nil, good[0], []byte("{not json"), big, []byte(`{"id":"x"}`), good[1])
+	code, pr := post(t, e.Base+"/haip/messages", tok, nil, good[0], []byte("{not json"), big, []byte(`{"id":"x"}`), good[1])
 	if code != http.StatusOK || len(pr.Results) != 5 {
 		t.Fatalf("POST %d %+v", code, pr)
 	}
@@ -293,32 +295,32 @@ func TestSSEAndPostBadInput(t *testing.T) {
 		}
 	}
 	// Same envelopes again: stored once.
-	_, pr = post(t, e.base+"/haip/sse", tok, http.Header{"X-Haip-Message": {"true"}}, good...)
+	_, pr = post(t, e.Base+"/haip/sse", tok, http.Header{"X-Haip-Message": {"true"}}, good...)
 	if !pr.Results[0].Duplicate || !pr.Results[1].Duplicate {
 		t.Fatalf("resend not de-duplicated: %+v", pr)
 	}
-	if code, _ := post(t, e.base+"/haip/messages", f.token("bob", auth.RoleUser), nil, good[0]); code != http.StatusOK {
+	if code, _ := post(t, e.Base+"/haip/messages", f.Token("bob", auth.RoleUser), nil, good[0]); code != http.StatusOK {
 		t.Fatalf("foreign POST: %d", code)
-	} else if _, pr := post(t, e.base+"/haip/messages", f.token("bob", auth.RoleUser), nil, good[0]); pr.Results[0].Error == nil || pr.Results[0].Error.Code != haip.CodeSessionForbidden {
+	} else if _, pr := post(t, e.Base+"/haip/messages", f.Token("bob", auth.RoleUser), nil, good[0]); pr.Results[0].Error == nil || pr.Results[0].Error.Code != haip.CodeSessionForbidden {
 		t.Fatalf("foreign POST result %+v", pr)
 	}
-	if code, _ := post(t, e.base+"/haip/messages", "bad", nil, good[0]); code != http.StatusUnauthorized {
+	if code, _ := post(t, e.Base+"/haip/messages", "bad", nil, good[0]); code != http.StatusUnauthorized {
 		t.Fatalf("bad token POST: %d", code)
 	}
-	if code, _ := post(t, e.base+"/haip/messages", tok, http.Header{"X-Haip-Binary": {"true"}}, good[0]); code != http.StatusUnsupportedMediaType {
+	if code, _ := post(t, e.Base+"/haip/messages", tok, http.Header{"X-Haip-Binary": {"true"}}, good[0]); code != http.StatusUnsupportedMediaType {
 		t.Fatalf("binary POST: %d", code)
 	}
 	var many [][]byte
 	for range 80 {
 		many = append(many, bytes.Repeat([]byte(" "), 1000))
 	}
-	if code, _ := post(t, e.base+"/haip/messages", tok, nil, many...); code != http.StatusRequestEntityTooLarge {
+	if code, _ := post(t, e.Base+"/haip/messages", tok, nil, many...); code != http.StatusRequestEntityTooLarge {
 		t.Fatalf("huge POST: %d", code)
 	}
 	// PING by POST is answered in the result.
 	ping, _ := haip.New(session, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: "n1"})
 	pb, _ := haip.Encode(ping)
-	_, pr = post(t, e.base+"/haip/messages", tok, nil, pb)
+	_, pr = post(t, e.Base+"/haip/messages", tok, nil, pb)
 	if len(pr.Results) != 1 || len(pr.Results[0].Replies) != 1 || !strings.Contains(string(pr.Results[0].Replies[0]), `"nonce":"n1"`) {
 		t.Fatalf("PING by POST: %+v", pr)
 	}
@@ -330,29 +332,29 @@ func TestSSEAndPostBadInput(t *testing.T) {
 func TestSDKStreamBoundByPostedHAI(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.agent(-1)
-	e1, e2 := f.edge(edge.Config{}), f.edge(edge.Config{})
-	tok := f.token("alice", auth.RoleUser)
+	f.Agent(-1)
+	e1, e2 := f.Edge(edge.Config{}), f.Edge(edge.Config{})
+	tok := f.Token("alice", auth.RoleUser)
 	session := haip.NewUUID()
-	s := openSSE(t, nil, e1.base+"/haip/stream?token="+tok+"&stream=true", http.Header{"Accept": {"text/event-stream"}})
+	s := openSSE(t, nil, e1.Base+"/haip/stream?token="+tok+"&stream=true", http.Header{"Accept": {"text/event-stream"}})
 
 	hello := helloEnvelope(session)
 	hb, _ := haip.Encode(hello)
 	var pr edge.PostResponse
-	waitFor(t, 10*time.Second, func() bool {
-		_, pr = post(t, e2.base+"/haip/stream", tok, http.Header{"X-Haip-Message": {"true"}}, hb)
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		_, pr = post(t, e2.Base+"/haip/stream", tok, http.Header{"X-Haip-Message": {"true"}}, hb)
 		return len(pr.Results) == 1 && pr.Results[0].Bound != nil && *pr.Results[0].Bound
 	}, "posted HAI never bound the waiting stream")
 	if hai := s.next(); hai.Type != haip.TypeHAI || hai.Session != session {
 		t.Fatalf("stream's first event %s on %s", hai.Type, hai.Session)
 	}
 	for _, m := range userText(t, session, "sdk stream") {
-		_, pr = post(t, e2.base+"/haip/stream", tok, http.Header{"X-Haip-Message": {"true"}}, m)
+		_, pr = post(t, e2.Base+"/haip/stream", tok, http.Header{"X-Haip-Message": {"true"}}, m)
 		mustAccept(t, pr, 1)
 	}
-	got := s.logUntil(10*time.Second, isRunFinished)
-	assertDense(t, got, 1)
-	if answerText(t, got) != demo.Answer("sdk stream") {
+	got := s.logUntil(10*time.Second, harness.IsRunFinished)
+	harness.AssertDense(t, got, 1)
+	if harness.AnswerText(t, got) != demo.Answer("sdk stream") {
 		t.Fatal("wrong answer")
 	}
 }
@@ -424,7 +426,7 @@ func (s *ndjsonStream) logUntilFinished() []*haip.Envelope {
 			continue
 		}
 		got = append(got, env)
-		if isRunFinished(env) {
+		if harness.IsRunFinished(env) {
 			return got
 		}
 	}
@@ -444,9 +446,9 @@ func (s *ndjsonStream) nextOf(typ haip.Type) *haip.Envelope {
 func TestStreamFullDuplex(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.agent(-1)
-	e := f.edge(edge.Config{MaxMessageBytes: 4096})
-	tok := f.token("alice", auth.RoleUser)
+	f.Agent(-1)
+	e := f.Edge(edge.Config{MaxMessageBytes: 4096})
+	tok := f.Token("alice", auth.RoleUser)
 	session := haip.NewUUID()
 
 	pr, pw := io.Pipe()
@@ -455,16 +457,16 @@ func TestStreamFullDuplex(t *testing.T) {
 		b, _ := haip.Encode(hello)
 		_, _ = pw.Write(append(b, '\n'))
 	}()
-	s := openStream(t, nil, e.base+"/haip/stream", tok, pr, pw)
+	s := openStream(t, nil, e.Base+"/haip/stream", tok, pr, pw)
 	if hai := s.next(); hai.Type != haip.TypeHAI || hai.Session != session {
 		t.Fatalf("first line %s", hai.Type)
 	}
 	s.send([]byte("{broken"))
-	if ep := errorPayload(t, s.nextOf(haip.TypeError)); ep.Code != haip.CodeProtocolViolation {
+	if ep := harness.ErrorPayload(t, s.nextOf(haip.TypeError)); ep.Code != haip.CodeProtocolViolation {
 		t.Fatalf("bad line: %+v", ep)
 	}
 	s.send(bytes.Repeat([]byte("x"), 5000))
-	if ep := errorPayload(t, s.nextOf(haip.TypeError)); ep.Code != haip.CodeMessageTooLarge {
+	if ep := harness.ErrorPayload(t, s.nextOf(haip.TypeError)); ep.Code != haip.CodeMessageTooLarge {
 		t.Fatalf("long line: %+v", ep)
 	}
 	ping, _ := haip.New(session, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: "dup"})
@@ -477,8 +479,8 @@ func TestStreamFullDuplex(t *testing.T) {
 		s.send(m)
 	}
 	got := s.logUntilFinished()
-	assertDense(t, got, 1)
-	if answerText(t, got) != demo.Answer("duplex") {
+	harness.AssertDense(t, got, 1)
+	if harness.AnswerText(t, got) != demo.Answer("duplex") {
 		t.Fatal("wrong answer")
 	}
 }
@@ -488,11 +490,11 @@ func TestStreamFullDuplex(t *testing.T) {
 func TestStreamHalfDuplex(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.agent(-1)
-	e := f.edge(edge.Config{HeartbeatInterval: edge.Duration(100 * time.Millisecond), HeartbeatTimeout: edge.Duration(100 * time.Millisecond)})
-	tok := f.token("alice", auth.RoleUser)
+	f.Agent(-1)
+	e := f.Edge(edge.Config{HeartbeatInterval: edge.Duration(100 * time.Millisecond), HeartbeatTimeout: edge.Duration(100 * time.Millisecond)})
+	tok := f.Token("alice", auth.RoleUser)
 	session := haip.NewUUID()
-	s := openStream(t, nil, e.base+"/haip/stream?session="+session, tok, strings.NewReader(""), nil)
+	s := openStream(t, nil, e.Base+"/haip/stream?session="+session, tok, strings.NewReader(""), nil)
 	if hai := s.next(); hai.Type != haip.TypeHAI || hai.Session != session {
 		t.Fatalf("first line %s", hai.Type)
 	}
@@ -500,10 +502,10 @@ func TestStreamHalfDuplex(t *testing.T) {
 	for range 4 {
 		s.nextOf(haip.TypePing)
 	}
-	_, pr := post(t, e.base+"/haip/messages", tok, nil, userText(t, session, "half")...)
+	_, pr := post(t, e.Base+"/haip/messages", tok, nil, userText(t, session, "half")...)
 	mustAccept(t, pr, 2)
 	got := s.logUntilFinished()
-	assertDense(t, got, 1)
+	harness.AssertDense(t, got, 1)
 }
 
 // One session read over SSE on one edge, written by POST on a second, and
@@ -511,25 +513,25 @@ func TestStreamHalfDuplex(t *testing.T) {
 func TestTransportsShareOneSession(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.agent(-1)
-	e1, e2, e3 := f.edge(edge.Config{}), f.edge(edge.Config{}), f.edge(edge.Config{})
-	tok := f.token("alice", auth.RoleUser)
-	ws := f.dial(e3, client.Options{})
+	f.Agent(-1)
+	e1, e2, e3 := f.Edge(edge.Config{}), f.Edge(edge.Config{}), f.Edge(edge.Config{})
+	tok := f.Token("alice", auth.RoleUser)
+	ws := f.Dial(e3, client.Options{})
 	session := ws.Session()
-	s := openSSE(t, nil, e1.base+"/haip/sse?token="+tok+"&session="+session, nil)
+	s := openSSE(t, nil, e1.Base+"/haip/sse?token="+tok+"&session="+session, nil)
 	s.next() // HAI
-	_, pr := post(t, e2.base+"/haip/messages", tok, nil, userText(t, session, "everywhere")...)
+	_, pr := post(t, e2.Base+"/haip/messages", tok, nil, userText(t, session, "everywhere")...)
 	mustAccept(t, pr, 2)
 	var viaSSE, viaWS []*haip.Envelope
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		viaWS = readUntil(t, ws, 10*time.Second, isRunFinished)
+		viaWS = harness.ReadUntil(t, ws, 10*time.Second, harness.IsRunFinished)
 	}()
-	viaSSE = s.logUntil(10*time.Second, isRunFinished)
+	viaSSE = s.logUntil(10*time.Second, harness.IsRunFinished)
 	wg.Wait()
-	assertDense(t, viaSSE, 1)
+	harness.AssertDense(t, viaSSE, 1)
 	if len(viaSSE) != len(viaWS) {
 		t.Fatalf("sse %d messages, websocket %d", len(viaSSE), len(viaWS))
 	}
@@ -545,13 +547,13 @@ func TestTransportsShareOneSession(t *testing.T) {
 func TestHTTP2ManyStreamsOneConnection(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	f.agent(-1)
-	e := f.edge(edge.Config{})
+	f.Agent(-1)
+	e := f.Edge(edge.Config{})
 	var protocols http.Protocols
 	protocols.SetUnencryptedHTTP2(true)
 	protocols.SetHTTP1(true)
 	var conns sync.Map
-	hs := httptest.NewUnstartedServer(e.srv.Handler())
+	hs := httptest.NewUnstartedServer(e.Srv.Handler())
 	hs.Config.Protocols = &protocols
 	hs.Config.ConnState = func(c net.Conn, st http.ConnState) {
 		if st == http.StateNew {
@@ -563,7 +565,7 @@ func TestHTTP2ManyStreamsOneConnection(t *testing.T) {
 	var clientProtocols http.Protocols
 	clientProtocols.SetUnencryptedHTTP2(true)
 	hc := &http.Client{Transport: &http.Transport{Protocols: &clientProtocols, TLSClientConfig: &tls.Config{}}}
-	tok := f.token("alice", auth.RoleUser)
+	tok := f.Token("alice", auth.RoleUser)
 	const n = 10
 	var ss []*sseStream
 	for range n {
@@ -604,12 +606,12 @@ func TestHTTP2ManyStreamsOneConnection(t *testing.T) {
 func TestPostBodyStallTimesOut(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{PostTimeout: edge.Duration(300 * time.Millisecond)})
+	e := f.Edge(edge.Config{PostTimeout: edge.Duration(300 * time.Millisecond)})
 	pr, pw := io.Pipe()
 	defer pw.Close()
 	go func() { _, _ = pw.Write([]byte(`{"id":"`)) }() // and then nothing
-	req, _ := http.NewRequest(http.MethodPost, e.base+"/haip/messages", pr)
-	req.Header.Set("Authorization", "Bearer "+f.token("alice", auth.RoleUser))
+	req, _ := http.NewRequest(http.MethodPost, e.Base+"/haip/messages", pr)
+	req.Header.Set("Authorization", "Bearer "+f.Token("alice", auth.RoleUser))
 	req.Header.Set("Content-Type", "application/json")
 	began := time.Now()
 	resp, err := http.DefaultClient.Do(req)

@@ -13,7 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -35,21 +35,8 @@ func benchSetup(b *testing.B) (*streams.Log, jetstream.JetStream) {
 
 func benchSetupNC(b *testing.B) (*streams.Log, jetstream.JetStream, *nats.Conn) {
 	b.Helper()
-	s := natstest.Server(b)
-	nc := natstest.Conn(b, s)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := streams.Ensure(context.Background(), js, streams.Config{}); err != nil {
-		b.Fatal(err)
-	}
-	l, err := streams.OpenLog(context.Background(), nc, js)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { _ = l.Close(context.Background()) })
-	return l, js, nc
+	f := harness.New(b, streams.Config{})
+	return f.Log(), f.JS, f.NC
 }
 
 // Raw baseline: synchronous publish, no checks.

@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 )
 
 // ensured starts a server with the topology ensured, and returns it with
@@ -112,13 +113,7 @@ func TestPublishIdempotentSurvivesLostAck(t *testing.T) {
 		}
 		return s.CachedInfo().State.Msgs
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for stored() == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the publish was never stored")
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
-	}
+	testkit.Eventually(t, 10*time.Second, func() bool { return stored() != 0 }, "the publish was never stored")
 	select {
 	case err := <-done:
 		t.Fatalf("publish returned %v while no ack could come", err)

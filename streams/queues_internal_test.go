@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 )
 
 // Every user lands in a shard, always the same; the shards are all used;
@@ -180,7 +181,7 @@ func TestQueuesInFlight(t *testing.T) {
 		t.Fatal(err)
 	}
 	fetchOne(t, cons[1+UserShard("alice")])
-	natstest.Eventually(t, 10*time.Second, func() bool {
+	testkit.Eventually(t, 10*time.Second, func() bool {
 		runs, calls, err = q.InFlight(ctx, "alice")
 		return err == nil && runs == 3 && calls == 3
 	}, "an acked call still counted")

@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -92,7 +92,7 @@ func TestScanOldest(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	appendN(t, l, "old", 3, 10)
-	natstest.Eventually(t, 20*time.Second, func() bool {
+	testkit.Eventually(t, 20*time.Second, func() bool {
 		b, err := l.Bounds(ctx, "old", streams.Out)
 		return err == nil && b.Empty() && b.Last.Seq == 3
 	}, "log never emptied by retention with its tail kept")

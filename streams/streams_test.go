@@ -13,24 +13,17 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
+// setup starts the test kit's fabric with the topology of cfg and opens
+// a log on its connection.
 func setup(t *testing.T, cfg streams.Config) (*nats.Conn, jetstream.JetStream, *streams.Log) {
 	t.Helper()
-	s := natstest.Server(t)
-	nc := natstest.Conn(t, s)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := streams.Ensure(ctx, js, cfg); err != nil {
-		t.Fatal(err)
-	}
-	return nc, js, openLog(t, nc, js)
+	f := harness.New(t, cfg)
+	return f.NC, f.JS, f.Log()
 }
 
 func openLog(t *testing.T, nc *nats.Conn, js jetstream.JetStream) *streams.Log {
@@ -245,7 +238,7 @@ func TestRetentionKeepsNumbering(t *testing.T) {
 		}
 	}
 	// Let the tail flusher record 5, then let retention empty the log.
-	natstest.Eventually(t, 20*time.Second, func() bool {
+	testkit.Eventually(t, 20*time.Second, func() bool {
 		b, err := l.Bounds(ctx, "r", streams.Out)
 		return err == nil && b.Empty() && b.Last.Seq == 5
 	}, "log never emptied by retention with its tail kept")
@@ -397,7 +390,7 @@ func TestReaderSwitchesToConsumer(t *testing.T) {
 	// read at once may not see them yet, and says so with more=false.)
 	appendN(t, l, "r1", 3, 10)
 	next := uint64(801)
-	natstest.Eventually(t, 10*time.Second, func() bool {
+	testkit.Eventually(t, 10*time.Second, func() bool {
 		es, _, err := r.Read(context.Background(), last.StreamSeq+1, 64, 1<<20)
 		if err != nil {
 			t.Fatal(err)

@@ -16,14 +16,15 @@ import (
 
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 )
 
 type env struct {
+	*harness.Fabric
 	t  *testing.T
-	ns *server.Server
-	js jetstream.JetStream
 	lg *streams.Log
 }
 
@@ -35,26 +36,14 @@ func setup(t *testing.T) *env {
 // setupOn is setup on the server ns.
 func setupOn(t *testing.T, ns *server.Server) *env {
 	t.Helper()
-	nc := natstest.Conn(t, ns)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := streams.Ensure(context.Background(), js, streams.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	lg, err := streams.OpenLog(context.Background(), nc, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = lg.Close(context.Background()) })
-	return &env{t: t, ns: ns, js: js, lg: lg}
+	f := harness.NewOn(t, ns, "", streams.Config{})
+	return &env{Fabric: f, t: t, lg: f.Log()}
 }
 
 // replica runs an agent replica on its own connection; stop ends it.
 func (e *env) replica(h worker.RunHandler, cfg worker.AgentConfig) (stop func()) {
 	e.t.Helper()
-	return e.replicaOn(natstest.Conn(e.t, e.ns), h, cfg)
+	return e.replicaOn(e.Conn(), h, cfg)
 }
 
 // replicaOn runs an agent replica on the connection nc; stop ends it.
@@ -65,25 +54,13 @@ func (e *env) replicaOn(nc *nats.Conn, h worker.RunHandler, cfg worker.AgentConf
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return e.runUntilStopped(a.Run)
-}
-
-// runUntilStopped runs run on a goroutine until stop (or the test's end)
-// cancels it; stop waits for it to return and may be called again.
-func (e *env) runUntilStopped(run func(context.Context) error) (stop func()) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = run(ctx) }()
-	var once sync.Once
-	stop = func() { once.Do(func() { cancel(); <-done }) }
-	e.t.Cleanup(stop)
-	return stop
+	return e.Run(a.Run)
 }
 
 func (e *env) queue(session, text string) streams.RunRequest {
 	e.t.Helper()
 	r := streams.RunRequest{RunID: haip.NewUUID(), Session: session, Text: text, Created: time.Now()}
-	if err := streams.PublishRun(context.Background(), e.js, r); err != nil {
+	if err := streams.PublishRun(context.Background(), e.JS, r); err != nil {
 		e.t.Fatal(err)
 	}
 	return r
@@ -105,17 +82,6 @@ func (e *env) out(session string) []*haip.Envelope {
 		envs = append(envs, env)
 	}
 	return envs
-}
-
-func waitFor(t *testing.T, within time.Duration, cond func() bool, msg string) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal(msg)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval
-	}
 }
 
 func finished(envs []*haip.Envelope) (haip.RunFinishedPayload, bool) {
@@ -148,7 +114,7 @@ func TestRunsHandledOnce(t *testing.T) {
 	for i := range 40 {
 		runs = append(runs, e.queue(fmt.Sprintf("s%d", i), "hi"))
 	}
-	waitFor(t, 20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == len(runs) }, "not every run was handled")
+	testkit.Eventually(t, 20*time.Second, func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == len(runs) }, "not every run was handled")
 	mu.Lock()
 	defer mu.Unlock()
 	for id, n := range seen {
@@ -184,7 +150,7 @@ func TestHandlerFailureEndsRun(t *testing.T) {
 	} {
 		r := e.queue("f-"+tc.text, tc.text)
 		var p haip.RunFinishedPayload
-		waitFor(t, 10*time.Second, func() bool { var ok bool; p, ok = finished(e.out(r.Session)); return ok }, tc.text+": no RUN_FINISHED")
+		testkit.Eventually(t, 10*time.Second, func() bool { var ok bool; p, ok = finished(e.out(r.Session)); return ok }, tc.text+": no RUN_FINISHED")
 		if string(p.Status) != tc.status || p.Summary != tc.summary {
 			t.Fatalf("%s: %+v", tc.text, p)
 		}
@@ -220,7 +186,7 @@ func TestRedeliveredRunStoredOnce(t *testing.T) {
 		_, err := run.Emit(ctx, haip.ChannelAgent, haip.TypeRunFinished, haip.RunFinishedPayload{Status: haip.RunStatusOK})
 		return err
 	}), worker.AgentConfig{Name: "r"})
-	waitFor(t, 20*time.Second, func() bool { _, ok := finished(e.out(r.Session)); return ok }, "redelivered run never finished")
+	testkit.Eventually(t, 20*time.Second, func() bool { _, ok := finished(e.out(r.Session)); return ok }, "redelivered run never finished")
 	envs := e.out(r.Session)
 	if len(envs) != 5 {
 		t.Fatalf("%d messages stored, want RUN_STARTED, 3 parts and RUN_FINISHED once: %v", len(envs), envs)
@@ -240,14 +206,14 @@ func TestMalformedRunTerminated(t *testing.T) {
 		t.Error("handler called for a malformed request")
 		return nil
 	}), worker.AgentConfig{Name: "m"})
-	if _, err := e.js.Publish(context.Background(), "haip.runs.bad", []byte("{not json")); err != nil {
+	if _, err := e.JS.Publish(context.Background(), "haip.runs.bad", []byte("{not json")); err != nil {
 		t.Fatal(err)
 	}
-	cons, err := e.js.Consumer(context.Background(), streams.RunStream, "m")
+	cons, err := e.JS.Consumer(context.Background(), streams.RunStream, "m")
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() bool {
+	testkit.Eventually(t, 10*time.Second, func() bool {
 		info, err := cons.Info(context.Background())
 		return err == nil && info.NumAckPending == 0 && info.NumPending == 0 && info.Delivered.Consumer >= 1
 	}, "malformed request still pending")
@@ -263,7 +229,7 @@ func TestRunEndedAfterMaxDeliver(t *testing.T) {
 	cfg := worker.AgentConfig{Name: "dying", AckWait: time.Second, MaxDeliver: 1, DrainWait: 10 * time.Millisecond}
 
 	// The first replica takes the run and "dies": its connection closes.
-	nc := natstest.Conn(t, e.ns)
+	nc := natstest.Conn(t, e.NS)
 	js, _ := jetstream.New(nc)
 	started := make(chan struct{}, 1)
 	a, err := worker.NewAgent(context.Background(), nc, js, worker.RunHandlerFunc(func(ctx context.Context, run *worker.Run) error {
@@ -274,9 +240,7 @@ func TestRunEndedAfterMaxDeliver(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = a.Run(ctx) }()
+	stop := e.Run(a.Run)
 	r := e.queue("dies", "hi")
 	select {
 	case <-started:
@@ -284,8 +248,7 @@ func TestRunEndedAfterMaxDeliver(t *testing.T) {
 		t.Fatal("run not taken")
 	}
 	nc.Close()
-	cancel()
-	<-done
+	stop()
 
 	// The next replica gets the second delivery: past MaxDeliver.
 	var ran atomic.Bool
@@ -294,7 +257,7 @@ func TestRunEndedAfterMaxDeliver(t *testing.T) {
 		return nil
 	}), cfg)
 	var p haip.RunFinishedPayload
-	waitFor(t, 20*time.Second, func() bool { var ok bool; p, ok = finished(e.out(r.Session)); return ok }, "run never ended")
+	testkit.Eventually(t, 20*time.Second, func() bool { var ok bool; p, ok = finished(e.out(r.Session)); return ok }, "run never ended")
 	if p.Status != haip.RunStatusError || p.Summary != "gave up after 1 attempts" || ran.Load() {
 		t.Fatalf("ended %+v (handler ran again: %v)", p, ran.Load())
 	}
@@ -302,11 +265,11 @@ func TestRunEndedAfterMaxDeliver(t *testing.T) {
 	if len(envs) != 3 || envs[0].Type != haip.TypeRunStarted || envs[1].Type != haip.TypeRunError || envs[2].Type != haip.TypeRunFinished {
 		t.Fatalf("log %v, want RUN_STARTED, RUN_ERROR, RUN_FINISHED", envs)
 	}
-	runs, err := streams.OpenRuns(context.Background(), e.js, 0)
+	runs, err := streams.OpenRuns(context.Background(), e.JS, 0)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() bool {
+	testkit.Eventually(t, 10*time.Second, func() bool {
 		st, err := runs.State(context.Background(), r.Session, r.RunID)
 		return err == nil && st.Status == streams.RunError
 	}, "run state not ERROR")

@@ -11,6 +11,8 @@ import (
 
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 	"github.com/haipfabric/haipfabric/worker/builtin"
@@ -27,23 +29,8 @@ const idleWindow = 2 * time.Minute
 // benchFabric is an ensured embedded server for a benchmark.
 func benchFabric(b *testing.B) (*server.Server, jetstream.JetStream) {
 	b.Helper()
-	ns := natstest.Server(b)
-	js, err := jetstream.New(natstest.Conn(b, ns))
-	if err != nil {
-		b.Fatal(err)
-	}
-	if err := streams.Ensure(context.Background(), js, streams.Config{}); err != nil {
-		b.Fatal(err)
-	}
-	return ns, js
-}
-
-// runWorker runs fn until the benchmark ends.
-func runWorker(b *testing.B, run func(context.Context) error) {
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = run(ctx) }()
-	b.Cleanup(func() { cancel(); <-done })
+	f := harness.New(b, streams.Config{})
+	return f.NS, f.JS
 }
 
 func benchAgent(b *testing.B, ns *server.Server, h worker.RunHandler, cfg worker.AgentConfig) {
@@ -54,7 +41,7 @@ func benchAgent(b *testing.B, ns *server.Server, h worker.RunHandler, cfg worker
 	if err != nil {
 		b.Fatal(err)
 	}
-	runWorker(b, a.Run)
+	testkit.Go(b, a.Run)
 }
 
 func benchTools(b *testing.B, ns *server.Server, tools []worker.Tool, cfg worker.ToolWorkerConfig) {
@@ -65,7 +52,7 @@ func benchTools(b *testing.B, ns *server.Server, tools []worker.Tool, cfg worker
 	if err != nil {
 		b.Fatal(err)
 	}
-	runWorker(b, tw.Run)
+	testkit.Go(b, tw.Run)
 }
 
 // BenchmarkIdleTraffic is what an idle process costs the server: one

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 )
@@ -27,7 +28,7 @@ func TestRunUserCarriedToToolCalls(t *testing.T) {
 		return err
 	}), worker.AgentConfig{Name: "who"})
 	r := streams.RunRequest{RunID: haip.NewUUID(), Session: "carried", Text: "who am I?", User: "carol", Created: time.Now()}
-	if err := streams.PublishRun(context.Background(), e.js, r); err != nil {
+	if err := streams.PublishRun(context.Background(), e.JS, r); err != nil {
 		t.Fatal(err)
 	}
 	var got haip.ToolDonePayload
@@ -52,7 +53,7 @@ func TestWorkQueuedBeforeShardsIsTaken(t *testing.T) {
 	runSubj, _ := streams.LegacyRunSubject("old-run")
 	callSubj, _ := streams.LegacyToolSubject("old")
 	for subj, data := range map[string][]byte{runSubj: run, callSubj: call} {
-		if _, err := e.js.Publish(ctx, subj, data); err != nil {
+		if _, err := e.JS.Publish(ctx, subj, data); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -60,7 +61,7 @@ func TestWorkQueuedBeforeShardsIsTaken(t *testing.T) {
 	e.toolWorker(worker.Tool{Name: "old", Handler: worker.ToolHandlerFunc(func(context.Context, *worker.Call) (any, error) {
 		return "taken", nil
 	})}, worker.ToolWorkerConfig{Name: "upgraded"})
-	waitFor(t, 20*time.Second, func() bool { _, ok := finished(e.out("old-run")); return ok }, "the old run was not taken")
+	testkit.Eventually(t, 20*time.Second, func() bool { _, ok := finished(e.out("old-run")); return ok }, "the old run was not taken")
 	if d := e.done("old-call"); d.Status != haip.ToolDoneOK || string(d.Result) != `"taken"` {
 		t.Fatalf("old call ended %+v %s", d, d.Result)
 	}
@@ -69,11 +70,11 @@ func TestWorkQueuedBeforeShardsIsTaken(t *testing.T) {
 // waitAdvertised waits until a worker serves tool.
 func waitAdvertised(t *testing.T, e *env, tool string) {
 	t.Helper()
-	reg, err := streams.OpenTools(context.Background(), e.js)
+	reg, err := streams.OpenTools(context.Background(), e.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() bool {
+	testkit.Eventually(t, 10*time.Second, func() bool {
 		_, found, err := reg.Get(context.Background(), tool)
 		return err == nil && found
 	}, "tool "+tool+" was never advertised")

@@ -8,6 +8,7 @@ import (
 
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 )
@@ -34,11 +35,11 @@ func TestToolDoneStoredWhileAgentDisconnected(t *testing.T) {
 			return nil, ctx.Err()
 		}
 	})}, worker.ToolWorkerConfig{Name: "gate"})
-	reg, err := streams.OpenTools(context.Background(), e.js)
+	reg, err := streams.OpenTools(context.Background(), e.JS)
 	if err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 10*time.Second, func() bool {
+	testkit.Eventually(t, 10*time.Second, func() bool {
 		_, found, err := reg.Get(context.Background(), "gate")
 		return err == nil && found
 	}, "the gate tool was never advertised")
@@ -62,7 +63,7 @@ func TestToolDoneStoredWhileAgentDisconnected(t *testing.T) {
 
 	proxy.Partition()
 	close(release)
-	waitFor(t, 10*time.Second, func() bool {
+	testkit.Eventually(t, 10*time.Second, func() bool {
 		for _, env := range e.out(session) {
 			if env.Type == haip.TypeToolDone {
 				return true
@@ -73,7 +74,7 @@ func TestToolDoneStoredWhileAgentDisconnected(t *testing.T) {
 	proxy.Resume()
 
 	began := time.Now()
-	waitFor(t, 20*time.Second, func() bool { _, ok := finished(e.out(session)); return ok }, "the run did not finish after the reconnect")
+	testkit.Eventually(t, 20*time.Second, func() bool { _, ok := finished(e.out(session)); return ok }, "the run did not finish after the reconnect")
 	t.Logf("run finished %s after the reconnect", time.Since(began).Round(time.Millisecond))
 	if p, _ := finished(e.out(session)); p.Status != haip.RunStatusOK || result.Load() != `"opened"` {
 		t.Fatalf("run ended %+v with result %v", p, result.Load())
@@ -106,7 +107,7 @@ func TestToolCancelWhileWorkerDisconnected(t *testing.T) {
 	}
 
 	proxy.Partition()
-	reg, err := streams.OpenTools(context.Background(), e.js)
+	reg, err := streams.OpenTools(context.Background(), e.JS)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 )
@@ -20,7 +21,7 @@ import (
 // toolWorker runs one tool on its own connection; stop ends the worker.
 func (e *env) toolWorker(tool worker.Tool, cfg worker.ToolWorkerConfig) (stop func()) {
 	e.t.Helper()
-	return e.toolWorkerOn(natstest.Conn(e.t, e.ns), tool, cfg)
+	return e.toolWorkerOn(e.Conn(), tool, cfg)
 }
 
 // toolWorkerOn runs one tool on the connection nc; stop ends the worker.
@@ -31,13 +32,13 @@ func (e *env) toolWorkerOn(nc *nats.Conn, tool worker.Tool, cfg worker.ToolWorke
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	return e.runUntilStopped(tw.Run)
+	return e.Run(tw.Run)
 }
 
 func (e *env) call(session, tool, params string) string {
 	e.t.Helper()
 	id := haip.NewUUID()
-	if err := streams.PublishToolCall(context.Background(), e.js, streams.ToolCall{CallID: id, Tool: tool, Params: json.RawMessage(params), Session: session}); err != nil {
+	if err := streams.PublishToolCall(context.Background(), e.JS, streams.ToolCall{CallID: id, Tool: tool, Params: json.RawMessage(params), Session: session}); err != nil {
 		e.t.Fatal(err)
 	}
 	return id
@@ -47,7 +48,7 @@ func (e *env) call(session, tool, params string) string {
 func (e *env) done(session string) haip.ToolDonePayload {
 	e.t.Helper()
 	var d haip.ToolDonePayload
-	waitFor(e.t, 20*time.Second, func() bool {
+	testkit.Eventually(e.t, 20*time.Second, func() bool {
 		for _, env := range e.out(session) {
 			if env.Type == haip.TypeToolDone {
 				_ = env.DecodePayload(&d)
@@ -92,7 +93,7 @@ func TestToolParamsSchema(t *testing.T) {
 	if ran.Load() != 1 {
 		t.Fatalf("handler ran %d times", ran.Load())
 	}
-	if _, err := worker.NewToolWorker(context.Background(), natstest.Conn(t, e.ns), e.js, []worker.Tool{{Name: "bad", ParamsSchema: json.RawMessage(`{"type":7}`), Handler: blocking}}, worker.ToolWorkerConfig{}); err == nil {
+	if _, err := worker.NewToolWorker(context.Background(), natstest.Conn(t, e.NS), e.JS, []worker.Tool{{Name: "bad", ParamsSchema: json.RawMessage(`{"type":7}`), Handler: blocking}}, worker.ToolWorkerConfig{}); err == nil {
 		t.Fatal("a malformed schema was accepted")
 	}
 }
@@ -123,7 +124,7 @@ func TestToolMaxDeliver(t *testing.T) {
 	e.call("maxdeliver", "flaky", `{}`)
 	for attempt := int32(1); attempt <= 2; attempt++ {
 		stop := e.toolWorker(tool, cfg)
-		waitFor(t, 10*time.Second, func() bool { return started.Load() == attempt }, "attempt never started")
+		testkit.Eventually(t, 10*time.Second, func() bool { return started.Load() == attempt }, "attempt never started")
 		stop() // the worker goes away mid-call: the call is handed back
 	}
 	e.toolWorker(tool, cfg)

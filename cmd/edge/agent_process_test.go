@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"regexp"
 	"strings"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -45,12 +48,12 @@ func TestAgentWorkerKilledMidRun(t *testing.T) {
 		t.Fatal("worker a exited cleanly after SIGKILL")
 	}
 	worker("b")
-	rest, err := readLog(t, c, 60*time.Second, isFinished)
+	rest, err := readLog(t, c, 60*time.Second, harness.IsRunFinished)
 	if err != nil {
 		t.Fatal(err)
 	}
 	all := append(first, rest...)
-	checkAnswer(t, all, text)
+	harness.CheckAnswer(t, all, text)
 
 	base := "http" + strings.TrimPrefix(strings.TrimSuffix(e.ws, "/haip/websocket"), "ws")
 	var runs struct {
@@ -58,8 +61,7 @@ func TestAgentWorkerKilledMidRun(t *testing.T) {
 		Recent []streams.RunState `json:"recent"`
 	}
 	// The run state is updated just after RUN_FINISHED is stored.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testkit.Eventually(t, 10*time.Second, func() bool {
 		req, _ := http.NewRequest(http.MethodGet, base+"/haip/sessions/"+c.Session()+"/runs", nil)
 		req.Header.Set("Authorization", "Bearer "+e.token)
 		resp, err := http.DefaultClient.Do(req)
@@ -71,11 +73,8 @@ func TestAgentWorkerKilledMidRun(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if len(runs.Recent) == 1 || time.Now().After(deadline) {
-			break
-		}
-		time.Sleep(20 * time.Millisecond) // polling interval
-	}
+		return len(runs.Recent) == 1
+	}, "the run never came into the recent runs", func() string { return fmt.Sprintf("run state %+v", runs) })
 	if len(runs.Active) != 0 || len(runs.Recent) != 1 || runs.Recent[0].Status != streams.RunOK || runs.Recent[0].Agent == "" {
 		t.Fatalf("run state %+v", runs)
 	}

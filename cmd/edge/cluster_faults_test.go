@@ -8,6 +8,7 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/localcluster"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 )
 
 // In a cluster, an edge is SIGKILLed while the agent (in a toolworker
@@ -32,8 +33,8 @@ func TestClusterEdgeKilled(t *testing.T) {
 	}
 	last := conn.LastSeq()
 	conn2 := dialUntil(t, e2, client.Options{Session: conn.Session(), LastRxSeq: &last}, 30*time.Second)
-	rest, _ := readResuming(t, e2, conn2, 60*time.Second, func(_ *client.Conn, env *haip.Envelope) bool { return isFinished(env) })
-	checkAnswer(t, append(first, rest...), "edge dies")
+	rest, _ := readResuming(t, e2, conn2, 60*time.Second, func(_ *client.Conn, env *haip.Envelope) bool { return harness.IsRunFinished(env) })
+	harness.CheckAnswer(t, append(first, rest...), "edge dies")
 }
 
 // In a cluster, a tool worker is SIGKILLed mid-call: another worker

@@ -3,6 +3,7 @@ package main_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/clustertest"
 	"github.com/haipfabric/haipfabric/internal/localcluster"
+	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -113,22 +116,18 @@ func readResuming(t *testing.T, e *clusterEdge, c *client.Conn, within time.Dura
 // waitHealthy polls the edge's /health until it answers 200.
 func waitHealthy(t *testing.T, e *clusterEdge, within time.Duration) {
 	t.Helper()
-	deadline := time.Now().Add(within)
 	hc := &http.Client{Timeout: 3 * time.Second}
-	for {
+	var last error
+	testkit.Eventually(t, within, func() bool {
 		resp, err := hc.Get(e.base + "/health")
-		if err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				return
-			}
-			err = errors.New(resp.Status)
+		if err != nil {
+			last = err
+			return false
 		}
-		if time.Now().After(deadline) {
-			t.Fatalf("edge /health not 200 within %s: %v", within, err)
-		}
-		time.Sleep(50 * time.Millisecond) // polling interval
-	}
+		resp.Body.Close()
+		last = errors.New(resp.Status)
+		return resp.StatusCode == http.StatusOK
+	}, "edge /health not 200", func() string { return fmt.Sprint(last) })
 }
 
 // One of three NATS nodes, the leader of the session-log stream, is
@@ -158,9 +157,9 @@ func TestClusterNodeKilledMidAnswer(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("killed %s (leader of %s) at seq %d", cl.NATS().Name(victim), streams.SessionStream, c.LastSeq())
-	rest, resumes := readResuming(t, e, c, 45*time.Second, func(_ *client.Conn, env *haip.Envelope) bool { return isFinished(env) })
+	rest, resumes := readResuming(t, e, c, 45*time.Second, func(_ *client.Conn, env *haip.Envelope) bool { return harness.IsRunFinished(env) })
 	t.Logf("answer finished %s after the kill, %d resumes, %d messages", time.Since(killed).Round(time.Millisecond), resumes, len(first)+len(rest))
-	checkAnswer(t, append(first, rest...), text)
+	harness.CheckAnswer(t, append(first, rest...), text)
 
 	// RestartNode returns once sessions can be opened through the edge.
 	if err := cl.RestartNode(bounded(t, 60*time.Second), victim); err != nil {
@@ -184,11 +183,11 @@ func TestClusterRestartAll(t *testing.T) {
 	if _, err := c.SendText(context.Background(), text); err != nil {
 		t.Fatal(err)
 	}
-	before, err := readLog(t, c, 20*time.Second, isFinished)
+	before, err := readLog(t, c, 20*time.Second, harness.IsRunFinished)
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkAnswer(t, before, text)
+	harness.CheckAnswer(t, before, text)
 	_ = c.CloseNow()
 
 	stopped := time.Now()
@@ -206,7 +205,7 @@ func TestClusterRestartAll(t *testing.T) {
 	zero := uint64(0)
 	c2 := dialUntil(t, e, client.Options{Session: c.Session(), LastRxSeq: &zero}, 20*time.Second)
 	after, _ := readResuming(t, e, c2, 30*time.Second, func(c *client.Conn, _ *haip.Envelope) bool { return c.LastSeq() >= uint64(len(before)) })
-	checkAnswer(t, after, text)
+	harness.CheckAnswer(t, after, text)
 	if len(after) != len(before) {
 		t.Fatalf("%d messages after the restart, %d before", len(after), len(before))
 	}

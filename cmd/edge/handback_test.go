@@ -17,6 +17,7 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
@@ -113,7 +114,7 @@ func newQueueWatcher(t *testing.T, natsURL string) *queueWatcher {
 	q := &queueWatcher{t: t, natsURL: natsURL, js: js}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	natstest.Eventually(t, 30*time.Second, func() bool {
+	testkit.Eventually(t, 30*time.Second, func() bool {
 		lg, err := streams.OpenLog(ctx, nc, js)
 		if err != nil {
 			return false
@@ -131,10 +132,10 @@ func newQueueWatcher(t *testing.T, natsURL string) *queueWatcher {
 // waitTool waits until a worker advertises tool.
 func (q *queueWatcher) waitTool(tool string) {
 	q.t.Helper()
-	natstest.Eventually(q.t, 30*time.Second, func() bool {
+	testkit.Eventually(q.t, 30*time.Second, func() bool {
 		_, found, err := q.tools.Get(context.Background(), tool)
 		return err == nil && found
-	}, "tool %s never advertised", tool)
+	}, "tool "+tool+" never advertised")
 }
 
 // entries reads a session's outbound log.
@@ -196,7 +197,7 @@ func (q *queueWatcher) queueLongWork(e *edgeProc, dataDir string) longWork {
 			w.runSessions = append(w.runSessions, rc.Session())
 		}
 	}
-	natstest.Eventually(q.t, 30*time.Second, func() bool {
+	testkit.Eventually(q.t, 30*time.Second, func() bool {
 		running, started := 0, 0
 		for session := range w.calls {
 			for _, en := range q.entries(session) {
@@ -279,7 +280,7 @@ func (q *queueWatcher) takeOver(w longWork) {
 		}
 		return n
 	}
-	natstest.Eventually(q.t, handBackSleep+15*time.Second, func() bool {
+	testkit.Eventually(q.t, handBackSleep+15*time.Second, func() bool {
 		for session, calls := range w.calls {
 			if len(count(session, haip.TypeToolDone)) < len(calls) {
 				return false

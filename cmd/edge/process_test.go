@@ -22,7 +22,7 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/testkit"
-	"github.com/haipfabric/haipfabric/worker/demo"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 )
 
 // Binaries built once for every test here.
@@ -250,31 +250,6 @@ func readLog(t *testing.T, c *client.Conn, within time.Duration, stop func(*haip
 	}
 }
 
-func checkAnswer(t *testing.T, all []*haip.Envelope, text string) {
-	t.Helper()
-	var b strings.Builder
-	kinds := map[haip.Type]int{}
-	for i, e := range all {
-		if uint64(e.Seq) != uint64(i)+1 {
-			t.Fatalf("message %d has seq %d", i, e.Seq)
-		}
-		kinds[e.Type]++
-		if e.Type == haip.TypeTextMessagePart {
-			var p haip.TextMessagePartPayload
-			_ = e.DecodePayload(&p)
-			b.WriteString(p.Text)
-		}
-	}
-	if got, want := b.String(), demo.Answer(text); got != want {
-		t.Fatalf("answer %q, want %q", got, want)
-	}
-	if kinds[haip.TypeRunStarted] != 1 || kinds[haip.TypeRunFinished] != 1 {
-		t.Fatalf("run events %v", kinds)
-	}
-}
-
-func isFinished(e *haip.Envelope) bool { return e.Type == haip.TypeRunFinished }
-
 // The edge process is SIGKILLed in the middle of an answer and started
 // again on its data dir: the client resumes and gets exactly the rest; the
 // interrupted run is redelivered and de-duplicated.
@@ -298,11 +273,11 @@ func TestProcessKilledAndRestarted(t *testing.T) {
 		t.Fatal("no token after restart")
 	}
 	c2 := dial(t, e2, client.Options{Session: c.Session(), LastRxSeq: &[]uint64{c.LastSeq()}[0]})
-	rest, err := readLog(t, c2, 60*time.Second, isFinished)
+	rest, err := readLog(t, c2, 60*time.Second, harness.IsRunFinished)
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkAnswer(t, append(first, rest...), "kill me")
+	harness.CheckAnswer(t, append(first, rest...), "kill me")
 }
 
 // SIGTERM drains: the client is told where to resume, the process exits
@@ -315,7 +290,7 @@ func TestProcessSIGTERMDrains(t *testing.T) {
 	if _, err := c.SendText(context.Background(), "drain"); err != nil {
 		t.Fatal(err)
 	}
-	first, err := readLog(t, c, 20*time.Second, isFinished)
+	first, err := readLog(t, c, 20*time.Second, harness.IsRunFinished)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -334,7 +309,7 @@ func TestProcessSIGTERMDrains(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkAnswer(t, all, "drain")
+	harness.CheckAnswer(t, all, "drain")
 }
 
 // SIGTERM in the middle of a slow run: the whole drain, the in-process
@@ -362,11 +337,11 @@ func TestProcessSIGTERMMidRunWithinShutdownTimeout(t *testing.T) {
 	e2 := startEdge(t, dir, map[string]string{"DEMO_AGENT_DELAY": "1ms"})
 	last := uint64(first[len(first)-1].Seq)
 	c2 := dial(t, e2, client.Options{Session: c.Session(), LastRxSeq: &last})
-	rest, err := readLog(t, c2, 60*time.Second, isFinished)
+	rest, err := readLog(t, c2, 60*time.Second, harness.IsRunFinished)
 	if err != nil {
 		t.Fatal(err)
 	}
-	checkAnswer(t, append(first, rest...), "stop me")
+	harness.CheckAnswer(t, append(first, rest...), "stop me")
 }
 
 // Agent replicas in other processes (cmd/toolworker) take runs from the
@@ -406,12 +381,12 @@ func TestAgentReplicasInOtherProcesses(t *testing.T) {
 				t.Error(err)
 				return
 			}
-			all, err := readLog(t, c, 60*time.Second, isFinished)
+			all, err := readLog(t, c, 60*time.Second, harness.IsRunFinished)
 			if err != nil {
 				t.Error(err)
 				return
 			}
-			checkAnswer(t, all, text)
+			harness.CheckAnswer(t, all, text)
 			for _, env := range all {
 				if env.Type == haip.TypeTextMessageStart {
 					var p haip.TextMessageStartPayload

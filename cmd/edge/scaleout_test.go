@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/haipfabric/haipfabric/client"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 )
 
 var reAnyListen = regexp.MustCompile(`^HAIP edge listening on (http://\S+)$`)
@@ -65,11 +66,11 @@ func TestReadmeScaleOut(t *testing.T) {
 		if _, err := c.SendText(ctx, text); err != nil {
 			t.Fatal(err)
 		}
-		all, err := readLog(t, c, 20*time.Second, isFinished)
+		all, err := readLog(t, c, 20*time.Second, harness.IsRunFinished)
 		if err != nil {
 			t.Fatalf("answer through %s: %v", ws, err)
 		}
-		checkAnswer(t, all, text)
+		harness.CheckAnswer(t, all, text)
 	}
 	ask(secondWS, userToken, "through the second edge")
 	ask(firstWS, userToken, "through the first edge")

@@ -1,185 +1,59 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
-	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
-
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
-	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
-	"github.com/haipfabric/haipfabric/worker"
 	"github.com/haipfabric/haipfabric/worker/demo"
 )
 
-// testSecret signs every test token.
-var testSecret = []byte("0123456789abcdef0123456789abcdef-haipchat-test")
-
-// testEdge is one embedded nats-server with the topology, an edge behind
-// httptest, and a demo agent, all stopped in t.Cleanup.
+// testEdge is the test kit's fabric with an edge, served through a
+// Cutter, and a demo agent, all stopped in t.Cleanup.
 type testEdge struct {
-	t      *testing.T
-	ws     string // ws://…/haip/websocket
-	signer *auth.Signer
-	conns  *hijacked
+	*harness.Edge
+	f     *harness.Fabric
+	conns *harness.Cutter
 }
 
 func newTestEdge(t *testing.T, agentDelay time.Duration) *testEdge {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	ns := natstest.Server(t)
-	nc := natstest.Conn(t, ns)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := streams.Ensure(ctx, js, streams.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	signer, err := auth.NewHMACSigner(testSecret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	v, err := auth.NewVerifier(auth.Config{Secret: testSecret})
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := edge.NewServer(ctx, edge.Config{}, edge.Deps{NC: nc, JS: js, Verifier: v})
-	if err != nil {
-		t.Fatal(err)
-	}
-	conns := &hijacked{}
-	hs := httptest.NewServer(conns.wrap(srv.Handler()))
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		_ = srv.Shutdown(ctx)
-		hs.Close()
-	})
-
-	a, err := worker.NewAgent(ctx, nc, js, &demo.Agent{Delay: agentDelay},
-		worker.AgentConfig{Name: "demo", AckWait: 5 * time.Second, DrainWait: 100 * time.Millisecond})
-	if err != nil {
-		t.Fatal(err)
-	}
-	actx, stop := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = a.Run(actx)
-	}()
-	t.Cleanup(func() { stop(); <-done })
-
-	return &testEdge{t: t, ws: "ws" + strings.TrimPrefix(hs.URL, "http") + "/haip/websocket", signer: signer, conns: conns}
+	f := harness.New(t, streams.Config{})
+	conns := &harness.Cutter{}
+	e := f.EdgeWrapped(nil, edge.Config{}, nil, conns.Wrap)
+	f.Agent(agentDelay)
+	return &testEdge{Edge: e, f: f, conns: conns}
 }
 
-func (e *testEdge) token(sub string) string {
-	e.t.Helper()
-	tok, err := e.signer.Mint(auth.MintOptions{Subject: sub, Role: auth.RoleUser, TTL: time.Hour})
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return tok
-}
-
-// hijacked records the connections the edge upgrades, so that a test can
-// cut them like a lost network (httptest forgets hijacked connections).
-type hijacked struct {
-	mu    sync.Mutex
-	conns []net.Conn
-	total int
-}
-
-func (h *hijacked) wrap(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		next.ServeHTTP(&recordingWriter{ResponseWriter: w, h: h}, r)
-	})
-}
-
-// cut closes every upgraded connection from the server side.
-func (h *hijacked) cut() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	for _, c := range h.conns {
-		_ = c.Close()
-	}
-	h.conns = nil
-}
-
-func (h *hijacked) count() int {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	return h.total
-}
-
-type recordingWriter struct {
-	http.ResponseWriter
-	h *hijacked
-}
-
-// Unwrap gives http.ResponseController the writer underneath, which the
-// streaming transports flush and switch to full duplex.
-func (w *recordingWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
-
-func (w *recordingWriter) Hijack() (net.Conn, *bufio.ReadWriter, error) {
-	c, rw, err := http.NewResponseController(w.ResponseWriter).Hijack()
-	if err == nil {
-		w.h.mu.Lock()
-		w.h.conns = append(w.h.conns, c)
-		w.h.total++
-		w.h.mu.Unlock()
-	}
-	return c, rw, err
-}
-
-// syncBuffer is a bytes.Buffer safe for the writer in run and the test.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
+// token mints a user token for sub.
+func (e *testEdge) token(sub string) string { return e.f.Token(sub, auth.RoleUser) }
 
 // session is one run of the command with piped stdin.
 type session struct {
 	t        *testing.T
 	in       *io.PipeWriter
-	out, err *syncBuffer
+	out, err *testkit.Buffer
 	done     chan error
 }
 
 func start(t *testing.T, args ...string) *session {
 	t.Helper()
 	pr, pw := io.Pipe()
-	s := &session{t: t, in: pw, out: &syncBuffer{}, err: &syncBuffer{}, done: make(chan error, 1)}
+	s := &session{t: t, in: pw, out: &testkit.Buffer{}, err: &testkit.Buffer{}, done: make(chan error, 1)}
 	go func() { s.done <- run(context.Background(), args, pr, s.out, s.err) }()
 	// Ends the stdin reader run leaves behind (see run).
 	t.Cleanup(func() { _ = pw.Close() })
@@ -214,8 +88,8 @@ func (s *session) send(line string) {
 
 func (s *session) waitOut(what string, cond func(out string) bool) {
 	s.t.Helper()
-	natstest.Eventually(s.t, 10*time.Second, func() bool { return cond(s.out.String()) },
-		"%s; stdout:\n%s\nstderr:\n%s", what, s.out, s.err)
+	testkit.Eventually(s.t, 10*time.Second, func() bool { return cond(s.out.String()) }, what,
+		func() string { return fmt.Sprintf("stdout:\n%s\nstderr:\n%s", s.out, s.err) })
 }
 
 func (s *session) wait() error {
@@ -248,16 +122,6 @@ func printedSeqs(t *testing.T, out string) []uint64 {
 	return seqs
 }
 
-// assertDense checks that seqs are 1, 2, … n with no gap or repeat.
-func assertDense(t *testing.T, seqs []uint64, out string) {
-	t.Helper()
-	for i, s := range seqs {
-		if s != uint64(i)+1 {
-			t.Fatalf("printed seq #%d is %d, want %d; all %v\n%s", i, s, i+1, seqs, out)
-		}
-	}
-}
-
 // The user chats, resumes by hand, chats again and quits, over each
 // transport: every log seq is printed once, in order across the resume,
 // and the exit line names the last one.
@@ -267,7 +131,7 @@ func TestChatResumeQuit(t *testing.T) {
 	for _, tr := range client.Transports() {
 		t.Run(tr, func(t *testing.T) {
 			t.Parallel()
-			s := start(t, "-url", e.ws, "-token", e.token("alice"), "-transport", tr)
+			s := start(t, "-url", e.WS, "-token", e.token("alice"), "-transport", tr)
 
 			s.send("hello")
 			s.waitOut("first answer", func(out string) bool {
@@ -293,7 +157,7 @@ func TestChatResumeQuit(t *testing.T) {
 				t.Fatalf("no %q:\n%s", want, out)
 			}
 			seqs := printedSeqs(t, out)
-			assertDense(t, seqs, out)
+			harness.AssertDenseSeqs(t, seqs, 1, out)
 			if len(seqs) <= len(firstLast) {
 				t.Fatalf("nothing printed after the resume:\n%s", out)
 			}
@@ -312,11 +176,11 @@ func TestChatResumeQuit(t *testing.T) {
 func TestQuietAutoResumeMidAnswer(t *testing.T) {
 	t.Parallel()
 	e := newTestEdge(t, 10*time.Millisecond)
-	s := start(t, "-url", e.ws, "-token", e.token("bob"), "-quiet")
+	s := start(t, "-url", e.WS, "-token", e.token("bob"), "-quiet")
 
 	s.send("cut me off")
 	s.waitOut("the answer to begin", func(out string) bool { return strings.Contains(out, "Hello from the") })
-	e.conns.cut()
+	e.conns.Cut()
 	s.waitOut("the answer to end", func(out string) bool { return strings.HasSuffix(out, "\n") })
 	s.send("/quit")
 	if err := s.wait(); err != nil {
@@ -325,7 +189,7 @@ func TestQuietAutoResumeMidAnswer(t *testing.T) {
 	if got, want := s.out.String(), demo.Answer("cut me off")+"\n"; got != want {
 		t.Fatalf("stdout\n%q, want\n%q", got, want)
 	}
-	if n := e.conns.count(); n != 2 {
+	if n := e.conns.Count(); n != 2 {
 		t.Fatalf("%d connections, want 2 (one resume)", n)
 	}
 	if !regexp.MustCompile(`last seq \d+ \(resume with -session \S+ -last-seq \d+\)\n$`).MatchString(s.err.String()) {
@@ -342,7 +206,7 @@ func TestRefused(t *testing.T) {
 	// alice owns a session that bob then tries to join.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := client.Dial(ctx, client.Options{URL: e.ws, Token: e.token("alice")})
+	c, err := client.Dial(ctx, client.Options{URL: e.WS, Token: e.token("alice")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -361,7 +225,7 @@ func TestRefused(t *testing.T) {
 			t.Run(tc.name+"/"+tr, func(t *testing.T) {
 				t.Parallel()
 				began := time.Now()
-				s := start(t, append([]string{"-url", e.ws, "-transport", tr}, tc.args...)...)
+				s := start(t, append([]string{"-url", e.WS, "-transport", tr}, tc.args...)...)
 				err := s.wait()
 				if err == nil || !strings.Contains(err.Error(), tc.want) {
 					t.Fatalf("run: %v, want an error naming %s", err, tc.want)

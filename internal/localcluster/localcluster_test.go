@@ -14,32 +14,15 @@ import (
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/internal/localcluster"
 	"github.com/haipfabric/haipfabric/internal/testkit"
-	"github.com/haipfabric/haipfabric/worker/demo"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 )
 
 // One topology for every test in this binary: starting it costs seconds.
 var shared struct {
 	once sync.Once
 	c    *localcluster.Cluster
-	log  *syncBuffer
+	log  *testkit.Buffer
 	err  error
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestMain(m *testing.M) {
@@ -58,7 +41,7 @@ func TestMain(m *testing.M) {
 func cluster(t *testing.T) *localcluster.Cluster {
 	t.Helper()
 	shared.once.Do(func() {
-		shared.log = &syncBuffer{}
+		shared.log = &testkit.Buffer{}
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 		defer cancel()
 		began := time.Now()
@@ -96,54 +79,6 @@ func dial(t *testing.T, c *localcluster.Cluster, edge int, o client.Options) *cl
 	return conn
 }
 
-// readUntil reads log messages (skipping control messages) until stop.
-func readUntil(t *testing.T, conn *client.Conn, within time.Duration, stop func(*haip.Envelope) bool) []*haip.Envelope {
-	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), within)
-	defer cancel()
-	var got []*haip.Envelope
-	for {
-		env, err := conn.Read(ctx)
-		if err != nil {
-			t.Fatalf("read after %d messages: %v", len(got), err)
-		}
-		if client.IsControl(env.Type) {
-			continue
-		}
-		got = append(got, env)
-		if stop(env) {
-			return got
-		}
-	}
-}
-
-// checkAnswer checks a dense log holding the text, one run, and the demo
-// agent's whole answer to it.
-func checkAnswer(t *testing.T, all []*haip.Envelope, text string) {
-	t.Helper()
-	var b strings.Builder
-	kinds := map[haip.Type]int{}
-	for i, e := range all {
-		if uint64(e.Seq) != uint64(i)+1 {
-			t.Fatalf("message %d has seq %d", i, e.Seq)
-		}
-		kinds[e.Type]++
-		if e.Type == haip.TypeTextMessagePart && e.Channel == haip.ChannelAgent {
-			var p haip.TextMessagePartPayload
-			_ = e.DecodePayload(&p)
-			b.WriteString(p.Text)
-		}
-	}
-	if got, want := b.String(), demo.Answer(text); got != want {
-		t.Fatalf("answer %q, want %q", got, want)
-	}
-	if kinds[haip.TypeRunStarted] != 1 || kinds[haip.TypeRunFinished] != 1 {
-		t.Fatalf("run events %v", kinds)
-	}
-}
-
-func isFinished(e *haip.Envelope) bool { return e.Type == haip.TypeRunFinished }
-
 // askThrough sends text through edge from and reads the whole session log,
 // with the demo agent's answer, through edge to.
 func askThrough(t *testing.T, c *localcluster.Cluster, from, to int, text string) (session string, log []*haip.Envelope) {
@@ -154,8 +89,8 @@ func askThrough(t *testing.T, c *localcluster.Cluster, from, to int, text string
 	if _, err := in.SendText(context.Background(), text); err != nil {
 		t.Fatal(err)
 	}
-	all := readUntil(t, out, 30*time.Second, isFinished)
-	checkAnswer(t, all, text)
+	all := harness.ReadUntil(t, out, 30*time.Second, harness.IsRunFinished)
+	harness.CheckAnswer(t, all, text)
 	return in.Session(), all
 }
 
@@ -207,7 +142,7 @@ func TestTopologyRestartAll(t *testing.T) {
 
 	zero := uint64(0)
 	conn := dial(t, c, 0, client.Options{Session: session, LastRxSeq: &zero})
-	after := readUntil(t, conn, 20*time.Second, func(*haip.Envelope) bool { return conn.LastSeq() >= uint64(len(before)) })
+	after := harness.ReadUntil(t, conn, 20*time.Second, func(*haip.Envelope) bool { return conn.LastSeq() >= uint64(len(before)) })
 	for i := range before {
 		if after[i].ID != before[i].ID || after[i].Type != before[i].Type {
 			t.Fatalf("message %d: %s %s after the restart, %s %s before", i, after[i].ID, after[i].Type, before[i].ID, before[i].Type)

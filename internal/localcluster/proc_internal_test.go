@@ -9,6 +9,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/haipfabric/haipfabric/internal/testkit"
 )
 
 // hangEnv makes this test binary a child that ignores SIGTERM.
@@ -32,13 +34,12 @@ func TestStopQuotesWhereAHungProcessWas(t *testing.T) {
 	if err := p.start([]string{hangEnv + "=1"}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(p.logSinceStart(), "hanging") {
-		if time.Now().After(deadline) || !p.running() {
-			t.Fatalf("child never hung:\n%s", p.tail())
+	testkit.Eventually(t, 30*time.Second, func() bool {
+		if !p.running() {
+			t.Fatalf("child exited before it hung:\n%s", p.tail())
 		}
-		time.Sleep(10 * time.Millisecond) // polling interval
-	}
+		return strings.Contains(p.logSinceStart(), "hanging")
+	}, "child never hung", p.tail)
 	err = p.stop(syscall.SIGTERM, 200*time.Millisecond)
 	if err == nil {
 		t.Fatal("stop of a process ignoring SIGTERM succeeded")

@@ -54,16 +54,3 @@ func Conn(t testing.TB, s *server.Server) *nats.Conn {
 	t.Cleanup(nc.Close)
 	return nc
 }
-
-// Eventually polls cond every few milliseconds until it holds or the
-// deadline passes, then fails the test with msg.
-func Eventually(t testing.TB, within time.Duration, cond func() bool, msg string, args ...any) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %s: "+msg, append([]any{within}, args...)...)
-		}
-		time.Sleep(5 * time.Millisecond) // polling interval, not synchronisation
-	}
-}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+
+	"github.com/haipfabric/haipfabric/internal/testkit"
 )
 
 // Proxy forwards loopback TCP connections to a NATS server and can cut
@@ -128,7 +130,7 @@ func (p *Proxy) Partition() {
 	p.mu.Lock()
 	clients := p.clients
 	p.mu.Unlock()
-	Eventually(p.t, 10*time.Second, func() bool {
+	testkit.Eventually(p.t, 10*time.Second, func() bool {
 		for _, nc := range clients {
 			if nc.IsConnected() {
 				return false

@@ -8,9 +8,11 @@
 package testkit
 
 import (
+	"context"
 	"flag"
 	"fmt"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -49,17 +51,38 @@ func leakOptions() []goleak.Option {
 }
 
 // Eventually waits until cond holds, checking it every few milliseconds,
-// and fails the test with msg if it does not within the deadline. It is
-// how tests wait: never a sleep.
-func Eventually(t testing.TB, within time.Duration, cond func() bool, msg string) {
+// and fails the test with msg if it does not within the deadline; each
+// diag then adds what it says to the message (the state the condition
+// looked at, say). It is how tests wait: never a sleep.
+func Eventually(t testing.TB, within time.Duration, cond func() bool, msg string, diag ...func() string) {
 	t.Helper()
 	deadline := time.Now().Add(within)
-	tick := time.NewTicker(10 * time.Millisecond)
+	tick := time.NewTicker(5 * time.Millisecond)
 	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
+			for _, d := range diag {
+				msg += "; " + d()
+			}
 			t.Fatalf("%s (waited %s)", msg, within)
 		}
 		<-tick.C
 	}
+}
+
+// Go runs fn on a goroutine until the test ends or the returned stop is
+// called, then cancels its context and waits for it to return: the owner
+// of a worker, an agent or a server loop a test starts. stop may be
+// called more than once.
+func Go(t testing.TB, fn func(context.Context) error) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = fn(ctx)
+	}()
+	var once sync.Once
+	stop = func() { once.Do(func() { cancel(); <-done }) }
+	t.Cleanup(stop)
+	return stop
 }

@@ -12,10 +12,10 @@ import (
 	"time"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/haipfabric/haipfabric/haip"
-	"github.com/haipfabric/haipfabric/internal/natstest"
+	"github.com/haipfabric/haipfabric/internal/testkit"
+	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
 	"github.com/haipfabric/haipfabric/worker/mcpbridge"
@@ -74,33 +74,22 @@ func TestBridgeThroughTheFabric(t *testing.T) {
 		t.Fatalf("bridged tools %v (greet schema %s)", names, greet.ParamsSchema)
 	}
 
-	ns := natstest.Server(t)
-	nc := natstest.Conn(t, ns)
-	js, _ := jetstream.New(nc)
-	if err := streams.Ensure(ctx, js, streams.Config{}); err != nil {
-		t.Fatal(err)
-	}
-	tw, err := worker.NewToolWorker(ctx, nc, js, tools, worker.ToolWorkerConfig{Name: "mcp"})
+	f := harness.New(t, streams.Config{})
+	js := f.JS
+	tw, err := worker.NewToolWorker(ctx, f.NC, js, tools, worker.ToolWorkerConfig{Name: "mcp"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	runCtx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
-	go func() { defer close(done); _ = tw.Run(runCtx) }()
-	defer func() { cancel(); <-done }()
-	lg, err := streams.OpenLog(ctx, nc, js)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer lg.Close(ctx)
+	f.Run(tw.Run)
+	lg := f.Log()
 
 	result := func(session, tool, params string) haip.ToolDonePayload {
 		t.Helper()
 		if err := streams.PublishToolCall(ctx, js, streams.ToolCall{CallID: haip.NewUUID(), Tool: tool, Params: json.RawMessage(params), Session: session}); err != nil {
 			t.Fatal(err)
 		}
-		deadline := time.Now().Add(10 * time.Second)
-		for time.Now().Before(deadline) {
+		var d haip.ToolDonePayload
+		testkit.Eventually(t, 10*time.Second, func() bool {
 			es, _, err := lg.Read(ctx, session, streams.Out, 1, 100, 1<<20)
 			if err != nil {
 				t.Fatal(err)
@@ -108,15 +97,13 @@ func TestBridgeThroughTheFabric(t *testing.T) {
 			for _, e := range es {
 				if e.Type == string(haip.TypeToolDone) {
 					env, _ := haip.Decode(e.Data)
-					var d haip.ToolDonePayload
 					_ = env.DecodePayload(&d)
-					return d
+					return true
 				}
 			}
-			time.Sleep(10 * time.Millisecond) // polling interval
-		}
-		t.Fatalf("no TOOL_DONE for %s", tool)
-		return haip.ToolDonePayload{}
+			return false
+		}, "no TOOL_DONE for "+tool)
+		return d
 	}
 	if d := result("m1", "mcp_greet", `{"name":"Ada"}`); d.Status != haip.ToolDoneOK || string(d.Result) != `{"greeting":"Hello, Ada"}` {
 		t.Fatalf("greet: %+v %s", d, d.Result)
