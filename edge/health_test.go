@@ -18,9 +18,9 @@ import (
 func TestHealthReportsChecks(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.edge(edge.Config{})
+	e := f.Edge(edge.Config{})
 	var failing atomic.Bool
-	e.srv.AddCheck("demo agent", func() error {
+	e.Srv.AddCheck("demo agent", func() error {
 		if failing.Load() {
 			return errors.New("cannot take work")
 		}
@@ -28,7 +28,7 @@ func TestHealthReportsChecks(t *testing.T) {
 	})
 	health := func() (int, string) {
 		t.Helper()
-		resp, err := http.Get(e.base + "/health")
+		resp, err := http.Get(e.Base + "/health")
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -10,7 +10,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/haipfabric/haipfabric/haip"
-	"github.com/haipfabric/haipfabric/internal/natstest"
 	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker"
@@ -45,7 +44,7 @@ func deleteConsumers(t *testing.T, js jetstream.JetStream, stream string) {
 func TestAgentRemakesDeletedConsumers(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	nc := natstest.Conn(t, e.ns)
+	nc := e.Conn()
 	a, err := worker.NewAgent(context.Background(), nc, mustJS(t, nc), worker.RunHandlerFunc(func(ctx context.Context, r *worker.Run) error {
 		_, err := r.Emit(ctx, haip.ChannelAgent, haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: haip.NewUUID(), Text: "still here"})
 		return err
@@ -53,8 +52,8 @@ func TestAgentRemakesDeletedConsumers(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.runUntilStopped(a.Run)
-	deleteConsumers(t, e.js, streams.RunStream)
+	e.Run(a.Run)
+	deleteConsumers(t, e.JS, streams.RunStream)
 	e.queue("after-delete", "anyone?")
 	testkit.Eventually(t, 30*time.Second, func() bool {
 		for _, env := range e.out("after-delete") {
@@ -75,19 +74,19 @@ func TestAgentRemakesDeletedConsumers(t *testing.T) {
 func TestAgentHealthReportsFailingQueue(t *testing.T) {
 	t.Parallel()
 	e := setup(t)
-	nc := natstest.Conn(t, e.ns)
+	nc := e.Conn()
 	a, err := worker.NewAgent(context.Background(), nc, mustJS(t, nc), worker.RunHandlerFunc(func(context.Context, *worker.Run) error { return nil }),
 		worker.AgentConfig{Name: "healthy", UnhealthyAfter: 300 * time.Millisecond})
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.runUntilStopped(a.Run)
+	e.Run(a.Run)
 	if err := a.Healthy(); err != nil {
 		t.Fatalf("a new agent is unhealthy: %v", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if err := e.js.DeleteStream(ctx, streams.RunStream); err != nil {
+	if err := e.JS.DeleteStream(ctx, streams.RunStream); err != nil {
 		t.Fatal(err)
 	}
 	testkit.Eventually(t, 30*time.Second, func() bool { return a.Healthy() != nil }, "the agent stays healthy with its queue gone")
