@@ -5,6 +5,7 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 
+	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 )
@@ -30,4 +31,16 @@ func newFabricAt(t testing.TB, dir string, cfg streams.Config) *fabric {
 func newFabricOn(t testing.TB, ns *server.Server, dir string, cfg streams.Config) *fabric {
 	t.Helper()
 	return &fabric{harness.NewOn(t, ns, dir, cfg)}
+}
+
+// eachTransport runs fn as a parallel subtest for each transport of the
+// client (client.Transports), so a new transport inherits every test.
+func eachTransport(t *testing.T, fn func(t *testing.T, tr string)) {
+	t.Helper()
+	for _, tr := range client.Transports() {
+		t.Run(tr, func(t *testing.T) {
+			t.Parallel()
+			fn(t, tr)
+		})
+	}
 }

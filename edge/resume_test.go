@@ -25,28 +25,25 @@ func TestResumeOnSecondEdge(t *testing.T) {
 	f := newFabric(t, streams.Config{})
 	f.Agent(10 * time.Millisecond)
 	e1, e2 := f.Edge(edge.Config{}), f.Edge(edge.Config{})
-	for _, tr := range client.Transports() {
-		t.Run(tr, func(t *testing.T) {
-			t.Parallel()
-			c1 := harness.Dial(t, e1, client.Options{Transport: tr})
-			if _, err := c1.SendText(context.Background(), "hello there"); err != nil {
-				t.Fatal(err)
-			}
-			first := harness.ReadUntil(t, c1, 10*time.Second, func(*haip.Envelope) bool { return false || len0(c1) >= 8 })
-			_ = c1.CloseNow() // like a lost network: no close handshake
+	eachTransport(t, func(t *testing.T, tr string) {
+		c1 := harness.Dial(t, e1, client.Options{Transport: tr})
+		if _, err := c1.SendText(context.Background(), "hello there"); err != nil {
+			t.Fatal(err)
+		}
+		first := harness.ReadUntil(t, c1, 10*time.Second, func(*haip.Envelope) bool { return false || len0(c1) >= 8 })
+		_ = c1.CloseNow() // like a lost network: no close handshake
 
-			c2 := harness.Dial(t, e2, client.Options{Transport: tr, Session: c1.Session(), LastRxSeq: harness.U64(c1.LastSeq())})
-			rest := harness.ReadUntil(t, c2, 20*time.Second, harness.IsRunFinished)
-			all := append(first, rest...)
-			harness.AssertDense(t, all, 1)
-			if all[0].Type != haip.TypeRunStarted {
-				t.Fatalf("first message %s, want RUN_STARTED", all[0].Type)
-			}
-			if got, want := harness.AnswerText(t, all), demo.Answer("hello there"); got != want {
-				t.Fatalf("answer %q, want %q", got, want)
-			}
-		})
-	}
+		c2 := harness.Dial(t, e2, client.Options{Transport: tr, Session: c1.Session(), LastRxSeq: harness.U64(c1.LastSeq())})
+		rest := harness.ReadUntil(t, c2, 20*time.Second, harness.IsRunFinished)
+		all := append(first, rest...)
+		harness.AssertDense(t, all, 1)
+		if all[0].Type != haip.TypeRunStarted {
+			t.Fatalf("first message %s, want RUN_STARTED", all[0].Type)
+		}
+		if got, want := harness.AnswerText(t, all), demo.Answer("hello there"); got != want {
+			t.Fatalf("answer %q, want %q", got, want)
+		}
+	})
 }
 
 // len0 reports how many log messages c has received.
@@ -99,44 +96,41 @@ func TestTwoWritersDense(t *testing.T) {
 	f := newFabric(t, streams.Config{})
 	e1, e2, e3 := f.Edge(edge.Config{}), f.Edge(edge.Config{}), f.Edge(edge.Config{})
 	agentTokens := []string{f.Token("agent-0", auth.RoleAgent), f.Token("agent-1", auth.RoleAgent)}
-	for _, tr := range client.Transports() {
-		t.Run(tr, func(t *testing.T) {
-			t.Parallel()
-			user := harness.Dial(t, e3, client.Options{})
-			session := user.Session()
-			const perWriter = 150
-			var wg sync.WaitGroup
-			for w, e := range []*testEdge{e1, e2} {
-				ag := harness.Dial(t, e, client.Options{Transport: tr, Session: session, Token: agentTokens[w]})
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					for i := range perWriter {
-						if _, err := ag.Send(context.Background(), haip.ChannelAgent, haip.TypeTextMessagePart,
-							haip.TextMessagePartPayload{MessageID: haip.NameUUID("w", fmt.Sprint(w)), Text: fmt.Sprintf("%d:%d", w, i)}); err != nil {
-							t.Error(err)
-							return
-						}
+	eachTransport(t, func(t *testing.T, tr string) {
+		user := harness.Dial(t, e3, client.Options{})
+		session := user.Session()
+		const perWriter = 150
+		var wg sync.WaitGroup
+		for w, e := range []*testEdge{e1, e2} {
+			ag := harness.Dial(t, e, client.Options{Transport: tr, Session: session, Token: agentTokens[w]})
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := range perWriter {
+					if _, err := ag.Send(context.Background(), haip.ChannelAgent, haip.TypeTextMessagePart,
+						haip.TextMessagePartPayload{MessageID: haip.NameUUID("w", fmt.Sprint(w)), Text: fmt.Sprintf("%d:%d", w, i)}); err != nil {
+						t.Error(err)
+						return
 					}
-				}()
-			}
-			got := harness.ReadUntil(t, user, 30*time.Second, func(*haip.Envelope) bool { return user.LastSeq() >= 2*perWriter })
-			wg.Wait()
-			harness.AssertDense(t, got, 1)
-			next := map[string]int{}
-			for _, e := range got {
-				var p haip.TextMessagePartPayload
-				_ = e.DecodePayload(&p)
-				var w, i int
-				fmt.Sscanf(p.Text, "%d:%d", &w, &i)
-				key := fmt.Sprint(w)
-				if i != next[key] {
-					t.Fatalf("writer %d message %d arrived when %d was due", w, i, next[key])
 				}
-				next[key]++
+			}()
+		}
+		got := harness.ReadUntil(t, user, 30*time.Second, func(*haip.Envelope) bool { return user.LastSeq() >= 2*perWriter })
+		wg.Wait()
+		harness.AssertDense(t, got, 1)
+		next := map[string]int{}
+		for _, e := range got {
+			var p haip.TextMessagePartPayload
+			_ = e.DecodePayload(&p)
+			var w, i int
+			fmt.Sscanf(p.Text, "%d:%d", &w, &i)
+			key := fmt.Sprint(w)
+			if i != next[key] {
+				t.Fatalf("writer %d message %d arrived when %d was due", w, i, next[key])
 			}
-		})
-	}
+			next[key]++
+		}
+	})
 }
 
 // REPLAY_REQUEST resends exactly the asked range with the original seqs
@@ -147,76 +141,73 @@ func TestReplayRequest(t *testing.T) {
 	f := newFabric(t, streams.Config{})
 	f.Agent(-1)
 	e := f.Edge(edge.Config{})
-	for _, tr := range client.Transports() {
-		t.Run(tr, func(t *testing.T) {
-			t.Parallel()
-			c := harness.Dial(t, e, client.Options{Transport: tr})
-			ctx := context.Background()
-			if _, err := c.SendText(ctx, "replay me"); err != nil {
+	eachTransport(t, func(t *testing.T, tr string) {
+		c := harness.Dial(t, e, client.Options{Transport: tr})
+		ctx := context.Background()
+		if _, err := c.SendText(ctx, "replay me"); err != nil {
+			t.Fatal(err)
+		}
+		orig := harness.ReadUntil(t, c, 10*time.Second, harness.IsRunFinished)
+		if len(orig) < 20 {
+			t.Fatalf("only %d messages", len(orig))
+		}
+		cases := []struct {
+			name     string
+			from, to uint64
+			want     []uint64 // seqs, or nil for an error
+			code     haip.Code
+		}{
+			{name: "middle", from: 5, to: 9, want: []uint64{5, 6, 7, 8, 9}},
+			{name: "one", from: 3, to: 3, want: []uint64{3}},
+			{name: "open end", from: uint64(len(orig)) - 1, want: []uint64{uint64(len(orig)) - 1, uint64(len(orig))}},
+			{name: "to past delivered is clamped", from: uint64(len(orig)), to: 1000, want: []uint64{uint64(len(orig))}},
+			{name: "beyond the end", from: 999, code: haip.CodeProtocolViolation},
+			{name: "to before from", from: 9, to: 5, code: haip.CodeProtocolViolation},
+		}
+		for _, tc := range cases {
+			p := haip.ReplayRequestPayload{FromSeq: haip.U64(tc.from)}
+			if tc.to != 0 {
+				to := haip.U64(tc.to)
+				p.ToSeq = &to
+			}
+			req, err := c.Send(ctx, haip.ChannelSystem, haip.TypeReplayRequest, p)
+			if err != nil {
 				t.Fatal(err)
 			}
-			orig := harness.ReadUntil(t, c, 10*time.Second, harness.IsRunFinished)
-			if len(orig) < 20 {
-				t.Fatalf("only %d messages", len(orig))
-			}
-			cases := []struct {
-				name     string
-				from, to uint64
-				want     []uint64 // seqs, or nil for an error
-				code     haip.Code
-			}{
-				{name: "middle", from: 5, to: 9, want: []uint64{5, 6, 7, 8, 9}},
-				{name: "one", from: 3, to: 3, want: []uint64{3}},
-				{name: "open end", from: uint64(len(orig)) - 1, want: []uint64{uint64(len(orig)) - 1, uint64(len(orig))}},
-				{name: "to past delivered is clamped", from: uint64(len(orig)), to: 1000, want: []uint64{uint64(len(orig))}},
-				{name: "beyond the end", from: 999, code: haip.CodeProtocolViolation},
-				{name: "to before from", from: 9, to: 5, code: haip.CodeProtocolViolation},
-			}
-			for _, tc := range cases {
-				p := haip.ReplayRequestPayload{FromSeq: haip.U64(tc.from)}
-				if tc.to != 0 {
-					to := haip.U64(tc.to)
-					p.ToSeq = &to
+			if tc.want == nil {
+				errEnv := harness.ReadControl(t, c, haip.TypeError, 5*time.Second)
+				ep := harness.ErrorPayload(t, errEnv)
+				if ep.Code != tc.code || ep.RelatedID != req.ID {
+					t.Fatalf("%s: error %+v, want %s related to %s", tc.name, ep, tc.code, req.ID)
 				}
-				req, err := c.Send(ctx, haip.ChannelSystem, haip.TypeReplayRequest, p)
+				continue
+			}
+			// A PING after the replay marks its end: the edge answers in order.
+			ping, _ := c.Send(ctx, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: tc.name})
+			var got []uint64
+			rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			for {
+				env, err := c.Read(rctx)
 				if err != nil {
-					t.Fatal(err)
+					t.Fatalf("%s: %v", tc.name, err)
 				}
-				if tc.want == nil {
-					errEnv := harness.ReadControl(t, c, haip.TypeError, 5*time.Second)
-					ep := harness.ErrorPayload(t, errEnv)
-					if ep.Code != tc.code || ep.RelatedID != req.ID {
-						t.Fatalf("%s: error %+v, want %s related to %s", tc.name, ep, tc.code, req.ID)
-					}
-					continue
+				if env.Type == haip.TypePong {
+					break
 				}
-				// A PING after the replay marks its end: the edge answers in order.
-				ping, _ := c.Send(ctx, haip.ChannelSystem, haip.TypePing, haip.PingPayload{Nonce: tc.name})
-				var got []uint64
-				rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				for {
-					env, err := c.Read(rctx)
-					if err != nil {
-						t.Fatalf("%s: %v", tc.name, err)
+				if !client.IsControl(env.Type) {
+					if env.ID != orig[env.Seq-1].ID {
+						t.Fatalf("%s: replayed seq %d has id %s, originally %s", tc.name, env.Seq, env.ID, orig[env.Seq-1].ID)
 					}
-					if env.Type == haip.TypePong {
-						break
-					}
-					if !client.IsControl(env.Type) {
-						if env.ID != orig[env.Seq-1].ID {
-							t.Fatalf("%s: replayed seq %d has id %s, originally %s", tc.name, env.Seq, env.ID, orig[env.Seq-1].ID)
-						}
-						got = append(got, uint64(env.Seq))
-					}
-				}
-				cancel()
-				_ = ping
-				if fmt.Sprint(got) != fmt.Sprint(tc.want) {
-					t.Fatalf("%s: replayed %v, want %v", tc.name, got, tc.want)
+					got = append(got, uint64(env.Seq))
 				}
 			}
-		})
-	}
+			cancel()
+			_ = ping
+			if fmt.Sprint(got) != fmt.Sprint(tc.want) {
+				t.Fatalf("%s: replayed %v, want %v", tc.name, got, tc.want)
+			}
+		}
+	})
 }
 
 // Messages dropped by retention: a replay or a resume asking for them
@@ -227,43 +218,40 @@ func TestReplayTooOld(t *testing.T) {
 	f.Agent(-1)
 	e := f.Edge(edge.Config{})
 	lg := f.Log()
-	for _, tr := range client.Transports() {
-		t.Run(tr, func(t *testing.T) {
-			t.Parallel()
-			c := harness.Dial(t, e, client.Options{Transport: tr})
-			ctx := context.Background()
-			if _, err := c.SendText(ctx, "soon gone"); err != nil {
-				t.Fatal(err)
-			}
-			orig := harness.ReadUntil(t, c, 10*time.Second, harness.IsRunFinished)
-			testkit.Eventually(t, 20*time.Second, func() bool {
-				b, err := lg.Bounds(ctx, c.Session(), streams.Out)
-				return err == nil && b.Empty()
-			}, "retention never dropped the log")
+	eachTransport(t, func(t *testing.T, tr string) {
+		c := harness.Dial(t, e, client.Options{Transport: tr})
+		ctx := context.Background()
+		if _, err := c.SendText(ctx, "soon gone"); err != nil {
+			t.Fatal(err)
+		}
+		orig := harness.ReadUntil(t, c, 10*time.Second, harness.IsRunFinished)
+		testkit.Eventually(t, 20*time.Second, func() bool {
+			b, err := lg.Bounds(ctx, c.Session(), streams.Out)
+			return err == nil && b.Empty()
+		}, "retention never dropped the log")
 
-			req, _ := c.Send(ctx, haip.ChannelSystem, haip.TypeReplayRequest, haip.ReplayRequestPayload{FromSeq: 1})
-			ep := harness.ErrorPayload(t, harness.ReadControl(t, c, haip.TypeError, 5*time.Second))
-			if ep.Code != haip.CodeReplayTooOld || ep.RelatedID != req.ID {
-				t.Fatalf("replay: %+v", ep)
-			}
+		req, _ := c.Send(ctx, haip.ChannelSystem, haip.TypeReplayRequest, haip.ReplayRequestPayload{FromSeq: 1})
+		ep := harness.ErrorPayload(t, harness.ReadControl(t, c, haip.TypeError, 5*time.Second))
+		if ep.Code != haip.CodeReplayTooOld || ep.RelatedID != req.ID {
+			t.Fatalf("replay: %+v", ep)
+		}
 
-			// Resume from the middle of what expired.
-			c2, err := harness.TryDial(t, e, client.Options{Transport: tr, Session: c.Session(), LastRxSeq: harness.U64(2)})
-			if err != nil {
-				t.Fatal(err)
-			}
-			ep = harness.ErrorPayload(t, harness.ReadControl(t, c2, haip.TypeError, 5*time.Second))
-			if ep.Code != haip.CodeReplayTooOld || ep.Detail["first_available"] != fmt.Sprint(len(orig)+1) {
-				t.Fatalf("resume: %+v", ep)
-			}
-			// The session goes on with the next number, not 1.
-			if _, err := c2.SendText(ctx, "again"); err != nil {
-				t.Fatal(err)
-			}
-			more := harness.ReadUntil(t, c2, 10*time.Second, harness.IsRunFinished)
-			harness.AssertDense(t, more, uint64(len(orig))+1)
-		})
-	}
+		// Resume from the middle of what expired.
+		c2, err := harness.TryDial(t, e, client.Options{Transport: tr, Session: c.Session(), LastRxSeq: harness.U64(2)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ep = harness.ErrorPayload(t, harness.ReadControl(t, c2, haip.TypeError, 5*time.Second))
+		if ep.Code != haip.CodeReplayTooOld || ep.Detail["first_available"] != fmt.Sprint(len(orig)+1) {
+			t.Fatalf("resume: %+v", ep)
+		}
+		// The session goes on with the next number, not 1.
+		if _, err := c2.SendText(ctx, "again"); err != nil {
+			t.Fatal(err)
+		}
+		more := harness.ReadUntil(t, c2, 10*time.Second, harness.IsRunFinished)
+		harness.AssertDense(t, more, uint64(len(orig))+1)
+	})
 }
 
 // Many connections catching up at once share CATCHUP_READS read slots:

@@ -195,22 +195,19 @@ func TestRunCancelUnknown(t *testing.T) {
 	e := f.Edge(edge.Config{})
 	tok := f.Token("alice", auth.RoleUser)
 	ghost := haip.NewUUID()
-	for _, tr := range client.Transports() {
-		t.Run(tr, func(t *testing.T) {
-			t.Parallel()
-			c := harness.Dial(t, e, client.Options{Token: tok, Transport: tr})
-			cancel, err := c.Send(context.Background(), haip.ChannelUser, haip.TypeRunCancel, haip.RunCancelPayload{RunID: ghost})
-			if err != nil {
-				t.Fatal(err)
-			}
-			if p := harness.ErrorPayload(t, harness.ReadControl(t, c, haip.TypeError, 10*time.Second)); p.Code != haip.CodeRunNotFound || p.RelatedID != cancel.ID {
-				t.Fatalf("error %+v", p)
-			}
-			if n := logLen(t, f, c.Session(), streams.In); n != 0 {
-				t.Fatalf("%d messages stored", n)
-			}
-		})
-	}
+	eachTransport(t, func(t *testing.T, tr string) {
+		c := harness.Dial(t, e, client.Options{Token: tok, Transport: tr})
+		cancel, err := c.Send(context.Background(), haip.ChannelUser, haip.TypeRunCancel, haip.RunCancelPayload{RunID: ghost})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if p := harness.ErrorPayload(t, harness.ReadControl(t, c, haip.TypeError, 10*time.Second)); p.Code != haip.CodeRunNotFound || p.RelatedID != cancel.ID {
+			t.Fatalf("error %+v", p)
+		}
+		if n := logLen(t, f, c.Session(), streams.In); n != 0 {
+			t.Fatalf("%d messages stored", n)
+		}
+	})
 	r := f.Dial(e, client.Options{Token: tok})
 	if status, body := postCancel(t, e, tok, r.Session(), ghost); status != http.StatusNotFound || body.Code != string(haip.CodeRunNotFound) {
 		t.Fatalf("POST cancel of an unknown run: %d %+v", status, body)
@@ -230,30 +227,27 @@ func TestRunCarriesThreadID(t *testing.T) {
 	f := newFabric(t, streams.Config{})
 	e := f.Edge(edge.Config{})
 	f.Agent(-1)
-	for _, tr := range client.Transports() {
-		t.Run(tr, func(t *testing.T) {
-			t.Parallel()
-			c := harness.Dial(t, e, client.Options{Transport: tr})
-			id := haip.NewUUID()
-			start, _ := haip.New(c.Session(), haip.ChannelUser, haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: id, Text: "threaded"})
-			end, _ := haip.New(c.Session(), haip.ChannelUser, haip.TypeTextMessageEnd, haip.TextMessageEndPayload{MessageID: id})
-			for _, env := range []*haip.Envelope{start, end} {
-				env.ThreadID = "support-42"
-				if err := c.SendEnvelope(context.Background(), env); err != nil {
-					t.Fatal(err)
-				}
+	eachTransport(t, func(t *testing.T, tr string) {
+		c := harness.Dial(t, e, client.Options{Transport: tr})
+		id := haip.NewUUID()
+		start, _ := haip.New(c.Session(), haip.ChannelUser, haip.TypeTextMessageStart, haip.TextMessageStartPayload{MessageID: id, Text: "threaded"})
+		end, _ := haip.New(c.Session(), haip.ChannelUser, haip.TypeTextMessageEnd, haip.TextMessageEndPayload{MessageID: id})
+		for _, env := range []*haip.Envelope{start, end} {
+			env.ThreadID = "support-42"
+			if err := c.SendEnvelope(context.Background(), env); err != nil {
+				t.Fatal(err)
 			}
-			got := harness.ReadUntil(t, c, 30*time.Second, harness.IsRunFinished)
-			runID := ""
-			for _, env := range got {
-				if env.ThreadID != "support-42" || env.RunID == "" || (runID != "" && env.RunID != runID) {
-					t.Fatalf("%s with run %q thread %q", env.Type, env.RunID, env.ThreadID)
-				}
-				runID = env.RunID
+		}
+		got := harness.ReadUntil(t, c, 30*time.Second, harness.IsRunFinished)
+		runID := ""
+		for _, env := range got {
+			if env.ThreadID != "support-42" || env.RunID == "" || (runID != "" && env.RunID != runID) {
+				t.Fatalf("%s with run %q thread %q", env.Type, env.RunID, env.ThreadID)
 			}
-			if runID == "" {
-				t.Fatal("no run messages")
-			}
-		})
-	}
+			runID = env.RunID
+		}
+		if runID == "" {
+			t.Fatal("no run messages")
+		}
+	})
 }
