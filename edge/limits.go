@@ -32,6 +32,8 @@ const (
 	limitRuns        limit = "runs"
 	limitToolCalls   limit = "tool_calls"
 	limitReplay      limit = "replay_bytes"
+	// a connection's REPLAY_REQUESTs waiting behind the one served
+	limitReplaysWaiting limit = "replays_waiting"
 	// in flight: counted by JetStream in the work queues, so across edges
 	limitRunsInFlight      limit = "runs_in_flight"
 	limitToolCallsInFlight limit = "tool_calls_in_flight"
@@ -61,8 +63,8 @@ func newUserLimits(cfg Config) *userLimits {
 	return &userLimits{cfg: cfg, users: make(map[string]*userState)}
 }
 
-// perSecond turns a per-interval allowance into a limiter whose burst is
-// one interval's worth (at least burstMin). A negative allowance is off.
+// perInterval turns an allowance of n per interval into a limiter whose
+// burst is one interval's worth (at least burstMin). A negative n is off.
 func perInterval(n int, interval time.Duration, burstMin int) *rate.Limiter {
 	if n < 0 {
 		return rate.NewLimiter(rate.Inf, 0)
@@ -185,8 +187,9 @@ type limitError struct {
 
 func (e *limitError) Error() string { return e.what + ": per-user limit reached" }
 
-// rateLimited is the error for a request over a per-user limit.
-func rateLimited(kind limit, what string, retryAfter time.Duration) *haip.Error {
+// refuseLimit counts a refusal and returns its error.
+func (s *Server) refuseLimit(kind limit, what string, retryAfter time.Duration) *haip.Error {
+	s.metrics.limited.WithLabelValues(string(kind)).Inc()
 	e := haip.Errorf(haip.CodeRateLimited, "%s: per-user limit reached", what).WithDetail("limit", string(kind))
 	if retryAfter > 0 {
 		ms := retryAfter.Milliseconds() + 1
@@ -194,12 +197,6 @@ func rateLimited(kind limit, what string, retryAfter time.Duration) *haip.Error 
 		e.Message += "; retry in " + strconv.FormatInt(ms, 10) + " ms"
 	}
 	return e
-}
-
-// refuseLimit counts a refusal and returns its error.
-func (s *Server) refuseLimit(kind limit, what string, retryAfter time.Duration) *haip.Error {
-	s.metrics.limited.WithLabelValues(string(kind)).Inc()
-	return rateLimited(kind, what, retryAfter)
 }
 
 // checkInFlight refuses a run or a tool call of a user who has as many

@@ -62,13 +62,13 @@ func (c *conn) queueOutbound(o *outbound) error {
 	if o.replay != nil && c.pendingReplays() >= maxPendingReplays {
 		// Refused at once (the ERROR names the request it answers), not
 		// after the replays it would have waited for.
-		return c.writeError(c.srv.refuseLimit(limitReplay, "too many REPLAY_REQUESTs waiting on this connection", 0).
+		return c.writeError(c.srv.refuseLimit(limitReplaysWaiting, "too many REPLAY_REQUESTs waiting on this connection", 0).
 			WithRelated(o.replay.relatedID).WithDetail("max_pending", maxPendingReplays))
 	}
 	c.behind = append(c.behind, o)
 	if len(c.behind) > maxBehindReplay {
 		return c.replayDone(haip.Errorf(haip.CodeRateLimited, "replay cut short: too many requests waiting behind it; ask again from seq %d", c.inReplay.next).
-			WithDetail("next_seq", strconv.FormatUint(c.inReplay.next, 10)).WithDetail("limit", string(limitReplay)))
+			WithDetail("next_seq", strconv.FormatUint(c.inReplay.next, 10)).WithDetail("limit", string(limitReplaysWaiting)))
 	}
 	return nil
 }

@@ -49,10 +49,11 @@ func (c *conn) writeLoop() error {
 			}
 			continue
 		}
-		var liveCh <-chan *streams.Entry // nil until the handshake: never drop early entries
+		// Live messages are taken only when live: before the handshake
+		// none may be dropped, and while blocked nothing is taken, so the
+		// hub's queue overflows and the log keeps the backlog.
+		var liveCh <-chan *streams.Entry
 		if d.state == live {
-			// Blocked, nothing is taken, not even live messages: the
-			// hub's queue overflows and the log keeps the backlog.
 			liveCh = c.live
 		}
 		select {
