@@ -133,10 +133,14 @@ func (d *delivery) offer(e streams.Entry) (s step, ok bool) {
 	return d.pass(e, catchingUp)
 }
 
-// overflow: live messages were dropped; read them from the log.
+// overflow: live messages were dropped; read them from the log (at once,
+// or when a block for a replay's message ends).
 func (d *delivery) overflow() {
-	if d.state == live {
+	switch {
+	case d.state == live:
 		d.state = catchingUp
+	case d.state == blocked && d.resume == live:
+		d.resume = catchingUp
 	}
 }
 

@@ -113,5 +113,14 @@ func TestDeliveryStates(t *testing.T) {
 		if d.state != live || d.next != 2 {
 			t.Fatalf("after credit: state %s, next %d; want live at 2", d.state, d.next)
 		}
+		// Live messages dropped while blocked are read from the log once
+		// the block ends, even if no later message shows the gap.
+		d.holdFor(&held)
+		d.overflow()
+		d.credit.apply(flowMsg{typ: haip.TypeFlowUpdate, ch: 1, msgs: 1}, CreditOn)
+		d.credited()
+		if d.state != catchingUp {
+			t.Fatalf("overflow while blocked, then credit: state %s, want catching up", d.state)
+		}
 	})
 }
