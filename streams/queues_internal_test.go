@@ -141,16 +141,9 @@ func fetchOne(t *testing.T, c jetstream.Consumer) string {
 // no one else's.
 func TestQueuesInFlight(t *testing.T) {
 	t.Parallel()
-	ns := natstest.Server(t)
-	js, err := jetstream.New(natstest.Conn(t, ns))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, _, js := ensured(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	if err := Ensure(ctx, js, Config{}); err != nil {
-		t.Fatal(err)
-	}
 	q, err := OpenQueues(ctx, js)
 	if err != nil {
 		t.Fatal(err)
