@@ -15,6 +15,53 @@ type SessionRecord struct {
 	ID      string    `json:"id"`
 	Owner   string    `json:"owner"`
 	Created time.Time `json:"created"`
+	// Updated is when the record last changed (name, tags, metadata) or a
+	// run was started in the session; zero means Created.
+	Updated time.Time `json:"updated,omitzero"`
+	// Name and Tags are the owner's labels (sessions API).
+	Name string   `json:"name,omitempty"`
+	Tags []string `json:"tags,omitempty"`
+	// Metadata is free JSON the owner sets, by top-level key. Keys the
+	// fabric reads are listed at MetaModelConfig and MetaAgentSettings.
+	Metadata map[string]json.RawMessage `json:"metadata,omitempty"`
+}
+
+// Metadata keys that agents read from a session's record.
+const (
+	// MetaModelConfig holds the session's model choice, as ModelConfig
+	// ({"provider": "openai", "id": "gpt-4o-mini"}).
+	MetaModelConfig = "modelConfig"
+	// MetaAgentSettings holds per-session agent settings, as AgentSettings.
+	MetaAgentSettings = "agentSettings"
+)
+
+// ModelConfig is a session's model choice (metadata key MetaModelConfig).
+// Empty fields mean the agent's configured defaults.
+type ModelConfig struct {
+	Provider string `json:"provider,omitempty"`
+	ID       string `json:"id,omitempty"`
+}
+
+// AgentSettings are per-session agent settings (metadata key
+// MetaAgentSettings). Nil or empty fields mean the agent's defaults.
+type AgentSettings struct {
+	SystemPrompt  string   `json:"systemPrompt,omitempty"`
+	Temperature   *float64 `json:"temperature,omitempty"`
+	MaxTokens     int      `json:"maxTokens,omitempty"`
+	ContextBudget int      `json:"contextBudget,omitempty"`
+}
+
+// Meta decodes the metadata value at key into v; found is false when the
+// record has no such key. A value of the wrong shape is an error.
+func (r SessionRecord) Meta(key string, v any) (found bool, err error) {
+	raw, ok := r.Metadata[key]
+	if !ok || len(raw) == 0 || string(raw) == "null" {
+		return false, nil
+	}
+	if err := json.Unmarshal(raw, v); err != nil {
+		return true, fmt.Errorf("cannot decode session metadata %q: %w", key, err)
+	}
+	return true, nil
 }
 
 // Sessions is the session-record bucket. Safe for concurrent use.
