@@ -108,6 +108,8 @@ type admission struct {
 	// slot is the user's connection slot the request holds: freed when
 	// the request (or the connection it became) ends.
 	slot *slot
+	// echo: the request asked for the user side too (echo.go).
+	echo bool
 }
 
 // slot is a connection slot held by an admitted request. free is
@@ -159,7 +161,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, transport string)
 			WithDetail("max_connections", s.cfg.UserMaxConnections))
 		return admission{}, false
 	}
-	a := admission{id: id, slot: &slot{release: func() {
+	a := admission{id: id, echo: wantsEcho(r), slot: &slot{release: func() {
 		s.limits.closeConn(id)
 		if edgeSlot {
 			s.releaseSlot()

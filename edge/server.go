@@ -92,6 +92,8 @@ type Server struct {
 	natsStatus chan nats.Status
 	resyncDone chan struct{}
 	closeOnce  sync.Once
+	// sessionSubs answer other edges about sessions (presence.go).
+	sessionSubs []*nats.Subscription
 }
 
 // NewServer builds an edge. ctx bounds the start-up calls to JetStream.
@@ -142,6 +144,11 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		stopStats:    stop,
 		statsDone:    make(chan struct{}),
 		pressureDone: make(chan struct{}),
+	}
+	if err := s.subscribeSessions(); err != nil {
+		stop()
+		_ = fab.Close(ctx)
+		return nil, fmt.Errorf("cannot start edge: %w", err)
 	}
 	s.catchupSlots = make(chan struct{}, s.cfg.CatchupReads)
 	s.limits = newUserLimits(s.cfg)
@@ -195,6 +202,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /haip/tools", s.serveTools)
 	mux.HandleFunc("GET /haip/sessions/{session}/runs", s.serveRuns)
 	mux.HandleFunc("POST /haip/sessions/{session}/runs/{run}/cancel", s.serveRunCancel)
+	s.apiRoutes(mux)
 	mux.HandleFunc("GET /{$}", s.serveRoot)
 	mux.HandleFunc("GET /health", s.serveHealth)
 	mux.Handle("GET /stats", s.operator(http.HandlerFunc(s.serveStats)))
@@ -240,6 +248,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = s.abortAll(ctx, done)
 	}
 	s.closeOnce.Do(func() {
+		s.unsubscribeSessions()
 		s.stopStats()
 		<-s.statsDone
 		<-s.pressureDone
@@ -376,6 +385,8 @@ func (s *Server) authorize(ctx context.Context, id auth.Identity, session string
 	switch {
 	case err != nil:
 		return false, err
+	case exists && !rec.Deleted.IsZero():
+		return false, errNoSession // deleted: never opened again
 	case !exists && (id.MayAccessAnySession() || acc == readSession):
 		return false, errNoSession
 	case !exists:

@@ -286,3 +286,26 @@ func (l *Log) retainedBefore(ctx context.Context, session string, pos convPos) b
 
 // conversationReadBytes bounds one direct-get batch of a conversation read.
 const conversationReadBytes = 1 << 20
+
+// FirstAtOrAfter returns the seq of the first entry of a session log
+// stored at or after stream seq streamSeq, or the seq the next entry will
+// get when there is none. It lets a reader of one direction start where a
+// position in the other direction is.
+func (l *Log) FirstAtOrAfter(ctx context.Context, session string, d Direction, streamSeq uint64) (uint64, error) {
+	subj, err := LogSubject(session, d)
+	if err != nil {
+		return 0, err
+	}
+	e, err := l.next(ctx, subj, max(streamSeq, 1))
+	if err == nil {
+		return e.Seq, nil
+	}
+	if !errors.Is(err, errNotFound) {
+		return 0, fmt.Errorf("cannot read %s: %w", subj, err)
+	}
+	b, err := l.bounds(ctx, session, d, subj)
+	if err != nil {
+		return 0, err
+	}
+	return b.Last.Seq + 1, nil
+}
