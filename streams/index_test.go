@@ -10,7 +10,7 @@ import (
 	"github.com/haipfabric/haipfabric/streams"
 )
 
-func openSessions(t *testing.T) (*streams.Sessions, *streams.Log) {
+func openSessions(t testing.TB) (*streams.Sessions, *streams.Log) {
 	t.Helper()
 	_, js, l := setup(t, streams.Config{})
 	s, err := streams.OpenSessions(context.Background(), js)
@@ -136,4 +136,20 @@ func TestLastActivity(t *testing.T) {
 	if len(got) != 1 || got["act-a"].IsZero() {
 		t.Fatalf("last activity: %v", got)
 	}
+}
+
+// FuzzSessionListCursor: any cursor either reads a page or is refused
+// with ErrBadListCursor; none panics.
+func FuzzSessionListCursor(f *testing.F) {
+	s, _ := openSessions(f)
+	f.Add("")
+	f.Add("bDEuMTA")
+	f.Add("bDEuMA")
+	f.Add("bDEuMTg0NDY3NDQwNzM3MDk1NTE2MTU")
+	f.Fuzz(func(t *testing.T, cursor string) {
+		_, err := s.List(context.Background(), "fuzz", "", cursor, 5)
+		if err != nil && !errors.Is(err, streams.ErrBadListCursor) {
+			t.Fatalf("cursor %q: %v", cursor, err)
+		}
+	})
 }
