@@ -381,39 +381,16 @@ func (s *Server) resumeQuery(ctx context.Context, req apiQueryRequest, last stri
 func (s *Server) apiAbort(w http.ResponseWriter, r *http.Request, id auth.Identity) {
 	var req struct {
 		SessionID string `json:"sessionId"`
-		RunID     string `json:"runId"`
 	}
 	if !decodeBody(w, r, &req) || !s.apiSession(w, r, id, req.SessionID) {
 		return
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), resolveTimeout)
-	defer cancel()
-	runs, err := s.runs.Get(ctx, req.SessionID)
-	if err != nil {
-		storeFailed(w)
+	n, herr := s.abortRuns(r.Context(), id, req.SessionID, "")
+	if herr != nil {
+		writeHAIPError(w, herr)
 		return
 	}
-	aborted := 0
-	for _, run := range runs.Active {
-		if req.RunID != "" && run.RunID != req.RunID {
-			continue
-		}
-		env, err := haip.New(req.SessionID, haip.ChannelSystem, haip.TypeRunCancel, haip.RunCancelPayload{RunID: run.RunID})
-		if err != nil {
-			continue
-		}
-		env.RunID = run.RunID
-		env.ID = haip.NameUUID("abort", req.SessionID, run.RunID)
-		if _, herr := s.store(ctx, id, req.SessionID, env, nil, 0); herr != nil {
-			if herr.Code == haip.CodeRunNotFound {
-				continue
-			}
-			writeHAIPError(w, herr)
-			return
-		}
-		aborted++
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"success": aborted > 0, "aborted": aborted})
+	writeJSON(w, http.StatusOK, map[string]any{"success": n > 0, "aborted": n})
 }
 
 // apiOneshot answers POST /api/v1/oneshot/query {query, sessionName,

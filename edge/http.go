@@ -53,8 +53,12 @@ func httpStatusOf(c haip.Code) (int, string) {
 	switch c {
 	case haip.CodeSessionForbidden:
 		return http.StatusForbidden, "forbidden"
-	case haip.CodeSessionNotFound, haip.CodeRunNotFound, codeNotFound:
+	case haip.CodeSessionNotFound, haip.CodeRunNotFound, codeNotFound, haip.CodeToolNotFound:
 		return http.StatusNotFound, "not_found"
+	case codeApprovalDecided, codeApprovalExpired:
+		return http.StatusConflict, "conflict"
+	case codeQueryTimeout:
+		return http.StatusGatewayTimeout, "timeout"
 	case haip.CodeRateLimited:
 		return http.StatusTooManyRequests, "rate_limited"
 	case haip.CodeMessageTooLarge:

@@ -94,6 +94,10 @@ type Server struct {
 	closeOnce  sync.Once
 	// sessionSubs answer other edges about sessions (presence.go).
 	sessionSubs []*nats.Subscription
+	// drainCh is closed when Shutdown begins: long requests (state
+	// streams) end on it.
+	drainCh   chan struct{}
+	drainOnce sync.Once
 }
 
 // NewServer builds an edge. ctx bounds the start-up calls to JetStream.
@@ -143,6 +147,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		conns:        make(map[*conn]struct{}),
 		stopStats:    stop,
 		statsDone:    make(chan struct{}),
+		drainCh:      make(chan struct{}),
 		pressureDone: make(chan struct{}),
 	}
 	if err := s.subscribeSessions(); err != nil {
@@ -203,6 +208,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /haip/sessions/{session}/runs", s.serveRuns)
 	mux.HandleFunc("POST /haip/sessions/{session}/runs/{run}/cancel", s.serveRunCancel)
 	s.apiRoutes(mux)
+	s.gizmoRoutes(mux)
 	mux.HandleFunc("GET /{$}", s.serveRoot)
 	mux.HandleFunc("GET /health", s.serveHealth)
 	mux.Handle("GET /stats", s.operator(http.HandlerFunc(s.serveStats)))
@@ -224,6 +230,7 @@ func (s *Server) Handler() http.Handler {
 // which got no ack). It returns by the time ctx ends, and is idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
+	s.drainOnce.Do(func() { close(s.drainCh) })
 	s.mu.Lock()
 	for c := range s.conns {
 		c.drain()

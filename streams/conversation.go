@@ -309,3 +309,17 @@ func (l *Log) FirstAtOrAfter(ctx context.Context, session string, d Direction, s
 	}
 	return b.Last.Seq + 1, nil
 }
+
+// CursorAfter returns the cursor just after entry e of a page read forward
+// from cursor at (e and the entries before it in the page taken).
+func CursorAfter(at ConversationCursor, e ConversationEntry) ConversationCursor {
+	var pos convPos
+	if at != "" {
+		p, err := parseCursor(at)
+		if err != nil {
+			return ""
+		}
+		pos = p
+	}
+	return pos.after(e).cursor()
+}

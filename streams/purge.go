@@ -9,8 +9,8 @@ import (
 )
 
 // PurgeSession removes what the fabric stores for a session but its
-// record: both logs, their tails, the run states and the run requests
-// still queued. The caller marks the record deleted first
+// record: both logs, their tails, the run states, its approvals and the
+// run requests still queued. The caller marks the record deleted first
 // (Sessions.MarkDeleted), so that the id is never opened again, and ends
 // the session's runs: an agent still writing into the log after the
 // purge would leave its last messages behind.
@@ -24,6 +24,9 @@ func (f *Fabric) PurgeSession(ctx context.Context, session string) error {
 	}
 	if err := f.runs.kv.Delete(ctx, session); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
 		errs = append(errs, fmt.Errorf("cannot delete run states of %s: %w", session, err))
+	}
+	if err := f.approvals.Purge(ctx, session); err != nil {
+		errs = append(errs, fmt.Errorf("cannot delete approvals of %s: %w", session, err))
 	}
 	if s, err := f.js.Stream(ctx, RunStream); err != nil {
 		errs = append(errs, fmt.Errorf("cannot purge queued runs of %s: %w", session, err))
