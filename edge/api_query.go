@@ -97,12 +97,8 @@ func (s *Server) submitQuery(ctx context.Context, id auth.Identity, session stri
 	} else if !haip.ValidUUID(msgID) {
 		return submitted{}, haip.Errorf(codeBadRequest, "messageId must be a uuid").WithDetail("field", "messageId")
 	}
-	b, err := s.log.Bounds(ctx, session, streams.Out)
-	if err != nil {
-		s.logger.Error("query", slog.String(logKeySession, session), slog.Any(logKeyErr, err))
-		return submitted{}, haip.Errorf(haip.CodeInternalError, "session log unavailable; retry")
-	}
-	sub := submitted{session: session, messageID: msgID, runID: haip.NameUUID("run", session, msgID), from: b.Last.Seq + 1}
+	sub := submitted{session: session, messageID: msgID, runID: haip.NameUUID("run", session, msgID)}
+	var end streams.Appended
 	for _, part := range []struct {
 		t haip.Type
 		p any
@@ -115,10 +111,22 @@ func (s *Server) submitQuery(ctx context.Context, id auth.Identity, session stri
 			return submitted{}, asHAIPError(err)
 		}
 		env.ID = haip.NameUUID("query", session, msgID, string(part.t))
-		if _, herr := s.store(ctx, id, session, env, nil, 0); herr != nil {
+		res, herr := s.store(ctx, id, session, env, nil, 0)
+		if herr != nil {
 			return submitted{}, herr
 		}
+		end = res
 	}
+	// The run's answer follows the user's message in the stream (also
+	// when the message was stored by an earlier request with this
+	// messageId, and the answer has begun since).
+	from, err := s.log.FirstAtOrAfter(ctx, session, streams.Out, end.StreamSeq)
+	if err != nil {
+		s.logger.Error("query", slog.String(logKeySession, session), slog.Any(logKeyErr, err))
+		return submitted{}, haip.Errorf(haip.CodeInternalError, "session log unavailable; retry")
+	}
+	sub.from = from
+
 	s.msgsIn.Add(2)
 	s.metrics.msgsIn.Add(2)
 	return sub, nil
@@ -310,6 +318,15 @@ func (s *Server) queryStream(w http.ResponseWriter, r *http.Request, id auth.Ide
 	defer keep.Stop()
 	fctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	go func() {
+		// A draining edge ends the stream: the client resumes elsewhere
+		// with Last-Event-ID.
+		select {
+		case <-s.drainCh:
+			cancel()
+		case <-fctx.Done():
+		}
+	}()
 	// Keep-alives go between envelopes: Follow calls back on this
 	// goroutine, so the ticker is checked there too, and when quiet.
 	err = f.Follow(fctx, sub.from, streams.FollowOptions{Quiet: sseKeepAlive}, func(e streams.Entry) bool {
@@ -328,7 +345,12 @@ func (s *Server) queryStream(w http.ResponseWriter, r *http.Request, id auth.Ide
 		}
 		return !ans.done
 	})
-	if err != nil && ctx.Err() == nil {
+	switch {
+	case ctx.Err() != nil, ans.done:
+	case s.draining.Load():
+		buf = sse.AppendComment(buf, "close 1001 edge shutting down; resume with Last-Event-ID on another edge")
+		write()
+	case err != nil:
 		s.logger.Warn("query stream", slog.String(logKeySession, sub.session), slog.Any(logKeyErr, err))
 		buf = sse.AppendComment(buf, "close 1013 session log unavailable; resume with Last-Event-ID")
 		write()

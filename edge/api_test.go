@@ -16,6 +16,7 @@ import (
 	"github.com/haipfabric/haipfabric/client"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/internal/testkit/harness"
 	"github.com/haipfabric/haipfabric/streams"
 	"github.com/haipfabric/haipfabric/worker/demo"
@@ -125,9 +126,13 @@ func TestAPISessionLifecycle(t *testing.T) {
 		t.Fatalf("query with parts: %d %q", st, res.Result)
 	}
 	var det struct{ Session apiSession }
-	if st := apiCall(t, b.Base, alice, "GET", "/api/v1/sessions/details?sessionId="+sid, nil, &det); st != 200 {
-		t.Fatalf("details: %d", st)
-	}
+	// The run state says finished just after RUN_FINISHED is stored.
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		if st := apiCall(t, b.Base, alice, "GET", "/api/v1/sessions/details?sessionId="+sid, nil, &det); st != 200 {
+			t.Fatalf("details: %d", st)
+		}
+		return det.Session.Runs != nil && det.Session.Runs.Finished == 2
+	}, "the runs never finished")
 	s := det.Session
 	if s.Active == nil || *s.Active || s.LastSeq == nil || *s.LastSeq == 0 || *s.LastInSeq != 4 || s.Runs == nil || s.Runs.Finished != 2 {
 		t.Fatalf("details: %+v (runs %+v)", s, s.Runs)
@@ -550,7 +555,10 @@ func TestAPIQueryTimeout(t *testing.T) {
 		t.Fatalf("answer %q", got)
 	}
 	var det struct{ Session apiSession }
-	apiCall(t, e.Base, alice, "GET", "/api/v1/sessions/details?sessionId="+created.SessionID, nil, &det)
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		apiCall(t, e.Base, alice, "GET", "/api/v1/sessions/details?sessionId="+created.SessionID, nil, &det)
+		return det.Session.Runs != nil && det.Session.Runs.Running == 0 && det.Session.Runs.Queued == 0
+	}, "the run never finished")
 	if det.Session.Runs.Finished != 1 || *det.Session.LastInSeq != 2 {
 		t.Fatalf("the query ran more than once: %+v, %d in", det.Session.Runs, *det.Session.LastInSeq)
 	}

@@ -296,16 +296,18 @@ func (l *Log) FirstAtOrAfter(ctx context.Context, session string, d Direction, s
 	if err != nil {
 		return 0, err
 	}
+	// The end first: an entry stored after it is found by the get below,
+	// so "none found" means the next entry will be after that end.
+	b, err := l.bounds(ctx, session, d, subj)
+	if err != nil {
+		return 0, err
+	}
 	e, err := l.next(ctx, subj, max(streamSeq, 1))
 	if err == nil {
 		return e.Seq, nil
 	}
 	if !errors.Is(err, errNotFound) {
 		return 0, fmt.Errorf("cannot read %s: %w", subj, err)
-	}
-	b, err := l.bounds(ctx, session, d, subj)
-	if err != nil {
-		return 0, err
 	}
 	return b.Last.Seq + 1, nil
 }
