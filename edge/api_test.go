@@ -302,29 +302,6 @@ func readSSE(t testing.TB, r io.Reader, stop func(sseEvent) bool) []sseEvent {
 	return out
 }
 
-func streamQuery(t testing.TB, base, token string, body map[string]any, lastID string) *http.Response {
-	t.Helper()
-	data, _ := json.Marshal(body)
-	req, err := http.NewRequest("POST", base+"/api/v1/sessions/query/stream", bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	if lastID != "" {
-		req.Header.Set("Last-Event-ID", lastID)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != 200 {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		t.Fatalf("query stream: %d %s", resp.StatusCode, b)
-	}
-	return resp
-}
 
 // TestAPIQueryStreamResume cuts a streamed query mid-answer (its edge is
 // stopped) and resumes it on another edge with Last-Event-ID: the run's
@@ -337,7 +314,7 @@ func TestAPIQueryStreamResume(t *testing.T) {
 	var created struct{ SessionID string }
 	apiCall(t, a.Base, alice, "POST", "/api/v1/sessions/create", nil, &created)
 	body := map[string]any{"sessionId": created.SessionID, "query": "tell me something long"}
-	resp := streamQuery(t, a.Base, alice, body, "")
+	resp := harness.QueryStream(t, a.Base, alice, body, "")
 	first := readSSE(t, resp.Body, func(e sseEvent) bool {
 		return e.id != "" && len(e.id) > 0 && e.name == "" && strings.Contains(string(e.data), "TEXT_MESSAGE_PART")
 	})
@@ -347,7 +324,7 @@ func TestAPIQueryStreamResume(t *testing.T) {
 		t.Fatalf("first part: %d events", len(first))
 	}
 	last := first[len(first)-1].id
-	resp2 := streamQuery(t, b.Base, alice, body, last)
+	resp2 := harness.QueryStream(t, b.Base, alice, body, last)
 	defer resp2.Body.Close()
 	rest := readSSE(t, resp2.Body, nil)
 	var envs []*haip.Envelope
@@ -539,7 +516,7 @@ func TestAPIQueryTimeout(t *testing.T) {
 	}
 	f.Agent(-1)
 	// The same messageId: stored once, run once, its answer streamed.
-	resp := streamQuery(t, e.Base, alice, map[string]any{"sessionId": created.SessionID, "query": "wait", "messageId": msgID}, "")
+	resp := harness.QueryStream(t, e.Base, alice, map[string]any{"sessionId": created.SessionID, "query": "wait", "messageId": msgID}, "")
 	defer resp.Body.Close()
 	var envs []*haip.Envelope
 	for _, ev := range readSSE(t, resp.Body, nil) {

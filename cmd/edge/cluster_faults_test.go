@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"strconv"
 	"testing"
@@ -64,7 +63,7 @@ func TestClusterQueryStreamEdgeKilled(t *testing.T) {
 		t.Fatalf("create: %d", st)
 	}
 	body := map[string]any{"sessionId": created.SessionID, "query": "edge dies mid stream"}
-	resp := apiStream(t, e1.base, e1.token, body, "")
+	resp := harness.QueryStream(t, e1.base, e1.token, body, "")
 	rd := sse.NewReader(resp.Body, 1<<20)
 	var envs []*haip.Envelope
 	for parts := 0; parts < 3; {
@@ -89,7 +88,7 @@ func TestClusterQueryStreamEdgeKilled(t *testing.T) {
 	}
 	resp.Body.Close()
 	last := strconv.FormatUint(uint64(envs[len(envs)-1].Seq), 10)
-	resp2 := apiStream(t, e2.base, e2.token, body, last)
+	resp2 := harness.QueryStream(t, e2.base, e2.token, body, last)
 	defer resp2.Body.Close()
 	rd = sse.NewReader(resp2.Body, 1<<20)
 	for {
@@ -136,27 +135,3 @@ func apiPost(t *testing.T, url, token string, body any, out any) int {
 	return resp.StatusCode
 }
 
-// apiStream starts (or, with lastEventID, resumes) a streamed query.
-func apiStream(t *testing.T, base, token string, body any, lastEventID string) *http.Response {
-	t.Helper()
-	data, _ := json.Marshal(body)
-	req, err := http.NewRequest(http.MethodPost, base+"/api/v1/sessions/query/stream", bytes.NewReader(data))
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Authorization", "Bearer "+token)
-	if lastEventID != "" {
-		req.Header.Set("Last-Event-ID", lastEventID)
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		b, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		t.Fatalf("query stream: %d %s", resp.StatusCode, b)
-	}
-	return resp
-}
