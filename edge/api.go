@@ -32,6 +32,8 @@ const (
 	codeQueryTimeout haip.Code = "QUERY_TIMEOUT"
 	codeRunFailed    haip.Code = "RUN_FAILED"
 	codeRunCancelled haip.Code = "RUN_CANCELLED"
+	// codeTooManySessions: the user is at USER_MAX_SESSIONS.
+	codeTooManySessions haip.Code = "TOO_MANY_SESSIONS"
 )
 
 // apiMaxBody bounds a request body of the sessions API.

@@ -117,8 +117,8 @@ func (s *Server) apiCreate(w http.ResponseWriter, r *http.Request, id auth.Ident
 // writeNewSessionError answers a failed session creation.
 func (s *Server) writeNewSessionError(w http.ResponseWriter, err error) {
 	var le *limitError
-	if errors.As(err, &le) {
-		writeHAIPError(w, s.refuseLimit(le.kind, le.what, le.retryAfter))
+	if errors.As(err, &le) || errors.Is(err, streams.ErrSessionCap) {
+		writeHAIPError(w, s.accessError(err, ""))
 		return
 	}
 	s.writeRecordError(w, err, "")

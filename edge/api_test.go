@@ -540,3 +540,29 @@ func TestAPIQueryTimeout(t *testing.T) {
 		t.Fatalf("the query ran more than once: %+v, %d in", det.Session.Runs, *det.Session.LastInSeq)
 	}
 }
+
+// TestAPISessionCap: a user at USER_MAX_SESSIONS is refused a new
+// session, over the API and over HAIP, until they delete one.
+func TestAPISessionCap(t *testing.T) {
+	f := newFabric(t, streams.Config{})
+	e := f.Edge(edge.Config{UserMaxSessions: 2})
+	alice := f.Token("alice", auth.RoleUser)
+	var first struct{ SessionID string }
+	apiCall(t, e.Base, alice, "POST", "/api/v1/sessions/create", nil, &first)
+	apiCall(t, e.Base, alice, "POST", "/api/v1/sessions/create", nil, nil)
+	var refused apiErr
+	if st := apiCall(t, e.Base, alice, "POST", "/api/v1/sessions/create", nil, &refused); st != http.StatusConflict || refused.Code != "TOO_MANY_SESSIONS" {
+		t.Fatalf("third session: %d %+v", st, refused)
+	}
+	if _, err := harness.TryDial(t, e, client.Options{URL: e.WS, Token: alice, Session: haip.NewUUID()}); err == nil {
+		t.Fatal("a HAIP connection opened a third session")
+	}
+	// Bob has his own allowance.
+	if st := apiCall(t, e.Base, f.Token("bob", auth.RoleUser), "POST", "/api/v1/sessions/create", nil, nil); st != http.StatusCreated {
+		t.Fatalf("bob: %d", st)
+	}
+	apiCall(t, e.Base, alice, "POST", "/api/v1/sessions/delete", map[string]any{"sessionId": first.SessionID}, nil)
+	if st := apiCall(t, e.Base, alice, "POST", "/api/v1/sessions/create", nil, nil); st != http.StatusCreated {
+		t.Fatalf("after a delete: %d", st)
+	}
+}

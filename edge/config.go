@@ -39,6 +39,7 @@ const (
 	DefaultUserToolCallsPerMinute   = 600
 	DefaultUserReplayBytesPerMinute = 32 << 20
 	DefaultUserMaxRuns              = 16
+	DefaultUserMaxSessions          = 10_000
 	DefaultUserMaxToolCalls         = 64
 	// HTTPConnectionsHeadroom is what the default MaxHTTPConnections
 	// keeps beyond two per connection: health checks, scrapes, and
@@ -200,6 +201,10 @@ type Config struct {
 	// UserSessionsPerMinute caps the sessions a user creates
 	// (DefaultUserSessionsPerMinute).
 	UserSessionsPerMinute int `env:"USER_SESSIONS_PER_MINUTE"`
+	// UserMaxSessions caps the sessions (not deleted) a user has
+	// (DefaultUserMaxSessions); past it a new one is refused with
+	// TOO_MANY_SESSIONS until the user deletes some.
+	UserMaxSessions int `env:"USER_MAX_SESSIONS"`
 	// UserRunsPerMinute and UserToolCallsPerMinute cap the runs and tool
 	// calls a user starts (DefaultUserRunsPerMinute,
 	// DefaultUserToolCallsPerMinute).
@@ -221,7 +226,7 @@ type Config struct {
 func (c *Config) NoUserLimits() {
 	c.UserMaxConnections, c.UserMessagesPerSecond, c.UserSessionsPerMinute = -1, -1, -1
 	c.UserRunsPerMinute, c.UserToolCallsPerMinute, c.UserReplayBytesPerMinute = -1, -1, -1
-	c.UserMaxRuns, c.UserMaxToolCalls = -1, -1
+	c.UserMaxRuns, c.UserMaxToolCalls, c.UserMaxSessions = -1, -1, -1
 }
 
 func (c Config) withDefaults() Config {
@@ -257,6 +262,7 @@ func (c Config) withDefaults() Config {
 	defLimit(&c.UserMaxConnections, DefaultUserMaxConnections)
 	defLimit(&c.UserMessagesPerSecond, DefaultUserMessagesPerSecond)
 	defLimit(&c.UserSessionsPerMinute, DefaultUserSessionsPerMinute)
+	defLimit(&c.UserMaxSessions, DefaultUserMaxSessions)
 	defLimit(&c.UserRunsPerMinute, DefaultUserRunsPerMinute)
 	defLimit(&c.UserToolCallsPerMinute, DefaultUserToolCallsPerMinute)
 	defLimit(&c.UserReplayBytesPerMinute, DefaultUserReplayBytesPerMinute)

@@ -55,7 +55,7 @@ func httpStatusOf(c haip.Code) (int, string) {
 		return http.StatusForbidden, "forbidden"
 	case haip.CodeSessionNotFound, haip.CodeRunNotFound, codeNotFound, haip.CodeToolNotFound:
 		return http.StatusNotFound, "not_found"
-	case codeApprovalDecided, codeApprovalExpired:
+	case codeApprovalDecided, codeApprovalExpired, codeTooManySessions:
 		return http.StatusConflict, "conflict"
 	case codeQueryTimeout:
 		return http.StatusGatewayTimeout, "timeout"

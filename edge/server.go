@@ -133,7 +133,7 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		js:           deps.JS,
 		fabric:       fab,
 		log:          fab.Log(),
-		sessions:     fab.Sessions(),
+		sessions:     fab.Sessions().WithLimit(cfg.withDefaults().UserMaxSessions),
 		runs:         fab.Runs(),
 		queues:       fab.Queues(),
 		router:       fab.Router(),
@@ -422,6 +422,9 @@ func (s *Server) accessError(err error, session string) *haip.Error {
 		return haip.Errorf(haip.CodeSessionNotFound, "no session %s of yours", session).WithDetail("session", session)
 	case errors.Is(err, streams.ErrInvalidSessionID):
 		return haip.Errorf(haip.CodeProtocolViolation, "%v", err).WithDetail("field", "session")
+	case errors.Is(err, streams.ErrSessionCap):
+		return haip.Errorf(codeTooManySessions, "you have as many sessions as allowed (%d); delete some first", s.cfg.UserMaxSessions).
+			WithDetail("max_sessions", s.cfg.UserMaxSessions)
 	}
 	s.logger.Error("authorize", slog.String(logKeySession, session), slog.Any(logKeyErr, err))
 	return haip.Errorf(haip.CodeInternalError, "session store unavailable; retry")

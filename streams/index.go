@@ -360,3 +360,60 @@ func (l *Log) LastActivity(ctx context.Context, sessions []string) (map[string]t
 	}
 	return out, nil
 }
+
+// ownedKey is the key counting an owner's sessions not deleted.
+func ownedKey(owner string) string { return ownerList(owner) + ".live" }
+
+// ownedCount returns how many sessions owner has (not deleted).
+func (s *Sessions) ownedCount(ctx context.Context, owner string) (uint64, error) {
+	e, err := s.index.Get(ctx, ownedKey(owner))
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, fmt.Errorf("cannot count sessions: %w", err)
+	}
+	n, err := strconv.ParseUint(string(e.Value()), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("bad session count: %w", err)
+	}
+	return n, nil
+}
+
+// countOwned adds delta to owner's count of sessions (compare-and-set;
+// best effort: a count that could not be changed is off by one, never
+// below zero).
+func (s *Sessions) countOwned(ctx context.Context, owner string, delta int) {
+	key := ownedKey(owner)
+	for range maxRecordAttempts {
+		var n, rev uint64
+		e, err := s.index.Get(ctx, key)
+		switch {
+		case errors.Is(err, jetstream.ErrKeyNotFound):
+		case err != nil:
+			return
+		default:
+			if n, err = strconv.ParseUint(string(e.Value()), 10, 64); err != nil {
+				n = 0
+			}
+			rev = e.Revision()
+		}
+		switch {
+		case delta < 0 && n == 0:
+			return
+		case delta < 0:
+			n--
+		default:
+			n++
+		}
+		val := []byte(strconv.FormatUint(n, 10))
+		if rev == 0 {
+			_, err = s.index.Create(ctx, key, val)
+		} else {
+			_, err = s.index.Update(ctx, key, val, rev)
+		}
+		if !isKVConflict(err) {
+			return
+		}
+	}
+}

@@ -89,7 +89,23 @@ type Sessions struct {
 	kv    jetstream.KeyValue
 	index jetstream.KeyValue
 	nc    *nats.Conn
+	// maxPerOwner caps each owner's sessions (0: no cap); see WithLimit.
+	maxPerOwner int
 }
+
+// WithLimit returns the same buckets with each owner's number of
+// sessions (not deleted) capped at max; Create and Claim then refuse a
+// new one past it with ErrSessionCap. Zero or less means no cap. The cap
+// is soft: creations racing at the cap may pass it by as many as race.
+func (s *Sessions) WithLimit(max int) *Sessions {
+	c := *s
+	c.maxPerOwner = max
+	return &c
+}
+
+// ErrSessionCap is returned by Create and Claim for an owner at the cap
+// (WithLimit).
+var ErrSessionCap = errors.New("too many sessions")
 
 // OpenSessions binds to the buckets made by Ensure.
 func OpenSessions(ctx context.Context, js jetstream.JetStream) (*Sessions, error) {
@@ -147,6 +163,15 @@ func (s *Sessions) Create(ctx context.Context, rec SessionRecord) (SessionRecord
 		if err != nil || found {
 			return existing, false, err
 		}
+		if s.maxPerOwner > 0 {
+			n, err := s.ownedCount(ctx, rec.Owner)
+			if err != nil {
+				return SessionRecord{}, false, err
+			}
+			if n >= uint64(s.maxPerOwner) {
+				return SessionRecord{}, false, fmt.Errorf("%w: %d of at most %d", ErrSessionCap, n, s.maxPerOwner)
+			}
+		}
 		// The index slot comes first: a record always has its slot. A
 		// slot whose record lost the race (or was never written) is a
 		// hole that listing skips: it checks each slot against its record.
@@ -164,6 +189,7 @@ func (s *Sessions) Create(ctx context.Context, rec SessionRecord) (SessionRecord
 		}
 		_, err = s.kv.Create(ctx, rec.ID, val)
 		if err == nil {
+			s.countOwned(ctx, rec.Owner, 1)
 			return rec, true, nil
 		}
 		s.dropSlots(ctx, rec)
@@ -244,6 +270,7 @@ func (s *Sessions) modify(ctx context.Context, id string, fn func(old SessionRec
 		if err == nil {
 			if !rec.Deleted.IsZero() {
 				s.dropSlots(ctx, old)
+				s.countOwned(ctx, old.Owner, -1)
 			}
 			for _, t := range old.Tags {
 				if !slices.Contains(rec.Tags, t) {
