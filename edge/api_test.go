@@ -302,7 +302,6 @@ func readSSE(t testing.TB, r io.Reader, stop func(sseEvent) bool) []sseEvent {
 	return out
 }
 
-
 // TestAPIQueryStreamResume cuts a streamed query mid-answer (its edge is
 // stopped) and resumes it on another edge with Last-Event-ID: the run's
 // envelopes arrive once each, in order, up to RUN_FINISHED.

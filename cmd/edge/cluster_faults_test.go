@@ -134,4 +134,3 @@ func apiPost(t *testing.T, url, token string, body any, out any) int {
 	}
 	return resp.StatusCode
 }
-
