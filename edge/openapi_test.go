@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"go/ast"
 	"go/parser"
@@ -18,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/pb33f/libopenapi"
 	validator "github.com/pb33f/libopenapi-validator"
 	"github.com/pb33f/libopenapi-validator/config"
@@ -26,7 +28,9 @@ import (
 	"github.com/haipfabric/haipfabric/auth"
 	"github.com/haipfabric/haipfabric/edge"
 	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/internal/testkit"
 	"github.com/haipfabric/haipfabric/streams"
+	"github.com/haipfabric/haipfabric/worker"
 )
 
 // openAPIValidator builds a validator of the edge's OpenAPI document and
@@ -460,5 +464,103 @@ func TestOpenAPIServed(t *testing.T) {
 	}
 	if resp.StatusCode != 200 || !slices.Equal(body, edge.OpenAPI()) {
 		t.Fatalf("GET /api/v1/openapi.json: %d, %d bytes, want the embedded %d", resp.StatusCode, len(body), len(edge.OpenAPI()))
+	}
+}
+
+// TestOpenAPIRunEnds validates the answers of a blocking query whose run
+// does not finish well: 409 for a cancelled run, 502 for a failed one.
+func TestOpenAPIRunEnds(t *testing.T) {
+	v := openAPIValidator(t)
+	f := newFabric(t, streams.Config{})
+	nc := f.Conn()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// An agent that holds a run of "hold" until it is cancelled, and
+	// fails every other.
+	agent, err := worker.NewAgent(context.Background(), nc, js, worker.RunHandlerFunc(func(ctx context.Context, run *worker.Run) error {
+		if run.Request.Text == "hold" {
+			<-ctx.Done()
+			return context.Cause(ctx)
+		}
+		return errors.New("no model configured")
+	}), worker.AgentConfig{Name: "failing", AckWait: 5 * time.Second, DrainWait: 100 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Run(agent.Run)
+	e := f.Edge(edge.Config{})
+	alice := f.Token("alice", auth.RoleUser)
+	var created struct{ SessionID string }
+	body := openAPICheck(t, v, e.Base, apiCase{name: "create", method: "POST", path: "/api/v1/sessions/create", token: alice, want: 201})
+	if err := json.Unmarshal(body, &created); err != nil {
+		t.Fatal(err)
+	}
+	sid := created.SessionID
+	openAPICheck(t, v, e.Base, apiCase{name: "failed run", method: "POST", path: "/api/v1/sessions/query", token: alice,
+		body: map[string]any{"sessionId": sid, "query": "fail"}, want: http.StatusBadGateway})
+	openAPICheck(t, v, e.Base, apiCase{name: "oneshot failed run", method: "POST", path: "/api/v1/oneshot/query", token: alice,
+		body: map[string]any{"query": "fail"}, want: http.StatusBadGateway})
+
+	held := make(chan struct{})
+	go func() {
+		defer close(held)
+		openAPICheck(t, v, e.Base, apiCase{name: "cancelled run", method: "POST", path: "/api/v1/sessions/query", token: alice,
+			body: map[string]any{"sessionId": sid, "query": "hold"}, want: http.StatusConflict})
+	}()
+	testkit.Eventually(t, 10*time.Second, func() bool {
+		var det struct {
+			Session struct{ Runs struct{ Running int } }
+		}
+		b := openAPICheck(t, v, e.Base, apiCase{name: "details", method: "GET", path: "/api/v1/sessions/details?sessionId=" + sid, token: alice, want: 200})
+		return json.Unmarshal(b, &det) == nil && det.Session.Runs.Running == 1
+	}, "the held run runs")
+	openAPICheck(t, v, e.Base, apiCase{name: "abort", method: "POST", path: "/api/v1/sessions/abort", token: alice,
+		body: map[string]any{"sessionId": sid}, want: 200})
+	select {
+	case <-held:
+	case <-time.After(15 * time.Second):
+		t.Fatal("the blocking query did not answer after the abort")
+	}
+}
+
+// TestOpenAPIPostTimeout validates the 408 of a POST of envelopes whose
+// body does not arrive within POST_TIMEOUT.
+func TestOpenAPIPostTimeout(t *testing.T) {
+	v := openAPIValidator(t)
+	f := newFabric(t, streams.Config{})
+	e := f.Edge(edge.Config{PostTimeout: edge.Duration(200 * time.Millisecond)})
+	alice := f.Token("alice", auth.RoleUser)
+	pr, pw := io.Pipe()
+	defer pw.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, "POST", e.Base+"/haip/messages", pr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("Authorization", "Bearer "+alice)
+	req.Header.Set("Content-Type", "application/x-ndjson")
+	// Nothing is ever written: the body does not arrive.
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp.StatusCode != http.StatusRequestTimeout {
+		t.Fatalf("slow body: %d %s", resp.StatusCode, body)
+	}
+	resp.Body = io.NopCloser(bytes.NewReader(body))
+	vreq, _ := http.NewRequest("POST", e.Base+"/haip/messages", strings.NewReader(""))
+	vreq.Header = req.Header
+	if ok, errs := v.ValidateHttpResponse(vreq, resp); !ok {
+		for _, e := range errs {
+			t.Errorf("408 does not match openapi.json: %s: %s%s", e.Message, e.Reason, schemaErrors(e.SchemaValidationErrors))
+		}
 	}
 }
