@@ -17,7 +17,9 @@ import (
 )
 
 // seqBody is a body that embeds its seq, so a rebuilt message shows.
-func seqBody(seq uint64) ([]byte, error) { return []byte(`{"seq":` + strconv.FormatUint(seq, 10) + `}`), nil }
+func seqBody(seq uint64) ([]byte, error) {
+	return []byte(`{"seq":` + strconv.FormatUint(seq, 10) + `}`), nil
+}
 
 // openTestLog opens a Log closed when the test ends.
 func openTestLog(t *testing.T, nc *nats.Conn, js jetstream.JetStream) *Log {
