@@ -40,6 +40,22 @@ import (
 //
 // The batches of a subject are committed by one goroutine owned by the Log,
 // started when a queue forms and ended when it is empty or the Log closes.
+//
+// Only on a replicated stream (useAtomicBatches). On a single-node (R1)
+// file stream nats-server stages each atomic batch in a file store of its
+// own, made, synced to disk and removed per batch: measured here, 7
+// writers' batches of one session committed ~270 msg/s against ~19k msg/s
+// for one compare-and-set publish per message. There the queued appends
+// are published one by one (still one request at a time per subject).
+// A replicated stream stages batches in memory and its Raft log makes
+// them durable.
+
+// useAtomicBatches reports whether Logs on a session stream of config cfg
+// commit queued appends as atomic batches: when the stream allows them and
+// is replicated (see above).
+func useAtomicBatches(cfg jetstream.StreamConfig) bool {
+	return cfg.AllowAtomicPublish && cfg.Replicas > 1
+}
 
 // Headers of JetStream's atomic batch publish.
 const (
@@ -355,8 +371,10 @@ func (l *Log) commitBatch(ps []*pending) {
 			p.fail(err)
 		}
 	}
-	if len(ps) == 1 {
-		p0.deliver(l.appendOne(p0.ctx, p0))
+	if len(ps) == 1 || !l.atomic {
+		for _, p := range ps {
+			p.deliver(l.appendOne(p.ctx, p))
+		}
 		return
 	}
 	var backoff Backoff

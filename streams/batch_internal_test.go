@@ -21,13 +21,16 @@ func seqBody(seq uint64) ([]byte, error) {
 	return []byte(`{"seq":` + strconv.FormatUint(seq, 10) + `}`), nil
 }
 
-// openTestLog opens a Log closed when the test ends.
+// openTestLog opens a Log closed when the test ends. It commits atomic
+// batches even on a single-node stream (where a Log does not by default,
+// see useAtomicBatches), so the tests run them on R1 too.
 func openTestLog(t *testing.T, nc *nats.Conn, js jetstream.JetStream) *Log {
 	t.Helper()
 	l, err := OpenLog(context.Background(), nc, js)
 	if err != nil {
 		t.Fatal(err)
 	}
+	l.atomic = true
 	t.Cleanup(func() { _ = l.Close(context.Background()) })
 	return l
 }
@@ -427,5 +430,25 @@ func TestEnsureAllowsAtomicPublish(t *testing.T) {
 	msgs, _ := checkLog(t, js, "haip.session.upgraded.out", nil)
 	if len(msgs) != len(acked) {
 		t.Fatalf("%d stored, want %d", len(msgs), len(acked))
+	}
+}
+
+// Atomic batches are used on replicated session streams that allow them;
+// a single-node stream stages each batch on disk (slower than one publish
+// per message), so its queued appends go one by one.
+func TestUseAtomicBatches(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct {
+		cfg  Config
+		want bool
+	}{{Config{}, false}, {Config{Replicas: 3}, true}} {
+		if got := useAtomicBatches(c.cfg.SessionStreamConfig()); got != c.want {
+			t.Errorf("replicas %d: atomic batches %v, want %v", c.cfg.Replicas, got, c.want)
+		}
+	}
+	sc := Config{Replicas: 3}.SessionStreamConfig()
+	sc.AllowAtomicPublish = false
+	if useAtomicBatches(sc) {
+		t.Error("atomic batches on a stream that does not allow them")
 	}
 }

@@ -52,6 +52,7 @@ func batchChild() int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	l.atomic = true // on R1 too
 	var out sync.Mutex
 	say := func(format string, args ...any) {
 		out.Lock()

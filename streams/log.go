@@ -106,8 +106,10 @@ type Log struct {
 	stream jetstream.Stream
 
 	// batches queues the appends to each subject (batch.go); runCtx
-	// bounds its commit goroutines and ends with Close.
+	// bounds its commit goroutines and ends with Close. atomic is whether
+	// queued appends are committed as atomic batches (useAtomicBatches).
 	batches batcher
+	atomic  bool
 	runCtx  context.Context
 	// beforeCommit, when set (tests), runs with a batch's messages after
 	// all but its commit are published.
@@ -147,6 +149,7 @@ func OpenLog(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*Log, 
 			prefix:   nats.NewInbox()[len(nats.InboxPrefix):] + ".",
 		},
 		runCtx: runCtx,
+		atomic: useAtomicBatches(stream.CachedInfo().Config),
 		cache:  make(map[string]Position),
 		dirty:  make(map[string]uint64),
 		try:    attemptTimeout,
