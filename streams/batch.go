@@ -387,6 +387,11 @@ func (l *Log) commitBatch(ps []*pending) {
 		if len(sent) == 0 {
 			// Nothing of ps can be stored: callers that left go.
 			ps = live(ps)
+		} else if !slices.ContainsFunc(ps, func(p *pending) bool { return !p.gone() }) {
+			// Nobody waits for the unknown outcome: leave it to the next
+			// append (a stale position only conflicts).
+			failAll(errAbandoned)
+			return
 		}
 		if len(ps) == 0 {
 			return

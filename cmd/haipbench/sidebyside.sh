@@ -45,8 +45,11 @@ ours() {
 	local name=$1 round=$2
 	shift 2
 	echo "-- ours $name (round $round)"
-	timeout 900 "$BIN/haipbench" "$@" -json "$OUT/ours-$name-$round.json" >"$OUT/ours-$name-$round.txt" 2>&1 ||
-		{ echo "haipbench $name failed:" >&2; tail -20 "$OUT/ours-$name-$round.txt" >&2; exit 1; }
+	if ! timeout 900 "$BIN/haipbench" "$@" -json "$OUT/ours-$name-$round.json" >"$OUT/ours-$name-$round.txt" 2>&1; then
+		# A failed run gives no figure (the table says how many runs it has).
+		echo "haipbench $name failed (round $round): $(tail -1 "$OUT/ours-$name-$round.txt")" | tee -a "$OUT/failures.txt" >&2
+		rm -f "$OUT/ours-$name-$round.json"
+	fi
 }
 
 SPID=
@@ -72,9 +75,11 @@ peer() {
 		sleep 0.1
 	done
 	curl -fsS "http://$ADDR/api/info" >/dev/null || { echo "peer server did not start" >&2; exit 1; }
-	timeout 600 "$BIN/peer-load" "$@" -url "ws://$ADDR/connection/websocket" -api "http://$ADDR" -pid "$SPID" \
-		-out "$OUT/peer-$name-$round.json" >"$OUT/peer-$name-$round.txt" 2>&1 ||
-		{ echo "peer load $name failed:" >&2; tail -20 "$OUT/peer-$name-$round.txt" >&2; exit 1; }
+	if ! timeout 600 "$BIN/peer-load" "$@" -url "ws://$ADDR/connection/websocket" -api "http://$ADDR" -pid "$SPID" \
+		-out "$OUT/peer-$name-$round.json" >"$OUT/peer-$name-$round.txt" 2>&1; then
+		echo "peer $name failed (round $round): $(tail -1 "$OUT/peer-$name-$round.txt")" | tee -a "$OUT/failures.txt" >&2
+		rm -f "$OUT/peer-$name-$round.json"
+	fi
 	stop_peer
 }
 
@@ -92,12 +97,15 @@ done
 # values SIDE NAME JQ: the figure JQ selects from every round's JSON.
 values() {
 	local side=$1 name=$2 q=$3 f
-	for f in "$OUT/$side-$name"-*.json; do jq -r "$q" "$f"; done
+	for f in "$OUT/$side-$name"-*.json; do
+		[ -e "$f" ] && jq -r "$q" "$f"
+	done
+	return 0
 }
 # ourRow SCENARIO METRIC: jq for a haipbench row.
 ourRow() { echo ".[] | select(.scenario==\"$1\") | .rows[] | select(.metric==\"$2\") | .value"; }
-# stat: "median (min–max)" of the numbers on stdin.
-stat() { jq -rs 'sort | if length == 0 then "—" else "\(.[length/2|floor]|.*100|round/100) (\(.[0]|.*100|round/100)–\(.[-1]|.*100|round/100))" end'; }
+# stat: "median (min–max, n runs)" of the numbers on stdin.
+stat() { jq -rs 'sort | if length == 0 then "—" else "\(.[length/2|floor]|.*100|round/100) (\(.[0]|.*100|round/100)–\(.[-1]|.*100|round/100), \(length))" end'; }
 med() { jq -rs 'sort | if length == 0 then "null" else .[length/2|floor] end'; }
 
 # row LABEL UNIT "ours values" "peer values" "raw values"
@@ -110,7 +118,7 @@ row() {
 }
 
 echo
-echo "== side by side ($ROUNDS rounds; median (min–max); ours ÷ peer of the medians; $(nproc) CPUs, $(date -u +%FT%TZ))"
+echo "== side by side ($ROUNDS rounds; median (min–max, runs); ours ÷ peer of the medians; $(nproc) CPUs, $(date -u +%FT%TZ))"
 echo
 echo "| figure | unit | ours | peer | ours ÷ peer | raw JetStream, same runs |"
 echo "|---|---|---|---|---|---|"
@@ -142,3 +150,8 @@ echo "raw JetStream: async publish (fan-out row) and ordered-consumer read (resu
 echo "message size, and synchronous publish latency at the same rate (latency rows), from haipbench's"
 echo "own baseline in each of its runs. Ours resumes one session's 1,000 messages in 100 clients at"
 echo "once; the peer's 100 clients each recover their own channel."
+if [ -s "$OUT/failures.txt" ]; then
+	echo
+	echo "failed runs (no figure):"
+	cat "$OUT/failures.txt"
+fi
