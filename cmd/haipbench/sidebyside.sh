@@ -12,7 +12,8 @@
 # is how many times each pair runs; the table gives the median and the
 # range over the rounds. Settings (environment): CONNS idle connections
 # (default 5000), PORT the peer's loopback port (default 18000), OUT the
-# directory for binaries, logs and JSON (default a new temporary one).
+# directory for binaries, logs and JSON (default a new temporary one),
+# REPORT_ONLY=1 to print the table again from the JSON already in OUT.
 # Every step is bounded by timeout; nothing listens beyond 127.0.0.1.
 set -euo pipefail
 
@@ -36,9 +37,6 @@ command -v jq >/dev/null || {
 
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 echo "== results in $OUT"
-echo "== build"
-(cd "$ROOT" && go build -o "$BIN/haipbench" ./cmd/haipbench)
-(cd "$PEER" && go build -o "$BIN/peer-server" ./server && go build -o "$BIN/peer-load" ./load)
 
 # ours NAME ROUND haipbench-args...: one haipbench run, its JSON kept.
 ours() {
@@ -83,16 +81,22 @@ peer() {
 	stop_peer
 }
 
-for round in $(seq 1 "$ROUNDS"); do
-	ours fanout "$round" -scenario fanout -sessions 100 -messages 1000 -writers 100 -size 256
-	peer fanout "$round" fanout -channels 100 -duration 10s -workers 2 -size 256
-	ours latency "$round" -scenario latency -sessions 100 -rate 10000 -messages 100000 -size 256
-	peer latency "$round" latency -channels 100 -rate 10000 -duration 10s -size 256
-	ours resume "$round" -scenario resume -messages 1000 -clients 100 -size 256
-	peer resume "$round" recovery -trials 5 -concurrent 100 -missed 1000 -size 256
-	ours conns "$round" -scenario conns -spawn -conns "$CONNS"
-	peer conns "$round" idle -k "$CONNS"
-done
+if [ "${REPORT_ONLY:-0}" != 1 ]; then
+	echo "== build"
+	(cd "$ROOT" && go build -o "$BIN/haipbench" ./cmd/haipbench)
+	(cd "$PEER" && go build -o "$BIN/peer-server" ./server && go build -o "$BIN/peer-load" ./load)
+
+	for round in $(seq 1 "$ROUNDS"); do
+		ours fanout "$round" -scenario fanout -sessions 100 -messages 1000 -writers 100 -size 256
+		peer fanout "$round" fanout -channels 100 -duration 10s -workers 2 -size 256
+		ours latency "$round" -scenario latency -sessions 100 -rate 10000 -messages 100000 -size 256
+		peer latency "$round" latency -channels 100 -rate 10000 -duration 10s -size 256
+		ours resume "$round" -scenario resume -messages 1000 -clients 100 -size 256
+		peer resume "$round" recovery -trials 5 -concurrent 100 -missed 1000 -size 256
+		ours conns "$round" -scenario conns -spawn -conns "$CONNS"
+		peer conns "$round" idle -k "$CONNS"
+	done
+fi
 
 # values SIDE NAME JQ: the figure JQ selects from every round's JSON.
 values() {
@@ -104,9 +108,14 @@ values() {
 }
 # ourRow SCENARIO METRIC: jq for a haipbench row.
 ourRow() { echo ".[] | select(.scenario==\"$1\") | .rows[] | select(.metric==\"$2\") | .value"; }
-# stat: "median (min–max, n runs)" of the numbers on stdin.
-stat() { jq -rs 'sort | if length == 0 then "—" else "\(.[length/2|floor]|.*100|round/100) (\(.[0]|.*100|round/100)–\(.[-1]|.*100|round/100), \(length))" end'; }
-med() { jq -rs 'sort | if length == 0 then "null" else .[length/2|floor] end'; }
+# stat: "median (min–max, n runs)" of the numbers on stdin (the median
+# of an even count is the mean of the middle two).
+stat() {
+	jq -rs 'def r: if . >= 100 then round else . * 100 | round / 100 end;
+		sort | if length == 0 then "—" else
+		"\((.[(length-1)/2|floor] + .[length/2|floor]) / 2 | r) (\(.[0] | r)–\(.[-1] | r), \(length))" end'
+}
+med() { jq -rs 'sort | if length == 0 then "null" else (.[(length-1)/2|floor] + .[length/2|floor]) / 2 end'; }
 
 # row LABEL UNIT "ours values" "peer values" "raw values"
 row() {
