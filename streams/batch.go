@@ -582,14 +582,22 @@ func (l *Log) publishBatch(ctx context.Context, id string, expect uint64, msgs [
 	if err != nil {
 		return 0, fmt.Errorf("batch commit: %w", err)
 	}
+	return parseBatchAck(resp.Data, n)
+}
+
+// parseBatchAck reads the server's answer to the commit of a batch of n
+// messages: the stream seq of its last message, or the server's error (a
+// *jetstream.APIError), or an error for an answer that is not a whole
+// batch's ack.
+func parseBatchAck(data []byte, n int) (uint64, error) {
 	var ack batchAck
-	if err := json.Unmarshal(resp.Data, &ack); err != nil {
-		return 0, fmt.Errorf("batch commit: bad ack %q: %w", truncate(string(resp.Data), 200), err)
+	if err := json.Unmarshal(data, &ack); err != nil {
+		return 0, fmt.Errorf("batch commit: bad ack %q: %w", truncate(string(data), 200), err)
 	}
 	if ack.Error != nil {
 		return 0, fmt.Errorf("batch commit: %w", ack.Error)
 	}
-	if ack.Count != uint64(n) || ack.Sequence < uint64(n) {
+	if n <= 0 || ack.Count != uint64(n) || ack.Sequence < uint64(n) {
 		return 0, fmt.Errorf("batch commit: ack for %d messages at %d, sent %d", ack.Count, ack.Sequence, n)
 	}
 	return ack.Sequence, nil

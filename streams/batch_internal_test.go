@@ -452,3 +452,33 @@ func TestUseAtomicBatches(t *testing.T) {
 		t.Error("atomic batches on a stream that does not allow them")
 	}
 }
+
+// The commit's ack: a whole batch's gives its last stream seq; an error
+// is the server's (conflicts are told apart); anything else is refused.
+func TestParseBatchAck(t *testing.T) {
+	t.Parallel()
+	if seq, err := parseBatchAck([]byte(`{"stream":"HAIP_SESSIONS","seq":42,"batch":"b1","count":3}`), 3); err != nil || seq != 42 {
+		t.Fatalf("ack: %d %v", seq, err)
+	}
+	_, err := parseBatchAck([]byte(`{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 7"}}`), 3)
+	if !isConflict(err) {
+		t.Fatalf("conflict not told: %v", err)
+	}
+	for _, bad := range []string{``, `{`, `{"seq":42,"count":2}`, `{"seq":1,"count":3}`, `null`, `[]`} {
+		if _, err := parseBatchAck([]byte(bad), 3); err == nil {
+			t.Errorf("%q accepted", bad)
+		}
+	}
+}
+
+func FuzzParseBatchAck(f *testing.F) {
+	f.Add([]byte(`{"stream":"HAIP_SESSIONS","seq":42,"batch":"b1","count":3}`), 3)
+	f.Add([]byte(`{"error":{"code":400,"err_code":10201,"description":"atomic publish batch contains duplicate message id"}}`), 2)
+	f.Add([]byte(`{"seq":18446744073709551615,"count":1}`), 1)
+	f.Fuzz(func(t *testing.T, data []byte, n int) {
+		seq, err := parseBatchAck(data, n)
+		if err == nil && (n <= 0 || seq < uint64(n)) {
+			t.Fatalf("ack %q for %d messages gave seq %d", data, n, seq)
+		}
+	})
+}
