@@ -115,7 +115,7 @@ type Log struct {
 	// all but its commit are published.
 	beforeCommit func(msgs []*nats.Msg)
 
-	// mu guards the maps below. Lock order: a stripe lock, then mu.
+	// mu guards the maps below; it is never held with batches.mu.
 	mu    sync.Mutex
 	cache map[string]Position // subject -> last position this process saw
 	dirty map[string]uint64   // tail key -> seq to remember
