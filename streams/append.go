@@ -4,11 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
-	"strconv"
 	"strings"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/haipfabric/haipfabric/haip"
@@ -25,18 +22,29 @@ import (
 // across the whole stream; ids are chosen by clients. So the id is stored
 // scoped to its session and direction (logMsgID): the same id in another
 // session, or in the other direction of this one, is another message.
+//
+// Appends to one session log from one Log are committed one request at a
+// time: an Append that finds none in flight publishes its message alone;
+// the ones that arrive meanwhile are committed together, as one atomic
+// batch, by the Log (group commit, see batch.go). build may then be called
+// from another goroutine, never after Append returned.
 func (l *Log) Append(ctx context.Context, session string, d Direction, rec Record, build func(seq uint64) ([]byte, error)) (Appended, error) {
 	subj, err := LogSubject(session, d)
 	if err != nil {
 		return Appended{}, err
 	}
-	var msgID string
+	p := &pending{ctx: ctx, session: session, d: d, subj: subj, rec: rec, build: build, done: make(chan appendResult, 1)}
 	if rec.ID != "" {
-		msgID = logMsgID(session, d, rec.ID)
+		p.msgID = logMsgID(session, d, rec.ID)
 	}
-	stripe := &l.locks[maphash.String(l.seed, subj)%writeLockStripes]
-	stripe.Lock()
-	defer stripe.Unlock()
+	return l.submit(p)
+}
+
+// appendOne stores the message of p alone, with one compare-and-set
+// publish, retrying lost races and transient failures within ctx. The
+// caller holds the right to write p's subject (submit).
+func (l *Log) appendOne(ctx context.Context, p *pending) (Appended, error) {
+	subj, session, d, rec, msgID := p.subj, p.session, p.d, p.rec, p.msgID
 	fail := func(err error) (Appended, error) { return Appended{}, fmt.Errorf("cannot append to %s: %w", subj, err) }
 
 	// Transient failures (no stream leader during an election, a timeout)
@@ -65,21 +73,9 @@ func (l *Log) Append(ctx context.Context, session string, d Direction, rec Recor
 	conflicts, uncertain := 0, false
 	for {
 		seq := pos.Seq + 1
-		data, err := build(seq)
+		msg, err := p.message(seq)
 		if err != nil {
-			return Appended{}, fmt.Errorf("cannot build message %d of %s: %w", seq, subj, err)
-		}
-		msg := &nats.Msg{Subject: subj, Data: data, Header: nats.Header{}}
-		msg.Header.Set(HeaderSeq, strconv.FormatUint(seq, 10))
-		if rec.Type != "" {
-			msg.Header.Set(HeaderType, rec.Type)
-		}
-		if rec.Channel != "" {
-			msg.Header.Set(HeaderChannel, rec.Channel)
-		}
-		if rec.Bin != nil {
-			msg.Header.Set(HeaderBinLen, strconv.Itoa(len(rec.Bin)))
-			msg.Data = append(data[:len(data):len(data)], rec.Bin...)
+			return Appended{}, err
 		}
 		opts := []jetstream.PublishOpt{jetstream.WithExpectLastSequencePerSubject(pos.StreamSeq)}
 		if msgID != "" {

@@ -125,6 +125,76 @@ func BenchmarkAppendManySessions(b *testing.B) {
 	})
 }
 
+// Append: w writers at once on one session (one Log): what group commit
+// is for. Appends that queue while one is in flight ride one atomic
+// batch; reports the messages per batch commit.
+func BenchmarkAppendOneSessionWriters(b *testing.B) {
+	for _, w := range []int{1, 8, 64} {
+		b.Run(fmt.Sprintf("writers=%d", w), func(b *testing.B) {
+			l, _ := benchSetup(b)
+			appendConcurrently(b, l, w, func(int) string { return "one" })
+		})
+	}
+}
+
+// Append: 100 sessions, one writer each (the normal shape), beside raw
+// async publish of the same bytes on the same server in the same run
+// (sub-benchmarks "raw-async" and "append"; compare their msgs/s).
+func BenchmarkAppend100Sessions(b *testing.B) {
+	b.Run("raw-async", func(b *testing.B) {
+		_, js := benchSetup(b)
+		rawAsync(b, js)
+	})
+	b.Run("append", func(b *testing.B) {
+		l, _ := benchSetup(b)
+		appendConcurrently(b, l, 100, func(i int) string { return fmt.Sprintf("s%d", i) })
+	})
+}
+
+// rawAsync publishes b.N messages of payload256 asynchronously and waits
+// for every ack; reports msgs/s.
+func rawAsync(b *testing.B, js jetstream.JetStream) {
+	b.SetBytes(int64(len(payload256)))
+	b.ResetTimer()
+	for range b.N {
+		if _, err := js.PublishAsync("haip.session.raw.out", payload256, jetstream.WithStallWait(time.Minute)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		b.Fatal("acks timed out")
+	}
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
+// appendConcurrently runs w goroutines appending b.N messages in all,
+// goroutine i to session(i); reports msgs/s.
+func appendConcurrently(b *testing.B, l *streams.Log, w int, session func(i int) string) {
+	ctx := context.Background()
+	var left atomic.Int64
+	left.Store(int64(b.N))
+	b.SetBytes(int64(len(payload256)))
+	b.ResetTimer()
+	var wg sync.WaitGroup
+	for i := range w {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s := session(i)
+			for left.Add(-1) >= 0 {
+				if _, err := l.Append(ctx, s, streams.Out, streams.Record{}, body256); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "msgs/s")
+}
+
 // Find: locate seq k in a session interleaved with 99 others in a stream
 // of 200k messages; reports direct gets (probes) per lookup.
 func BenchmarkFind(b *testing.B) {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"sync"
 	"time"
 
@@ -27,7 +26,6 @@ const (
 	maxAppendAttempts  = 100
 	tailFlushInterval  = 500 * time.Millisecond
 	maxCachedPositions = 1 << 16
-	writeLockStripes   = 256
 )
 
 // Position locates one message of a session log: its dense Haip-Seq and
@@ -96,8 +94,9 @@ type Appended struct {
 // write one session and still never share or skip a number.
 //
 // A Log is safe for concurrent use. Writers in one process are serialised
-// per session (so they do not race each other's CAS); writers in different
-// processes race and retry. Close stops its background tail flusher.
+// per session (so they do not race each other's CAS) and committed in
+// batches (group commit, see Append); writers in different processes race
+// and retry. Close stops its background tail flusher and batch commits.
 type Log struct {
 	nc    *nats.Conn
 	js    jetstream.JetStream
@@ -105,11 +104,18 @@ type Log struct {
 	// stream is the session stream, for nats.go's single-message direct
 	// gets; batches use directBatch.
 	stream jetstream.Stream
-	seed   maphash.Seed
 
-	locks [writeLockStripes]sync.Mutex
+	// batches queues the appends to each subject (batch.go); runCtx
+	// bounds its commit goroutines and ends with Close. atomic is whether
+	// queued appends are committed as atomic batches (useAtomicBatches).
+	batches batcher
+	atomic  bool
+	runCtx  context.Context
+	// beforeCommit, when set (tests), runs with a batch's messages after
+	// all but its commit are published.
+	beforeCommit func(msgs []*nats.Msg)
 
-	// mu guards the maps below. Lock order: a stripe lock, then mu.
+	// mu guards the maps below; it is never held with batches.mu.
 	mu    sync.Mutex
 	cache map[string]Position // subject -> last position this process saw
 	dirty map[string]uint64   // tail key -> seq to remember
@@ -138,7 +144,12 @@ func OpenLog(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*Log, 
 		js:     js,
 		tails:  tails,
 		stream: stream,
-		seed:   maphash.MakeSeed(),
+		batches: batcher{
+			subjects: make(map[string]*subjectQueue),
+			prefix:   nats.NewInbox()[len(nats.InboxPrefix):] + ".",
+		},
+		runCtx: runCtx,
+		atomic: useAtomicBatches(stream.CachedInfo().Config),
 		cache:  make(map[string]Position),
 		dirty:  make(map[string]uint64),
 		try:    attemptTimeout,
@@ -150,11 +161,16 @@ func OpenLog(ctx context.Context, nc *nats.Conn, js jetstream.JetStream) (*Log, 
 }
 
 // Close stops the tail flusher after a last flush, bounded by ctx (by
-// defaultRequestTimeout when ctx sets no deadline). It is idempotent.
+// defaultRequestTimeout when ctx sets no deadline). Appends still queued
+// for a batch fail; those in a batch in flight get its outcome, or an
+// error if it is not known by then. It is idempotent.
 func (l *Log) Close(ctx context.Context) error {
 	l.once.Do(l.cancel)
 	ctx, cancel := withDefaultTimeout(ctx)
 	defer cancel()
+	if err := l.closeBatches(ctx); err != nil {
+		return err
+	}
 	select {
 	case <-l.done:
 	case <-ctx.Done():

@@ -70,8 +70,9 @@ func (c Config) Validate() error {
 }
 
 // SessionStreamConfig is the session-log stream: file storage, direct gets
-// for seq lookups and catch-up, and RePublish so that live connections
-// follow a session with a core subscription instead of a consumer each.
+// for seq lookups and catch-up, RePublish so that live connections
+// follow a session with a core subscription instead of a consumer each,
+// and atomic batch publish for Append's group commit.
 func (c Config) SessionStreamConfig() jetstream.StreamConfig {
 	c = c.withDefaults()
 	return jetstream.StreamConfig{
@@ -87,6 +88,9 @@ func (c Config) SessionStreamConfig() jetstream.StreamConfig {
 		Discard:     jetstream.DiscardOld,
 		Duplicates:  c.DuplicateWindow,
 		AllowDirect: true,
+		// Append commits the messages queued on a session as one atomic
+		// batch (streams/batch.go).
+		AllowAtomicPublish: true,
 		RePublish: &jetstream.RePublish{
 			Source:      sessionPrefix + ">",
 			Destination: livePrefix + ">",

@@ -66,10 +66,14 @@ type config struct {
 	PerSession int
 	Rate       int // latency: total msg/s
 	Writers    int // agent-side goroutines
-	Size       int // bytes of text per TEXT_MESSAGE_PART
-	JSONFile   string
-	CPUProf    string // write a CPU profile of the whole run here
-	Quiet      bool   // no progress lines (tests)
+	// SessionWriters is fanout's appending goroutines per agent-side
+	// goroutine, sharing its sessions: concurrent appends to one session
+	// (what the log's group commit batches).
+	SessionWriters int
+	Size           int // bytes of text per TEXT_MESSAGE_PART
+	JSONFile       string
+	CPUProf        string // write a CPU profile of the whole run here
+	Quiet          bool   // no progress lines (tests)
 }
 
 func parseFlags(args []string, errOut io.Writer) (config, error) {
@@ -100,6 +104,7 @@ func parseFlags(args []string, errOut io.Writer) (config, error) {
 	fs.IntVar(&c.PerSession, "per-session", 1, "fanout: clients following each session (each appended message is delivered to all of them)")
 	fs.IntVar(&c.Rate, "rate", 10_000, "latency: total appended msg/s across sessions")
 	fs.IntVar(&c.Writers, "writers", 8, "agent-side goroutines appending")
+	fs.IntVar(&c.SessionWriters, "session-writers", 1, "fanout: goroutines appending concurrently to each writer's sessions (group commit batches them)")
 	fs.IntVar(&c.Size, "size", 256, "bytes of text per TEXT_MESSAGE_PART")
 	fs.StringVar(&c.JSONFile, "json", "", "write the results as JSON to this file")
 	fs.StringVar(&c.CPUProf, "cpuprofile", "", "write a CPU profile (pprof) of the whole run, in-process parts only, to this file")
@@ -183,6 +188,7 @@ func (c config) validate() error {
 	}
 	rng("-rate", c.Rate, 1, maxRate)
 	rng("-writers", c.Writers, 1, maxWriters)
+	rng("-session-writers", c.SessionWriters, 1, maxWriters)
 	rng("-size", c.Size, 1, maxSize)
 	rng("-calls", c.Calls, 1, maxCalls)
 	rng("-concurrency", c.Concurrency, 1, maxConc)

@@ -214,6 +214,7 @@ func (b *bench) fanout(ctx context.Context, r *Result) error {
 	}
 	n, m, w, k := b.cfg.Sessions, b.cfg.messages(defaultFanoutMessages), min(b.cfg.Writers, b.cfg.Sessions), b.cfg.PerSession
 	r.Params["sessions"], r.Params["messages_per_session"], r.Params["writers"], r.Params["clients_per_session"] = n, m, w, k
+	r.Params["session_writers"] = b.cfg.SessionWriters
 	cs, err := b.dialAll(ctx, n, nil)
 	if err != nil {
 		return err
@@ -242,7 +243,7 @@ func (b *bench) fanout(ctx context.Context, r *Result) error {
 	}
 	appendDone := make(chan time.Duration, 1)
 	go func() {
-		err := b.agents(ctx, cs, w, m, nil, nil)
+		err := b.concurrentAgents(ctx, cs, w, b.cfg.SessionWriters, m)
 		if err != nil {
 			cancel(err)
 		}
@@ -262,6 +263,30 @@ func (b *bench) fanout(ctx context.Context, r *Result) error {
 	r.add("elapsed", elapsed.Seconds(), "s")
 	b.noteSelf(r)
 	return nil
+}
+
+// concurrentAgents is agents with s goroutines sharing each agent
+// goroutine's sessions: together they append m messages to each session,
+// s at a time, in an order of their own (the seqs are dense whatever it).
+func (b *bench) concurrentAgents(ctx context.Context, cs []benchConn, w, s, m int) error {
+	if s <= 1 {
+		return b.agents(ctx, cs, w, m, nil, nil)
+	}
+	errs := make(chan error, s)
+	for j := range s {
+		share := m / s
+		if j < m%s {
+			share++
+		}
+		go func() { errs <- b.agents(ctx, cs, w, share, nil, nil) }()
+	}
+	var first error
+	for range s {
+		if err := <-errs; err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
 }
 
 // agents runs w goroutines appending m messages to each session of cs;
