@@ -1,0 +1,279 @@
+package llm
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+
+	"github.com/haipfabric/haipfabric/haip"
+	"github.com/haipfabric/haipfabric/streams"
+)
+
+// historyWindow is how many of the latest messages of each direction of a
+// session log are read to rebuild a conversation; the context budget then
+// keeps the newest turns that fit.
+const historyWindow = 2048
+
+// maxToolResultChars bounds a tool result as the model reads it.
+const maxToolResultChars = 32 << 10
+
+// readLog returns the latest messages of both directions of a session's
+// log, merged in stored order (stream sequence), oldest first.
+func readLog(ctx context.Context, log *streams.Log, session string) ([]streams.Entry, []streams.Direction, error) {
+	type dirEntry struct {
+		e streams.Entry
+		d streams.Direction
+	}
+	var all []dirEntry
+	for _, d := range []streams.Direction{streams.In, streams.Out} {
+		b, err := log.Bounds(ctx, session, d)
+		if err != nil {
+			return nil, nil, fmt.Errorf("cannot read the conversation: %w", err)
+		}
+		if b.Empty() {
+			continue
+		}
+		from := b.First.Seq
+		if b.Last.Seq >= historyWindow && b.Last.Seq-historyWindow+1 > from {
+			from = b.Last.Seq - historyWindow + 1
+		}
+		err = log.Scan(ctx, session, d, from, streams.ScanOptions{Oldest: true}, func(e streams.Entry) bool {
+			// All of the outbound log: a run's own messages say where an
+			// earlier attempt of it stopped (worker.Run.Continue).
+			switch haip.Type(e.Type) {
+			case haip.TypeTextMessageStart, haip.TypeTextMessagePart, haip.TypeTextMessageEnd:
+				all = append(all, dirEntry{e, d})
+			default:
+				if d == streams.Out {
+					all = append(all, dirEntry{e, d})
+				}
+			}
+			return true
+		})
+		if err != nil {
+			return nil, nil, fmt.Errorf("cannot read the conversation: %w", err)
+		}
+	}
+	sort.SliceStable(all, func(i, j int) bool { return all[i].e.StreamSeq < all[j].e.StreamSeq })
+	entries := make([]streams.Entry, len(all))
+	dirs := make([]streams.Direction, len(all))
+	for i, de := range all {
+		entries[i], dirs[i] = de.e, de.d
+	}
+	return entries, dirs, nil
+}
+
+// turn is a Message being rebuilt, with the results of its tool calls.
+type turn struct {
+	msg     Message
+	runID   string
+	ended   bool                  // a text message's END was seen
+	results map[string]ToolResult // by call id
+	textID  string                // the text message's id
+}
+
+// history is a conversation rebuilt from a session log for one run.
+type history struct {
+	// Messages are the turns, oldest first, within the budget.
+	Messages []Message
+	// Pending are this run's tool calls still without a result (an earlier
+	// attempt made them; they are running or queued).
+	Pending []string
+	// Partial is this run's answer an earlier attempt left unfinished: its
+	// message id and text so far (the last message of Messages).
+	PartialID string
+	// Answered means an earlier attempt finished this run's answer.
+	Answered bool
+}
+
+// envelopeView is what rebuilding a conversation reads of an envelope.
+type envelopeView struct {
+	Channel haip.Channel `json:"channel"`
+	RunID   string       `json:"run_id"`
+	Payload struct {
+		MessageID string          `json:"message_id"`
+		Text      string          `json:"text"`
+		CallID    string          `json:"call_id"`
+		Tool      string          `json:"tool"`
+		Params    json.RawMessage `json:"params"`
+		Status    string          `json:"status"`
+		Result    json.RawMessage `json:"result"`
+	} `json:"payload"`
+}
+
+// rebuild turns log entries (both directions, stored order) into the
+// conversation the model sees for run: the users' finished text messages
+// (on USER) and the agents' answers, tool calls and results, up to the
+// run's own user message and then the run's own output. budget bounds the
+// estimated tokens; the oldest turns go first.
+func rebuild(entries []streams.Entry, dirs []streams.Direction, req streams.RunRequest, budget int) history {
+	var turns []*turn
+	userText := map[string][]byte{}
+	agentText := map[string]*turn{}
+	callTurn := map[string]*turn{}
+	triggered := false
+	for i, e := range entries {
+		var v envelopeView
+		if json.Unmarshal(e.Data, &v) != nil {
+			continue
+		}
+		if triggered && (dirs[i] == streams.In || v.RunID != req.RunID) {
+			continue // later turns belong to later runs
+		}
+		switch {
+		case dirs[i] == streams.In && v.Channel == haip.ChannelUser:
+			switch haip.Type(e.Type) {
+			case haip.TypeTextMessageStart, haip.TypeTextMessagePart:
+				userText[v.Payload.MessageID] = append(userText[v.Payload.MessageID], v.Payload.Text...)
+			case haip.TypeTextMessageEnd:
+				text, ok := userText[v.Payload.MessageID]
+				delete(userText, v.Payload.MessageID)
+				if !ok && v.Payload.MessageID != req.MessageID {
+					continue
+				}
+				if v.Payload.MessageID == req.MessageID {
+					triggered = true
+					if !ok {
+						text = []byte(req.Text)
+					}
+				}
+				turns = append(turns, &turn{msg: Message{Role: RoleUser, Text: string(text)}})
+			}
+		case dirs[i] == streams.Out && v.Channel == haip.ChannelAgent:
+			switch haip.Type(e.Type) {
+			case haip.TypeTextMessageStart, haip.TypeTextMessagePart:
+				t := agentText[v.Payload.MessageID]
+				if t == nil {
+					t = &turn{msg: Message{Role: RoleAssistant}, runID: v.RunID, textID: v.Payload.MessageID}
+					agentText[v.Payload.MessageID] = t
+					turns = append(turns, t)
+				}
+				t.msg.Text += v.Payload.Text
+			case haip.TypeTextMessageEnd:
+				if t := agentText[v.Payload.MessageID]; t != nil {
+					t.ended = true
+				}
+			case haip.TypeToolCall:
+				if v.RunID == "" {
+					continue
+				}
+				var t *turn
+				if n := len(turns); n > 0 && turns[n-1].msg.Role == RoleAssistant && turns[n-1].runID == v.RunID {
+					t = turns[n-1]
+				} else {
+					t = &turn{msg: Message{Role: RoleAssistant}, runID: v.RunID, ended: true}
+					turns = append(turns, t)
+				}
+				args := v.Payload.Params
+				if len(args) == 0 {
+					args = json.RawMessage(`{}`)
+				}
+				t.msg.ToolCalls = append(t.msg.ToolCalls, ToolCall{ID: v.Payload.CallID, Name: v.Payload.Tool, Arguments: args})
+				callTurn[v.Payload.CallID] = t
+			case haip.TypeToolDone:
+				t := callTurn[v.Payload.CallID]
+				if t == nil {
+					continue
+				}
+				if t.results == nil {
+					t.results = map[string]ToolResult{}
+				}
+				t.results[v.Payload.CallID] = toolResult(v.Payload.CallID, haip.ToolDoneStatus(v.Payload.Status), v.Payload.Result)
+			}
+		}
+	}
+	if !triggered {
+		turns = append(turns, &turn{msg: Message{Role: RoleUser, Text: req.Text}})
+	}
+	var h history
+	if n := len(turns); n > 0 && turns[n-1].runID == req.RunID && turns[n-1].msg.Role == RoleAssistant && len(turns[n-1].msg.ToolCalls) == 0 {
+		if turns[n-1].ended {
+			h.Answered = true
+		} else {
+			h.PartialID = turns[n-1].textID
+		}
+	}
+	// Flatten: each assistant turn with tool calls is followed by their
+	// results, in call order. A call of an earlier run that never got one
+	// says so; this run's are pending.
+	var msgs []Message
+	var cost []int
+	for _, t := range turns {
+		msgs = append(msgs, t.msg)
+		cost = append(cost, estimate(t.msg))
+		if len(t.msg.ToolCalls) == 0 {
+			continue
+		}
+		res := Message{Role: RoleTool}
+		for _, c := range t.msg.ToolCalls {
+			r, ok := t.results[c.ID]
+			if !ok {
+				if t.runID == req.RunID {
+					h.Pending = append(h.Pending, c.ID)
+				}
+				r = ToolResult{CallID: c.ID, Content: "no result was recorded for this call", IsError: true}
+			}
+			res.ToolResults = append(res.ToolResults, r)
+		}
+		msgs = append(msgs, res)
+		cost = append(cost, estimate(res))
+	}
+	h.Messages = fitBudget(msgs, cost, budget)
+	return h
+}
+
+// fitBudget drops the oldest messages until the rest fit in budget
+// (estimated tokens; zero or less means no bound), keeping at least the
+// last user message and what follows it, and starting on a user message.
+func fitBudget(msgs []Message, cost []int, budget int) []Message {
+	lastUser := 0
+	for i, m := range msgs {
+		if m.Role == RoleUser {
+			lastUser = i
+		}
+	}
+	total := 0
+	for _, c := range cost {
+		total += c
+	}
+	start := 0
+	for budget > 0 && total > budget && start < lastUser {
+		total -= cost[start]
+		start++
+	}
+	for start < lastUser && msgs[start].Role != RoleUser {
+		start++
+	}
+	return msgs[start:]
+}
+
+// estimate is a message's size in tokens, roughly: four bytes a token,
+// plus a little for the message's framing.
+func estimate(m Message) int {
+	n := len(m.Text)
+	for _, c := range m.ToolCalls {
+		n += len(c.Name) + len(c.Arguments) + len(c.ID)
+	}
+	for _, r := range m.ToolResults {
+		n += len(r.Content) + len(r.CallID)
+	}
+	return n/4 + 4
+}
+
+// toolResult is a TOOL_DONE as the model reads it: the result's JSON;
+// anything but OK is an error result.
+func toolResult(callID string, status haip.ToolDoneStatus, result json.RawMessage) ToolResult {
+	content := string(result)
+	if content == "" {
+		content = "{}"
+	}
+	if len(content) > maxToolResultChars {
+		content = content[:maxToolResultChars] + "…(truncated)"
+	}
+	isErr := status != "" && status != haip.ToolDoneOK
+	if isErr {
+		content = fmt.Sprintf("tool call ended with %s: %s", status, content)
+	}
+	return ToolResult{CallID: callID, Content: content, IsError: isErr}
+}
