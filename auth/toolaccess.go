@@ -117,3 +117,14 @@ func (a ToolAccess) AllowsIdentity(id Identity, tool string) bool {
 
 // Open reports whether the rules allow everyone every tool (no rules).
 func (a ToolAccess) Open() bool { return len(a.rules) == 0 }
+
+// UnmarshalText parses a TOOL_ACCESS setting (ParseToolAccess), so that a
+// configuration struct can hold a ToolAccess read from the environment.
+func (a *ToolAccess) UnmarshalText(text []byte) error {
+	parsed, err := ParseToolAccess(string(text))
+	if err != nil {
+		return err
+	}
+	*a = parsed
+	return nil
+}

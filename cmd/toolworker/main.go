@@ -3,7 +3,8 @@
 // tools of a stdio MCP server (MCP_COMMAND, started with only the
 // environment MCP_ENV names), whose
 // calls come from one JetStream work queue per tool, and replicas of the
-// demo agent, which take agent runs from the run queue. Each call and each
+// agent (the demo agent, or with AGENT=llm the LLM agent), which take agent
+// runs from the run queue. Each call and each
 // run is handled exactly once. Start it as many times as you like, on as
 // many machines.
 //
@@ -80,6 +81,11 @@ func run(ctx context.Context) error {
 	if !cfg.Agent.Enabled && !cfg.Tools.Enabled && cfg.MCPCommand == "" {
 		return errors.New("nothing to run: DEMO_AGENT=false, BUILTIN_TOOLS=false and no MCP_COMMAND")
 	}
+	if cfg.Agent.Enabled {
+		if err := cfg.Agent.Validate(); err != nil {
+			return fmt.Errorf("bad configuration: %w", err)
+		}
+	}
 	mcpEnv, err := mcpbridge.Environ(cfg.MCPEnv, os.LookupEnv)
 	if err != nil {
 		return fmt.Errorf("bad configuration: MCP_ENV: %w", err)
@@ -116,7 +122,13 @@ func run(ctx context.Context) error {
 	defer cancel()
 	var runners []func(context.Context) error
 	if cfg.Agent.Enabled {
-		agent, err := worker.NewAgent(setup, nc, js, cfg.Agent.Handler(), cfg.Agent.AgentConfig(logger.With(slog.String("component", "demo-agent")), cfg.ShutdownTimeout))
+		agentLog := logger.With(slog.String("component", cfg.Agent.AgentName()+"-agent"))
+		handler, release, err := cfg.Agent.NewHandler(setup, nc, js, agentLog)
+		if err != nil {
+			return err
+		}
+		defer release()
+		agent, err := worker.NewAgent(setup, nc, js, handler, cfg.Agent.AgentConfig(agentLog, cfg.ShutdownTimeout))
 		if err != nil {
 			return err
 		}
@@ -150,7 +162,7 @@ func run(ctx context.Context) error {
 		}
 		runners = append(runners, tw.Run)
 	}
-	logger.Info("toolworker ready", slog.String("nats", nc.ConnectedUrl()), slog.Bool("demo_agent", cfg.Agent.Enabled), slog.Bool("builtin_tools", cfg.Tools.Enabled))
+	logger.Info("toolworker ready", slog.String("nats", nc.ConnectedUrl()), slog.Bool("agent", cfg.Agent.Enabled), slog.String("agent_kind", cfg.Agent.Kind), slog.Bool("builtin_tools", cfg.Tools.Enabled))
 	errs := make(chan error, len(runners))
 	for _, r := range runners {
 		go func() { errs <- r(ctx) }()
