@@ -34,7 +34,7 @@ type rig struct {
 	cfg  llm.Config
 }
 
-func newRig(t *testing.T, provider string, script func(int, llmtest.Request) llmtest.Reply, edit func(*llm.Config)) *rig {
+func newRig(t testing.TB, provider string, script func(int, llmtest.Request) llmtest.Reply, edit func(*llm.Config)) *rig {
 	t.Helper()
 	f := harness.New(t, streams.Config{})
 	f.Tools("w1", 0)
@@ -56,7 +56,7 @@ func newRig(t *testing.T, provider string, script func(int, llmtest.Request) llm
 
 // startAgent runs one replica of the LLM agent until the test ends or the
 // returned stop is called.
-func (r *rig) startAgent(t *testing.T) (stop func()) {
+func (r *rig) startAgent(t testing.TB) (stop func()) {
 	t.Helper()
 	nc := r.f.Conn()
 	js, err := jetstream.New(nc)
