@@ -58,7 +58,7 @@ type config struct {
 	// MCPServers lists more MCP servers (mcpbridge.ParseServers): a JSON
 	// array of {"name", "command", "prefix", "env"}.
 	MCPServers string `env:"MCP_SERVERS"`
-	MCPEnv string `env:"MCP_ENV" envDefault:"PATH,HOME"`
+	MCPEnv     string `env:"MCP_ENV" envDefault:"PATH,HOME"`
 }
 
 func main() {
