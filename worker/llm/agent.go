@@ -438,7 +438,7 @@ func (a *Agent) call(ctx context.Context, req Request, out *answer) (result, err
 	began := time.Now()
 	for attempt := 0; ; attempt++ {
 		res, err := a.stream(ctx, req, out)
-		if err == nil || ctx.Err() != nil || out.stored {
+		if err == nil || ctx.Err() != nil || out.stored || errors.Is(err, streams.ErrStore) {
 			return res, err
 		}
 		var perr *ProviderError

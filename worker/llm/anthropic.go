@@ -65,12 +65,7 @@ func (p *anthropicProvider) Stream(ctx context.Context, req Request, events chan
 	}
 	stream := p.client.Messages.NewStreaming(ctx, params, opts...)
 	defer stream.Close() //nolint:errcheck // the body is read to its end or abandoned
-	type partial struct {
-		id, name string
-		args     []byte
-	}
-	var calls []*partial
-	byIndex := map[int64]*partial{}
+	var calls toolCalls
 	var usage Usage
 	for stream.Next() {
 		ev := stream.Current()
@@ -81,17 +76,15 @@ func (p *anthropicProvider) Stream(ctx context.Context, req Request, events chan
 			usage.OutputTokens = ev.Message.Usage.OutputTokens
 		case "content_block_start":
 			if ev.ContentBlock.Type == "tool_use" {
-				c := &partial{id: ev.ContentBlock.ID, name: ev.ContentBlock.Name}
-				calls = append(calls, c)
-				byIndex[ev.Index] = c
+				calls.add(ev.Index, ev.ContentBlock.ID, ev.ContentBlock.Name, "")
 			}
 		case "content_block_delta":
 			switch ev.Delta.Type {
 			case "text_delta":
 				out = Event{Text: ev.Delta.Text}
 			case "input_json_delta":
-				if c := byIndex[ev.Index]; c != nil {
-					c.args = append(c.args, ev.Delta.PartialJSON...)
+				if calls.has(ev.Index) {
+					calls.add(ev.Index, "", "", ev.Delta.PartialJSON)
 				}
 			}
 		case "message_delta":
@@ -110,11 +103,7 @@ func (p *anthropicProvider) Stream(ctx context.Context, req Request, events chan
 	if err := stream.Err(); err != nil {
 		return p.error(err)
 	}
-	done := Event{Done: true, Usage: usage}
-	for _, c := range calls {
-		done.ToolCalls = append(done.ToolCalls, ToolCall{ID: c.id, Name: c.name, Arguments: argumentsObject(c.args)})
-	}
-	if !send(ctx, events, done) {
+	if !send(ctx, events, Event{Done: true, Usage: usage, ToolCalls: calls.done()}) {
 		return ctx.Err()
 	}
 	return nil
@@ -123,15 +112,7 @@ func (p *anthropicProvider) Stream(ctx context.Context, req Request, events chan
 func (p *anthropicProvider) error(err error) error {
 	var apiErr *anthropic.Error
 	if errors.As(err, &apiErr) {
-		var h http.Header
-		if apiErr.Response != nil {
-			h = apiErr.Response.Header
-		}
-		msg := apiErr.Message
-		if msg == "" {
-			msg = http.StatusText(apiErr.StatusCode)
-		}
-		return providerError(ProviderAnthropic, apiErr.StatusCode, h, msg, p.key)
+		return apiError(ProviderAnthropic, p.key, apiErr.StatusCode, apiErr.Response, apiErr.Message)
 	}
 	return err
 }

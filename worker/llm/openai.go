@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"sort"
 
 	"github.com/openai/openai-go/v3"
 	"github.com/openai/openai-go/v3/option"
@@ -72,11 +71,7 @@ func (p *openAIProvider) Stream(ctx context.Context, req Request, events chan<- 
 	}
 	stream := p.client.Chat.Completions.NewStreaming(ctx, params)
 	defer stream.Close() //nolint:errcheck // the body is read to its end or abandoned
-	type partial struct {
-		id, name string
-		args     []byte
-	}
-	calls := map[int64]*partial{}
+	var calls toolCalls
 	var usage Usage
 	for stream.Next() {
 		chunk := stream.Current()
@@ -92,18 +87,7 @@ func (p *openAIProvider) Stream(ctx context.Context, req Request, events chan<- 
 			// A tool call comes in pieces: its id and name first, its
 			// arguments spread over later chunks, all by index.
 			for _, tc := range ch.Delta.ToolCalls {
-				c := calls[tc.Index]
-				if c == nil {
-					c = &partial{}
-					calls[tc.Index] = c
-				}
-				if tc.ID != "" {
-					c.id = tc.ID
-				}
-				if tc.Function.Name != "" {
-					c.name = tc.Function.Name
-				}
-				c.args = append(c.args, tc.Function.Arguments...)
+				calls.add(tc.Index, tc.ID, tc.Function.Name, tc.Function.Arguments)
 			}
 		}
 		if ev.Text != "" {
@@ -116,17 +100,7 @@ func (p *openAIProvider) Stream(ctx context.Context, req Request, events chan<- 
 	if err := stream.Err(); err != nil {
 		return p.error(err)
 	}
-	done := Event{Done: true, Usage: usage}
-	idx := make([]int64, 0, len(calls))
-	for i := range calls {
-		idx = append(idx, i)
-	}
-	sort.Slice(idx, func(a, b int) bool { return idx[a] < idx[b] })
-	for _, i := range idx {
-		c := calls[i]
-		done.ToolCalls = append(done.ToolCalls, ToolCall{ID: c.id, Name: c.name, Arguments: argumentsObject(c.args)})
-	}
-	if !send(ctx, events, done) {
+	if !send(ctx, events, Event{Done: true, Usage: usage, ToolCalls: calls.done()}) {
 		return ctx.Err()
 	}
 	return nil
@@ -135,15 +109,7 @@ func (p *openAIProvider) Stream(ctx context.Context, req Request, events chan<- 
 func (p *openAIProvider) error(err error) error {
 	var apiErr *openai.Error
 	if errors.As(err, &apiErr) {
-		var h http.Header
-		if apiErr.Response != nil {
-			h = apiErr.Response.Header
-		}
-		msg := apiErr.Message
-		if msg == "" {
-			msg = http.StatusText(apiErr.StatusCode)
-		}
-		return providerError(ProviderOpenAI, apiErr.StatusCode, h, msg, p.key)
+		return apiError(ProviderOpenAI, p.key, apiErr.StatusCode, apiErr.Response, apiErr.Message)
 	}
 	return err
 }
@@ -187,15 +153,6 @@ func openAIMessages(req Request) []openai.ChatCompletionMessageParamUnion {
 // with an answer that was interrupted (the last assistant message).
 const continueInstruction = "\n\nYour previous reply (the last assistant message) was interrupted. " +
 	"Continue it from exactly where it stops, without repeating any of it."
-
-// argumentsObject is a tool call's streamed arguments, or {} when they are
-// empty (a call without parameters).
-func argumentsObject(b []byte) json.RawMessage {
-	if len(b) == 0 {
-		return json.RawMessage(`{}`)
-	}
-	return json.RawMessage(b)
-}
 
 // send hands ev to the agent, unless ctx ends first.
 func send(ctx context.Context, events chan<- Event, ev Event) bool {

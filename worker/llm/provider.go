@@ -165,3 +165,63 @@ func retryAfter(h http.Header, now time.Time) time.Duration {
 
 // errStalled ends a model stream that sent nothing for the stall timeout.
 var errStalled = errors.New("model stream stalled")
+
+// toolCalls puts together tool calls streamed in pieces: each piece names
+// the call by the index the provider gives it; the id and name come first,
+// the arguments in fragments after.
+type toolCalls struct {
+	order []int64
+	calls map[int64]*ToolCall
+	args  map[int64][]byte
+}
+
+// add adds a piece of the call at index (empty fields add nothing).
+func (t *toolCalls) add(index int64, id, name, args string) {
+	if t.calls == nil {
+		t.calls, t.args = map[int64]*ToolCall{}, map[int64][]byte{}
+	}
+	c := t.calls[index]
+	if c == nil {
+		c = &ToolCall{}
+		t.calls[index] = c
+		t.order = append(t.order, index)
+	}
+	if id != "" {
+		c.ID = id
+	}
+	if name != "" {
+		c.Name = name
+	}
+	t.args[index] = append(t.args[index], args...)
+}
+
+// has reports a call at index.
+func (t *toolCalls) has(index int64) bool { return t.calls[index] != nil }
+
+// done returns the calls in the order they began; arguments that are
+// empty (a call without parameters) are {}.
+func (t *toolCalls) done() []ToolCall {
+	var out []ToolCall
+	for _, i := range t.order {
+		c := *t.calls[i]
+		c.Arguments = json.RawMessage(`{}`)
+		if len(t.args[i]) > 0 {
+			c.Arguments = json.RawMessage(t.args[i])
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// apiError is a provider SDK's HTTP error as a ProviderError, the key
+// removed from its message.
+func apiError(provider, key string, status int, resp *http.Response, message string) error {
+	var h http.Header
+	if resp != nil {
+		h = resp.Header
+	}
+	if message == "" {
+		message = http.StatusText(status)
+	}
+	return providerError(provider, status, h, message, key)
+}
