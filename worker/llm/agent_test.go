@@ -28,11 +28,15 @@ const testKey = "sk-fake-secret-key-3xyz"
 // rig is a fabric (embedded NATS, an edge, the built-in tools) with an
 // LLM agent talking to a fake provider.
 type rig struct {
-	f    *harness.Fabric
-	e    *harness.Edge
-	fake *llmtest.Server
-	cfg  llm.Config
+	f         *harness.Fabric
+	e         *harness.Edge
+	fake      *llmtest.Server
+	cfg       llm.Config
+	stopAgent func() // stops the rig's first replica
 }
+
+// stopRigAgent stops the replica the rig started with.
+func (r *rig) stopRigAgent() { r.stopAgent() }
 
 func newRig(t testing.TB, provider string, script func(int, llmtest.Request) llmtest.Reply, edit func(*llm.Config)) *rig {
 	t.Helper()
@@ -49,7 +53,7 @@ func newRig(t testing.TB, provider string, script func(int, llmtest.Request) llm
 		edit(&cfg)
 	}
 	r := &rig{f: f, fake: fake, cfg: cfg}
-	r.startAgent(t)
+	r.stopAgent = r.startAgent(t)
 	r.e = f.Edge(edge.Config{})
 	return r
 }
@@ -424,4 +428,63 @@ func TestLLMOffersOnlyAllowedTools(t *testing.T) {
 	if second := string(reqs[1].Body); !strings.Contains(second, "tool sleep is not available") {
 		t.Fatalf("the refusal did not reach the model: %s", second)
 	}
+}
+
+// A replica stopped in the middle of an answer hands the run back; the
+// next replica continues the same text message from where the log says it
+// stopped (Anthropic: the partial answer as the last assistant turn; the
+// OpenAI API: with an instruction to continue), and nothing is written
+// twice.
+func TestLLMStoppedReplicaContinues(t *testing.T) {
+	t.Parallel()
+	eachProvider(t, func(t *testing.T, provider string) {
+		words := make([]string, 300)
+		for i := range words {
+			words[i] = fmt.Sprintf("w%03d ", i)
+		}
+		r := newRig(t, provider, func(n int, _ llmtest.Request) llmtest.Reply {
+			if n == 0 {
+				return llmtest.Reply{Text: words, Delay: 10 * time.Millisecond}
+			}
+			return llmtest.Reply{Text: []string{"and the rest."}}
+		}, nil)
+		stopFirst := r.startAgent(t) // the rig's own replica takes the run, or this one
+		c := harness.Dial(t, r.e, client.Options{})
+		if _, err := c.SendText(context.Background(), "words please"); err != nil {
+			t.Fatal(err)
+		}
+		parts := 0
+		first := harness.ReadUntil(t, c, 20*time.Second, func(e *haip.Envelope) bool {
+			if e.Type == haip.TypeTextMessagePart {
+				parts++
+			}
+			return parts == 3
+		})
+		// Stop whichever replica runs it: start a third, stop the first
+		// two (one of them hands the run back to the third).
+		r.startAgent(t)
+		stopFirst()
+		r.stopRigAgent()
+		rest := harness.ReadUntil(t, c, 30*time.Second, harness.IsRunFinished)
+		all := append(first, rest...)
+		harness.AssertDense(t, all, 1)
+		count := map[haip.Type]int{}
+		for _, e := range all {
+			count[e.Type]++
+		}
+		if count[haip.TypeTextMessageStart] != 1 || count[haip.TypeTextMessageEnd] != 1 || count[haip.TypeRunFinished] != 1 || count[haip.TypeRunError] != 0 {
+			t.Fatalf("messages %v", count)
+		}
+		text := harness.AnswerText(t, all)
+		prefix, ok := strings.CutSuffix(text, "and the rest.")
+		if !ok || len(prefix) < 3*len(words[0]) || prefix != strings.Join(words[:len(prefix)/len(words[0])], "") {
+			t.Fatalf("answer %q", text)
+		}
+		reqs := r.fake.Requests()
+		cont := string(reqs[len(reqs)-1].Body)
+		partial := strings.Index(cont, strings.TrimSpace(prefix))
+		if partial < 0 || partial < strings.Index(cont, "words please") {
+			t.Fatalf("the continuation request does not end on the partial answer: %s", cont)
+		}
+	})
 }
