@@ -79,6 +79,11 @@ type Options struct {
 	// older seq, or replayed on request). Off by default: Read returns
 	// every envelope the edge sends.
 	Dedupe bool
+	// Conversation "both" asks the edge for the user side of the
+	// conversation too (capabilities.conversation): envelopes stored by
+	// this user's connections and devices, each with the seq of the last
+	// message delivered, de-duplicated by id.
+	Conversation string
 }
 
 // Conn is a HAIP connection over one of the transports. See the package
@@ -174,7 +179,7 @@ func (c *Conn) hello(o *Options, credits int64, binary bool) ([]byte, error) {
 		accept = haip.AllTypes()
 	}
 	hello := haip.HelloPayload{HaipVersion: haip.Version, AcceptMajor: []int{haip.Major}, AcceptEvents: accept,
-		Capabilities: &haip.Capabilities{BinaryFrames: &binary}}
+		Capabilities: &haip.Capabilities{BinaryFrames: &binary, Conversation: o.Conversation}}
 	if !o.NoFlowControl {
 		hello.Capabilities.FlowControl = &haip.FlowControlCaps{InitialCreditMessages: &credits}
 		if o.CreditBytes > 0 {

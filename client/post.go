@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"sync"
 
 	"github.com/haipfabric/haipfabric/haip"
@@ -58,12 +59,19 @@ func (p *poster) post(ctx context.Context, batch []outgoing) ([]postResult, erro
 	if err != nil {
 		return nil, fmt.Errorf("cannot POST %s: %w", batch[0].typ, redact(err, p.token))
 	}
-	if resp.StatusCode != http.StatusOK {
-		return nil, httpRefusal(resp)
-	}
 	defer resp.Body.Close()
 	var answer struct {
 		Results []postResult `json:"results"`
+	}
+	if resp.StatusCode != http.StatusOK {
+		// A POST whose every envelope was refused has the first refusal's
+		// status, and every envelope's result beside the error: those
+		// are the answers, as after a 200.
+		data, _ := io.ReadAll(io.LimitReader(resp.Body, maxPostAnswer))
+		if json.Unmarshal(data, &answer) == nil && len(answer.Results) == len(batch) && resp.StatusCode >= 400 && resp.StatusCode < 500 {
+			return answer.Results, nil
+		}
+		return nil, &HTTPError{Status: resp.StatusCode, Body: strings.TrimSpace(string(data[:min(len(data), maxRefusalBody)]))}
 	}
 	if err := json.NewDecoder(io.LimitReader(resp.Body, maxPostAnswer)).Decode(&answer); err != nil {
 		return nil, fmt.Errorf("cannot read the POST's answer: %w", err)

@@ -18,7 +18,7 @@ func dialSSE(ctx context.Context, o *Options) (*oneway, error) {
 	if err != nil {
 		return nil, err
 	}
-	req, cancel, err := o.streamRequest(http.MethodGet, withQuery(u, "session", o.Session, "token", o.queryToken()), nil)
+	req, cancel, err := o.streamRequest(http.MethodGet, withQuery(u, "session", o.Session, "token", o.queryToken(), "conversation", o.Conversation), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -40,7 +40,7 @@ func dialStream(ctx context.Context, o *Options, hello []byte) (*streamTransport
 		session = o.Session
 	}
 	pr, pw := io.Pipe()
-	req, cancelReq, err := o.streamRequest(http.MethodPost, withQuery(u, "session", session, "token", o.queryToken()), pr)
+	req, cancelReq, err := o.streamRequest(http.MethodPost, withQuery(u, "session", session, "token", o.queryToken(), "conversation", o.Conversation), pr)
 	if err != nil {
 		return nil, err
 	}
@@ -87,7 +87,7 @@ func dialStreamHalf(ctx context.Context, o *Options, hello []byte) (*oneway, err
 		return nil, err
 	}
 	body := bytes.NewReader(append(hello, '\n'))
-	req, cancel, err := o.streamRequest(http.MethodPost, withQuery(u, "session", o.Session, "token", o.queryToken()), body)
+	req, cancel, err := o.streamRequest(http.MethodPost, withQuery(u, "session", o.Session, "token", o.queryToken(), "conversation", o.Conversation), body)
 	if err != nil {
 		return nil, err
 	}

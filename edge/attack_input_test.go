@@ -52,7 +52,8 @@ func TestAttackTokenSubjectAndLifetime(t *testing.T) {
 // RUN_ERROR, TOOL_UPDATE, TOOL_DONE) in the log agents read, forging a
 // run's end or a tool's result. Now they are UNSUPPORTED_TYPE from a user
 // on every transport, nothing is stored, and the edge's HAI no longer
-// lists them as accepted.
+// lists them as accepted (but TOOL_DONE, which decides an approval
+// request of the session and nothing else).
 func TestAttackUserSendsAgentEvents(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
@@ -79,7 +80,9 @@ func TestAttackUserSendsAgentEvents(t *testing.T) {
 	}
 	for _, fe := range forged {
 		for _, typ := range accepts.AcceptEvents {
-			if typ == fe.typ {
+			// TOOL_DONE is listed: a user decides an approval request
+			// with it (and with it only: the forged one below is refused).
+			if typ == fe.typ && typ != haip.TypeToolDone {
 				t.Errorf("the edge's HAI to a user lists %s as accepted", fe.typ)
 			}
 		}

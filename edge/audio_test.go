@@ -193,7 +193,7 @@ func TestAudioRefusals(t *testing.T) {
 	n := int64(3)
 	env.BinLen = &n
 	body, _ := haip.Encode(env)
-	if status, pr := post(t, e.Base+"/haip/messages", tok, nil, body); status != http.StatusOK || len(pr.Results) != 1 ||
+	if status, pr := post(t, e.Base+"/haip/messages", tok, nil, body); status != http.StatusBadRequest || len(pr.Results) != 1 ||
 		pr.Results[0].Status != "error" || pr.Results[0].Error == nil || pr.Results[0].Error.Code != haip.CodeProtocolViolation {
 		t.Fatalf("POST with bin_len: %d %+v", status, pr)
 	}

@@ -32,4 +32,7 @@ const (
 	// expired (its exp plus the verifier's leeway); reconnect with a fresh
 	// token and resume from the last seq received.
 	CloseTokenExpired CloseCode = 4002
+	// CloseSessionDeleted: the session was deleted (sessions API); do not
+	// reconnect to it.
+	CloseSessionDeleted CloseCode = 4003
 )

@@ -25,6 +25,7 @@ const (
 	DefaultLiveBuffer        = 32
 	DefaultMaxUserText       = 64 << 10
 	DefaultPostTimeout       = 30 * time.Second
+	DefaultAPIQueryTimeout   = 2 * time.Minute
 	DefaultPressureInterval  = time.Second
 	DefaultMaxPendingAppends = 256
 	DefaultMaxQueueDepth     = 10_000
@@ -146,6 +147,10 @@ type Config struct {
 	// client that trickles or stalls its body cannot hold the edge. Zero
 	// means DefaultPostTimeout.
 	PostTimeout Duration `env:"POST_TIMEOUT"`
+	// APIQueryTimeout bounds how long a blocking query of the sessions
+	// API (POST /api/v1/sessions/query) waits for its run to end; the run
+	// goes on after it. Zero means DefaultAPIQueryTimeout.
+	APIQueryTimeout Duration `env:"API_QUERY_TIMEOUT"`
 	// MaxUserText caps the text of one user message collected for a run.
 	// Zero means DefaultMaxUserText.
 	MaxUserText int `env:"MAX_USER_TEXT"`
@@ -273,6 +278,7 @@ func (c Config) withDefaults() Config {
 	defD(&c.HandshakeTimeout, DefaultHandshakeTimeout)
 	defD(&c.WriteTimeout, DefaultWriteTimeout)
 	defD(&c.PostTimeout, DefaultPostTimeout)
+	defD(&c.APIQueryTimeout, DefaultAPIQueryTimeout)
 	if c.MaxMessageBytes <= 0 {
 		c.MaxMessageBytes = DefaultMaxMessageBytes
 	}
@@ -318,7 +324,7 @@ func (c Config) Validate() error {
 		v    Duration
 	}{
 		{"HEARTBEAT_INTERVAL", c.HeartbeatInterval}, {"HEARTBEAT_TIMEOUT", c.HeartbeatTimeout},
-		{"HANDSHAKE_TIMEOUT", c.HandshakeTimeout}, {"WRITE_TIMEOUT", c.WriteTimeout}, {"POST_TIMEOUT", c.PostTimeout},
+		{"HANDSHAKE_TIMEOUT", c.HandshakeTimeout}, {"WRITE_TIMEOUT", c.WriteTimeout}, {"POST_TIMEOUT", c.PostTimeout}, {"API_QUERY_TIMEOUT", c.APIQueryTimeout},
 		{"PRESSURE_INTERVAL", c.PressureInterval}, {"RUN_STALE_AFTER", c.RunStaleAfter},
 	} {
 		neg(d.name, int64(d.v))

@@ -49,12 +49,16 @@ type conn struct {
 
 	// Set by the reader during the handshake, before it sends on started;
 	// the writer reads them only after receiving from started.
-	session  string
-	claim    bool // the session must be claimed by the handshake
-	readDir  streams.Direction
-	accepts  *typeSet // nil until the handshake
-	unfollow func()
-	unflow   func()
+	session string
+	claim   bool // the session must be claimed by the handshake
+	readDir streams.Direction
+	accepts *typeSet // nil until the handshake
+	// echoWanted: the user side was asked for (echo.go); echoDone is
+	// closed when its follower has stopped (nil: none runs).
+	echoWanted bool
+	echoDone   chan struct{}
+	unfollow   func()
+	unflow     func()
 
 	// Writer-only state (out is set by the reader during the handshake).
 	inReplay  *replaying  // the REPLAY_REQUEST being served (replay.go)
@@ -97,20 +101,22 @@ type replayRequest struct {
 func (s *Server) newConn(t transport, a admission) *conn {
 	ctx, cancel := context.WithCancel(context.Background())
 	c := &conn{
-		srv:      s,
-		t:        t,
-		ident:    a.id,
-		session:  a.session,
-		claim:    a.claim,
-		slot:     a.slot,
-		ctx:      ctx,
-		cancel:   cancel,
-		ctrl:     make(chan *outbound, ctrlQueue),
-		live:     make(chan *streams.Entry, s.cfg.LiveBuffer),
-		overflow: make(chan struct{}, 1),
-		started:  make(chan position, 1),
-		closeReq: make(chan *disconnect, 1),
-		drainCh:  make(chan struct{}),
+		srv:     s,
+		t:       t,
+		ident:   a.id,
+		session: a.session,
+		claim:   a.claim,
+		slot:    a.slot,
+		ctx:     ctx,
+		// The user side is for users' connections; the handshake checks.
+		echoWanted: a.echo,
+		cancel:     cancel,
+		ctrl:       make(chan *outbound, ctrlQueue),
+		live:       make(chan *streams.Entry, s.cfg.LiveBuffer),
+		overflow:   make(chan struct{}, 1),
+		started:    make(chan position, 1),
+		closeReq:   make(chan *disconnect, 1),
+		drainCh:    make(chan struct{}),
 	}
 	c.logger = s.logger.With(slog.String(logKeyTransport, t.kind()), slog.String(logKeySubject, a.id.Subject))
 	c.readDir, _ = directions(a.id.Role)
@@ -162,6 +168,9 @@ func (c *conn) run() {
 	d := c.finish(c.writeLoop())
 	c.cancel()
 	<-readerDone
+	if c.echoDone != nil {
+		<-c.echoDone
+	}
 	c.stopGrants()
 	c.srv.metrics.paused.Sub(float64(c.out.pausedCount()))
 	if c.unfollow != nil {

@@ -31,11 +31,12 @@ const (
 	labelProtocol  = "protocol"
 	labelBackend   = "backend_error"
 	labelExpired   = "token_expired"
+	labelDeleted   = "session_deleted"
 )
 
 // disconnectLabels lists every label, for tests and dashboards.
 func disconnectLabels() []string {
-	return []string{labelPeer, labelDrain, labelSlow, labelHeartbeat, labelHandshake, labelProtocol, labelBackend, labelExpired}
+	return []string{labelPeer, labelDrain, labelSlow, labelHeartbeat, labelHandshake, labelProtocol, labelBackend, labelExpired, labelDeleted}
 }
 
 // peerClosed: the client went (or the edge closes an exchange that is
@@ -70,6 +71,11 @@ func handshakeLate() *disconnect {
 // tokenExpiredClose: the connection's token has expired.
 func tokenExpiredClose(seq uint64) *disconnect {
 	return &disconnect{code: CloseTokenExpired, reason: fmt.Sprintf("token expired; reconnect with a fresh token and resume from seq %d", seq), label: labelExpired}
+}
+
+// sessionDeleted: the session was deleted.
+func sessionDeleted() *disconnect {
+	return &disconnect{code: CloseSessionDeleted, reason: "session deleted", label: labelDeleted}
 }
 
 // protocolClose: the client broke the protocol in a way the connection

@@ -83,6 +83,7 @@
 //	      HEARTBEAT_INTERVAL+HEARTBEAT_TIMEOUT)
 //	4002  the token expired (exp plus the          reconnect with a fresh token
 //	      verifier's leeway)                       and resume
+//	4003  the session was deleted                  do not reconnect to it
 //
 // A client cut while its socket buffers are full may see the connection
 // end without the close frame; its resume works the same.

@@ -7,6 +7,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 
+	"github.com/haipfabric/haipfabric/auth"
+
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/streams"
 )
@@ -106,13 +108,36 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 			return true
 		}
 	}
+	c.echoWanted = (c.echoWanted || helloWantsEcho(hello)) && c.ident.Role != auth.RoleAgent
 	c.sendControl(haip.TypeHAI, c.serverHello())
 	c.initialGrant()
 	if herr != nil {
 		c.sendError(herr.WithRelated(env.ID))
 	}
 	c.started <- start
+	if c.echoWanted {
+		// From just after the last message the client has: the user side
+		// stored between it and the next one comes too.
+		c.startEcho(c.echoFrom(hello, start))
+	}
 	return false
+}
+
+// echoFrom is the stream seq the user side starts at: just after the
+// message the client resumes after (when it has one), else where
+// delivery starts.
+func (c *conn) echoFrom(hello haip.HelloPayload, start position) uint64 {
+	k, ok := hello.LastRx()
+	if !ok || k == 0 || k+1 != start.next {
+		return start.streamSeq
+	}
+	ctx, cancel := context.WithTimeout(c.ctx, resolveTimeout)
+	defer cancel()
+	p, err := c.srv.log.Find(ctx, c.session, c.readDir, k)
+	if err != nil {
+		return start.streamSeq
+	}
+	return p.StreamSeq + 1
 }
 
 // resumePoint decides where delivery begins. With no last_rx_seq the
@@ -156,6 +181,10 @@ func (c *conn) serverHello() haip.HelloPayload {
 	runs := c.srv.cfg.MaxConcurrentRuns
 	credMsgs, credBytes := int64(c.srv.cfg.ClientCreditMessages), int64(c.srv.cfg.ClientCreditBytes)
 	signed := false
+	conversation := ""
+	if c.echoWanted {
+		conversation = conversationBoth
+	}
 	return haip.HelloPayload{
 		HaipVersion:  haip.Version,
 		AcceptMajor:  []int{haip.Major},
@@ -165,6 +194,7 @@ func (c *conn) serverHello() haip.HelloPayload {
 			FlowControl:       &haip.FlowControlCaps{InitialCreditMessages: &credMsgs, InitialCreditBytes: &credBytes},
 			MaxConcurrentRuns: &runs,
 			SignedEnvelopes:   &signed,
+			Conversation:      conversation,
 		},
 	}
 }

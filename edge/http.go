@@ -53,8 +53,12 @@ func httpStatusOf(c haip.Code) (int, string) {
 	switch c {
 	case haip.CodeSessionForbidden:
 		return http.StatusForbidden, "forbidden"
-	case haip.CodeSessionNotFound, haip.CodeRunNotFound, codeNotFound:
+	case haip.CodeSessionNotFound, haip.CodeRunNotFound, codeNotFound, haip.CodeToolNotFound:
 		return http.StatusNotFound, "not_found"
+	case codeApprovalDecided, codeApprovalExpired:
+		return http.StatusConflict, "conflict"
+	case codeQueryTimeout:
+		return http.StatusGatewayTimeout, "timeout"
 	case haip.CodeRateLimited:
 		return http.StatusTooManyRequests, "rate_limited"
 	case haip.CodeMessageTooLarge:
@@ -108,6 +112,8 @@ type admission struct {
 	// slot is the user's connection slot the request holds: freed when
 	// the request (or the connection it became) ends.
 	slot *slot
+	// echo: the request asked for the user side too (echo.go).
+	echo bool
 }
 
 // slot is a connection slot held by an admitted request. free is
@@ -159,7 +165,7 @@ func (s *Server) admit(w http.ResponseWriter, r *http.Request, transport string)
 			WithDetail("max_connections", s.cfg.UserMaxConnections))
 		return admission{}, false
 	}
-	a := admission{id: id, slot: &slot{release: func() {
+	a := admission{id: id, echo: wantsEcho(r), slot: &slot{release: func() {
 		s.limits.closeConn(id)
 		if edgeSlot {
 			s.releaseSlot()

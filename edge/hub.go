@@ -181,3 +181,23 @@ func (h *hub) repairDrops() {
 		}
 	}
 }
+
+// listeners returns the connections of this edge that follow either log
+// of session.
+func (h *hub) listeners(session string) []*conn {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var out []*conn
+	for _, d := range []streams.Direction{streams.Out, streams.In} {
+		subj, err := streams.LiveSubject(session, d)
+		if err != nil {
+			return nil
+		}
+		if hs, ok := h.subs[subj]; ok {
+			for c := range hs.listeners {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}

@@ -23,7 +23,7 @@ import (
 // registry; an agent's are announcements, stored like its other
 // messages.) The edge's HAI lists exactly these as accept_events.
 func inboundAllowed(role auth.Role, t haip.Type) bool {
-	return t.Known() && (role == auth.RoleAgent || !agentOnly(t))
+	return t.Known() && (role == auth.RoleAgent || !agentOnly(t) || isApprovalDecision(role, t))
 }
 
 // agentOnly reports the types only the agent side produces (HAIP.md §4,
@@ -165,6 +165,21 @@ func (s *Server) store(ctx context.Context, id auth.Identity, session string, en
 		}
 		if !s.cfg.ToolAccess.AllowsIdentity(id, call.Tool) {
 			return streams.Appended{}, s.refuseTool(id, call.Tool).WithRelated(env.ID)
+		}
+	case haip.TypeToolDone:
+		if isApprovalDecision(id.Role, env.Type) {
+			// A user's TOOL_DONE: a decision on an approval, nothing else.
+			var done haip.ToolDonePayload
+			if err := env.DecodePayload(&done); err != nil {
+				return streams.Appended{}, asHAIPError(err)
+			}
+			if _, herr := s.decideApproval(ctx, id, session, done.CallID, decisionOf(done), env.ID); herr != nil {
+				if herr.Code == haip.CodeToolNotFound {
+					herr = haip.Errorf(haip.CodeUnsupportedType, "a user sends TOOL_DONE only to decide an approval request of this session; %s is none", done.CallID).
+						WithRelated(env.ID).WithDetail("type", string(env.Type))
+				}
+				return streams.Appended{}, herr
+			}
 		}
 	case haip.TypeAudioChunk:
 		if env.Channel != haip.ChannelAudioIn && env.Channel != haip.ChannelAudioOut {

@@ -119,7 +119,34 @@ func (s *Server) serveMessages(w http.ResponseWriter, r *http.Request) {
 	}
 	s.msgsIn.Add(uint64(len(records)))
 	s.metrics.msgsIn.Add(float64(len(records)))
+	if refused := allRefused(resp.Results); refused != nil {
+		// Nothing was taken: the status says so (the first refusal's),
+		// with the structured error and every envelope's result.
+		status, word := httpStatusOf(refused.Code)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Cache-Control", "no-store")
+		w.WriteHeader(status)
+		_ = json.NewEncoder(w).Encode(struct {
+			httpError
+			Results []PostResult `json:"results"`
+		}{httpError{Error: word, Code: string(refused.Code), Message: refused.Message, Details: refused.Detail}, resp.Results})
+		return
+	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+// allRefused returns the first refusal when every result is one, else
+// nil.
+func allRefused(results []PostResult) *haip.ErrorPayload {
+	for _, r := range results {
+		if r.Error == nil {
+			return nil
+		}
+	}
+	if len(results) == 0 {
+		return nil
+	}
+	return results[0].Error
 }
 
 // jsonBodyTypes are the media types of request bodies the edge reads: an

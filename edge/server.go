@@ -92,6 +92,12 @@ type Server struct {
 	natsStatus chan nats.Status
 	resyncDone chan struct{}
 	closeOnce  sync.Once
+	// sessionSubs answer other edges about sessions (presence.go).
+	sessionSubs []*nats.Subscription
+	// drainCh is closed when Shutdown begins: long requests (state
+	// streams) end on it.
+	drainCh   chan struct{}
+	drainOnce sync.Once
 }
 
 // NewServer builds an edge. ctx bounds the start-up calls to JetStream.
@@ -141,7 +147,13 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		conns:        make(map[*conn]struct{}),
 		stopStats:    stop,
 		statsDone:    make(chan struct{}),
+		drainCh:      make(chan struct{}),
 		pressureDone: make(chan struct{}),
+	}
+	if err := s.subscribeSessions(); err != nil {
+		stop()
+		_ = fab.Close(ctx)
+		return nil, fmt.Errorf("cannot start edge: %w", err)
 	}
 	s.catchupSlots = make(chan struct{}, s.cfg.CatchupReads)
 	s.limits = newUserLimits(s.cfg)
@@ -195,6 +207,8 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /haip/tools", s.serveTools)
 	mux.HandleFunc("GET /haip/sessions/{session}/runs", s.serveRuns)
 	mux.HandleFunc("POST /haip/sessions/{session}/runs/{run}/cancel", s.serveRunCancel)
+	s.apiRoutes(mux)
+	s.gizmoRoutes(mux)
 	mux.HandleFunc("GET /{$}", s.serveRoot)
 	mux.HandleFunc("GET /health", s.serveHealth)
 	mux.Handle("GET /stats", s.operator(http.HandlerFunc(s.serveStats)))
@@ -216,6 +230,7 @@ func (s *Server) Handler() http.Handler {
 // which got no ack). It returns by the time ctx ends, and is idempotent.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.draining.Store(true)
+	s.drainOnce.Do(func() { close(s.drainCh) })
 	s.mu.Lock()
 	for c := range s.conns {
 		c.drain()
@@ -240,6 +255,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		err = s.abortAll(ctx, done)
 	}
 	s.closeOnce.Do(func() {
+		s.unsubscribeSessions()
 		s.stopStats()
 		<-s.statsDone
 		<-s.pressureDone
@@ -376,6 +392,8 @@ func (s *Server) authorize(ctx context.Context, id auth.Identity, session string
 	switch {
 	case err != nil:
 		return false, err
+	case exists && !rec.Deleted.IsZero():
+		return false, errNoSession // deleted: never opened again
 	case !exists && (id.MayAccessAnySession() || acc == readSession):
 		return false, errNoSession
 	case !exists:

@@ -188,6 +188,10 @@ func post(t *testing.T, url, token string, hdr http.Header, records ...[]byte) (
 		if err := json.Unmarshal(b, &pr); err != nil {
 			t.Fatalf("POST answer %s: %v", b, err)
 		}
+	} else {
+		// A POST refused whole carries every envelope's result beside
+		// its structured error.
+		_ = json.Unmarshal(b, &pr)
 	}
 	return resp.StatusCode, pr
 }
@@ -299,8 +303,8 @@ func TestSSEAndPostBadInput(t *testing.T) {
 	if !pr.Results[0].Duplicate || !pr.Results[1].Duplicate {
 		t.Fatalf("resend not de-duplicated: %+v", pr)
 	}
-	if code, _ := post(t, e.Base+"/haip/messages", f.Token("bob", auth.RoleUser), nil, good[0]); code != http.StatusOK {
-		t.Fatalf("foreign POST: %d", code)
+	if code, _ := post(t, e.Base+"/haip/messages", f.Token("bob", auth.RoleUser), nil, good[0]); code != http.StatusForbidden {
+		t.Fatalf("foreign POST: %d, want 403 (every envelope refused)", code)
 	} else if _, pr := post(t, e.Base+"/haip/messages", f.Token("bob", auth.RoleUser), nil, good[0]); pr.Results[0].Error == nil || pr.Results[0].Error.Code != haip.CodeSessionForbidden {
 		t.Fatalf("foreign POST result %+v", pr)
 	}

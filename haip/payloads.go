@@ -90,6 +90,10 @@ type Capabilities struct {
 	MaxConcurrentRuns *int `json:"max_concurrent_runs,omitempty"`
 	// SignedEnvelopes: the sender signs and verifies envelopes (§13).
 	SignedEnvelopes *bool `json:"signed_envelopes,omitempty"`
+	// Conversation "both" (an extension; capabilities is an open object):
+	// a client asks to receive the user side of the conversation too, and
+	// the server says it will.
+	Conversation string `json:"conversation,omitempty"`
 }
 
 // FlowControlCaps is HAI.capabilities.flow_control (an open object).
@@ -455,6 +459,7 @@ func capsSchema() schema {
 		field{"flow_control", kFlowCaps, false},
 		field{"max_concurrent_runs", kPosInt, false},
 		field{"signed_envelopes", kBool, false},
+		field{"conversation", kString, false},
 	)
 }
 

@@ -56,6 +56,8 @@ type directRequest struct {
 	NextFor  string `json:"next_by_subj,omitempty"`
 	Batch    int    `json:"batch,omitempty"`
 	MaxBytes int    `json:"max_bytes,omitempty"`
+	// MultiLastFor asks for the last message of each of these subjects.
+	MultiLastFor []string `json:"multi_last,omitempty"`
 }
 
 // defaultRequestTimeout bounds each direct get and pull request, and other

@@ -26,12 +26,13 @@ type Options struct {
 // A Fabric is safe for concurrent use. Its parts share the Log, whose tail
 // flusher runs until Close.
 type Fabric struct {
-	js       jetstream.JetStream
-	log      *Log
-	sessions *Sessions
-	runs     *Runs
-	queues   *Queues
-	router   *Router
+	js        jetstream.JetStream
+	log       *Log
+	sessions  *Sessions
+	runs      *Runs
+	queues    *Queues
+	router    *Router
+	approvals *Approvals
 
 	closeOnce sync.Once
 	closeErr  error
@@ -65,11 +66,17 @@ func Open(ctx context.Context, nc *nats.Conn, js jetstream.JetStream, opts *Opti
 	if f.queues, err = OpenQueues(ctx, js); err != nil {
 		return fail(err)
 	}
+	if f.approvals, err = OpenApprovals(ctx, js); err != nil {
+		return fail(err)
+	}
 	return f, nil
 }
 
 // Log is the session logs.
 func (f *Fabric) Log() *Log { return f.log }
+
+// Approvals is the approval bucket.
+func (f *Fabric) Approvals() *Approvals { return f.approvals }
 
 // Sessions is the session-record bucket.
 func (f *Fabric) Sessions() *Sessions { return f.sessions }

@@ -5,8 +5,11 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -24,6 +27,22 @@ type SessionRecord struct {
 	// Metadata is free JSON the owner sets, by top-level key. Keys the
 	// fabric reads are listed at MetaModelConfig and MetaAgentSettings.
 	Metadata map[string]json.RawMessage `json:"metadata,omitempty"`
+	// Slot is the session's place in its owner's list (newest first), and
+	// TagSlots its place in the list of each of its tags (IndexBucket).
+	Slot     uint64            `json:"slot,omitempty"`
+	TagSlots map[string]uint64 `json:"tagSlots,omitempty"`
+	// Deleted is when the session was deleted. The record stays, so that
+	// the id is never opened again (by anyone); its log, runs and index
+	// entries are gone.
+	Deleted time.Time `json:"deleted,omitzero"`
+}
+
+// LastUpdate is Updated, or Created when the record never changed.
+func (r SessionRecord) LastUpdate() time.Time {
+	if r.Updated.IsZero() {
+		return r.Created
+	}
+	return r.Updated
 }
 
 // Metadata keys that agents read from a session's record.
@@ -64,16 +83,25 @@ func (r SessionRecord) Meta(key string, v any) (found bool, err error) {
 	return true, nil
 }
 
-// Sessions is the session-record bucket. Safe for concurrent use.
-type Sessions struct{ kv jetstream.KeyValue }
+// Sessions is the session-record bucket and the index of each user's
+// sessions (IndexBucket). Safe for concurrent use.
+type Sessions struct {
+	kv    jetstream.KeyValue
+	index jetstream.KeyValue
+	nc    *nats.Conn
+}
 
-// OpenSessions binds to the bucket made by Ensure.
+// OpenSessions binds to the buckets made by Ensure.
 func OpenSessions(ctx context.Context, js jetstream.JetStream) (*Sessions, error) {
 	kv, err := js.KeyValue(ctx, SessionBucket)
 	if err != nil {
 		return nil, fmt.Errorf("cannot open sessions: bucket %s: %w", SessionBucket, err)
 	}
-	return &Sessions{kv: kv}, nil
+	index, err := js.KeyValue(ctx, IndexBucket)
+	if err != nil {
+		return nil, fmt.Errorf("cannot open sessions: bucket %s: %w", IndexBucket, err)
+	}
+	return &Sessions{kv: kv, index: index, nc: js.Conn()}, nil
 }
 
 // Get returns a session's record; found is false when there is none.
@@ -95,28 +123,140 @@ func (s *Sessions) Get(ctx context.Context, id string) (rec SessionRecord, found
 }
 
 // Claim returns the record of session id, creating it with owner when it
-// does not exist yet. Creation is atomic: of two racing claims exactly one
-// creates, and both return the same record. created reports which.
+// does not exist yet (and listing it first in the owner's sessions).
+// Creation is atomic: of two racing claims exactly one creates, and both
+// return the same record. created reports which.
 func (s *Sessions) Claim(ctx context.Context, id, owner string) (rec SessionRecord, created bool, err error) {
+	return s.Create(ctx, SessionRecord{ID: id, Owner: owner})
+}
+
+// Create stores a new session record (ID, Owner and the labels of rec;
+// Created is set now) unless one exists, and lists it first in the
+// owner's sessions and in those of each of its tags. When the id is taken
+// it returns the existing record with created false; the caller checks
+// the owner.
+func (s *Sessions) Create(ctx context.Context, rec SessionRecord) (SessionRecord, bool, error) {
+	if err := ValidateSessionID(rec.ID); err != nil {
+		return SessionRecord{}, false, err
+	}
+	if err := ValidateTags(rec.Tags); err != nil {
+		return SessionRecord{}, false, err
+	}
 	for range 3 {
-		rec, found, err := s.Get(ctx, id)
+		existing, found, err := s.Get(ctx, rec.ID)
 		if err != nil || found {
-			return rec, false, err
+			return existing, false, err
 		}
-		rec = SessionRecord{ID: id, Owner: owner, Created: time.Now().UTC()}
+		// The index slot comes first: a record always has its slot. A
+		// slot whose record lost the race (or was never written) is a
+		// hole that listing skips: it checks each slot against its record.
+		rec.Created, rec.Updated, rec.Deleted = time.Now().UTC(), time.Time{}, time.Time{}
+		if rec.Slot, err = s.allocate(ctx, ownerList(rec.Owner), rec.ID); err != nil {
+			return SessionRecord{}, false, err
+		}
+		rec.TagSlots = nil
+		if err := s.tagSlots(ctx, &rec, nil); err != nil {
+			return SessionRecord{}, false, err
+		}
 		val, err := json.Marshal(rec)
 		if err != nil {
 			return SessionRecord{}, false, err
 		}
-		_, err = s.kv.Create(ctx, id, val)
+		_, err = s.kv.Create(ctx, rec.ID, val)
 		if err == nil {
 			return rec, true, nil
 		}
+		s.dropSlots(ctx, rec)
 		if !errors.Is(err, jetstream.ErrKeyExists) {
-			return SessionRecord{}, false, fmt.Errorf("cannot create session %s: %w", id, err)
+			return SessionRecord{}, false, fmt.Errorf("cannot create session %s: %w", rec.ID, err)
 		}
 	}
-	return SessionRecord{}, false, fmt.Errorf("cannot claim session %s: %w", id, ErrConflictLimit)
+	return SessionRecord{}, false, fmt.Errorf("cannot create session %s: %w", rec.ID, ErrConflictLimit)
+}
+
+// Update changes a session's record with fn (compare-and-set: fn may run
+// again after a concurrent change) and sets Updated; fn cannot change the
+// id, owner, creation time or list places. Tags fn adds are listed first
+// in their tag's list; tags it removes leave it. A missing (or deleted)
+// session is ErrSessionNotFound.
+func (s *Sessions) Update(ctx context.Context, id string, fn func(*SessionRecord) error) (SessionRecord, error) {
+	return s.modify(ctx, id, func(old SessionRecord, rec *SessionRecord) error {
+		if err := fn(rec); err != nil {
+			return err
+		}
+		if err := ValidateTags(rec.Tags); err != nil {
+			return err
+		}
+		rec.ID, rec.Owner, rec.Created, rec.Slot, rec.TagSlots, rec.Deleted = old.ID, old.Owner, old.Created, old.Slot, old.TagSlots, old.Deleted
+		rec.Updated = time.Now().UTC()
+		return s.tagSlots(ctx, rec, old.Tags)
+	})
+}
+
+// MarkDeleted records that a session is deleted and takes it out of its
+// owner's lists. The record stays, so that nobody opens the id again. A
+// missing (or already deleted) session is ErrSessionNotFound.
+func (s *Sessions) MarkDeleted(ctx context.Context, id string) (SessionRecord, error) {
+	return s.modify(ctx, id, func(_ SessionRecord, rec *SessionRecord) error {
+		rec.Deleted = time.Now().UTC()
+		rec.Tags = nil
+		return nil
+	})
+}
+
+// maxRecordAttempts bounds the compare-and-set attempts of one change.
+const maxRecordAttempts = 8
+
+// modify is the compare-and-set loop of a record change: fn edits a copy
+// of the stored record (old). Once stored, list places the change left
+// (tags removed; every place of a deleted session) are dropped.
+func (s *Sessions) modify(ctx context.Context, id string, fn func(old SessionRecord, rec *SessionRecord) error) (SessionRecord, error) {
+	if err := ValidateSessionID(id); err != nil {
+		return SessionRecord{}, err
+	}
+	for range maxRecordAttempts {
+		e, err := s.kv.Get(ctx, id)
+		if errors.Is(err, jetstream.ErrKeyNotFound) {
+			return SessionRecord{}, fmt.Errorf("session %s: %w", id, ErrSessionNotFound)
+		}
+		if err != nil {
+			return SessionRecord{}, fmt.Errorf("cannot read session %s: %w", id, err)
+		}
+		var old SessionRecord
+		if err := json.Unmarshal(e.Value(), &old); err != nil {
+			return SessionRecord{}, fmt.Errorf("cannot decode session %s: %w", id, err)
+		}
+		if !old.Deleted.IsZero() {
+			return SessionRecord{}, fmt.Errorf("session %s: %w", id, ErrSessionNotFound)
+		}
+		rec := old
+		rec.Tags = slices.Clone(old.Tags)
+		rec.Metadata = maps.Clone(old.Metadata)
+		rec.TagSlots = maps.Clone(old.TagSlots)
+		if err := fn(old, &rec); err != nil {
+			return SessionRecord{}, err
+		}
+		val, err := json.Marshal(rec)
+		if err != nil {
+			return SessionRecord{}, err
+		}
+		_, err = s.kv.Update(ctx, id, val, e.Revision())
+		if err == nil {
+			if !rec.Deleted.IsZero() {
+				s.dropSlots(ctx, old)
+			}
+			for _, t := range old.Tags {
+				if !slices.Contains(rec.Tags, t) {
+					s.dropSlot(ctx, tagList(old.Owner, t), old.TagSlots[t])
+				}
+			}
+			return rec, nil
+		}
+		if !isKVConflict(err) {
+			return SessionRecord{}, fmt.Errorf("cannot update session %s: %w", id, err)
+		}
+	}
+	return SessionRecord{}, fmt.Errorf("cannot update session %s: %w", id, ErrConflictLimit)
 }
 
 // Count returns how many session records exist (an estimate under churn).

@@ -20,7 +20,7 @@ import (
 
 // setup starts the test kit's fabric with the topology of cfg and opens
 // a log on its connection.
-func setup(t *testing.T, cfg streams.Config) (*nats.Conn, jetstream.JetStream, *streams.Log) {
+func setup(t testing.TB, cfg streams.Config) (*nats.Conn, jetstream.JetStream, *streams.Log) {
 	t.Helper()
 	f := harness.New(t, cfg)
 	return f.NC, f.JS, f.Log()

@@ -31,6 +31,16 @@ const (
 	flowPrefix    = "haip.flow."
 )
 
+// PresenceSubject is the core-NATS subject on which an edge asks every
+// edge how many connections they have on a session (sessions API
+// details); DeletedSubject the one on which it tells every edge that a
+// session was deleted, so that they close its connections. Both carry
+// the session id as the message body.
+const (
+	PresenceSubject = "haip.presence"
+	DeletedSubject  = "haip.deleted"
+)
+
 // BindQueue is the queue group of streams waiting for their HAI: one
 // waiting stream of a user takes each HAI that user POSTs.
 const BindQueue = "bind"

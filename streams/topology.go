@@ -141,8 +141,10 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 	}
 	for _, kc := range []jetstream.KeyValueConfig{
 		{Bucket: SessionBucket, Description: "HAIP session records", History: 1, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
+		{Bucket: IndexBucket, Description: "HAIP session lists of each user (newest first)", History: 1, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
 		{Bucket: TailBucket, Description: "HAIP session log tails (highest seq)", History: 1, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
 		{Bucket: ToolBucket, Description: "HAIP tools with a live worker", History: 1, TTL: ToolTTL, Replicas: cfg.Replicas, Storage: jetstream.MemoryStorage},
+		{Bucket: ApprovalBucket, Description: "HAIP approval requests (human in the loop)", History: 1, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
 		{Bucket: RunBucket, Description: "HAIP run states per session", History: 1, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
 		{Bucket: CancelBucket, Description: "HAIP cancelled tool calls", History: 1, TTL: CancelTTL, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
 	} {

@@ -195,7 +195,7 @@ func (a *Agent) handle(ctx context.Context, msg jetstream.Msg) {
 		return
 	}
 	logger := a.cfg.Logger.With(slog.String("run", req.RunID), slog.String("session", req.Session))
-	run := &Run{Request: req, log: a.log, nc: a.nc, router: a.router, calls: map[string]uint64{}}
+	run := &Run{Request: req, log: a.log, nc: a.nc, router: a.router, approvals: a.fabric.Approvals(), calls: map[string]uint64{}}
 	ctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	a.mu.Lock()
@@ -238,9 +238,20 @@ func (a *Agent) handle(ctx context.Context, msg jetstream.Msg) {
 	case before.Status == streams.RunCancelling:
 		runErr = ErrRunCancelled
 	default:
-		if md, err := msg.Metadata(); err == nil && md.NumDelivered > uint64(a.cfg.MaxDeliver) {
+		md, err := msg.Metadata()
+		if err == nil && md.NumDelivered > uint64(a.cfg.MaxDeliver) {
 			runErr = fmt.Errorf("gave up after %d attempts", a.cfg.MaxDeliver)
 			break
+		}
+		if err == nil && md.NumDelivered > 1 {
+			// Taken over: what an earlier attempt stored is not stored
+			// again, however long ago (approval waits outlast the
+			// stream's duplicate window).
+			if err := run.loadStored(ctx); err != nil {
+				logger.Warn("agent: cannot read the run's earlier output; handing the run back", slog.Any("err", err))
+				_ = msg.NakWithDelay(time.Second)
+				return
+			}
 		}
 		if _, err := run.Emit(ctx, haip.ChannelAgent, haip.TypeRunStarted, map[string]any{}); err != nil {
 			runErr = err
@@ -346,6 +357,11 @@ type Run struct {
 	errored  bool // RUN_ERROR was emitted
 	finished bool
 	calls    map[string]uint64 // tool calls waiting for their TOOL_DONE -> the call's seq
+	// approvals holds the run's approval requests (RequestApproval).
+	approvals *streams.Approvals
+	// stored maps the envelope ids an earlier attempt of the run stored
+	// to their seqs (loadStored); Emit does not store those again.
+	stored map[string]uint64
 }
 
 // Emit appends one envelope to the session's outbound log, on the run's
@@ -364,10 +380,13 @@ func (r *Run) Emit(ctx context.Context, ch haip.Channel, t haip.Type, payload an
 		return 0, nil
 	}
 	r.step++
-	seq, err := r.log.Emit(ctx, r.Request.Session, haip.NameUUID("run-msg", r.Request.RunID, strconv.Itoa(r.step)),
-		r.Request.RunID, r.Request.ThreadID, ch, t, payload)
-	if err != nil {
-		return 0, err
+	id := haip.NameUUID("run-msg", r.Request.RunID, strconv.Itoa(r.step))
+	seq, stored := r.stored[id]
+	if !stored {
+		var err error
+		if seq, err = r.log.Emit(ctx, r.Request.Session, id, r.Request.RunID, r.Request.ThreadID, ch, t, payload); err != nil {
+			return 0, err
+		}
 	}
 	switch t {
 	case haip.TypeRunFinished:

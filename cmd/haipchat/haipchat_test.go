@@ -308,3 +308,24 @@ error REPLAY_TOO_OLD: gone
 		t.Fatalf("pos %d, want 7", c.pos)
 	}
 }
+
+// The demo agent asks before a tool ("approve add 2 3"); /approve with
+// the call id printed in its TOOL_CALL lets it go on.
+func TestApproveCommand(t *testing.T) {
+	t.Parallel()
+	e := newTestEdge(t, -1)
+	e.f.Tools("tools", 1)
+	s := start(t, "-url", e.WS, "-token", e.token("alice"))
+	s.send("approve add 2 3")
+	call := regexp.MustCompile(`TOOL_CALL user_approval .*\(call (\S+)\)`)
+	s.waitOut("the approval request", func(out string) bool { return call.MatchString(out) })
+	id := call.FindStringSubmatch(s.out.String())[1]
+	s.send("/approve " + id + " looks fine")
+	s.waitOut("the answer after the approval", func(out string) bool {
+		return strings.Contains(out, "I called the tool add.") && strings.Contains(out, "RUN_FINISHED")
+	})
+	s.send("/quit")
+	if err := s.wait(); err != nil {
+		t.Fatalf("run: %v\n%s", err, s.out)
+	}
+}

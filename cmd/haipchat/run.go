@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -325,6 +326,8 @@ func (c *chat) command(ctx context.Context, line string) (quit bool, err error) 
 		return false, c.reconnect(ctx, true)
 	case "/replay":
 		c.replay(ctx, fields[1:])
+	case "/approve", "/reject":
+		c.decide(ctx, fields[0][1:], fields[1:])
 	default:
 		c.out.say("unknown command %s; /help lists them", fields[0])
 	}
@@ -335,6 +338,8 @@ const helpText = `commands:
   TEXT               send a message (the demo agent answers it)
   /resume            drop the connection abruptly and resume from the last seq
   /replay FROM [TO]  ask the edge to send seqs FROM to TO (default: the newest) again
+  /approve CALL [COMMENT], /reject CALL [COMMENT]
+                     decide the agent's approval request (a TOOL_CALL of user_approval)
   /quit              leave (so does end of input)
   /help              this list
   //TEXT             send TEXT starting with "/"`
@@ -349,6 +354,24 @@ func (c *chat) sendText(ctx context.Context, text string) {
 	if _, err := c.conn.SendText(sctx, text); err != nil {
 		// The reader sees the loss too and reconnects.
 		c.out.say("message not sent (%v); send it again once resumed", err)
+	}
+}
+
+// decide answers an approval request: the user's TOOL_DONE for its call.
+func (c *chat) decide(ctx context.Context, decision string, args []string) {
+	if len(args) < 1 {
+		c.out.say("usage: /%s CALL [COMMENT]", decision)
+		return
+	}
+	if c.conn == nil {
+		c.out.say("not connected: decision not sent")
+		return
+	}
+	result, _ := json.Marshal(map[string]string{"decision": decision, "comment": strings.Join(args[1:], " ")})
+	sctx, cancel := context.WithTimeout(ctx, sendTimeout)
+	defer cancel()
+	if _, err := c.conn.Send(sctx, haip.ChannelUser, haip.TypeToolDone, haip.ToolDonePayload{CallID: args[0], Result: result}); err != nil {
+		c.out.say("decision not sent (%v); send it again once resumed", err)
 	}
 }
 

@@ -2,7 +2,10 @@
 // user message by streaming a short text word by word, so that the whole
 // path (run queue, session log, delivery, resume) works with no LLM. Asked
 // "add 2 3", "echo hello" or "sleep 500", it calls that tool first and
-// answers with the result, so the tool path works end to end too.
+// answers with the result, so the tool path works end to end too. Asked
+// "approve add 2 3" (any tool request after "approve"), it asks the user
+// for approval first (Run.RequestApproval) and calls the tool only if
+// approved, so the human-in-the-loop path works end to end as well.
 package demo
 
 import (
@@ -41,6 +44,22 @@ func Answer(text string) string {
 	return fmt.Sprintf("Hello from the demo agent. You said: %q. "+
 		"Each word of this answer is stored in JetStream before you see it, "+
 		"so if you drop now and resume from your last seq you get exactly the rest.", text)
+}
+
+// ApprovalPrefix, before a tool request, makes the demo agent ask for
+// approval before it calls the tool.
+const ApprovalPrefix = "approve "
+
+// ApprovalTimeout is how long the demo agent waits for a decision.
+const ApprovalTimeout = 10 * time.Minute
+
+// RejectedAnswer is the text the demo agent streams when the user rejects
+// the tool call it asked about.
+func RejectedAnswer(tool, comment string) string {
+	if comment == "" {
+		return fmt.Sprintf("You rejected the call of %s, so I did not make it.", tool)
+	}
+	return fmt.Sprintf("You rejected the call of %s (%s), so I did not make it.", tool, comment)
 }
 
 // ToolRequest reads a tool request out of a user's text: "add A B",
@@ -93,12 +112,27 @@ func (a *Agent) HandleRun(ctx context.Context, run *worker.Run) error {
 		return a.echoAudio(ctx, run)
 	}
 	answer := Answer(run.Request.Text)
-	if tool, params, ok := ToolRequest(run.Request.Text); ok {
-		done, err := run.CallTool(ctx, tool, params)
-		if err != nil {
-			return err
+	text, ask := strings.CutPrefix(strings.TrimSpace(run.Request.Text), ApprovalPrefix)
+	if tool, params, ok := ToolRequest(text); ok {
+		approved := true
+		if ask {
+			d, err := run.RequestApproval(ctx, worker.ApprovalRequest{What: "call the tool " + tool,
+				Why: "you asked me to call it, with approval first", Tool: tool, Params: params, Timeout: ApprovalTimeout})
+			if err != nil {
+				return err
+			}
+			approved = d.Approved
+			if !approved {
+				answer = RejectedAnswer(tool, d.Approval.Comment)
+			}
 		}
-		answer = ToolAnswer(tool, done)
+		if approved {
+			done, err := run.CallTool(ctx, tool, params)
+			if err != nil {
+				return err
+			}
+			answer = ToolAnswer(tool, done)
+		}
 	}
 	msgID := haip.NameUUID("demo-answer", run.Request.RunID)
 	author := a.Author

@@ -291,7 +291,7 @@ func (a *Agent) HandleRun(ctx context.Context, run *worker.Run) error {
 	var h history
 	base := 0
 	for {
-		entries, dirs, err := readLog(ctx, a.fabric.Log(), req.Session)
+		entries, dirs, err := readLog(ctx, a.fabric.Log(), req.Session, st.budget)
 		if err != nil {
 			return err
 		}

@@ -4,62 +4,54 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"sort"
 
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/streams"
 )
 
-// historyWindow is how many of the latest messages of each direction of a
-// session log are read to rebuild a conversation; the context budget then
-// keeps the newest turns that fit.
+// historyWindow is how far back (messages of the outbound log) a run
+// looks for the results of tool calls an earlier attempt made.
 const historyWindow = 2048
+
+// maxConversationPages bounds the pages of a conversation read for one
+// model call, whatever the budget.
+const maxConversationPages = 32
 
 // maxToolResultChars bounds a tool result as the model reads it.
 const maxToolResultChars = 32 << 10
 
-// readLog returns the latest messages of both directions of a session's
-// log, merged in stored order (stream sequence), oldest first.
-func readLog(ctx context.Context, log *streams.Log, session string) ([]streams.Entry, []streams.Direction, error) {
-	type dirEntry struct {
-		e streams.Entry
-		d streams.Direction
-	}
-	var all []dirEntry
-	for _, d := range []streams.Direction{streams.In, streams.Out} {
-		b, err := log.Bounds(ctx, session, d)
+// readLog reads a session's conversation (both logs, in stored order)
+// backward from its end until the entries read hold about twice budget
+// tokens (four bytes a token) of envelopes, or the start; it returns them
+// oldest first. The rebuild then keeps what fits.
+func readLog(ctx context.Context, log *streams.Log, session string, budget int) ([]streams.Entry, []streams.Direction, error) {
+	var pages [][]streams.ConversationEntry
+	var cursor streams.ConversationCursor
+	size := 0
+	for range maxConversationPages {
+		page, err := log.Conversation(ctx, session, cursor, true, streams.MaxConversationPage)
 		if err != nil {
 			return nil, nil, fmt.Errorf("cannot read the conversation: %w", err)
 		}
-		if b.Empty() {
-			continue
-		}
-		from := b.First.Seq
-		if b.Last.Seq >= historyWindow && b.Last.Seq-historyWindow+1 > from {
-			from = b.Last.Seq - historyWindow + 1
-		}
-		err = log.Scan(ctx, session, d, from, streams.ScanOptions{Oldest: true}, func(e streams.Entry) bool {
-			// All of the outbound log: a run's own messages say where an
-			// earlier attempt of it stopped (worker.Run.Continue).
+		pages = append(pages, page.Entries)
+		for _, e := range page.Entries {
 			switch haip.Type(e.Type) {
-			case haip.TypeTextMessageStart, haip.TypeTextMessagePart, haip.TypeTextMessageEnd:
-				all = append(all, dirEntry{e, d})
-			default:
-				if d == streams.Out {
-					all = append(all, dirEntry{e, d})
-				}
+			case haip.TypeTextMessageStart, haip.TypeTextMessagePart, haip.TypeToolCall, haip.TypeToolDone:
+				size += len(e.Data)
 			}
-			return true
-		})
-		if err != nil {
-			return nil, nil, fmt.Errorf("cannot read the conversation: %w", err)
 		}
+		if !page.HasBefore || len(page.Entries) == 0 || size >= 8*budget {
+			break
+		}
+		cursor = page.Before
 	}
-	sort.SliceStable(all, func(i, j int) bool { return all[i].e.StreamSeq < all[j].e.StreamSeq })
-	entries := make([]streams.Entry, len(all))
-	dirs := make([]streams.Direction, len(all))
-	for i, de := range all {
-		entries[i], dirs[i] = de.e, de.d
+	var entries []streams.Entry
+	var dirs []streams.Direction
+	for i := len(pages) - 1; i >= 0; i-- {
+		for _, e := range pages[i] {
+			entries = append(entries, e.Entry)
+			dirs = append(dirs, e.Direction)
+		}
 	}
 	return entries, dirs, nil
 }
