@@ -100,13 +100,7 @@ func (p *anthropicProvider) Stream(ctx context.Context, req Request, events chan
 			return ctx.Err()
 		}
 	}
-	if err := stream.Err(); err != nil {
-		return p.error(err)
-	}
-	if !send(ctx, events, Event{Done: true, Usage: usage, ToolCalls: calls.done()}) {
-		return ctx.Err()
-	}
-	return nil
+	return finish(ctx, events, p.error(stream.Err()), usage, &calls)
 }
 
 func (p *anthropicProvider) error(err error) error {

@@ -97,13 +97,7 @@ func (p *openAIProvider) Stream(ctx context.Context, req Request, events chan<- 
 			return ctx.Err()
 		}
 	}
-	if err := stream.Err(); err != nil {
-		return p.error(err)
-	}
-	if !send(ctx, events, Event{Done: true, Usage: usage, ToolCalls: calls.done()}) {
-		return ctx.Err()
-	}
-	return nil
+	return finish(ctx, events, p.error(stream.Err()), usage, &calls)
 }
 
 func (p *openAIProvider) error(err error) error {

@@ -225,3 +225,15 @@ func apiError(provider, key string, status int, resp *http.Response, message str
 	}
 	return providerError(provider, status, h, message, key)
 }
+
+// finish ends a provider's stream: with its error, or with the Done event
+// (the usage, the complete tool calls).
+func finish(ctx context.Context, events chan<- Event, err error, usage Usage, calls *toolCalls) error {
+	if err != nil {
+		return err
+	}
+	if !send(ctx, events, Event{Done: true, Usage: usage, ToolCalls: calls.done()}) {
+		return ctx.Err()
+	}
+	return nil
+}
