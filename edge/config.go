@@ -3,6 +3,7 @@ package edge
 import (
 	"errors"
 	"fmt"
+	"github.com/haipfabric/haipfabric/auth"
 	"strconv"
 	"strings"
 	"time"
@@ -219,6 +220,12 @@ type Config struct {
 	// far one user's flood can delay a user who shares its queue shard.
 	UserMaxRuns      int `env:"USER_MAX_RUNS"`
 	UserMaxToolCalls int `env:"USER_MAX_TOOL_CALLS"`
+
+	// ToolAccess says who may call which tool (auth.ToolAccess): a
+	// TOOL_CALL from anyone else is refused with TOOL_NOT_FOUND, and the
+	// tool lists (TOOL_LIST, TOOL_SCHEMA, GET /haip/tools) show each caller
+	// only the tools it may call. Empty: every tool to everyone.
+	ToolAccess auth.ToolAccess `env:"TOOL_ACCESS"`
 }
 
 // NoUserLimits turns every per-user limit off (for a load tool whose one

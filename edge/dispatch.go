@@ -138,7 +138,7 @@ func handleToolQuery(s *Server, ctx context.Context, in inbound, c carrier) *hai
 	if !isToolQuery(in.id.Role, in.env.Type) {
 		return handleStore(s, ctx, in, c)
 	}
-	reply, herr := s.answerToolQuery(ctx, in.session, in.env)
+	reply, herr := s.answerToolQuery(ctx, in.id, in.session, in.env)
 	if herr != nil {
 		return herr
 	}

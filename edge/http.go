@@ -235,12 +235,14 @@ func (s *Server) serveRoot(w http.ResponseWriter, r *http.Request) {
 
 // serveTools lists the tools with a live worker (token required).
 func (s *Server) serveTools(w http.ResponseWriter, r *http.Request) {
-	if _, ok := s.authenticate(w, r, "http"); !ok {
+	id, ok := s.authenticate(w, r, "http")
+	if !ok {
 		return
 	}
 	ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
 	defer cancel()
 	tools, err := s.router.Tools().List(ctx)
+	tools = s.callable(id, tools)
 	if err != nil {
 		writeHTTPError(w, http.StatusServiceUnavailable, "unavailable", haip.CodeInternalError, "tool registry unavailable; retry", nil)
 		return

@@ -47,7 +47,7 @@ func isToolQuery(role auth.Role, t haip.Type) bool {
 // answerToolQuery answers a user's TOOL_LIST (every tool with a live
 // worker) or TOOL_SCHEMA (one tool's parameter and result schemas) from
 // the registry. The answer goes to the asker only, not to the log.
-func (s *Server) answerToolQuery(ctx context.Context, session string, env *haip.Envelope) (*haip.Envelope, *haip.Error) {
+func (s *Server) answerToolQuery(ctx context.Context, id auth.Identity, session string, env *haip.Envelope) (*haip.Envelope, *haip.Error) {
 	ctx, cancel := context.WithTimeout(ctx, resolveTimeout)
 	defer cancel()
 	if env.Type == haip.TypeToolList {
@@ -56,7 +56,7 @@ func (s *Server) answerToolQuery(ctx context.Context, session string, env *haip.
 			return nil, haip.Errorf(haip.CodeInternalError, "tool registry unavailable; retry").WithRelated(env.ID)
 		}
 		list := haip.ToolListPayload{Tools: []haip.ToolInfo{}}
-		for _, t := range tools {
+		for _, t := range s.callable(id, tools) {
 			list.Tools = append(list.Tools, haip.ToolInfo{Name: t.Name, Description: t.Description})
 		}
 		reply, err := haip.New(session, haip.ChannelSystem, haip.TypeToolList, list)
@@ -77,6 +77,8 @@ func (s *Server) answerToolQuery(ctx context.Context, session string, env *haip.
 		return nil, haip.Errorf(haip.CodeInternalError, "tool registry unavailable; retry").WithRelated(env.ID)
 	case !found:
 		return nil, haip.Errorf(haip.CodeToolNotFound, "no live worker serves tool %s", q.Tool).WithRelated(env.ID).WithDetail("tool", q.Tool)
+	case !s.cfg.ToolAccess.AllowsIdentity(id, info.Name):
+		return nil, s.refuseTool(id, info.Name).WithRelated(env.ID)
 	}
 	schema, _ := json.Marshal(map[string]json.RawMessage{"params": orEmptyObject(info.ParamsSchema), "result": orEmptyObject(info.ResultSchema)})
 	reply, err := haip.New(session, haip.ChannelSystem, haip.TypeToolSchema, haip.ToolSchemaPayload{Tool: info.Name, Schema: schema})
@@ -84,6 +86,25 @@ func (s *Server) answerToolQuery(ctx context.Context, session string, env *haip.
 		return nil, haip.Errorf(haip.CodeInternalError, "%v", err)
 	}
 	return reply, nil
+}
+
+// callable is the tools of list the caller may call (TOOL_ACCESS).
+func (s *Server) callable(id auth.Identity, list []streams.ToolInfo) []streams.ToolInfo {
+	out := list[:0:0]
+	for _, t := range list {
+		if s.cfg.ToolAccess.AllowsIdentity(id, t.Name) {
+			out = append(out, t)
+		}
+	}
+	return out
+}
+
+// refuseTool is the answer to a caller TOOL_ACCESS does not let call
+// tool: the tool is not found for it, as it is not listed for it either.
+// Nothing is stored and nothing is queued; the refusal is logged.
+func (s *Server) refuseTool(id auth.Identity, tool string) *haip.Error {
+	s.logger.Warn("tool call refused by TOOL_ACCESS", slog.String("tool", tool), slog.String("subject", id.Subject), slog.String("role", string(id.Role)))
+	return haip.Errorf(haip.CodeToolNotFound, "tool %s is not available to this caller", tool).WithDetail("tool", tool)
 }
 
 func orEmptyObject(raw json.RawMessage) json.RawMessage {
@@ -141,6 +162,9 @@ func (s *Server) store(ctx context.Context, id auth.Identity, session string, en
 		}
 		if err := streams.ValidateToolName(call.Tool); err != nil {
 			return streams.Appended{}, haip.Errorf(haip.CodeProtocolViolation, "%v", err).WithRelated(env.ID).WithDetail("tool", call.Tool)
+		}
+		if !s.cfg.ToolAccess.AllowsIdentity(id, call.Tool) {
+			return streams.Appended{}, s.refuseTool(id, call.Tool).WithRelated(env.ID)
 		}
 	case haip.TypeToolDone:
 		if isApprovalDecision(id.Role, env.Type) {

@@ -1,7 +1,8 @@
 // Command edge runs a HAIP edge: WebSocket clients in, JetStream behind.
 //
 // With NATS_URL empty it is the whole single-box system: an embedded
-// nats-server with JetStream on DATA_DIR, the edge, and the demo agent.
+// nats-server with JetStream on DATA_DIR, the edge, and an agent: the demo
+// agent, or with AGENT=llm a model (LLM_PROVIDER, LLM_BASE_URL, LLM_MODEL…).
 // With NATS_URL set it joins an existing NATS (several edges may share it).
 //
 //	edge                     serve (configuration from the environment)

@@ -75,7 +75,8 @@ type config struct {
 	RetentionMaxBytes int64         `env:"RETENTION_MAX_BYTES" envDefault:"0"`
 	DuplicateWindow   time.Duration `env:"DUPLICATE_WINDOW" envDefault:"2m"`
 
-	// Agent configures the demo agent run in this process (DEMO_AGENT…).
+	// Agent configures the agent run in this process (DEMO_AGENT, AGENT,
+	// LLM_…).
 	Agent agentcfg.Config
 	// Tools configures the built-in tools run in this process (BUILTIN_TOOLS…).
 	Tools agentcfg.Tools
@@ -124,6 +125,11 @@ func loadConfig() (config, error) {
 	}
 	if err := c.Edge.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if c.Agent.Enabled {
+		if err := c.Agent.Validate(); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	if c.PprofListen != "" {
 		if err := checkLoopback(c.PprofListen); err != nil {
@@ -250,16 +256,23 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 	agentCtx, stopAgent := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopAgent()
 	if cfg.Agent.Enabled {
-		agent, err := worker.NewAgent(setupCtx, nc, js, cfg.Agent.Handler(), cfg.Agent.AgentConfig(logger.With(slog.String("component", "demo-agent")), cfg.ShutdownTimeout))
+		agentLog := logger.With(slog.String("component", cfg.Agent.AgentName()+"-agent"))
+		handler, release, err := cfg.Agent.NewHandler(setupCtx, nc, js, agentLog)
 		if err != nil {
 			return err
 		}
-		srv.AddCheck("demo agent", agent.Healthy)
+		agent, err := worker.NewAgent(setupCtx, nc, js, handler, cfg.Agent.AgentConfig(agentLog, cfg.ShutdownTimeout))
+		if err != nil {
+			release()
+			return err
+		}
+		srv.AddCheck(cfg.Agent.AgentName()+" agent", agent.Healthy)
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			defer release()
 			if err := agent.Run(agentCtx); err != nil {
-				logger.Error("demo agent stopped", slog.Any("err", err))
+				logger.Error("agent stopped", slog.Any("err", err))
 			}
 		}()
 	}

@@ -1,9 +1,11 @@
 // Command toolworker runs worker processes of the fabric against an
 // existing NATS (NATS_URL): the built-in tools (echo, add, sleep), the
-// tools of a stdio MCP server (MCP_COMMAND, started with only the
-// environment MCP_ENV names), whose
+// tools of stdio MCP servers (MCP_COMMAND, MCP_SERVERS; each started with
+// only the environment MCP_ENV names, and started again when it dies),
+// whose
 // calls come from one JetStream work queue per tool, and replicas of the
-// demo agent, which take agent runs from the run queue. Each call and each
+// agent (the demo agent, or with AGENT=llm the LLM agent), which take agent
+// runs from the run queue. Each call and each
 // run is handled exactly once. Start it as many times as you like, on as
 // many machines.
 //
@@ -48,15 +50,15 @@ type config struct {
 	// Name identifies this process in the tool registry.
 	Name string `env:"WORKER_NAME" envDefault:"toolworker"`
 	// MCPCommand starts a stdio MCP server whose tools this process
-	// serves too (words split on spaces); MCPToolPrefix goes in front of
-	// their names.
+	// serves too (split like a shell would, quotes and backslashes
+	// honoured, without running one); MCPToolPrefix goes in front of their
+	// names. It is the server named "mcp" of MCPServers.
 	MCPCommand    string `env:"MCP_COMMAND"`
 	MCPToolPrefix string `env:"MCP_TOOL_PREFIX"`
-	// MCPEnv is the MCP server's whole environment (mcpbridge.Environ):
-	// comma-separated NAME (passed from this process) or NAME=value
-	// entries; "-" means none; the default is mcpbridge.DefaultEnv.
-	// Nothing else of this process's environment reaches the server.
-	MCPEnv string `env:"MCP_ENV" envDefault:"PATH,HOME"`
+	// MCPServers lists more MCP servers (mcpbridge.ParseServers): a JSON
+	// array of {"name", "command", "prefix", "env"}.
+	MCPServers string `env:"MCP_SERVERS"`
+	MCPEnv     string `env:"MCP_ENV" envDefault:"PATH,HOME"`
 }
 
 func main() {
@@ -77,12 +79,41 @@ func run(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("bad configuration: %w", err)
 	}
-	if !cfg.Agent.Enabled && !cfg.Tools.Enabled && cfg.MCPCommand == "" {
-		return errors.New("nothing to run: DEMO_AGENT=false, BUILTIN_TOOLS=false and no MCP_COMMAND")
-	}
-	mcpEnv, err := mcpbridge.Environ(cfg.MCPEnv, os.LookupEnv)
+	servers, err := mcpbridge.ParseServers(cfg.MCPServers)
 	if err != nil {
-		return fmt.Errorf("bad configuration: MCP_ENV: %w", err)
+		return fmt.Errorf("bad configuration: MCP_SERVERS: %w", err)
+	}
+	if cfg.MCPCommand != "" {
+		prefix := cfg.MCPToolPrefix
+		servers = append([]mcpbridge.Server{{Name: "mcp", Command: cfg.MCPCommand, Prefix: &prefix}}, servers...)
+	}
+	if !cfg.Agent.Enabled && !cfg.Tools.Enabled && len(servers) == 0 {
+		return errors.New("nothing to run: DEMO_AGENT=false, BUILTIN_TOOLS=false and no MCP_COMMAND or MCP_SERVERS")
+	}
+	if cfg.Agent.Enabled {
+		if err := cfg.Agent.Validate(); err != nil {
+			return fmt.Errorf("bad configuration: %w", err)
+		}
+	}
+	type mcpServer struct {
+		srv mcpbridge.Server
+		cmd mcpbridge.Command
+	}
+	var mcps []mcpServer
+	for _, srv := range servers {
+		spec, setting := cfg.MCPEnv, "MCP_ENV"
+		if srv.Env != nil {
+			spec, setting = *srv.Env, "MCP_SERVERS env"
+		}
+		env, err := mcpbridge.Environ(spec, os.LookupEnv)
+		if err != nil {
+			return fmt.Errorf("bad configuration: %s (MCP server %s): %w", setting, srv.Name, err)
+		}
+		words, err := mcpbridge.SplitCommand(srv.Command)
+		if err != nil || len(words) == 0 {
+			return fmt.Errorf("bad configuration: command of MCP server %s: %w", srv.Name, errors.Join(err, mcpbridge.ErrBadCommand))
+		}
+		mcps = append(mcps, mcpServer{srv: srv, cmd: mcpbridge.Command{Path: words[0], Args: words[1:], Env: env}})
 	}
 	nc, err := nats.Connect(cfg.NATSURL, nats.Name("haip-toolworker"), nats.MaxReconnects(-1), nats.RetryOnFailedConnect(true),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { logger.Warn("nats disconnected", slog.Any("err", err)) }),
@@ -116,7 +147,13 @@ func run(ctx context.Context) error {
 	defer cancel()
 	var runners []func(context.Context) error
 	if cfg.Agent.Enabled {
-		agent, err := worker.NewAgent(setup, nc, js, cfg.Agent.Handler(), cfg.Agent.AgentConfig(logger.With(slog.String("component", "demo-agent")), cfg.ShutdownTimeout))
+		agentLog := logger.With(slog.String("component", cfg.Agent.AgentName()+"-agent"))
+		handler, release, err := cfg.Agent.NewHandler(setup, nc, js, agentLog)
+		if err != nil {
+			return err
+		}
+		defer release()
+		agent, err := worker.NewAgent(setup, nc, js, handler, cfg.Agent.AgentConfig(agentLog, cfg.ShutdownTimeout))
 		if err != nil {
 			return err
 		}
@@ -126,22 +163,18 @@ func run(ctx context.Context) error {
 	if cfg.Tools.Enabled {
 		tools = append(tools, builtin.Tools()...)
 	}
-	if words := strings.Fields(cfg.MCPCommand); len(words) > 0 {
-		cs, err := mcpbridge.Connect(setup, mcpbridge.Command{Path: words[0], Args: words[1:], Env: mcpEnv})
-		if err != nil {
-			return err
-		}
-		defer cs.Close()
-		bridged, err := mcpbridge.Tools(setup, cs, cfg.MCPToolPrefix)
-		if err != nil {
-			return err
-		}
-		passed := make([]string, len(mcpEnv))
-		for i, kv := range mcpEnv {
+	for _, m := range mcps {
+		// Each server has a supervisor of its own: its tools are served
+		// while it lives, leave the registry when it dies, and come back
+		// when it has been started again.
+		passed := make([]string, len(m.cmd.Env))
+		for i, kv := range m.cmd.Env {
 			passed[i], _, _ = strings.Cut(kv, "=")
 		}
-		logger.Info("bridging MCP tools", slog.String("command", words[0]), slog.Int("tools", len(bridged)), slog.Any("env", passed))
-		tools = append(tools, bridged...)
+		mlog := logger.With(slog.String("component", "mcp"), slog.String("server", m.srv.Name))
+		mlog.Info("bridging MCP server", slog.String("command", m.cmd.Path), slog.Any("env", passed))
+		wcfg := cfg.Tools.WorkerConfig(cfg.Name+"-"+m.srv.Name, mlog, cfg.ShutdownTimeout)
+		runners = append(runners, mcpbridge.NewSupervisor(nc, js, m.cmd, m.srv.ToolPrefix(), mcpbridge.SupervisorConfig{Worker: wcfg, Logger: mlog}).Run)
 	}
 	if len(tools) > 0 {
 		tw, err := worker.NewToolWorker(setup, nc, js, tools, cfg.Tools.WorkerConfig(cfg.Name, logger.With(slog.String("component", "tools")), cfg.ShutdownTimeout))
@@ -150,7 +183,7 @@ func run(ctx context.Context) error {
 		}
 		runners = append(runners, tw.Run)
 	}
-	logger.Info("toolworker ready", slog.String("nats", nc.ConnectedUrl()), slog.Bool("demo_agent", cfg.Agent.Enabled), slog.Bool("builtin_tools", cfg.Tools.Enabled))
+	logger.Info("toolworker ready", slog.String("nats", nc.ConnectedUrl()), slog.Bool("agent", cfg.Agent.Enabled), slog.String("agent_kind", cfg.Agent.Kind), slog.Bool("builtin_tools", cfg.Tools.Enabled))
 	errs := make(chan error, len(runners))
 	for _, r := range runners {
 		go func() { errs <- r(ctx) }()

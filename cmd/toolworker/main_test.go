@@ -30,3 +30,22 @@ func TestBadMCPEnvRefused(t *testing.T) {
 		t.Fatalf("run: %v, want a bad MCP_ENV", err)
 	}
 }
+
+// A malformed MCP_SERVERS, or a command line with an unterminated quote,
+// stops the worker before it starts anything.
+func TestBadMCPServersRefused(t *testing.T) {
+	// Not parallel: it sets this process's environment.
+	t.Setenv("NATS_URL", "nats://127.0.0.1:1")
+	for _, tc := range []struct{ name, value string }{
+		{"MCP_SERVERS", `[{"name":"fs"}]`},
+		{"MCP_SERVERS", `not json`},
+		{"MCP_COMMAND", `server --dir "/unterminated`},
+	} {
+		t.Setenv("MCP_SERVERS", "")
+		t.Setenv("MCP_COMMAND", "")
+		t.Setenv(tc.name, tc.value)
+		if err := run(context.Background()); !errors.Is(err, mcpbridge.ErrBadCommand) {
+			t.Errorf("%s=%s: run: %v, want ErrBadCommand", tc.name, tc.value, err)
+		}
+	}
+}

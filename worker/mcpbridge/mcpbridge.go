@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"regexp"
 	"strings"
+	"sync"
 
 	"github.com/modelcontextprotocol/go-sdk/mcp"
 
@@ -38,18 +39,84 @@ type Command struct {
 	Env []string
 }
 
+// Session is a client session to an MCP server. It routes the server's
+// progress notifications to the calls that asked for them. Safe for
+// concurrent use.
+type Session struct {
+	cs       *mcp.ClientSession
+	mu       sync.Mutex
+	progress map[string]*progressSink // progress token -> the call's sink
+}
+
+// progressSink turns one call's MCP progress into TOOL_UPDATEs, one at a
+// time (worker.Call is for one goroutine at a time).
+type progressSink struct {
+	mu      sync.Mutex
+	ctx     context.Context
+	call    *worker.Call
+	percent float64
+}
+
+// Open starts an MCP client session over transport.
+func Open(ctx context.Context, transport mcp.Transport) (*Session, error) {
+	s := &Session{progress: map[string]*progressSink{}}
+	client := mcp.NewClient(&mcp.Implementation{Name: "haipfabric-toolworker", Version: "1"}, &mcp.ClientOptions{
+		ProgressNotificationHandler: func(_ context.Context, req *mcp.ProgressNotificationClientRequest) { s.onProgress(req.Params) },
+	})
+	cs, err := client.Connect(ctx, transport, nil)
+	if err != nil {
+		return nil, err
+	}
+	s.cs = cs
+	return s, nil
+}
+
 // Connect starts an MCP server command speaking MCP over stdio and
 // returns the client session; closing it stops the command.
-func Connect(ctx context.Context, c Command) (*mcp.ClientSession, error) {
+func Connect(ctx context.Context, c Command) (*Session, error) {
 	cmd := exec.Command(c.Path, c.Args...)
 	// A nil Env would hand the server this process's whole environment.
 	cmd.Env = append([]string{}, c.Env...)
-	client := mcp.NewClient(&mcp.Implementation{Name: "haipfabric-toolworker", Version: "1"}, nil)
-	cs, err := client.Connect(ctx, &mcp.CommandTransport{Command: cmd}, nil)
+	s, err := Open(ctx, &mcp.CommandTransport{Command: cmd})
 	if err != nil {
 		return nil, fmt.Errorf("cannot start MCP server %s: %w", c.Path, err)
 	}
-	return cs, nil
+	return s, nil
+}
+
+// Close ends the session (and stops a command's process).
+func (s *Session) Close() error { return s.cs.Close() }
+
+// Wait blocks until the session ends: closed, or the server gone (its
+// process exited, its pipe broke).
+func (s *Session) Wait() error { return s.cs.Wait() }
+
+// onProgress reports an MCP progress notification as the call's progress:
+// a percentage when the server gives a total, and its message and raw
+// figures as the update's partial.
+func (s *Session) onProgress(p *mcp.ProgressNotificationParams) {
+	if p == nil {
+		return
+	}
+	s.mu.Lock()
+	sink := s.progress[fmt.Sprint(p.ProgressToken)]
+	s.mu.Unlock()
+	if sink == nil {
+		return
+	}
+	sink.mu.Lock()
+	defer sink.mu.Unlock()
+	if p.Total > 0 {
+		sink.percent = min(max(100*p.Progress/p.Total, 0), 100)
+	}
+	partial := map[string]any{"progress": p.Progress}
+	if p.Total > 0 {
+		partial["total"] = p.Total
+	}
+	if p.Message != "" {
+		partial["message"] = p.Message
+	}
+	_ = sink.call.Progress(sink.ctx, sink.percent, partial) // best effort: the result still comes
 }
 
 // DefaultEnv is the environment specification cmd/toolworker gives an
@@ -112,7 +179,8 @@ func Environ(spec string, lookup func(name string) (string, bool)) ([]string, er
 // in front, and characters a tool name may not hold ([A-Za-z0-9_-] only:
 // names become subject tokens) become '_'. Two MCP tools that map to the
 // same name are an error.
-func Tools(ctx context.Context, cs *mcp.ClientSession, prefix string) ([]worker.Tool, error) {
+func Tools(ctx context.Context, s *Session, prefix string) ([]worker.Tool, error) {
+	cs := s.cs
 	var out []worker.Tool
 	seen := map[string]string{}
 	params := &mcp.ListToolsParams{}
@@ -130,7 +198,7 @@ func Tools(ctx context.Context, cs *mcp.ClientSession, prefix string) ([]worker.
 			if err := streams.ValidateToolName(name); err != nil {
 				return nil, fmt.Errorf("MCP tool %q: %w", t.Name, err)
 			}
-			tool := worker.Tool{Name: name, Description: t.Description, Handler: forward(cs, t.Name)}
+			tool := worker.Tool{Name: name, Description: t.Description, Handler: forward(s, t.Name)}
 			if t.InputSchema != nil {
 				if tool.ParamsSchema, err = json.Marshal(t.InputSchema); err != nil {
 					return nil, fmt.Errorf("MCP tool %q: input schema: %w", t.Name, err)
@@ -150,10 +218,13 @@ func Tools(ctx context.Context, cs *mcp.ClientSession, prefix string) ([]worker.
 	}
 }
 
-// forward calls the MCP tool. Its structured content is the result; a
-// tool without one answers {"content": "<its text>"}. An MCP error
+// forward calls the MCP tool, asking for progress notifications (they
+// become the call's TOOL_UPDATEs). Its structured content is the result; a
+// tool without one answers {"content": "<its text>"}, with "attachments"
+// for content that is not text (images and audio as base64 "data" with
+// their "mimeType", resource links, embedded resources). An MCP error
 // result is an error with the tool's text.
-func forward(cs *mcp.ClientSession, mcpName string) worker.ToolHandler {
+func forward(s *Session, mcpName string) worker.ToolHandler {
 	return worker.ToolHandlerFunc(func(ctx context.Context, call *worker.Call) (any, error) {
 		var args map[string]any
 		if len(call.Params) > 0 {
@@ -161,11 +232,22 @@ func forward(cs *mcp.ClientSession, mcpName string) worker.ToolHandler {
 				return nil, fmt.Errorf("params are not a JSON object: %w", err)
 			}
 		}
-		res, err := cs.CallTool(ctx, &mcp.CallToolParams{Name: mcpName, Arguments: args})
+		params := &mcp.CallToolParams{Name: mcpName, Arguments: args}
+		token := call.Session + "." + call.CallID
+		params.SetProgressToken(token)
+		s.mu.Lock()
+		s.progress[token] = &progressSink{ctx: ctx, call: call}
+		s.mu.Unlock()
+		defer func() {
+			s.mu.Lock()
+			delete(s.progress, token)
+			s.mu.Unlock()
+		}()
+		res, err := s.cs.CallTool(ctx, params)
 		if err != nil {
 			return nil, fmt.Errorf("MCP call failed: %w", err)
 		}
-		text := textOf(res.Content)
+		text, attachments := contentOf(res.Content)
 		if res.IsError {
 			if text == "" {
 				text = "the MCP tool reported an error"
@@ -175,18 +257,50 @@ func forward(cs *mcp.ClientSession, mcpName string) worker.ToolHandler {
 		if res.StructuredContent != nil {
 			return res.StructuredContent, nil
 		}
-		return map[string]string{"content": text}, nil
+		out := map[string]any{"content": text}
+		if len(attachments) > 0 {
+			out["attachments"] = attachments
+		}
+		return out, nil
 	})
 }
 
-func textOf(content []mcp.Content) string {
+// Attachment is content of an MCP result that is not text, as the
+// result's "attachments" carry it to the client.
+type Attachment struct {
+	// Type is "image", "audio", "resource_link" or "resource".
+	Type     string `json:"type"`
+	MIMEType string `json:"mimeType,omitempty"`
+	// Data is the bytes (base64 in JSON) of an image, audio or blob resource.
+	Data []byte `json:"data,omitempty"`
+	// URI, Name and Text describe a resource.
+	URI  string `json:"uri,omitempty"`
+	Name string `json:"name,omitempty"`
+	Text string `json:"text,omitempty"`
+}
+
+// contentOf splits an MCP result's content into its text (the text parts,
+// a line each) and the rest.
+func contentOf(content []mcp.Content) (string, []Attachment) {
 	var parts []string
+	var att []Attachment
 	for _, c := range content {
-		if t, ok := c.(*mcp.TextContent); ok {
-			parts = append(parts, t.Text)
+		switch c := c.(type) {
+		case *mcp.TextContent:
+			parts = append(parts, c.Text)
+		case *mcp.ImageContent:
+			att = append(att, Attachment{Type: "image", MIMEType: c.MIMEType, Data: c.Data})
+		case *mcp.AudioContent:
+			att = append(att, Attachment{Type: "audio", MIMEType: c.MIMEType, Data: c.Data})
+		case *mcp.ResourceLink:
+			att = append(att, Attachment{Type: "resource_link", MIMEType: c.MIMEType, URI: c.URI, Name: c.Name})
+		case *mcp.EmbeddedResource:
+			if r := c.Resource; r != nil {
+				att = append(att, Attachment{Type: "resource", MIMEType: r.MIMEType, URI: r.URI, Text: r.Text, Data: r.Blob})
+			}
 		}
 	}
-	return strings.Join(parts, "\n")
+	return strings.Join(parts, "\n"), att
 }
 
 func toolName(s string) string {

@@ -31,7 +31,7 @@ type greetOut struct {
 
 // inMemory serves an MCP server built with the Go SDK and returns a
 // client session to it.
-func inMemory(t *testing.T) *mcp.ClientSession {
+func inMemory(t *testing.T) *mcpbridge.Session {
 	t.Helper()
 	ctx := context.Background()
 	s := mcp.NewServer(&mcp.Implementation{Name: "test", Version: "1"}, nil)
@@ -47,7 +47,7 @@ func inMemory(t *testing.T) *mcp.ClientSession {
 	if _, err := s.Connect(ctx, st, nil); err != nil {
 		t.Fatal(err)
 	}
-	cs, err := mcp.NewClient(&mcp.Implementation{Name: "bridge-test", Version: "1"}, nil).Connect(ctx, ct, nil)
+	cs, err := mcpbridge.Open(ctx, ct)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,7 +158,7 @@ func TestBridgeStdioCommand(t *testing.T) {
 	}
 	defer cs.Close()
 	tools, err := mcpbridge.Tools(ctx, cs, "")
-	if err != nil || len(tools) != 2 {
+	if err != nil || len(tools) != 6 {
 		t.Fatalf("tools %v %v", tools, err)
 	}
 	if got := call(t, ctx, tools, "greet", `{"name":"Grace"}`); string(got) != `{"greeting":"Hello, Grace"}` {
