@@ -1,0 +1,232 @@
+// The client against real edges, on each transport: a handshake, a
+// streamed answer, a cut in the middle of an answer resumed on another
+// edge with nothing lost or twice, a tool call, a cancel, a token that
+// expires during the session, flow control and pause.
+
+import assert from "node:assert/strict";
+import { after, before, describe, test } from "node:test";
+
+import { type Envelope, HaipClient, type TransportName, isControl } from "../src/index.js";
+import { type Edge, Fabric, token, until } from "./edges.js";
+
+const fabric = new Fabric();
+before(() => fabric.start());
+after(() => fabric.stop());
+
+// The demo agent's answer (worker/demo.Answer).
+function answer(text: string): string {
+  return (
+    `Hello from the demo agent. You said: ${JSON.stringify(text)}. ` +
+    "Each word of this answer is stored in JetStream before you see it, " +
+    "so if you drop now and resume from your last seq you get exactly the rest."
+  );
+}
+
+// logOf collects the session-log messages a client delivers.
+function logOf(c: HaipClient): Envelope[] {
+  const got: Envelope[] = [];
+  c.onEnvelope((e) => {
+    if (!isControl(e.type) && !((e.type === "TOOL_LIST" || e.type === "TOOL_SCHEMA") && Number(e.seq) <= got.length)) got.push(e);
+  });
+  return got;
+}
+
+function assertDense(envs: Envelope[], first = 1): void {
+  envs.forEach((e, i) => assert.equal(Number(e.seq), first + i, `message ${i} has seq ${e.seq}: ${envs.map((x) => x.seq).join(",")}`));
+}
+
+function client(urls: string[], tr: TransportName, extra: Partial<ConstructorParameters<typeof HaipClient>[0]> = {}): HaipClient {
+  return new HaipClient({ urls, token: () => token("alice"), transports: [tr], backoff: { initialMs: 50, maxMs: 500 }, ...extra });
+}
+
+for (const tr of (process.env.HAIP_TS_TRANSPORTS?.split(",") ?? ["websocket", "sse", "stream"]) as TransportName[]) {
+  describe(tr, () => {
+    test("handshake and a streamed answer", async () => {
+      const c = client([fabric.hub.base], tr);
+      try {
+        await c.connect();
+        assert.equal(c.transport, tr);
+        const log = logOf(c);
+        const run = await c.sendText("hello");
+        const chunks: string[] = [];
+        for await (const chunk of run) chunks.push(chunk);
+        const res = await run.done;
+        assert.equal(res.status, "OK");
+        assert.equal(res.text, answer("hello"));
+        assert.equal(chunks.join(""), res.text);
+        assert.ok(chunks.length > 5, `answer came in ${chunks.length} chunks`);
+        assertDense(log);
+        assert.equal(c.lastSeq, log.length);
+      } finally {
+        await c.close();
+      }
+    });
+
+    test("a cut mid-answer resumes on another edge, nothing lost or twice", async () => {
+      const first = await fabric.edge(`${tr}-cut`);
+      const second = await fabric.edge(`${tr}-resume`);
+      const c = client([first.base, second.base], tr);
+      try {
+        await c.connect();
+        const log = logOf(c);
+        const run = await c.sendText("cut me");
+        const chunks: string[] = [];
+        let killed: Promise<void> | undefined;
+        for await (const chunk of run) {
+          chunks.push(chunk);
+          if (chunks.length === 4) killed = first.kill();
+        }
+        await killed;
+        const res = await run.done;
+        assert.equal(res.status, "OK");
+        assert.equal(res.text, answer("cut me"));
+        assert.equal(chunks.join(""), res.text);
+        assert.equal(c.url, second.base);
+        assertDense(log);
+        // A reader from seq 0 sees the same log, message for message.
+        const ref = client([second.base], tr, { session: c.session });
+        try {
+          const refLog = logOf(ref);
+          await ref.connect();
+          await until("the whole log", () => refLog.length >= log.length);
+          assert.deepEqual(refLog.map((e) => e.id), log.map((e) => e.id));
+        } finally {
+          await ref.close();
+        }
+      } finally {
+        await c.close();
+        await second.kill();
+      }
+    });
+
+    test("a tool call", async () => {
+      const c = client([fabric.hub.base], tr);
+      try {
+        await c.connect();
+        const updates: string[] = [];
+        const call = c.callTool("add", { a: 2, b: 3 }, { onUpdate: (u) => updates.push(u.status) });
+        const done = await call.done;
+        assert.equal(done.status ?? "OK", "OK");
+        assert.deepEqual(done.result, { result: 5 });
+        assert.deepEqual(updates.slice(0, 2), ["QUEUED", "RUNNING"]);
+      } finally {
+        await c.close();
+      }
+    });
+
+    test("cancel a run and a tool call", async () => {
+      const c = client([fabric.hub.base], tr);
+      try {
+        await c.connect();
+        const run = await c.sendText("stop me early");
+        for await (const _ of run) {
+          await run.cancel();
+          break;
+        }
+        const res = await run.done;
+        assert.equal(res.status, "CANCELLED");
+        const call = c.callTool("sleep", { ms: 20_000 });
+        await call.cancel("changed my mind");
+        assert.equal((await call.done).status, "CANCELLED");
+      } finally {
+        await c.close();
+      }
+    });
+
+    test("a token that expires during the session", async () => {
+      // Refresh before expiry: the client reconnects with a fresh token
+      // before the edge would cut it (4 s tokens).
+      let minted = 0;
+      const c = client([fabric.hub.base], tr, {
+        token: () => {
+          minted++;
+          return token("alice", 4);
+        },
+      });
+      // No refresh: the edge closes with 4002 (2 s tokens: see token) and
+      // the client comes back with a fresh token.
+      let mintedB = 0;
+      const b = client([fabric.hub.base], tr, {
+        refreshBeforeExpiry: false,
+        token: () => {
+          mintedB++;
+          return token("alice", -28);
+        },
+      });
+      try {
+        await Promise.all([c.connect(), b.connect()]);
+        for (const [cl, count] of [
+          [c, () => minted],
+          [b, () => mintedB],
+        ] as const) {
+          const log = logOf(cl);
+          const texts: string[] = [];
+          for (let i = 0; i < 2; i++) {
+            const run = await cl.sendText(`turn ${i}`);
+            const res = await run.done;
+            assert.equal(res.text, answer(`turn ${i}`));
+            texts.push(res.text);
+          }
+          await until("a token refresh", () => count() >= 3, 15_000);
+          const run = await cl.sendText("after the refresh");
+          assert.equal((await run.done).text, answer("after the refresh"));
+          assertDense(log);
+        }
+      } finally {
+        await Promise.all([c.close(), b.close()]);
+      }
+    });
+
+    test("flow control: a small window, and a pause", async () => {
+      const c = client([fabric.hub.base], tr, { credit: 4 });
+      try {
+        await c.connect();
+        const log = logOf(c);
+        const run = await c.sendText("many words for a small window");
+        assert.equal((await run.done).text, answer("many words for a small window"));
+        assertDense(log);
+
+        c.pause("AGENT");
+        const n = log.length;
+        const paused = await c.sendText("wait for it");
+        await new Promise((r) => setTimeout(r, 600));
+        assert.equal(log.length, n, "messages arrived while paused");
+        c.resume("AGENT");
+        assert.equal((await paused.done).text, answer("wait for it"));
+        assertDense(log);
+      } finally {
+        await c.close();
+      }
+    });
+  });
+}
+
+test("falls back to the next transport when one is blocked", async () => {
+  // A WebSocket that never opens stands for a proxy that blocks upgrades.
+  class Blocked extends EventTarget {
+    onopen: unknown = null;
+    onclose: ((ev: { code: number; reason: string }) => void) | null = null;
+    onerror: (() => void) | null = null;
+    onmessage: unknown = null;
+    constructor() {
+      super();
+      setTimeout(() => {
+        this.onerror?.();
+        this.onclose?.({ code: 1006, reason: "" });
+      }, 10);
+    }
+    send(): void {}
+    close(): void {}
+  }
+  const c = new HaipClient({ urls: [fabric.hub.base], token: () => token("alice"), WebSocket: Blocked as unknown as typeof WebSocket });
+  try {
+    await c.connect();
+    assert.equal(c.transport, "sse");
+    const run = await c.sendText("over the fallback");
+    assert.equal((await run.done).text, answer("over the fallback"));
+  } finally {
+    await c.close();
+  }
+});
+
+export type { Edge };
