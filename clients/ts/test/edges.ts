@@ -11,6 +11,17 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 
+import WS from "ws";
+
+import type { WebSocketCtor } from "../src/index.js";
+
+/**
+ * WebSocketImpl is Node's own WebSocket where it has one (Node 22+, or 20
+ * with --experimental-websocket), else the ws package's: the client takes
+ * either.
+ */
+export const WebSocketImpl: WebSocketCtor = (globalThis as { WebSocket?: WebSocketCtor }).WebSocket ?? (WS as unknown as WebSocketCtor);
+
 const repoRoot = fileURLToPath(new URL("../../../../", import.meta.url)); // build/test → clients/ts → repo
 
 export const SECRET = "ts-client-tests-secret-0123456789abcdef";
@@ -41,7 +52,7 @@ export class Fabric {
     this.hub = await this.spawn("hub", {
       NATS_LISTEN: `127.0.0.1:${this.natsPort}`,
       DEMO_AGENT: "true",
-      DEMO_AGENT_DELAY: "40ms",
+      DEMO_AGENT_DELAY: "20ms",
       BUILTIN_TOOLS: "true",
     });
   }

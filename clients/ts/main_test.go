@@ -1,0 +1,9 @@
+package ts_test
+
+import (
+	"testing"
+
+	"github.com/haipfabric/haipfabric/internal/testkit"
+)
+
+func TestMain(m *testing.M) { testkit.Main(m) }
