@@ -1,8 +1,11 @@
 // HAIP 1.1.2 envelopes and payloads, as the edge accepts and sends them.
 // The published JSON Schemas (GET /haip/schema/envelope.json and
 // /haip/schema/payloads/<TYPE>.json on an edge, haip/schema/ in the
-// repository) are the reference; test/schema.test.ts checks these types
-// against them.
+// repository) are the reference: schema.gen.ts is generated from them, and
+// the checks at the end of this file make the build fail if these types
+// disagree with it.
+
+import type { SchemaChannel, SchemaEventType, SchemaPayloads } from "./schema.gen.js";
 
 /** A uuid (versions 1–5, RFC 4122 variant), as a string. */
 export type UUID = string;
@@ -209,3 +212,28 @@ export function parseEnvelope(text: string): Envelope {
   if (v.payload === null || typeof v.payload !== "object" || Array.isArray(v.payload)) throw new Error("envelope payload is not an object");
   return v as unknown as Envelope;
 }
+
+// ---- checked against the published schemas (schema.gen.ts) ----
+
+type StrKeys<T> = Extract<keyof T, string>;
+type RequiredKeys<T> = { [K in StrKeys<T>]-?: Record<string, never> extends Pick<T, K> ? never : K }[StrKeys<T>];
+type Same<A, B> = [A] extends [B] ? ([B] extends [A] ? true : false) : false;
+type Agrees<T extends EventType> = SchemaPayloads[T]["open"] extends true
+  ? true
+  : Same<RequiredKeys<PayloadMap[T]>, SchemaPayloads[T]["required"]> extends true
+    ? [StrKeys<PayloadMap[T]>] extends [SchemaPayloads[T]["fields"]]
+      ? true
+      : false
+    : false;
+
+/**
+ * schemaAgreement does not compile unless every payload type above has
+ * the published schema's required fields, and no field it lacks, and the
+ * event types and channels are the schema's.
+ */
+export const schemaAgreement: { [T in EventType]: Agrees<T> } & { types: Same<EventType, SchemaEventType>; channels: Same<Channel, SchemaChannel> } = {
+  HAI: true, RUN_STARTED: true, RUN_FINISHED: true, RUN_CANCEL: true, RUN_ERROR: true, PING: true, PONG: true,
+  REPLAY_REQUEST: true, TEXT_MESSAGE_START: true, TEXT_MESSAGE_PART: true, TEXT_MESSAGE_END: true, AUDIO_CHUNK: true,
+  TOOL_CALL: true, TOOL_UPDATE: true, TOOL_DONE: true, TOOL_CANCEL: true, TOOL_LIST: true, TOOL_SCHEMA: true,
+  ERROR: true, FLOW_UPDATE: true, PAUSE_CHANNEL: true, RESUME_CHANNEL: true, types: true, channels: true,
+};
