@@ -33,6 +33,7 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 
 	"github.com/haipfabric/haipfabric/internal/browser"
+	"github.com/haipfabric/haipfabric/worker/demo"
 )
 
 // secret signs the tests' tokens; every edge here is started with it.
@@ -151,6 +152,33 @@ func TestBrowser(t *testing.T) {
 			}
 			dense(t, r.Expiry.Seqs, "seqs across token expiry")
 		})
+	}
+}
+
+// The browser example (examples/chat.html) chats with the demo agent.
+func TestBrowserExample(t *testing.T) {
+	bin := prepare(t)
+	b := browser.ForTest(t)
+	pages := pageServer(t)
+	hub := startEdge(t, bin, "example", pages.URL, "DEMO_AGENT=true", "DEMO_AGENT_DELAY=5ms", "BUILTIN_TOOLS=true")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	p, err := b.Open(ctx, pages.URL+"/examples/chat.html#edge="+hub.base+"&token="+mint(t, "example-user", time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if err := p.WaitFor(ctx, 20*time.Second, `document.getElementById("status").textContent.startsWith("open")`); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Eval(ctx, `document.getElementById("text").value = "hello from the page"; document.getElementById("f").requestSubmit(); true`, nil); err != nil {
+		t.Fatal(err)
+	}
+	want, _ := json.Marshal(demo.Answer("hello from the page"))
+	if err := p.WaitFor(ctx, 20*time.Second, `document.getElementById("log").textContent.includes(`+string(want)+`)`); err != nil {
+		var text string
+		_ = p.Eval(ctx, `document.body.innerText`, &text)
+		t.Fatalf("%v\npage: %s", err, text)
 	}
 }
 
@@ -284,16 +312,17 @@ func freePort(t *testing.T) int {
 	return atoi(port)
 }
 
-// pageServer serves the compiled client and scenario (build/) and the
-// scenario's page, and mints tokens for it (/token?ttl=seconds).
+// pageServer serves the package directory (the compiled client in dist/
+// and build/, the examples), the scenario's page at /, and tokens
+// (/token?ttl=seconds).
 func pageServer(t *testing.T) *httptest.Server {
 	t.Helper()
-	files := http.FileServer(http.Dir("build"))
+	files := http.FileServer(http.Dir("."))
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case "/":
 			w.Header().Set("Content-Type", "text/html; charset=utf-8")
-			_, _ = io.WriteString(w, `<!doctype html><meta charset=utf-8><title>haip client</title><script type=module src="/test/browser/scenario.js"></script>`)
+			_, _ = io.WriteString(w, `<!doctype html><meta charset=utf-8><title>haip client</title><script type=module src="/build/test/browser/scenario.js"></script>`)
 		case "/token":
 			ttl := atoi(r.URL.Query().Get("ttl"))
 			w.Header().Set("Cache-Control", "no-store")

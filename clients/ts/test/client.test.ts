@@ -4,6 +4,8 @@
 // expires during the session, flow control and pause.
 
 import assert from "node:assert/strict";
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 
 import { type Envelope, HaipClient, type TransportName, isControl } from "../src/index.js";
@@ -222,6 +224,17 @@ test("falls back to the next transport when one is blocked", async () => {
   }
 });
 
+  test("the Node example", async () => {
+    const script = fileURLToPath(new URL("../../examples/chat.mjs", import.meta.url));
+    const out = await new Promise<string>((resolve, reject) =>
+      execFile(process.execPath, [script, "from", "the", "example"], { env: { ...process.env, EDGE_URL: fabric.hub.base, TOKEN: token("example") }, timeout: 30_000 }, (err, stdout, stderr) =>
+        err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout),
+      ),
+    );
+    assert.ok(out.includes(answer("from the example")), out);
+    assert.match(out, /\[run OK, session [0-9a-f-]{36}, last seq \d+\]/);
+    assert.match(out, /add\(2, 3\) = \{ result: 5 \}/);
+  });
 });
 
 export type { Edge };
