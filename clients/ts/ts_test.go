@@ -45,6 +45,7 @@ const stampFile = ".haip-lock-sha256"
 
 // TestNode runs the npm test script: the client's suite and the v1 SDK's.
 func TestNode(t *testing.T) {
+	t.Parallel()
 	bin := prepare(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
@@ -60,6 +61,7 @@ func TestNode(t *testing.T) {
 // the test kills the first in the middle of an answer and the page's
 // client resumes on the second.
 func TestBrowser(t *testing.T) {
+	t.Parallel()
 	bin := prepare(t)
 	b := browser.ForTest(t)
 
@@ -157,6 +159,7 @@ func TestBrowser(t *testing.T) {
 
 // The browser example (examples/chat.html) chats with the demo agent.
 func TestBrowserExample(t *testing.T) {
+	t.Parallel()
 	bin := prepare(t)
 	b := browser.ForTest(t)
 	pages := pageServer(t)
