@@ -8,27 +8,19 @@ import { execFile } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { after, before, describe, test } from "node:test";
 
-import { type Envelope, HaipClient, type TransportName, isControl } from "../src/index.js";
+import { type Envelope, HaipClient, type TransportName } from "../src/index.js";
 import { type Edge, Fabric, WebSocketImpl, token, until } from "./edges.js";
+import { answer, isLogMessage } from "./shared.js";
 
 const fabric = new Fabric();
 before(() => fabric.start());
 after(() => fabric.stop());
 
-// The demo agent's answer (worker/demo.Answer).
-function answer(text: string): string {
-  return (
-    `Hello from the demo agent. You said: ${JSON.stringify(text)}. ` +
-    "Each word of this answer is stored in JetStream before you see it, " +
-    "so if you drop now and resume from your last seq you get exactly the rest."
-  );
-}
-
 // logOf collects the session-log messages a client delivers.
 function logOf(c: HaipClient): Envelope[] {
   const got: Envelope[] = [];
   c.onEnvelope((e) => {
-    if (!isControl(e.type) && !((e.type === "TOOL_LIST" || e.type === "TOOL_SCHEMA") && Number(e.seq) <= got.length)) got.push(e);
+    if (isLogMessage(e, got.length)) got.push(e);
   });
   return got;
 }

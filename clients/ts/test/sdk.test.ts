@@ -12,6 +12,7 @@ import { type Server, type Socket, connect, createServer } from "node:net";
 import { after, before, test } from "node:test";
 
 import { Fabric, token, until } from "./edges.js";
+import { answer, isLogMessage } from "./shared.js";
 
 const require = createRequire(import.meta.url);
 // eslint-disable-next-line @typescript-eslint/no-require-imports
@@ -120,11 +121,6 @@ const fabric = new Fabric();
 before(() => fabric.start());
 after(() => fabric.stop());
 
-const answer = (text: string): string =>
-  `Hello from the demo agent. You said: ${JSON.stringify(text)}. ` +
-  "Each word of this answer is stored in JetStream before you see it, " +
-  "so if you drop now and resume from your last seq you get exactly the rest.";
-
 const portOf = (base: string): number => Number(new URL(base).port);
 
 test("the official v1 SDK: text, reply, tool call, a cut socket resumed exactly on another edge", async () => {
@@ -150,10 +146,9 @@ test("the official v1 SDK: text, reply, tool call, a cut socket resumed exactly 
   // What the app receives: every message the SDK handles.
   const got: SDKMessage[] = [];
   const log: SDKMessage[] = [];
-  const control = new Set(["HAI", "PING", "PONG", "ERROR", "FLOW_UPDATE", "PAUSE_CHANNEL", "RESUME_CHANNEL", "REPLAY_REQUEST"]);
   client.on("message", ((m: SDKMessage) => {
     got.push(m);
-    if (!control.has(m.type)) log.push(m);
+    if (isLogMessage(m as Parameters<typeof isLogMessage>[0], log.length)) log.push(m);
   }) as (arg: never) => void);
   let handshakes = 0;
   client.on("handshake", (() => handshakes++) as (arg: never) => void);

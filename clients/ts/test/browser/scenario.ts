@@ -3,8 +3,9 @@
 // the middle (state "cut"), a cancel, and a session over tokens the edge
 // cuts when they expire. The page reports into window.haip.
 
-import { type Envelope, HaipClient, LocalStorageStore, isControl } from "../../src/index.js";
+import { type Envelope, HaipClient, LocalStorageStore } from "../../src/index.js";
 import type { TransportName } from "../../src/index.js";
+import { answer, isLogMessage } from "../shared.js";
 
 interface Report {
   state: "running" | "cut" | "done" | "failed";
@@ -19,11 +20,6 @@ const q = new URLSearchParams(location.search);
 const tr = q.get("transport") as TransportName;
 const urls = (q.get("urls") ?? "").split(",");
 
-const answer = (text: string): string =>
-  `Hello from the demo agent. You said: ${JSON.stringify(text)}. ` +
-  "Each word of this answer is stored in JetStream before you see it, " +
-  "so if you drop now and resume from your last seq you get exactly the rest.";
-
 // tokens come from the page's server, which mints them: ttl in seconds
 // (a negative one down to -30 is one the edge still takes, and cuts
 // 30 + ttl seconds later).
@@ -32,7 +28,7 @@ const tokenFor = async (ttl: number): Promise<string> => (await fetch(`/token?tt
 function logOf(c: HaipClient): Envelope[] {
   const log: Envelope[] = [];
   c.onEnvelope((e) => {
-    if (!isControl(e.type) && !((e.type === "TOOL_LIST" || e.type === "TOOL_SCHEMA") && Number(e.seq) <= log.length)) log.push(e);
+    if (isLogMessage(e, log.length)) log.push(e);
   });
   return log;
 }
