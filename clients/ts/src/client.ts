@@ -145,6 +145,7 @@ class RunState {
   chunks: string[] = [];
   iterated = false;
   wake?: () => void;
+  relatedId?: string; // the envelope an ERROR about this run names
   finished = false;
   error?: ErrorPayload;
   failure?: Error;
@@ -197,7 +198,7 @@ export class HaipClient {
   private gapTimer?: ReturnType<typeof setTimeout>;
   private refreshTimer?: ReturnType<typeof setTimeout>;
   private runs = new Map<string, RunState>();
-  private tools = new Map<string, { resolve: (p: ToolDonePayload) => void; reject: (e: Error) => void; onUpdate?: (u: ToolUpdatePayload) => void }>();
+  private tools = new Map<string, { resolve: (p: ToolDonePayload) => void; reject: (e: Error) => void; onUpdate?: (u: ToolUpdatePayload) => void; relatedId?: string }>();
   private related = new Map<string, (e: HaipError) => void>();
   private listeners = new Set<(env: Envelope) => void>();
   private typed = new Map<EventType, Set<(env: Envelope) => void>>();
@@ -342,6 +343,7 @@ export class HaipClient {
     const extra = opts.threadId ? { thread_id: opts.threadId } : {};
     this.send("USER", "TEXT_MESSAGE_START", { message_id: messageId, text }, extra);
     const endId = this.send("USER", "TEXT_MESSAGE_END", { message_id: messageId }, extra);
+    run.relatedId = endId;
     this.related.set(endId, (e) => {
       run.failure = e;
       run.reject(e);
@@ -389,6 +391,8 @@ export class HaipClient {
     });
     done.catch(() => undefined);
     const id = this.send("USER", "TOOL_CALL", { call_id: callId, tool, params });
+    const entry = this.tools.get(callId);
+    if (entry) entry.relatedId = id;
     this.related.set(id, (e) => {
       this.tools.get(callId)?.reject(e);
       this.tools.delete(callId);
@@ -701,7 +705,10 @@ export class HaipClient {
       const n = hai.payload.capabilities?.flow_control?.initial_credit_messages ?? Number.MAX_SAFE_INTEGER;
       for (const ch of CHANNELS) c.credit.set(ch, n);
     }
-    // Everything not yet confirmed goes again, renumbered on this connection.
+    // Everything not yet confirmed goes again, renumbered on this
+    // connection; control messages were the old connection's own (grants
+    // and pauses are made again below).
+    this.outbox = this.outbox.filter((o) => !isControl(o.env.type));
     for (const o of this.outbox) o.sent = false;
     const grants: Outgoing[] = [];
     if (c.t?.posts) {
@@ -733,6 +740,7 @@ export class HaipClient {
         const t = this.tools.get(env.payload.call_id);
         if (t) {
           this.tools.delete(env.payload.call_id);
+          if (t.relatedId) this.related.delete(t.relatedId);
           t.resolve(env.payload);
         }
         break;
@@ -772,6 +780,7 @@ export class HaipClient {
         r.resolve({ runId: r.runId, status, summary: env.payload.summary, text: r.text, error: r.error });
         r.end();
         this.runs.delete(r.runId);
+        if (r.relatedId) this.related.delete(r.relatedId);
         break;
       }
     }
