@@ -483,10 +483,9 @@ export class HaipClient {
       let refused: HTTPError | undefined;
       try {
         const token = await this.freshToken();
+        let timer: ReturnType<typeof setTimeout> | undefined;
         const timeout = new Promise<never>((_, rej) => {
-          const t = setTimeout(() => rej(new Error(`${name} to ${base}: no handshake within ${this.o.handshakeTimeoutMs} ms`)), this.o.handshakeTimeoutMs);
-          void hai.then(() => clearTimeout(t), () => clearTimeout(t));
-          void ended.then(() => clearTimeout(t));
+          timer = setTimeout(() => rej(new Error(`${name} to ${base}: no handshake within ${this.o.handshakeTimeoutMs} ms`)), this.o.handshakeTimeoutMs);
         });
         const opening = open(
           name,
@@ -507,8 +506,12 @@ export class HaipClient {
           },
           c.abort.signal,
         );
-        c.t = await Promise.race([opening, timeout]);
-        await Promise.race([hai, timeout, ended.then((i) => Promise.reject(new Error(`closed before the handshake: ${i.code} ${i.reason}`)))]);
+        try {
+          c.t = await Promise.race([opening, timeout]);
+          await Promise.race([hai, timeout, ended.then((i) => Promise.reject(new Error(`closed before the handshake: ${i.code} ${i.reason}`)))]);
+        } finally {
+          clearTimeout(timer);
+        }
         first = false;
         attempt = 0;
         tried = 0;
