@@ -164,6 +164,22 @@ for (const tr of (process.env.HAIP_TS_TRANSPORTS?.split(",") ?? ["websocket", "s
       await Promise.all(cases);
     });
 
+    test("audio: chunks up, the agent's echo down", async () => {
+      const c = client([fabric.hub.base], tr);
+      try {
+        await c.connect();
+        const got: Uint8Array[] = [];
+        c.onAudio((a) => got.push(a.data));
+        const utterance = crypto.randomUUID();
+        const sent = [new Uint8Array([1, 2, 3, 250]), new Uint8Array([4, 5, 6])];
+        for (const chunk of sent) c.sendAudio(chunk, { mime: "audio/wav", messageId: utterance });
+        await until("the echo", () => got.length >= sent.length, 15_000);
+        assert.deepEqual(got.map((a) => Array.from(a)), sent.map((a) => Array.from(a)));
+      } finally {
+        await c.close();
+      }
+    });
+
     test("flow control: a small window, and a pause", async () => {
       const c = client([fabric.hub.base], tr, { credit: 4 });
       try {
@@ -215,6 +231,41 @@ test("falls back to the next transport when one is blocked", async () => {
     await c.close();
   }
 });
+
+  test("a gap in the log is filled by REPLAY_REQUEST", async () => {
+    // A WebSocket that loses one log message on the way in: the client
+    // holds what comes after it and asks the edge to send it again.
+    let dropped = 0;
+    const Base = WebSocketImpl as unknown as new (url: string) => WebSocket;
+    class Lossy extends Base {
+      set onmessage(fn: ((ev: MessageEvent) => void) | null) {
+        super.onmessage = (ev: MessageEvent) => {
+          if (typeof ev.data === "string" && dropped === 0) {
+            const e = JSON.parse(ev.data) as Envelope;
+            if (e.type === "TEXT_MESSAGE_PART" && Number(e.seq) >= 5) {
+              dropped = Number(e.seq);
+              return;
+            }
+          }
+          fn?.(ev);
+        };
+      }
+      get onmessage(): ((ev: MessageEvent) => void) | null {
+        return super.onmessage;
+      }
+    }
+    const c = client([fabric.hub.base], "websocket", { WebSocket: Lossy as unknown as typeof WebSocket, gapWaitMs: 50 });
+    try {
+      await c.connect();
+      const log = logOf(c);
+      const run = await c.sendText("fill the gap");
+      assert.equal((await run.done).text, answer("fill the gap"));
+      assert.ok(dropped > 0, "nothing was dropped");
+      assertDense(log);
+    } finally {
+      await c.close();
+    }
+  });
 
   test("the Node example", async () => {
     const script = fileURLToPath(new URL("../../examples/chat.mjs", import.meta.url));
