@@ -481,8 +481,17 @@ export class HaipClient {
       this.conn = c;
       let info: CloseInfo | undefined;
       let refused: HTTPError | undefined;
+      let token: string;
       try {
-        const token = await this.freshToken();
+        token = await this.freshToken();
+      } catch (e) {
+        // The app could not give a token: not the transport's fault.
+        this.fail(new Error(`token: ${e instanceof Error ? e.message : String(e)}`));
+        this.conn = undefined;
+        await this.sleep(this.backoff(attempt++));
+        continue;
+      }
+      try {
         let timer: ReturnType<typeof setTimeout> | undefined;
         const timeout = new Promise<never>((_, rej) => {
           timer = setTimeout(() => rej(new Error(`${name} to ${base}: no handshake within ${this.o.handshakeTimeoutMs} ms`)), this.o.handshakeTimeoutMs);

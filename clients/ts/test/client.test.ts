@@ -232,6 +232,25 @@ test("falls back to the next transport when one is blocked", async () => {
   }
 });
 
+  test("a token function that fails is asked again", async () => {
+    let calls = 0;
+    const errors: string[] = [];
+    const c = client([fabric.hub.base], "websocket", {
+      token: async () => {
+        if (++calls === 1) throw new Error("token service down");
+        return token("alice");
+      },
+    });
+    c.onError((e) => errors.push(e.message));
+    try {
+      await c.connect();
+      assert.equal(c.transport, "websocket", "a token failure moved the client off its transport");
+      assert.deepEqual(errors, ["token: token service down"]);
+    } finally {
+      await c.close();
+    }
+  });
+
   test("a gap in the log is filled by REPLAY_REQUEST", async () => {
     // A WebSocket that loses one log message on the way in: the client
     // holds what comes after it and asks the edge to send it again.
