@@ -138,6 +138,7 @@ interface Conn {
   ended: (info: CloseInfo) => void;
   credit: Map<string, number>; // what the edge lets us send (websocket only)
   posting?: boolean; // a POST is in flight
+  refreshing?: boolean; // closed by us for a fresh token
 }
 
 class RunState {
@@ -558,10 +559,10 @@ export class HaipClient {
         }
         continue;
       }
+      if (c.refreshing) continue; // our own refresh: a fresh token, at once
       switch (info.code) {
         case CloseCode.TokenExpired:
-        case CloseCode.Normal:
-          continue; // a fresh token, at once (Normal: our own refresh)
+          continue; // a fresh token, at once
         case CloseCode.PolicyViolation:
           this.fail(new Error(`edge closed the connection: ${info.reason}`));
           this.opened?.reject(new Error(info.reason));
@@ -592,7 +593,9 @@ export class HaipClient {
     // skew allowance) is left to the edge's 4002, not refreshed in a loop.
     if (left - lead < MIN_REFRESH_MS) return;
     this.refreshTimer = setTimeout(() => {
-      if (this.conn === c) c.t?.close(CloseCode.Normal, "token refresh");
+      if (this.conn !== c) return;
+      c.refreshing = true;
+      c.t?.close(CloseCode.Normal, "token refresh");
     }, Math.max(0, left - lead));
   }
 
