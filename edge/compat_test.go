@@ -297,9 +297,10 @@ func TestCompatTwoConnections(t *testing.T) {
 	}
 }
 
-// On reconnect the SDK sends last_rx_seq = the last ack we sent it, which
-// is a Date.now() value far beyond any seq of ours: that is RESUME_FAILED,
-// and the connection goes on live.
+// On reconnect the SDK sends last_rx_seq = the last ack it saw. From this
+// edge that is its position (TestCompatResumeFromAck); an ack seen from an
+// older edge is a Date.now() value far beyond any seq of ours: that is
+// RESUME_FAILED, and the connection goes on live.
 func TestCompatResumeFromTimestamp(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})

@@ -65,6 +65,7 @@ type conn struct {
 	behind    []*outbound // control items waiting behind it, in order
 	out       outCredit   // what the client lets the edge send
 	binaryOut bool        // the client takes two-frame binary
+	ackPos    bool        // ack carries the client's log position (v1 SDK dialect: writer.go)
 
 	// Reader-only state.
 	handshaken bool

@@ -81,6 +81,7 @@ func (c *conn) handshake(env *haip.Envelope) (stop bool) {
 	c.out = newOutCredit(c.srv.cfg.ServerCredit, hello, uint64(env.Seq))
 	_, canBinary := c.t.(binaryWriter)
 	c.binaryOut = canBinary && hello.Binary()
+	c.ackPos = uint64(env.Seq) >= sdkSeqFloor
 	c.runLimit = hello.RunLimit()
 	if c.t.postedFlow() {
 		// Flow control the user POSTs for this session reaches its
@@ -142,7 +143,9 @@ func (c *conn) echoFrom(hello haip.HelloPayload, start position) uint64 {
 
 // resumePoint decides where delivery begins. With no last_rx_seq the
 // client gets what is written from now on (REPLAY_REQUEST fetches
-// history); with last_rx_seq k it gets k+1 onwards. A k the log never
+// history); with last_rx_seq k it gets k+1 onwards. (A v1 SDK client
+// sends back as last_rx_seq the last ack it saw, which for it is the
+// log position: see positionAck.) A k the log never
 // reached is RESUME_FAILED; a k+1 that retention dropped is REPLAY_TOO_OLD.
 // In both cases delivery goes on from the nearest valid point.
 func (c *conn) resumePoint(ctx context.Context, hello haip.HelloPayload) (position, *haip.Error, error) {

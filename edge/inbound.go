@@ -116,7 +116,10 @@ func orEmptyObject(raw json.RawMessage) json.RawMessage {
 
 // checkInbound refuses types a role may not send, and keeps each side to
 // its lanes: users do not speak on the agent's channels, agents not on
-// the user's.
+// the user's. One exception: AGENT is the spec's tool channel (HAIP.md
+// §3), and the official SDK sends a user's tool traffic there, so a user
+// may send userToolType envelopes on AGENT (and nothing else: text, runs
+// and audio stay the agent's).
 func checkInbound(role auth.Role, env *haip.Envelope) *haip.Error {
 	if !inboundAllowed(role, env.Type) {
 		return haip.Errorf(haip.CodeUnsupportedType, "%s is not accepted from a %s connection", env.Type, role).
@@ -125,12 +128,25 @@ func checkInbound(role auth.Role, env *haip.Envelope) *haip.Error {
 	banned := [2]haip.Channel{haip.ChannelAgent, haip.ChannelAudioOut}
 	if role == auth.RoleAgent {
 		banned = [2]haip.Channel{haip.ChannelUser, haip.ChannelAudioIn}
+	} else if userToolType(env.Type) {
+		banned[0] = haip.ChannelAudioOut
 	}
 	if env.Channel == banned[0] || env.Channel == banned[1] {
 		return haip.Errorf(haip.CodeProtocolViolation, "a %s connection may not send on channel %s", role, env.Channel).
 			WithRelated(env.ID).WithDetail("channel", string(env.Channel))
 	}
 	return nil
+}
+
+// userToolType reports the tool traffic a user may send on channel AGENT:
+// a call, its cancellation, and the two questions about the tools. A
+// user's TOOL_UPDATE and TOOL_DONE are refused anyway (agentOnly).
+func userToolType(t haip.Type) bool {
+	switch t {
+	case haip.TypeToolCall, haip.TypeToolCancel, haip.TypeToolList, haip.TypeToolSchema:
+		return true
+	}
+	return false
 }
 
 // directions returns the log a role reads and the log it writes.

@@ -732,7 +732,9 @@ func decodeHTTPError(t *testing.T, body []byte) httpErrorBody {
 func TestProtocolHTTPEndpoints(t *testing.T) {
 	t.Parallel()
 	f := newFabric(t, streams.Config{})
-	e := f.Edge(edge.Config{})
+	// The connection counted below is not read while the parallel
+	// subtests wait for their turn: no heartbeat may cut it meanwhile.
+	e := f.Edge(edge.Config{HeartbeatInterval: edge.Duration(time.Hour)})
 	fresh := f.Edge(edge.Config{})   // never connected to
 	c := f.Dial(e, client.Options{}) // one connection and one session to count
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -190,6 +190,7 @@ func (s *Server) followReconnects() {
 //	GET /haip/tools                             tools with a live worker, with their schemas
 //	GET /haip/sessions/{session}/runs           the session's active and recent runs
 //	POST /haip/sessions/{session}/runs/{run}/cancel  RUN_CANCEL over HTTP
+//	GET /haip/schema/…                          the published JSON Schemas (envelope.json, payloads/<TYPE>.json)
 //	GET /health                                 JetStream reachable: 200, else 503
 //	GET /stats                                  connection and message counters (JSON; admin token or MetricsToken)
 //	GET /metrics                                Prometheus metrics (admin token or MetricsToken)
@@ -210,6 +211,7 @@ func (s *Server) Handler() http.Handler {
 	s.apiRoutes(mux)
 	s.gizmoRoutes(mux)
 	mux.HandleFunc("GET /{$}", s.serveRoot)
+	mux.HandleFunc("GET "+haip.SchemaPath, s.serveSchema)
 	mux.HandleFunc("GET /health", s.serveHealth)
 	mux.Handle("GET /stats", s.operator(http.HandlerFunc(s.serveStats)))
 	mux.Handle("GET /metrics", s.operator(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})))

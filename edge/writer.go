@@ -346,15 +346,44 @@ func inlineEntry(e streams.Entry) []byte {
 // client that announced binary_frames, and inline as base64 otherwise.
 func (c *conn) writeLog(e streams.Entry) error {
 	if e.Bin == nil {
-		return c.write(e.Seq, e.Data)
+		return c.write(e.Seq, c.positionAck(e.Data, e.Seq))
 	}
 	if bw, ok := c.t.(binaryWriter); ok && c.binaryOut {
-		if err := c.write(e.Seq, e.Data); err != nil {
+		if err := c.write(e.Seq, c.positionAck(e.Data, e.Seq)); err != nil {
 			return err
 		}
 		return c.writeBin(bw, e)
 	}
-	return c.write(e.Seq, inlineEntry(e))
+	return c.write(e.Seq, c.positionAck(inlineEntry(e), e.Seq))
+}
+
+// positionAck gives a log message the ack a v1 SDK client resumes from.
+//
+// That client numbers its own messages with Date.now(), never tracks our
+// seq, and on reconnect sends as last_rx_seq the last ack it received; it
+// uses ack for nothing else (HAIP.md §16). So for it (c.ackPos, set from
+// the timestamp seq of its HAI) ack is not "the highest client seq
+// received" but the position in the session log: each log message
+// carries its own seq as ack, and each control message the seq of the
+// last log message delivered before it (a replayed message, too). Its resume HAI then names exactly
+// the last message it processed, and the edge continues from the next
+// one: nothing lost, nothing twice. Every other client keeps the
+// standard ack. A stored message holds no ack (streams drops it), so the
+// field is added, not replaced.
+func (c *conn) positionAck(data []byte, seq uint64) []byte {
+	if !c.ackPos || len(data) < 2 || data[0] != '{' {
+		return data
+	}
+	// A replayed message (REPLAY_REQUEST) is older than what was
+	// delivered: the position stays where delivery is.
+	seq = max(seq, c.delivered.Load())
+	out := make([]byte, 0, len(data)+32)
+	out = append(out, `{"ack":`...)
+	out = haip.AppendU64(out, seq)
+	if data[1] != '}' {
+		out = append(out, ',')
+	}
+	return append(out, data[1:]...)
 }
 
 // writeError writes an ERROR at once, from the writer itself (queueing it
@@ -398,7 +427,12 @@ func (c *conn) writeOutbound(o *outbound) error {
 // of their own) and cumulative ack, then writes it.
 func (c *conn) writeControl(env *haip.Envelope) error {
 	env.Seq = haip.U64(c.delivered.Load())
-	if a := c.ack.Load(); a > 0 {
+	if c.ackPos {
+		if a := c.delivered.Load(); a > 0 {
+			ack := haip.U64(a)
+			env.Ack = &ack
+		}
+	} else if a := c.ack.Load(); a > 0 {
 		ack := haip.U64(a)
 		env.Ack = &ack
 	}

@@ -95,4 +95,8 @@
 //     RUN_STARTED, …) succeeds, and that Decode(Encode(e)) equals e up to
 //     payload white space.
 //   - Decode never panics on any input (fuzzed: FuzzDecode).
+//   - Published schemas: GenerateSchemas writes these rules as JSON Schemas
+//     (haip/schema, embedded: SchemaFS), which a test checks against
+//     Decode on the fuzz corpus; every refusal names its schema in the
+//     error's detail "schema" (EnvelopeSchemaPath, PayloadSchemaPath).
 package haip

@@ -140,19 +140,20 @@ func decode(data []byte) (*Envelope, *Error) {
 			related = s
 		}
 	}
+	// Each refusal names the published schema the envelope broke.
 	if err := r.extract(e); err != nil {
-		return nil, err.WithRelated(related)
+		return nil, err.WithRelated(related).WithDetail("schema", EnvelopeSchemaPath)
 	}
 	if err := e.check(); err != nil {
-		return nil, err.WithRelated(related)
+		return nil, err.WithRelated(related).WithDetail("schema", EnvelopeSchemaPath)
 	}
 	if e.Crit && r.unknown != nil {
 		name := clip(string(r.unknown))
 		return nil, Errorf(CodeUnsupportedType, "unknown field %q with crit set", name).
-			WithDetail("field", name).WithRelated(related)
+			WithDetail("field", name).WithRelated(related).WithDetail("schema", EnvelopeSchemaPath)
 	}
 	if err := checkPayload(e.Type, r.payload, e.Crit); err != nil {
-		return nil, err.WithRelated(related)
+		return nil, err.WithRelated(related).WithDetail("schema", PayloadSchemaPath(e.Type))
 	}
 	e.Payload = append(json.RawMessage(nil), r.payload...)
 	return e, nil

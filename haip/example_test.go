@@ -42,7 +42,7 @@ func ExampleDecode_error() {
 	// Output:
 	// PROTOCOL_VIOLATION
 	// haip: PROTOCOL_VIOLATION: field seq: uint64str must be a JSON string, not 1
-	// {"code":"PROTOCOL_VIOLATION","message":"field seq: uint64str must be a JSON string, not 1","related_id":"3f0c8a2e-6a55-4c1b-9c1e-2f4b7d9e1a01","detail":{"field":"seq"}}
+	// {"code":"PROTOCOL_VIOLATION","message":"field seq: uint64str must be a JSON string, not 1","related_id":"3f0c8a2e-6a55-4c1b-9c1e-2f4b7d9e1a01","detail":{"field":"seq","schema":"/haip/schema/envelope.json"}}
 }
 
 func ExampleEncode() {
