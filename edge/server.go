@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/haipfabric/haipfabric/auth"
+	"github.com/haipfabric/haipfabric/edge/console"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/streams"
 )
@@ -215,6 +216,7 @@ func (s *Server) Handler() http.Handler {
 	s.apiRoutes(mux)
 	mux.HandleFunc("POST /api/v1/tickets", s.serveTicket)
 	s.gizmoRoutes(mux)
+	console.Mount(mux, console.Options{DevToken: s.cfg.ConsoleDevToken})
 	mux.HandleFunc("GET /{$}", s.serveRoot)
 	mux.HandleFunc("GET /health", s.serveHealth)
 	mux.Handle("GET /stats", s.operator(http.HandlerFunc(s.serveStats)))

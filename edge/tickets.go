@@ -142,8 +142,15 @@ func (ts *ticketStore) redeem(ctx context.Context, js jetstream.JetStream, ticke
 		}
 		return auth.Identity{}, fmt.Errorf("cannot spend ticket: %w", err)
 	}
+	return ticketIdentity(e.Value(), now)
+}
+
+// ticketIdentity decodes a stored ticket record: the identity it stands
+// for, or errTicket when it does not decode, names no one or has
+// expired at now.
+func ticketIdentity(data []byte, now time.Time) (auth.Identity, error) {
 	var rec ticketRecord
-	if err := json.Unmarshal(e.Value(), &rec); err != nil || rec.Subject == "" || !rec.Role.Valid() {
+	if err := json.Unmarshal(data, &rec); err != nil || rec.Subject == "" || !rec.Role.Valid() || len(rec.Subject) > auth.MaxSubjectLen {
 		return auth.Identity{}, errTicket
 	}
 	if !now.Before(rec.ExpiresAt) || (!rec.Expires.IsZero() && !now.Before(rec.Expires)) {
