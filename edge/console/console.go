@@ -35,7 +35,7 @@ const ContentSecurityPolicy = "default-src 'none'; script-src 'self'; style-src 
 type Options struct {
 	// DevToken, when set, is offered by GET /console/dev-token to
 	// requests from a loopback address (a development box); empty
-	// offers nothing (404).
+	// offers nothing (204).
 	DevToken string
 }
 
@@ -59,8 +59,8 @@ func Mount(mux *http.ServeMux, o Options) {
 	})))
 	mux.Handle("GET /console/dev-token", secure(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if o.DevToken == "" || !fromLoopback(r) {
-			writeJSON(w, http.StatusNotFound, map[string]string{"error": "not_found", "code": "NOT_FOUND",
-				"message": "no development token is offered here"})
+			w.Header().Set("Cache-Control", "no-store")
+			w.WriteHeader(http.StatusNoContent) // nothing offered; not an error for the page
 			return
 		}
 		writeJSON(w, http.StatusOK, map[string]string{"token": o.DevToken})

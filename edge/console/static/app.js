@@ -86,7 +86,7 @@ function logLine(text) {
 async function offerDevToken() {
   try {
     const res = await fetch("/console/dev-token", { cache: "no-store", credentials: "omit" });
-    if (!res.ok) return;
+    if (res.status !== 200) return;
     const { token } = await res.json();
     const b = $("dev-token");
     b.hidden = false;
@@ -349,7 +349,7 @@ function renderCall(env, p) {
       approve.disabled = reject.disabled = true;
       try {
         await api(`/gizmo/${encodeURIComponent(state.session)}/approvals/${encodeURIComponent(p.call_id)}`, { method: "POST", body: { decision, comment: comment.value } });
-        li.querySelector(".tstatus").textContent = `${decision} sent`;
+        if (!li.dataset.decision) li.querySelector(".tstatus").textContent = `decision sent: ${decision}`;
       } catch (e) {
         li.querySelector(".tstatus").textContent = `not decided: ${e.message}`;
         approve.disabled = reject.disabled = e.status === 409;
@@ -376,6 +376,13 @@ function renderDone(env, p) {
   if (!li) return;
   if (li.classList.contains("approval")) {
     const r = p.result || {};
+    for (const b of li.querySelectorAll("button")) b.disabled = true;
+    if (env.channel === "USER") {
+      // A decision sent (from this page or another device): the agent's
+      // TOOL_DONE that follows is the outcome.
+      if (!li.dataset.decision) li.querySelector(".tstatus").textContent = `decision sent: ${r.decision || "?"}`;
+      return;
+    }
     const d = r.decision || p.status;
     li.querySelector(".tstatus").textContent = `decision: ${d}${r.decided_by ? " by " + r.decided_by : ""}${r.comment ? " — " + r.comment : ""}`;
     li.dataset.decision = d;
