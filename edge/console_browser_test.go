@@ -15,8 +15,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chromedp/cdproto/network"
 	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
 
@@ -117,15 +117,16 @@ func TestConsoleBrowser(t *testing.T) {
 	b.run(chromedp.Click(chromedp.CSS(`.tab[data-view=sessions]`)))
 	row := fmt.Sprintf(`#session-list li[data-id=%q]`, session)
 	b.waitJS(10*time.Second, "the session list", fmt.Sprintf(`!!document.querySelector(%q)`, row))
-	b.run(chromedp.SetValue(chromedp.CSS(row+" input"), "renamed in the console"),
-		chromedp.Click(chromedp.CSS(row+` button[aria-label^="Rename"]`)))
+	// The list is re-rendered when it loads: act on the row in one step.
+	b.bool(fmt.Sprintf(`(() => { const r = document.querySelector(%q); r.querySelector("input").value = "renamed in the console";
+		r.querySelector('button[aria-label^="Rename"]').click(); return true })()`, row))
 	b.waitJS(10*time.Second, "the new name in the session picker", `[...document.querySelectorAll("#session-pick option")].some(o => o.textContent === "renamed in the console")`)
 	var details struct{ Session struct{ Name string } }
 	apiCall(t, e.Base, alice, "GET", "/api/v1/sessions/details?sessionId="+session, nil, &details)
 	if details.Session.Name != "renamed in the console" {
 		t.Fatalf("the session is named %q after the rename", details.Session.Name)
 	}
-	b.run(chromedp.Click(chromedp.CSS(row+" button.delete")), chromedp.Click(chromedp.CSS(row+" button.delete")))
+	b.bool(fmt.Sprintf(`(() => { const d = () => document.querySelector(%q); d().click(); d().click(); return true })()`, row+" button.delete"))
 	b.waitJS(10*time.Second, "the session gone from the list", fmt.Sprintf(`!document.querySelector(%q)`, row))
 	if st := apiCall(t, e.Base, alice, "GET", "/api/v1/sessions/details?sessionId="+session, nil, nil); st != http.StatusNotFound {
 		t.Fatalf("the deleted session answers %d, want 404", st)
@@ -378,4 +379,3 @@ func (b *consoleBrowser) screenshots(name string) {
 	}
 	b.run(chromedp.EmulateViewport(1280, 900))
 }
-

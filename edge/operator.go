@@ -142,8 +142,8 @@ func (o *operatorState) disconnected(transport, user string, d *disconnect) {
 func (o *operatorState) history() ([]RateSample, []DisconnectRecord) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	rates := append(slices.Clone(o.rates[o.rateNext:]), o.rates[:o.rateNext]...)
-	discs := append(slices.Clone(o.disconnects[o.discNext:]), o.disconnects[:o.discNext]...)
+	rates := append(append(make([]RateSample, 0, len(o.rates)), o.rates[o.rateNext:]...), o.rates[:o.rateNext]...)
+	discs := append(append(make([]DisconnectRecord, 0, len(o.disconnects)), o.disconnects[o.discNext:]...), o.disconnects[:o.discNext]...)
 	return rates, discs
 }
 

@@ -430,10 +430,10 @@ async function refreshOperator() {
   $("op-edges").replaceChildren(...ov.edges.map((e) => el("div", { class: "edge", "data-edge": e.id },
     el("strong", { text: `edge ${e.id}` }),
     el("span", { class: "muted", text: ` up since ${fmtTime(e.startedAt)}${e.draining ? " (draining)" : ""}` }),
-    el("div", { text: `${e.activeConnections} connections ${Object.entries(e.byTransport).map(([k, v]) => `${k}: ${v}`).join(", ")} · in ${e.messagesInPerSecond.toFixed(1)}/s · out ${e.messagesOutPerSecond.toFixed(1)}/s` }),
-    el("ul", { class: "conns" }, ...e.connections.map((c) => el("li", { text: `${c.transport} · ${c.user}` }))))));
-  $("op-tools").replaceChildren(...ov.tools.map((t) => el("li", { "data-tool": t.name, text: `${t.name} — ${t.workers.join(", ") || "?"}` })));
-  const discs = ov.edges.flatMap((e) => e.disconnects.map((d) => ({ ...d, edge: e.id }))).sort((a, b) => b.at - a.at).slice(0, 30);
+    el("div", { text: `${e.activeConnections} connections ${Object.entries(e.byTransport || {}).map(([k, v]) => `${k}: ${v}`).join(", ")} · in ${e.messagesInPerSecond.toFixed(1)}/s · out ${e.messagesOutPerSecond.toFixed(1)}/s` }),
+    el("ul", { class: "conns" }, ...(e.connections || []).map((c) => el("li", { text: `${c.transport} · ${c.user}` }))))));
+  $("op-tools").replaceChildren(...(ov.tools || []).map((t) => el("li", { "data-tool": t.name, text: `${t.name} — ${(t.workers || []).join(", ") || "?"}` })));
+  const discs = ov.edges.flatMap((e) => (e.disconnects || []).map((d) => ({ ...d, edge: e.id }))).sort((a, b) => b.at - a.at).slice(0, 30);
   $("op-disconnects").replaceChildren(...discs.map((d) => el("li", { text: `${new Date(d.at).toLocaleTimeString()} edge ${d.edge} ${d.transport} ${d.label} ${d.code}${d.reason ? " " + d.reason : ""}${d.user ? " (" + d.user + ")" : ""}` })));
   drawRates($("op-chart"), ov.edges);
 }
