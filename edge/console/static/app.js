@@ -435,6 +435,7 @@ async function refreshOperator() {
   $("op-tools").replaceChildren(...(ov.tools || []).map((t) => el("li", { "data-tool": t.name, text: `${t.name} — ${(t.workers || []).join(", ") || "?"}` })));
   const discs = ov.edges.flatMap((e) => (e.disconnects || []).map((d) => ({ ...d, edge: e.id }))).sort((a, b) => b.at - a.at).slice(0, 30);
   $("op-disconnects").replaceChildren(...discs.map((d) => el("li", { text: `${new Date(d.at).toLocaleTimeString()} edge ${d.edge} ${d.transport} ${d.label} ${d.code}${d.reason ? " " + d.reason : ""}${d.user ? " (" + d.user + ")" : ""}` })));
+  state.lastEdges = ov.edges;
   drawRates($("op-chart"), ov.edges);
 }
 
@@ -466,6 +467,9 @@ function init() {
   $("new-session").onclick = () => newSession();
   $("session-pick").addEventListener("change", (e) => openSession(e.target.value));
   $("refresh-sessions").onclick = () => loadSessions();
+  window.addEventListener("resize", () => {
+    if (state.lastEdges && !$("view-operator").hidden) drawRates($("op-chart"), state.lastEdges);
+  });
   offerDevToken();
   const saved = sessionStorage.getItem(TOKEN_KEY);
   if (saved) signIn(saved, true);

@@ -50,7 +50,8 @@ export function drawRates(canvas, edges) {
     ctx.fillText(String(Math.round((top * (4 - i)) / 4)), pad.l - 4, y + 4);
   }
   ctx.textAlign = "left";
-  ctx.fillText(keys.length ? `${Math.round((keys[keys.length - 1] - keys[0]) / 60)} min` : "no samples yet", pad.l, h - 4);
+  const secs = keys.length ? keys[keys.length - 1] - keys[0] : 0;
+  ctx.fillText(keys.length ? `last ${secs < 120 ? secs + " s" : Math.round(secs / 60) + " min"}` : "no samples yet", pad.l, h - 4);
   if (keys.length < 2) return;
   const x0 = keys[0];
   const span = Math.max(1, keys[keys.length - 1] - x0);
