@@ -129,6 +129,13 @@ type Config struct {
 	// role admin opens them too. Empty means admin tokens only. At least
 	// MinMetricsTokenLen bytes.
 	MetricsToken string `env:"METRICS_TOKEN"`
+	// ConsoleDevToken, when set, is offered by the web console
+	// (/console) to pages loaded from a loopback address, so that a
+	// developer signs in with one click. The edge command sets it to its
+	// printed user token only when it made its own development secret
+	// (single box, no JWT_SECRET, not ENV=production); empty (the
+	// default) offers nothing.
+	ConsoleDevToken string `env:"-"`
 	// CatchupBatch and CatchupBytes bound one catch-up read from
 	// JetStream, and so the edge memory a catching-up connection holds.
 	// Zero means DefaultCatchupBatch and DefaultCatchupBytes.

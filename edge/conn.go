@@ -183,6 +183,7 @@ func (c *conn) run() {
 	c.srv.active.Add(-1)
 	c.srv.metrics.active.WithLabelValues(kind).Dec()
 	c.srv.metrics.disconnects.WithLabelValues(kind, d.label).Inc()
+	c.srv.ops.disconnected(kind, c.ident.Subject, d)
 	c.srv.unregister(c)
 	c.slot.free()
 	c.logger.Debug("connection closed", slog.String(logKeyReason, d.label), slog.Int("code", int(d.code)))

@@ -88,10 +88,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	_ = json.NewEncoder(w).Encode(v)
 }
 
-// authenticate verifies the request's token, answering 401 itself when it
-// is refused.
+// authenticate verifies the request's token (or browser ticket:
+// tickets.go), answering 401 itself when it is refused.
 func (s *Server) authenticate(w http.ResponseWriter, r *http.Request, transport string) (auth.Identity, bool) {
-	id, err := s.verifier.VerifyRequest(r)
+	id, err := s.verifyRequest(r)
 	if err != nil {
 		s.metrics.refused.WithLabelValues(transport, "unauthorized").Inc()
 		reason := auth.ReasonOf(err)
@@ -512,7 +512,9 @@ func (s *Server) sampleRates() {
 	s.rates.rateIn = float64(in-s.rates.lastIn) / rateSamplePeriod.Seconds()
 	s.rates.rOut = float64(out-s.rates.lastOut) / rateSamplePeriod.Seconds()
 	s.rates.lastIn, s.rates.lastOut = in, out
+	rin, rout := s.rates.rateIn, s.rates.rOut
 	s.rates.mu.Unlock()
+	s.ops.sample(time.Now(), rin, rout)
 }
 
 // every calls fn each period until ctx ends, then closes done.

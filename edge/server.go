@@ -17,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/haipfabric/haipfabric/auth"
+	"github.com/haipfabric/haipfabric/edge/console"
 	"github.com/haipfabric/haipfabric/haip"
 	"github.com/haipfabric/haipfabric/streams"
 )
@@ -98,6 +99,10 @@ type Server struct {
 	// streams) end on it.
 	drainCh   chan struct{}
 	drainOnce sync.Once
+	// tickets are the browser tickets (tickets.go); ops the operator
+	// view's samples (operator.go).
+	tickets ticketStore
+	ops     operatorState
 }
 
 // NewServer builds an edge. ctx bounds the start-up calls to JetStream.
@@ -150,7 +155,8 @@ func NewServer(ctx context.Context, cfg Config, deps Deps) (*Server, error) {
 		drainCh:      make(chan struct{}),
 		pressureDone: make(chan struct{}),
 	}
-	if err := s.subscribeSessions(); err != nil {
+	if err := errors.Join(s.subscribeSessions(), s.subscribeOperator()); err != nil {
+		s.unsubscribeSessions()
 		stop()
 		_ = fab.Close(ctx)
 		return nil, fmt.Errorf("cannot start edge: %w", err)
@@ -209,11 +215,14 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /haip/sessions/{session}/runs", s.serveRuns)
 	mux.HandleFunc("POST /haip/sessions/{session}/runs/{run}/cancel", s.serveRunCancel)
 	s.apiRoutes(mux)
+	mux.HandleFunc("POST /api/v1/tickets", s.serveTicket)
 	s.gizmoRoutes(mux)
+	console.Mount(mux, console.Options{DevToken: s.cfg.ConsoleDevToken})
 	mux.HandleFunc("GET /{$}", s.serveRoot)
 	mux.HandleFunc("GET "+haip.SchemaPath, s.serveSchema)
 	mux.HandleFunc("GET /health", s.serveHealth)
 	mux.Handle("GET /stats", s.operator(http.HandlerFunc(s.serveStats)))
+	mux.Handle("GET /api/v1/operator/overview", s.operator(http.HandlerFunc(s.serveOverview)))
 	mux.Handle("GET /metrics", s.operator(promhttp.HandlerFor(s.gatherer, promhttp.HandlerOpts{})))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeHTTPError(w, http.StatusNotFound, "not_found", codeNotFound, "no such endpoint: "+r.Method+" "+r.URL.Path, nil)

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
+	"time"
 )
 
 // Names of the JetStream objects the fabric owns. Everything lives under the
@@ -39,6 +40,17 @@ const (
 const (
 	PresenceSubject = "haip.presence"
 	DeletedSubject  = "haip.deleted"
+	// OperatorSubject is the one on which an edge asks every edge for its
+	// operator overview (connections, rates, recent disconnects).
+	OperatorSubject = "haip.operator"
+)
+
+// TicketBucket holds the browser tickets: single-use, short-lived
+// stand-ins for a token in a WebSocket or EventSource URL (edge). Its
+// entries expire after TicketTTL whatever they say.
+const (
+	TicketBucket = "haip_tickets"
+	TicketTTL    = time.Minute
 )
 
 // BindQueue is the queue group of streams waiting for their HAI: one

@@ -150,6 +150,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, cfg Config) error {
 		{Bucket: ToolBucket, Description: "HAIP tools with a live worker", History: 1, TTL: ToolTTL, Replicas: cfg.Replicas, Storage: jetstream.MemoryStorage},
 		{Bucket: ApprovalBucket, Description: "HAIP approval requests (human in the loop)", History: 1, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
 		{Bucket: RunBucket, Description: "HAIP run states per session", History: 1, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
+		{Bucket: TicketBucket, Description: "HAIP browser tickets (single use)", History: 1, TTL: TicketTTL, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
 		{Bucket: CancelBucket, Description: "HAIP cancelled tool calls", History: 1, TTL: CancelTTL, Replicas: cfg.Replicas, Storage: jetstream.FileStorage},
 	} {
 		if err := ensureRetrying(ctx, func(ctx context.Context) error { _, err := js.CreateOrUpdateKeyValue(ctx, kc); return err }); err != nil {

@@ -65,6 +65,8 @@ type config struct {
 	// DevTokenTTL is the lifetime of the tokens printed at start; at most
 	// JWTMaxTTL.
 	DevTokenTTL time.Duration `env:"DEV_TOKEN_TTL" envDefault:"24h"`
+	// Env "production" never offers a dev token to the web console.
+	Env string `env:"ENV"`
 
 	// Replicas is the JetStream replication of every stream: 1 on a
 	// single box, 3 in a cluster.
@@ -198,6 +200,25 @@ func (c config) verifierConfig() (cfg auth.Config, devSecret []byte, created boo
 	return cfg, nil, false, nil
 }
 
+// consoleDevToken is the user token the web console offers on a
+// development box: only when this edge made its own dev secret (single
+// box: no NATS_URL, JWT_SECRET or public key) and ENV is not
+// "production"; "" otherwise.
+func (c config) consoleDevToken(devSecret []byte) string {
+	if devSecret == nil || c.NATSURL != "" || c.JWTSecret != "" || c.JWTPublicKeyFile != "" || strings.EqualFold(c.Env, "production") {
+		return ""
+	}
+	signer, err := auth.NewHMACSigner(devSecret)
+	if err != nil {
+		return ""
+	}
+	token, err := signer.Mint(auth.MintOptions{Subject: "dev-user", Role: auth.RoleUser, TTL: c.DevTokenTTL, Issuer: c.JWTIssuer, Audience: c.JWTAudience})
+	if err != nil {
+		return ""
+	}
+	return token
+}
+
 // secretPath is where the dev secret lives.
 func (c config) secretPath() string { return filepath.Join(c.DataDir, secretFile) }
 
@@ -247,6 +268,7 @@ func run(ctx context.Context, stdout, stderr io.Writer) error {
 	// edge's on /metrics (heap, goroutines, RSS, open files).
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	cfg.Edge.ConsoleDevToken = cfg.consoleDevToken(devSecret)
 	srv, err := edge.NewServer(setupCtx, cfg.Edge, edge.Deps{NC: nc, JS: js, Verifier: verifier, Logger: logger, Registerer: reg, Gatherer: reg})
 	if err != nil {
 		return err
