@@ -32,31 +32,26 @@ import (
 // run state and approvals, so any edge serves any session. A token goes
 // in Authorization, or in ?token= for EventSource.
 
-// gizmoPrefix is the base path of a session's Gizmo API.
-const gizmoPrefix = "/gizmo/{session}"
-
 // gizmoRoutes registers the Gizmo API on mux.
 func (s *Server) gizmoRoutes(mux *http.ServeMux) {
-	get := func(path string, h gizmoHandler) { mux.HandleFunc("GET "+gizmoPrefix+path, s.gizmo(h)) }
-	post := func(path string, h gizmoHandler) { mux.HandleFunc("POST "+gizmoPrefix+path, s.gizmo(h)) }
-	get("/events", s.gizmoEvents)
-	get("/stream/state", s.gizmoStreamState)
-	get("/stream/actions", s.gizmoStreamActions)
-	get("/state", s.gizmoState)
-	get("/state/{slice}", s.gizmoSlice)
-	post("/invoke", s.gizmoInvoke)
-	post("/abort", s.gizmoAbort)
-	post("/dispatch", s.gizmoDispatch)
-	get("/runs", s.gizmoRuns)
-	get("/runs/{run}", s.gizmoRun)
-	post("/runs/{run}/cancel", s.gizmoRunCancel)
-	post("/runs/{run}/continue", s.gizmoRunContinue)
-	get("/.well-known/manifest.json", s.gizmoManifest)
-	get("/contracts/actions.public.json", s.gizmoContracts)
-	get("/approvals", s.gizmoApprovals)
-	get("/approvals/history", s.gizmoApprovalHistory)
-	get("/approvals/{id}", s.gizmoApproval)
-	post("/approvals/{id}", s.gizmoDecide)
+	mux.HandleFunc("GET /gizmo/{session}/events", s.gizmo(s.gizmoEvents))
+	mux.HandleFunc("GET /gizmo/{session}/stream/state", s.gizmo(s.gizmoStreamState))
+	mux.HandleFunc("GET /gizmo/{session}/stream/actions", s.gizmo(s.gizmoStreamActions))
+	mux.HandleFunc("GET /gizmo/{session}/state", s.gizmo(s.gizmoState))
+	mux.HandleFunc("GET /gizmo/{session}/state/{slice}", s.gizmo(s.gizmoSlice))
+	mux.HandleFunc("POST /gizmo/{session}/invoke", s.gizmo(s.gizmoInvoke))
+	mux.HandleFunc("POST /gizmo/{session}/abort", s.gizmo(s.gizmoAbort))
+	mux.HandleFunc("POST /gizmo/{session}/dispatch", s.gizmo(s.gizmoDispatch))
+	mux.HandleFunc("GET /gizmo/{session}/runs", s.gizmo(s.gizmoRuns))
+	mux.HandleFunc("GET /gizmo/{session}/runs/{run}", s.gizmo(s.gizmoRun))
+	mux.HandleFunc("POST /gizmo/{session}/runs/{run}/cancel", s.gizmo(s.gizmoRunCancel))
+	mux.HandleFunc("POST /gizmo/{session}/runs/{run}/continue", s.gizmo(s.gizmoRunContinue))
+	mux.HandleFunc("GET /gizmo/{session}/.well-known/manifest.json", s.gizmo(s.gizmoManifest))
+	mux.HandleFunc("GET /gizmo/{session}/contracts/actions.public.json", s.gizmo(s.gizmoContracts))
+	mux.HandleFunc("GET /gizmo/{session}/approvals", s.gizmo(s.gizmoApprovals))
+	mux.HandleFunc("GET /gizmo/{session}/approvals/history", s.gizmo(s.gizmoApprovalHistory))
+	mux.HandleFunc("GET /gizmo/{session}/approvals/{id}", s.gizmo(s.gizmoApproval))
+	mux.HandleFunc("POST /gizmo/{session}/approvals/{id}", s.gizmo(s.gizmoDecide))
 }
 
 // gizmoHandler is a Gizmo-API handler of an authorised request on a

@@ -70,6 +70,11 @@ func edgeRoutes(t *testing.T) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	mounted, err := filepath.Glob("console/*.go") // mounted by Handler
+	if err != nil {
+		t.Fatal(err)
+	}
+	files = append(files, mounted...)
 	fset := token.NewFileSet()
 	var routes []string
 	for _, name := range files {

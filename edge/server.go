@@ -219,7 +219,7 @@ func (s *Server) Handler() http.Handler {
 	s.gizmoRoutes(mux)
 	console.Mount(mux, console.Options{DevToken: s.cfg.ConsoleDevToken})
 	mux.HandleFunc("GET /{$}", s.serveRoot)
-	mux.HandleFunc("GET "+haip.SchemaPath, s.serveSchema)
+	mux.HandleFunc("GET /haip/schema/", s.serveSchema) // haip.SchemaPath
 	mux.HandleFunc("GET /health", s.serveHealth)
 	mux.Handle("GET /stats", s.operator(http.HandlerFunc(s.serveStats)))
 	mux.Handle("GET /api/v1/operator/overview", s.operator(http.HandlerFunc(s.serveOverview)))
