@@ -73,7 +73,8 @@ func TestAttackUserOnAgentChannel(t *testing.T) {
 		{"run cancel", haip.TypeRunCancel, haip.RunCancelPayload{RunID: haip.NewUUID()}, haip.CodeProtocolViolation},
 		{"audio", haip.TypeAudioChunk, haip.AudioChunkPayload{MessageID: haip.NewUUID(), Mime: "audio/opus", Data: "AAAA"}, haip.CodeProtocolViolation},
 		{"tool update", haip.TypeToolUpdate, haip.ToolUpdatePayload{CallID: haip.NewUUID(), Status: haip.ToolStatusRunning}, haip.CodeUnsupportedType},
-		{"tool done", haip.TypeToolDone, haip.ToolDonePayload{CallID: haip.NewUUID(), Status: haip.ToolDoneOK, Result: json.RawMessage(`1`)}, haip.CodeUnsupportedType},
+		// A user may send TOOL_DONE (to decide an approval), on its own lanes, not AGENT.
+		{"tool done", haip.TypeToolDone, haip.ToolDonePayload{CallID: haip.NewUUID(), Status: haip.ToolDoneOK, Result: json.RawMessage(`1`)}, haip.CodeProtocolViolation},
 	}
 	for _, tc := range refused {
 		t.Run(tc.name, func(t *testing.T) {

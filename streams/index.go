@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"strings"
@@ -108,10 +109,18 @@ func isKVConflict(err error) bool {
 		(errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence)
 }
 
+// maxSlotAttempts bounds the compare-and-set attempts of taking a slot:
+// one user opening many sessions at once (a load tool) contends on its
+// list's counter, and each loser backs off a little.
+const maxSlotAttempts = 64
+
 // allocate takes the next slot of list for session and returns it.
 func (s *Sessions) allocate(ctx context.Context, list, session string) (uint64, error) {
 	counter := list + ".n"
-	for range maxRecordAttempts {
+	for attempt := 0; attempt < maxSlotAttempts; attempt++ {
+		if attempt > 0 && !contended(ctx, attempt) {
+			return 0, fmt.Errorf("cannot take a session list slot: %w", ctx.Err())
+		}
 		var n, rev uint64
 		e, err := s.index.Get(ctx, counter)
 		switch {
@@ -385,7 +394,10 @@ func (s *Sessions) ownedCount(ctx context.Context, owner string) (uint64, error)
 // below zero).
 func (s *Sessions) countOwned(ctx context.Context, owner string, delta int) {
 	key := ownedKey(owner)
-	for range maxRecordAttempts {
+	for attempt := 0; attempt < maxSlotAttempts; attempt++ {
+		if attempt > 0 && !contended(ctx, attempt) {
+			return
+		}
 		var n, rev uint64
 		e, err := s.index.Get(ctx, key)
 		switch {
@@ -415,5 +427,19 @@ func (s *Sessions) countOwned(ctx context.Context, owner string, delta int) {
 		if !isKVConflict(err) {
 			return
 		}
+	}
+}
+
+// contended waits a short random time before another compare-and-set
+// attempt on a counter others are changing (a few milliseconds: the
+// winner's write takes about one round trip). false when ctx ends.
+func contended(ctx context.Context, attempt int) bool {
+	t := time.NewTimer(time.Duration(1+rand.IntN(min(attempt, 10)*2)) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }

@@ -176,11 +176,14 @@ func (s *Sessions) Create(ctx context.Context, rec SessionRecord) (SessionRecord
 		// slot whose record lost the race (or was never written) is a
 		// hole that listing skips: it checks each slot against its record.
 		rec.Created, rec.Updated, rec.Deleted = time.Now().UTC(), time.Time{}, time.Time{}
-		if rec.Slot, err = s.allocate(ctx, ownerList(rec.Owner), rec.ID); err != nil {
+		// The lists are secondary: a session whose slot could not be
+		// taken (the list's counter contended past its attempts) opens
+		// all the same, unlisted, rather than fail the caller.
+		if rec.Slot, err = s.allocate(ctx, ownerList(rec.Owner), rec.ID); err != nil && ctx.Err() != nil {
 			return SessionRecord{}, false, err
 		}
 		rec.TagSlots = nil
-		if err := s.tagSlots(ctx, &rec, nil); err != nil {
+		if err := s.tagSlots(ctx, &rec, nil); err != nil && ctx.Err() != nil {
 			return SessionRecord{}, false, err
 		}
 		val, err := json.Marshal(rec)
