@@ -201,6 +201,13 @@ func (c *conn) finish(err error) *disconnect {
 	if d.label == labelSlow {
 		c.srv.metrics.slowCount.Add(1)
 	}
+	if _, ws := c.t.(*wsTransport); ws && d.label == labelSlow {
+		// A write cut by WriteTimeout may have left a frame half sent: a
+		// close frame after it would be read as the rest of that frame.
+		// The client sees the connection end and resumes (doc.go).
+		c.t.abort()
+		return d
+	}
 	c.t.close(d.code, d.reason)
 	return d
 }
