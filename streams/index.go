@@ -116,42 +116,67 @@ const maxSlotAttempts = 64
 
 // allocate takes the next slot of list for session and returns it.
 func (s *Sessions) allocate(ctx context.Context, list, session string) (uint64, error) {
-	counter := list + ".n"
+	n, err := s.addCounter(ctx, list+".n", 1)
+	if err != nil {
+		return 0, fmt.Errorf("cannot take a session list slot: %w", err)
+	}
+	if _, err := s.index.Put(ctx, slotKey(list, n), []byte(session)); err != nil {
+		return 0, fmt.Errorf("cannot fill session list slot: %w", err)
+	}
+	return n, nil
+}
+
+// readCounter returns a counter of IndexBucket (0 when absent) and its
+// revision (0 when absent).
+func (s *Sessions) readCounter(ctx context.Context, key string) (n, rev uint64, err error) {
+	e, err := s.index.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return 0, 0, nil
+	}
+	if err != nil {
+		return 0, 0, fmt.Errorf("cannot read %s: %w", key, err)
+	}
+	if n, err = strconv.ParseUint(string(e.Value()), 10, 64); err != nil {
+		return 0, 0, fmt.Errorf("bad counter %s: %w", key, err)
+	}
+	return n, e.Revision(), nil
+}
+
+// addCounter adds delta (+1 or -1) to a counter of IndexBucket with
+// compare-and-set, waiting a little between attempts that lose to
+// another writer, and returns the new value. A counter at zero stays
+// there.
+func (s *Sessions) addCounter(ctx context.Context, key string, delta int) (uint64, error) {
 	for attempt := 0; attempt < maxSlotAttempts; attempt++ {
 		if attempt > 0 && !contended(ctx, attempt) {
-			return 0, fmt.Errorf("cannot take a session list slot: %w", ctx.Err())
+			return 0, ctx.Err()
 		}
-		var n, rev uint64
-		e, err := s.index.Get(ctx, counter)
+		n, rev, err := s.readCounter(ctx, key)
+		if err != nil {
+			return 0, err
+		}
 		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return 0, fmt.Errorf("cannot read session list: %w", err)
+		case delta < 0 && n == 0:
+			return 0, nil
+		case delta < 0:
+			n--
 		default:
-			if n, err = strconv.ParseUint(string(e.Value()), 10, 64); err != nil {
-				return 0, fmt.Errorf("bad session list counter %s: %w", counter, err)
-			}
-			rev = e.Revision()
+			n++
 		}
-		n++
 		val := []byte(strconv.FormatUint(n, 10))
 		if rev == 0 {
-			_, err = s.index.Create(ctx, counter, val)
+			_, err = s.index.Create(ctx, key, val)
 		} else {
-			_, err = s.index.Update(ctx, counter, val, rev)
+			_, err = s.index.Update(ctx, key, val, rev)
 		}
-		if isKVConflict(err) {
-			continue
+		if err == nil {
+			return n, nil
 		}
-		if err != nil {
-			return 0, fmt.Errorf("cannot take a session list slot: %w", err)
+		if !isKVConflict(err) {
+			return 0, fmt.Errorf("cannot update %s: %w", key, err)
 		}
-		if _, err := s.index.Put(ctx, slotKey(list, n), []byte(session)); err != nil {
-			return 0, fmt.Errorf("cannot fill session list slot: %w", err)
-		}
-		return n, nil
 	}
-	return 0, fmt.Errorf("cannot take a session list slot: %w", ErrConflictLimit)
+	return 0, ErrConflictLimit
 }
 
 // tagSlots gives rec a slot in the list of each of its tags that was not
@@ -286,16 +311,9 @@ func (s *Sessions) listStart(ctx context.Context, list, cursor string) (uint64, 
 		}
 		return n, nil
 	}
-	e, err := s.index.Get(ctx, list+".n")
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, nil
-	}
+	n, _, err := s.readCounter(ctx, list+".n")
 	if err != nil {
 		return 0, fmt.Errorf("cannot read session list: %w", err)
-	}
-	n, err := strconv.ParseUint(string(e.Value()), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("bad session list counter: %w", err)
 	}
 	return n, nil
 }
@@ -375,59 +393,17 @@ func ownedKey(owner string) string { return ownerList(owner) + ".live" }
 
 // ownedCount returns how many sessions owner has (not deleted).
 func (s *Sessions) ownedCount(ctx context.Context, owner string) (uint64, error) {
-	e, err := s.index.Get(ctx, ownedKey(owner))
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
-		return 0, nil
-	}
+	n, _, err := s.readCounter(ctx, ownedKey(owner))
 	if err != nil {
 		return 0, fmt.Errorf("cannot count sessions: %w", err)
-	}
-	n, err := strconv.ParseUint(string(e.Value()), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("bad session count: %w", err)
 	}
 	return n, nil
 }
 
-// countOwned adds delta to owner's count of sessions (compare-and-set;
-// best effort: a count that could not be changed is off by one, never
-// below zero).
+// countOwned adds delta to owner's count of sessions (best effort: a
+// count that could not be changed is off by one, never below zero).
 func (s *Sessions) countOwned(ctx context.Context, owner string, delta int) {
-	key := ownedKey(owner)
-	for attempt := 0; attempt < maxSlotAttempts; attempt++ {
-		if attempt > 0 && !contended(ctx, attempt) {
-			return
-		}
-		var n, rev uint64
-		e, err := s.index.Get(ctx, key)
-		switch {
-		case errors.Is(err, jetstream.ErrKeyNotFound):
-		case err != nil:
-			return
-		default:
-			if n, err = strconv.ParseUint(string(e.Value()), 10, 64); err != nil {
-				n = 0
-			}
-			rev = e.Revision()
-		}
-		switch {
-		case delta < 0 && n == 0:
-			return
-		case delta < 0:
-			n--
-		default:
-			n++
-		}
-		val := []byte(strconv.FormatUint(n, 10))
-		if rev == 0 {
-			_, err = s.index.Create(ctx, key, val)
-		} else {
-			_, err = s.index.Update(ctx, key, val, rev)
-		}
-		if !isKVConflict(err) {
-			return
-		}
-	}
+	_, _ = s.addCounter(ctx, ownedKey(owner), delta)
 }
 
 // contended waits a short random time before another compare-and-set
